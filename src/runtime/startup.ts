@@ -1,0 +1,37 @@
+import type { ChannelStats } from '../channel/index.js';
+
+/**
+ * The startup channel between the supervisor and one service instance, as in FTL: the service's
+ * dependencies and its new clients arrive on it as moved channels.
+ */
+export const StartupMessage = {
+  /** Supervisor to service: `data` is the dependency name, the one handle its channel. */
+  dependency: 0x4654_4c01,
+  /** Supervisor to service: `data` is the client service's name, the one handle its channel. */
+  newClient: 0x4654_4c02,
+  /** Supervisor to service: shut down (aborts `env.signal`). */
+  stop: 0x4654_4c03,
+  /** Service to supervisor: JSON {@link ChannelReport}[] of the service's channels. */
+  stats: 0x4654_4c04,
+} as const;
+
+/** What a service instance needs to know before it runs, passed at launch. */
+export interface BootInfo {
+  readonly service: string;
+  /** Absolute path of the module whose default export is `main(env)`. */
+  readonly module: string;
+  readonly config: unknown;
+  /** The service's dependency names: `env.channel(name)` waits for these. */
+  readonly dependencies: readonly string[];
+  readonly graceMs: number;
+  readonly statsIntervalMs: number;
+}
+
+export interface ChannelReport {
+  /** `dep:<name>` for a dependency, `client:<service>` for a client of this server. */
+  readonly name: string;
+  readonly stats: ChannelStats;
+}
+
+export const encoder = new TextEncoder();
+export const decoder = new TextDecoder();

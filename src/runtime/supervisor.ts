@@ -1,0 +1,268 @@
+import { createInterface } from 'node:readline';
+import { Channel } from '../channel/index.js';
+import { type ExitInfo, type Instance, launch } from './isolation.js';
+import type { DependencySpec, Isolation, ServiceSpec, SystemSpec } from './spec.js';
+import { type ChannelReport, decoder, encoder, StartupMessage } from './startup.js';
+
+export type ServiceState = 'running' | 'backoff' | 'exited' | 'failed' | 'stopped';
+
+export interface ServiceStatus {
+  readonly name: string;
+  readonly isolation: Isolation;
+  readonly state: ServiceState;
+  /** `pid 123` or `thread 4` while running. */
+  readonly id: string | undefined;
+  readonly restarts: number;
+  /** The service's channels as it last reported them. */
+  readonly channels: readonly ChannelReport[];
+}
+
+export type SystemEvent =
+  | { readonly service: string; readonly kind: 'start'; readonly id: string }
+  | { readonly service: string; readonly kind: 'exit'; readonly exit: ExitInfo }
+  | { readonly service: string; readonly kind: 'restart'; readonly attempt: number; readonly delayMs: number }
+  | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number };
+
+export interface SystemOptions {
+  /** Each line a service writes, without its newline. */
+  readonly onLog?: (service: string, stream: 'stdout' | 'stderr', line: string) => void;
+  readonly onEvent?: (event: SystemEvent) => void;
+  /** How often services report their channels' stats. Default 500 ms. */
+  readonly statsIntervalMs?: number;
+}
+
+export interface ShutdownReport {
+  readonly services: readonly {
+    readonly name: string;
+    /** `exited` within the grace period, `terminated` after it, `down` when it was not running. */
+    readonly outcome: 'exited' | 'terminated' | 'down';
+    readonly code: number | null;
+  }[];
+  readonly ms: number;
+}
+
+/** A run that lasts this long resets the count of restarts in a row. */
+const HEALTHY_RUN_MS = 10_000;
+
+interface Running {
+  readonly instance: Instance;
+  readonly startup: Channel;
+  readonly startedAt: number;
+}
+
+interface Record {
+  readonly spec: ServiceSpec;
+  state: ServiceState;
+  running: Running | undefined;
+  generation: number;
+  restarts: number;
+  failuresInRow: number;
+  channels: readonly ChannelReport[];
+  backoff: NodeJS.Timeout | undefined;
+}
+
+/** The server's end of one client's dependency channel, until it is handed to the server. */
+interface Edge {
+  serverEnd: Channel | undefined;
+}
+
+/**
+ * Runs a system: starts every service, makes a channel pair per dependency (the client gets one
+ * end as `env.channel(name)`, the server the other from `env.clients()`), restarts services by
+ * their policy and shuts everything down on {@link stop}.
+ */
+export class System {
+  readonly spec: SystemSpec;
+  /** Settles when every service has ended for good (exited, failed or stopped). */
+  readonly done: Promise<void>;
+  readonly #options: SystemOptions;
+  readonly #records = new Map<string, Record>();
+  readonly #edges = new Map<string, Edge>();
+  #stopping = false;
+  #resolveDone = () => {};
+
+  constructor(spec: SystemSpec, options: SystemOptions = {}) {
+    this.spec = spec;
+    this.#options = options;
+    this.done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    for (const s of spec.services) {
+      this.#records.set(s.name, {
+        spec: s,
+        state: 'stopped',
+        running: undefined,
+        generation: 0,
+        restarts: 0,
+        failuresInRow: 0,
+        channels: [],
+        backoff: undefined,
+      });
+    }
+  }
+
+  start(): void {
+    for (const record of this.#records.values()) this.#launch(record);
+  }
+
+  status(): ServiceStatus[] {
+    return [...this.#records.values()].map((r) => ({
+      name: r.spec.name,
+      isolation: r.spec.isolation,
+      state: r.state,
+      id: r.running?.instance.id,
+      restarts: r.restarts,
+      channels: r.channels,
+    }));
+  }
+
+  /**
+   * Asks every service to stop (aborts `env.signal`), gives them `graceMs` (default: the spec's)
+   * to return from `main`, then terminates the rest. Resolves when all are gone.
+   */
+  async stop(graceMs = this.spec.graceMs): Promise<ShutdownReport> {
+    const started = performance.now();
+    this.#stopping = true;
+    const outcomes = [...this.#records.values()].map(async (record) => {
+      clearTimeout(record.backoff);
+      const running = record.running;
+      if (running === undefined) {
+        if (record.state === 'backoff') record.state = 'stopped';
+        return { name: record.spec.name, outcome: 'down' as const, code: null };
+      }
+      running.startup.send({ type: StartupMessage.stop }, { onFull: 'drop' });
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), graceMs);
+      });
+      const exit = await Promise.race([running.instance.exited, late]);
+      clearTimeout(timer);
+      if (exit !== undefined) return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
+      running.instance.terminate();
+      const killed = await running.instance.exited;
+      return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
+    });
+    const services = await Promise.all(outcomes);
+    for (const edge of this.#edges.values()) edge.serverEnd?.close();
+    this.#checkDone();
+    return { services, ms: performance.now() - started };
+  }
+
+  #launch(record: Record): void {
+    const { spec } = record;
+    const generation = ++record.generation;
+    const [startup, theirs] = Channel.pair({ capacity: 64 });
+    const instance = launch(
+      spec.isolation,
+      {
+        service: spec.name,
+        module: spec.module,
+        config: spec.config,
+        dependencies: spec.depends.map((d) => d.name),
+        graceMs: this.spec.graceMs,
+        statsIntervalMs: this.#options.statsIntervalMs ?? 500,
+      },
+      theirs,
+    );
+    record.running = { instance, startup, startedAt: performance.now() };
+    record.state = 'running';
+    record.channels = [];
+    this.#options.onEvent?.({ service: spec.name, kind: 'start', id: instance.id });
+    for (const [stream, input] of [
+      ['stdout', instance.stdout],
+      ['stderr', instance.stderr],
+    ] as const) {
+      createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
+        this.#options.onLog?.(spec.name, stream, line),
+      );
+    }
+    void this.#readReports(record, startup);
+    void instance.exited.then((exit) => this.#exited(record, generation, exit));
+
+    for (const dep of spec.depends) this.#connect(record, dep);
+    for (const client of this.#records.values()) {
+      for (const dep of client.spec.depends) {
+        if (dep.service !== spec.name) continue;
+        const edge = this.#edges.get(edgeKey(client.spec.name, dep.name));
+        if (edge?.serverEnd !== undefined) this.#deliver(edge, client.spec.name, record);
+        else if (client.running !== undefined) this.#connect(client, dep);
+      }
+    }
+  }
+
+  async #readReports(record: Record, startup: Channel): Promise<void> {
+    for await (const m of startup) {
+      if (m.type === StartupMessage.stats) {
+        record.channels = JSON.parse(decoder.decode(m.data)) as ChannelReport[];
+      }
+      for (const h of m.handles) h.close();
+    }
+  }
+
+  /** A fresh channel pair for `client`'s dependency `dep`; the server gets its end when up. */
+  #connect(client: Record, dep: DependencySpec): void {
+    const [clientEnd, serverEnd] = Channel.pair({
+      ...(dep.capacity !== undefined && { capacity: dep.capacity }),
+      ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
+    });
+    hand(client.running!.startup, StartupMessage.dependency, dep.name, clientEnd);
+    const key = edgeKey(client.spec.name, dep.name);
+    this.#edges.get(key)?.serverEnd?.close();
+    const edge: Edge = { serverEnd };
+    this.#edges.set(key, edge);
+    const server = this.#records.get(dep.service)!;
+    if (server.running !== undefined) this.#deliver(edge, client.spec.name, server);
+  }
+
+  #deliver(edge: Edge, client: string, server: Record): void {
+    hand(server.running!.startup, StartupMessage.newClient, client, edge.serverEnd!);
+    edge.serverEnd = undefined;
+  }
+
+  #exited(record: Record, generation: number, exit: ExitInfo): void {
+    if (generation !== record.generation) return;
+    const { spec } = record;
+    const ranMs = performance.now() - (record.running?.startedAt ?? 0);
+    record.running?.startup.close();
+    record.running = undefined;
+    this.#options.onEvent?.({ service: spec.name, kind: 'exit', exit });
+    if (this.#stopping) record.state = 'stopped';
+    else if (exit.code === 0) record.state = 'exited';
+    else if (spec.restart.policy === 'never') record.state = 'failed';
+    else {
+      if (ranMs >= HEALTHY_RUN_MS) record.failuresInRow = 0;
+      record.failuresInRow++;
+      if (record.failuresInRow > spec.restart.limit) {
+        record.state = 'failed';
+        this.#options.onEvent?.({ service: spec.name, kind: 'give-up', restarts: record.restarts });
+      } else {
+        const { backoffMs, maxBackoffMs } = spec.restart;
+        const delayMs = Math.min(backoffMs * 2 ** (record.failuresInRow - 1), maxBackoffMs);
+        record.state = 'backoff';
+        record.restarts++;
+        this.#options.onEvent?.({
+          service: spec.name,
+          kind: 'restart',
+          attempt: record.failuresInRow,
+          delayMs,
+        });
+        record.backoff = setTimeout(() => this.#launch(record), delayMs);
+      }
+    }
+    this.#checkDone();
+  }
+
+  #checkDone(): void {
+    const states = [...this.#records.values()].map((r) => r.state);
+    if (states.every((s) => s === 'exited' || s === 'failed' || s === 'stopped')) this.#resolveDone();
+  }
+}
+
+function edgeKey(client: string, dep: string): string {
+  return `${client}\0${dep}`;
+}
+
+/** Moves `channel` to a service over its startup channel; if that fails the channel is closed. */
+function hand(startup: Channel, type: number, name: string, channel: Channel): void {
+  startup.sendWait({ type, data: encoder.encode(name), handles: [channel] }).catch(() => channel.close());
+}
