@@ -130,7 +130,11 @@ export class System {
         if (record.state === 'backoff') record.state = 'stopped';
         return { name: record.spec.name, outcome: 'down' as const, code: null };
       }
-      running.startup.send({ type: StartupMessage.stop }, { onFull: 'drop' });
+      try {
+        running.startup.send({ type: StartupMessage.stop }, { onFull: 'drop' });
+      } catch {
+        // Its host is already gone; its exit is on the way.
+      }
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<undefined>((resolve) => {
         timer = setTimeout(() => resolve(undefined), graceMs);

@@ -1,0 +1,41 @@
+/**
+ * The application of the http example, independent of how requests arrive: the same function
+ * serves behind the tcpip service and, in the benchmark, behind plain `node:http`.
+ */
+export interface Request {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: ReadonlyMap<string, string>;
+  readonly body: Uint8Array;
+}
+
+export interface Response {
+  readonly status: number;
+  readonly type: string;
+  readonly body: Uint8Array;
+}
+
+const PAGE = new TextEncoder().encode(`<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>ftl-ipc</title></head>
+<body>
+<h1>Hello from ftl-ipc</h1>
+<p>This page came over a real TCP socket, through the tcpip service's channels, to the http
+service in its own process, and back.</p>
+<p>POST anything to <code>/echo</code> and it comes back.</p>
+</body>
+</html>
+`);
+
+const NOT_FOUND = new TextEncoder().encode('not found\n');
+
+export function handle(request: Request): Response {
+  if (request.path === '/' && (request.method === 'GET' || request.method === 'HEAD')) {
+    return { status: 200, type: 'text/html; charset=utf-8', body: PAGE };
+  }
+  if (request.path === '/echo' && (request.method === 'POST' || request.method === 'PUT')) {
+    const type = request.headers.get('content-type') ?? 'application/octet-stream';
+    return { status: 200, type, body: request.body };
+  }
+  return { status: 404, type: 'text/plain; charset=utf-8', body: NOT_FOUND };
+}
