@@ -106,8 +106,10 @@ async function pipe(socket: net.Socket, conn: Channel): Promise<void> {
 async function socketToChannel(socket: net.Socket, conn: Channel): Promise<void> {
   try {
     // Reading with `for await` pulls one chunk at a time: while sendWait waits for room in the
-    // connection channel, the socket is not read and its kernel buffer fills.
-    for await (const chunk of socket as AsyncIterable<Buffer>) {
+    // connection channel, the socket is not read and its kernel buffer fills. The remote's end
+    // of sending must not destroy the socket: the application may still answer.
+    const chunks = socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+    for await (const chunk of chunks) {
       for (let at = 0; at < chunk.byteLength; at += SEGMENT) {
         await conn.sendWait({ type: TCP_RECEIVED, data: chunk.subarray(at, at + SEGMENT) });
       }
@@ -130,5 +132,7 @@ async function channelToSocket(conn: Channel, socket: net.Socket): Promise<void>
   } catch {
     // The socket failed while draining; the read side reports tcp_closed.
   }
+  // Destroying before the last writes are flushed would cut the response short.
   socket.end();
+  await Promise.race([once(socket, 'finish'), once(socket, 'close')]);
 }

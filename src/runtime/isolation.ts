@@ -119,6 +119,8 @@ export async function childStartup(): Promise<{
   );
   process.on('message', (m) => bridge.receive(m as WireMessage));
   process.on('disconnect', () => bridge.closeAll());
+  // The supervisor may have died while this process was still loading.
+  if (!process.connected) setImmediate(() => bridge.closeAll());
   // Ctrl-C reaches the whole process group; the supervisor decides when this service stops.
   process.on('SIGINT', () => {});
   return {

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fixture, root } from './helpers.js';
+
+const RUN = `${root}dist/src/cli/run.js`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function gone(pids: readonly number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(alive)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+/** `ftl-ipc run` as a real process; resolves once every service has started. */
+async function start(spec: string, services: number): Promise<{ child: ChildProcess; err: string[]; pids: number[] }> {
+  const child = spawn(process.execPath, [RUN, spec], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const err: string[] = [];
+  const pids: number[] = [];
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', () => {});
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      err.push(text);
+      for (const [, pid] of text.matchAll(/started \(pid (\d+)\)/g)) pids.push(Number(pid));
+      if ((err.join('').match(/started/g) ?? []).length >= services) resolve();
+    });
+    child.once('exit', () => reject(new Error(`run exited early:\n${err.join('')}`)));
+  });
+  return { child, err, pids };
+}
+
+describe('ftl-ipc run', () => {
+  let dir = '';
+  let spec = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ftl-run-'));
+    spec = join(dir, 'system.yaml');
+    await writeFile(
+      spec,
+      `shutdown: { graceMs: 500 }
+services:
+  - { name: server, module: ${root}examples/ping/server.ts, provides: [ping], isolation: process }
+  - { name: stubborn, module: ${fixture('stubborn')}, isolation: process }
+  - { name: worker, module: ${fixture('stubborn')} }
+`,
+    );
+  });
+  after(() => rm(dir, { recursive: true }));
+
+  it('stops everything on SIGINT, terminating what ignores it, and leaves no process', async () => {
+    const { child, err, pids } = await start(spec, 3);
+    assert.equal(pids.length, 2);
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    const text = err.join('');
+    assert.equal(code, 1, text);
+    assert.match(text, /\[run\] server: exited \(code 0\)/);
+    assert.match(text, /\[run\] stubborn: terminated/);
+    assert.match(text, /\[run\] worker: terminated/);
+    assert.ok(await gone(pids, 2000), `left behind: ${pids.filter(alive)}`);
+  });
+
+  it('services do not outlive a supervisor killed with SIGKILL', async () => {
+    const { child, pids } = await start(spec, 3);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    // They notice the supervisor is gone and exit, at the latest after their grace period.
+    assert.ok(await gone(pids, 5000), `left behind: ${pids.filter(alive)}`);
+  });
+});
