@@ -77,7 +77,8 @@ function parse(bytes: Buffer): Parsed | undefined {
   const headers = new Map<string, string>();
   for (const line of lines) {
     const colon = line.indexOf(':');
-    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+    if (colon > 0)
+      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
   }
   if (headers.has('transfer-encoding')) return refuse(bytes.byteLength, 501);
   const length = Number(headers.get('content-length') ?? 0);

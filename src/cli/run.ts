@@ -39,7 +39,10 @@ export async function run(args: string[], io: Io, context: RunContext = {}): Pro
     options: { grace: { type: 'string' }, status: { type: 'boolean' } },
   });
   const grace = values.grace === undefined ? undefined : Number(values.grace);
-  if (positionals.length !== 1 || (grace !== undefined && !(Number.isInteger(grace) && grace >= 0))) {
+  if (
+    positionals.length !== 1 ||
+    (grace !== undefined && !(Number.isInteger(grace) && grace >= 0))
+  ) {
     io.err(runUsage);
     return 2;
   }
@@ -64,14 +67,17 @@ export async function run(args: string[], io: Io, context: RunContext = {}): Pro
     else live.log(line, write);
   };
   const system = new System(spec, {
-    onLog: (service, stream, line) => say(`[${service}] ${line}\n`, stream === 'stdout' ? io.out : io.err),
+    onLog: (service, stream, line) =>
+      say(`[${service}] ${line}\n`, stream === 'stdout' ? io.out : io.err),
     onEvent: (event) => say(`[run] ${describe(event)}\n`),
   });
   const signals = context.signals ?? process;
   let stopping: Promise<ShutdownReport> | undefined;
   const onSignal = (signal: string) => {
     if (stopping === undefined) {
-      say(`[run] ${signal}: stopping (grace ${grace ?? spec.graceMs} ms; again to terminate now)\n`);
+      say(
+        `[run] ${signal}: stopping (grace ${grace ?? spec.graceMs} ms; again to terminate now)\n`,
+      );
       stopping = system.stop(grace);
     } else void system.stop(0);
   };

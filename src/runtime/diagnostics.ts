@@ -44,8 +44,11 @@ export class SpecSource {
     const width = String(Math.min(line + 2, this.#lines.length)).length;
     const rows: string[] = [];
     for (let l = Math.max(0, line - 1); l <= Math.min(this.#lines.length - 1, line + 1); l++) {
-      rows.push(`${l === line ? '>' : ' '} ${String(l + 1).padStart(width)} | ${this.#lines[l]}`.trimEnd());
-      if (l === line) rows.push(`  ${' '.repeat(width)} | ${' '.repeat(col - 1)}${'^'.repeat(carets)}`);
+      rows.push(
+        `${l === line ? '>' : ' '} ${String(l + 1).padStart(width)} | ${this.#lines[l]}`.trimEnd(),
+      );
+      if (l === line)
+        rows.push(`  ${' '.repeat(width)} | ${' '.repeat(col - 1)}${'^'.repeat(carets)}`);
     }
     return { code, message, file: this.file, line: line + 1, col, frame: rows.join('\n') };
   }

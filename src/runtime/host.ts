@@ -35,7 +35,9 @@ async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>
   } catch (error) {
     // This is the service's own stderr, which the supervisor prefixes with its name.
     if (!stop.signal.aborted || !isIpcError(error, 'ABORTED')) {
-      process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       code = 1;
     }
   }

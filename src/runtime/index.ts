@@ -1,4 +1,8 @@
-export { formatSpecDiagnostic, type SpecDiagnostic, type SpecDiagnosticCode } from './diagnostics.js';
+export {
+  formatSpecDiagnostic,
+  type SpecDiagnostic,
+  type SpecDiagnosticCode,
+} from './diagnostics.js';
 export type { ServiceEnv, ServiceMain } from './env.js';
 export type { ExitInfo } from './isolation.js';
 export {

@@ -43,13 +43,17 @@ export function launch(isolation: Isolation, boot: BootInfo, startup: Channel): 
   let post: (m: WireMessage) => void = () => {};
   const bridge = new Bridge({ post: (m) => post(m) }, 0);
   const data: HostData = { boot, startupId: bridge.attach(startup) };
-  const instance = isolation === 'thread' ? launchThread(data, bridge) : launchProcess(data, bridge);
+  const instance =
+    isolation === 'thread' ? launchThread(data, bridge) : launchProcess(data, bridge);
   post = instance.post;
   void instance.exited.then(() => bridge.closeAll());
   return instance;
 }
 
-function launchThread(data: HostData, bridge: Bridge): Instance & { post: (m: WireMessage) => void } {
+function launchThread(
+  data: HostData,
+  bridge: Bridge,
+): Instance & { post: (m: WireMessage) => void } {
   const worker = new Worker(HOST, { workerData: data, stdout: true, stderr: true });
   worker.on('message', (m: WireMessage) => bridge.receive(m));
   // An uncaught error ends the worker with code 1; the error itself went to its stderr.
@@ -58,7 +62,9 @@ function launchThread(data: HostData, bridge: Bridge): Instance & { post: (m: Wi
     id: `thread ${worker.threadId}`,
     stdout: worker.stdout,
     stderr: worker.stderr,
-    exited: new Promise((resolve) => worker.once('exit', (code) => resolve({ code, signal: null }))),
+    exited: new Promise((resolve) =>
+      worker.once('exit', (code) => resolve({ code, signal: null })),
+    ),
     terminate: () => void worker.terminate(),
     post: (m) => worker.postMessage(m),
   };
@@ -104,7 +110,11 @@ export async function childStartup(): Promise<{
     const bridge = new Bridge({ post: (m) => port.postMessage(m) }, 1);
     port.on('message', (m: WireMessage) => bridge.receive(m));
     // Posted messages are already in the parent's queue: only the bridge's own pumps must end.
-    return { boot: data.boot, startup: bridge.open(data.startupId), flush: () => bridge.drained(1000) };
+    return {
+      boot: data.boot,
+      startup: bridge.open(data.startupId),
+      flush: () => bridge.drained(1000),
+    };
   }
   const data = JSON.parse(process.env[BOOT_ENV] ?? 'null') as HostData;
   let sending = Promise.resolve();

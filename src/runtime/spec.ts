@@ -336,7 +336,8 @@ function resolveDependencies(draft: Draft, all: readonly Draft[], report: Report
     }
     names.add(dep.name);
     const providers = all.filter(
-      (s) => s.provides.includes(dep.protocol) && (dep.service === undefined || s.name === dep.service),
+      (s) =>
+        s.provides.includes(dep.protocol) && (dep.service === undefined || s.name === dep.service),
     );
     const provider = providers[0];
     if (provider === undefined) {

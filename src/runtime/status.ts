@@ -12,7 +12,11 @@ export function renderStatus(services: readonly ServiceStatus[]): string {
   for (const s of services) {
     for (const c of s.channels) {
       const { queuedMessages, highWaterMark, dropped, backpressured } = c.stats;
-      channels.push([s.name, c.name, ...[queuedMessages, highWaterMark, dropped, backpressured].map(String)]);
+      channels.push([
+        s.name,
+        c.name,
+        ...[queuedMessages, highWaterMark, dropped, backpressured].map(String),
+      ]);
     }
   }
   return `${table(rows)}\n${channels.length > 1 ? `${table(channels)}\n` : ''}`;
@@ -20,7 +24,14 @@ export function renderStatus(services: readonly ServiceStatus[]): string {
 
 function table(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /**

@@ -20,7 +20,12 @@ export interface ServiceStatus {
 export type SystemEvent =
   | { readonly service: string; readonly kind: 'start'; readonly id: string }
   | { readonly service: string; readonly kind: 'exit'; readonly exit: ExitInfo }
-  | { readonly service: string; readonly kind: 'restart'; readonly attempt: number; readonly delayMs: number }
+  | {
+      readonly service: string;
+      readonly kind: 'restart';
+      readonly attempt: number;
+      readonly delayMs: number;
+    }
   | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number };
 
 export interface SystemOptions {
@@ -141,7 +146,8 @@ export class System {
       });
       const exit = await Promise.race([running.instance.exited, late]);
       clearTimeout(timer);
-      if (exit !== undefined) return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
+      if (exit !== undefined)
+        return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
       running.instance.terminate();
       const killed = await running.instance.exited;
       return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
@@ -258,7 +264,8 @@ export class System {
 
   #checkDone(): void {
     const states = [...this.#records.values()].map((r) => r.state);
-    if (states.every((s) => s === 'exited' || s === 'failed' || s === 'stopped')) this.#resolveDone();
+    if (states.every((s) => s === 'exited' || s === 'failed' || s === 'stopped'))
+      this.#resolveDone();
   }
 }
 
@@ -268,5 +275,7 @@ function edgeKey(client: string, dep: string): string {
 
 /** Moves `channel` to a service over its startup channel; if that fails the channel is closed. */
 function hand(startup: Channel, type: number, name: string, channel: Channel): void {
-  startup.sendWait({ type, data: encoder.encode(name), handles: [channel] }).catch(() => channel.close());
+  startup
+    .sendWait({ type, data: encoder.encode(name), handles: [channel] })
+    .catch(() => channel.close());
 }

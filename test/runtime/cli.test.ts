@@ -28,7 +28,10 @@ async function gone(pids: readonly number[], timeoutMs: number): Promise<boolean
 }
 
 /** `ftl-ipc run` as a real process; resolves once every service has started. */
-async function start(spec: string, services: number): Promise<{ child: ChildProcess; err: string[]; pids: number[] }> {
+async function start(
+  spec: string,
+  services: number,
+): Promise<{ child: ChildProcess; err: string[]; pids: number[] }> {
   const child = spawn(process.execPath, [RUN, spec], { stdio: ['ignore', 'pipe', 'pipe'] });
   const err: string[] = [];
   const pids: number[] = [];

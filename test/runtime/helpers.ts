@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { parseSystemSpec, System, type SystemEvent } from '../../src/index.js';
 
 export const root = fileURLToPath(new URL('../../../', import.meta.url));
-export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
+export const fixture = (name: string) =>
+  fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
 
 /** A running system and everything it printed, as `[service] line`. */
 export class Run {

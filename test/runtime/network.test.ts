@@ -36,7 +36,9 @@ describe('tcpip and http over real TCP', () => {
     const many = await Promise.all(
       Array.from({ length: 100 }, (_, i) => exchange(port, pattern(1000 + i * 97, i))),
     );
-    many.forEach((reply, i) => assert.ok(reply.equals(pattern(1000 + i * 97, i)), `connection ${i}`));
+    for (const [i, reply] of many.entries()) {
+      assert.ok(reply.equals(pattern(1000 + i * 97, i)), `connection ${i}`);
+    }
     await run.system.stop();
   });
 
@@ -74,7 +76,10 @@ services:
     // Before the hold ended the sender was stuck far below the total: TCP flow control.
     const held = progress.slice(2, 6);
     assert.ok(held.length === 4, `samples: ${progress}`);
-    assert.ok(held.every((p) => p < total / 4), `sender progress while held: ${held}`);
+    assert.ok(
+      held.every((p) => p < total / 4),
+      `sender progress while held: ${held}`,
+    );
     assert.equal(held[0], held.at(-1), `the sender still made progress: ${held}`);
     let sum = 0;
     for (let i = 0; i < total; i++) sum = (sum + chunk[i % chunk.byteLength]!) % 1_000_000_007;
@@ -85,12 +90,18 @@ services:
   });
 
   it('serves the http example to fetch, raw sockets and curl', async () => {
-    const run = await system(`${root}examples/http/system.yaml`, (t) => t.replace('port: 8080', 'port: 0'));
+    const run = await system(`${root}examples/http/system.yaml`, (t) =>
+      t.replace('port: 8080', 'port: 0'),
+    );
     const url = (await run.waitFor(/\[http\] listening on (http:\S+)/))[1]!;
     const page = await fetch(url);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /Hello from ftl-ipc/);
-    const echo = await fetch(`${url}echo`, { method: 'POST', body: 'ping pong', headers: { 'content-type': 'text/plain' } });
+    const echo = await fetch(`${url}echo`, {
+      method: 'POST',
+      body: 'ping pong',
+      headers: { 'content-type': 'text/plain' },
+    });
     assert.equal(await echo.text(), 'ping pong');
     assert.equal(echo.headers.get('content-type'), 'text/plain');
     assert.equal((await fetch(`${url}missing`)).status, 404);
@@ -101,16 +112,37 @@ services:
     const port = Number(new URL(url).port);
     const replies = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        exchange(port, Buffer.from(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${String(i).length}\r\nConnection: close\r\n\r\n${i}`)),
+        exchange(
+          port,
+          Buffer.from(
+            `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${String(i).length}\r\nConnection: close\r\n\r\n${i}`,
+          ),
+        ),
       ),
     );
-    replies.forEach((r, i) => assert.match(r.toString(), new RegExp(`^HTTP/1.1 200 OK\\r\\n[^]*\\r\\n\\r\\n${i}$`)));
+    for (const [i, r] of replies.entries()) {
+      assert.match(r.toString(), new RegExp(`^HTTP/1.1 200 OK\\r\\n[^]*\\r\\n\\r\\n${i}$`));
+    }
 
     // Pipelined requests on one keep-alive connection are answered in order.
-    const pipelined = await exchange(port, Buffer.from('GET /a HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n'));
-    assert.deepEqual(pipelined.toString().match(/HTTP\/1.1 \d+/g), ['HTTP/1.1 404', 'HTTP/1.1 200', 'HTTP/1.1 404']);
+    const pipelined = await exchange(
+      port,
+      Buffer.from(
+        'GET /a HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n',
+      ),
+    );
+    assert.deepEqual(pipelined.toString().match(/HTTP\/1.1 \d+/g), [
+      'HTTP/1.1 404',
+      'HTTP/1.1 200',
+      'HTTP/1.1 404',
+    ]);
 
-    const curl = await promisify(execFile)('curl', ['-s', '--data', 'from curl', `${url}echo`]).catch(() => undefined);
+    const curl = await promisify(execFile)('curl', [
+      '-s',
+      '--data',
+      'from curl',
+      `${url}echo`,
+    ]).catch(() => undefined);
     if (curl !== undefined) assert.equal(curl.stdout, 'from curl');
     await run.system.stop();
   });

@@ -125,7 +125,10 @@ services:
   it('ftl-ipc run prints every problem and exits 1 without starting anything', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ftl-spec-'));
     const bad = join(dir, 'bad.yaml');
-    await writeFile(bad, `services:\n  - name: a\n    module: ${fixture('fail')}\n    isolation: fork\n    restart: sometimes\n`);
+    await writeFile(
+      bad,
+      `services:\n  - name: a\n    module: ${fixture('fail')}\n    isolation: fork\n    restart: sometimes\n`,
+    );
     const err: string[] = [];
     const io = { out: () => {}, err: (t: string) => err.push(t) };
     assert.equal(await run([bad], io), 1);

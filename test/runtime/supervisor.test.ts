@@ -68,7 +68,17 @@ services:
 `);
     await run.system.done;
     const flaky = run.events.filter((e) => e.service === 'flaky').map((e) => e.kind);
-    assert.deepEqual(flaky, ['start', 'exit', 'restart', 'start', 'exit', 'restart', 'start', 'exit', 'give-up']);
+    assert.deepEqual(flaky, [
+      'start',
+      'exit',
+      'restart',
+      'start',
+      'exit',
+      'restart',
+      'start',
+      'exit',
+      'give-up',
+    ]);
     const once = run.events.filter((e) => e.service === 'once').map((e) => e.kind);
     assert.deepEqual(once, ['start', 'exit']);
     assert.deepEqual(
