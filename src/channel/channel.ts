@@ -1,0 +1,596 @@
+import { diagnostics } from '../diagnostics.js';
+import { IpcError, isIpcError } from '../errors.js';
+import { Deque } from './deque.js';
+import {
+  type ChannelLimits,
+  type Endpoint,
+  type HandleState,
+  type RawMessage,
+  SEND_OK,
+  SEND_PEER_CLOSED,
+  type SendStatus,
+} from './endpoint.js';
+import { adoptHandle, type Handle, kHandleState, kRelease, registerHandleKind } from './handle.js';
+import { LocalEndpoint } from './local.js';
+
+export interface ChannelOptions {
+  /** Messages each endpoint's receive queue holds. Default 32, as in FTL. */
+  capacity?: number;
+  /** Bytes of message data each receive queue holds. Default 1 MiB. */
+  capacityBytes?: number;
+  /** Largest `data` of one message. Default 64 KiB (or `capacityBytes`, if smaller). */
+  maxMessageBytes?: number;
+  /** Most handles in one message. Default 64. */
+  maxHandles?: number;
+}
+
+export interface OutgoingMessage {
+  /** The message type id, a uint32. */
+  type: number;
+  /** Copied at send: the caller may reuse the buffer as soon as `send` returns. */
+  data?: Uint8Array;
+  /** Moved with the message: on success the sender's objects are dead. */
+  handles?: readonly Handle[];
+}
+
+export interface Message {
+  type: number;
+  data: Uint8Array;
+  handles: Handle[];
+}
+
+/** What to do when the peer's queue is full. */
+export type OnFull = 'throw' | 'drop' | 'close';
+
+export interface SendOptions {
+  /** 'throw' (default) throws BACKPRESSURE; 'drop' drops the message; 'close' drops it and closes. */
+  onFull?: OnFull;
+}
+
+export interface WaitOptions {
+  /** Give up after this many milliseconds with TIMEOUT. */
+  timeoutMs?: number;
+  /** Give up when aborted, with ABORTED (the signal's reason as `cause`). */
+  signal?: AbortSignal;
+}
+
+/** Why `closed` settled: this side closed, the peer closed, or this object was sent away. */
+export type CloseReason = 'local' | 'peer' | 'moved';
+
+export interface ChannelStats {
+  /** Messages this endpoint sent. */
+  sent: number;
+  /** Messages this endpoint received. */
+  received: number;
+  /** Messages dropped by `onFull: 'drop' | 'close'`. */
+  dropped: number;
+  /** Sends that found the peer's queue full, whatever the strategy. */
+  backpressured: number;
+  /** Messages destroyed unread when this endpoint closed. */
+  discarded: number;
+  /** Messages and bytes waiting in this endpoint's receive queue. */
+  queuedMessages: number;
+  queuedBytes: number;
+  /** Most messages ever waiting in this endpoint's receive queue at once. */
+  highWaterMark: number;
+}
+
+export const DEFAULT_LIMITS: ChannelLimits = Object.freeze({
+  capacity: 32,
+  capacityBytes: 1024 * 1024,
+  maxMessageBytes: 64 * 1024,
+  maxHandles: 64,
+});
+
+const UINT32_MAX = 0xffff_ffff;
+
+function positiveInteger(name: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${name} must be an integer from 1 to ${max}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Fills in defaults and rejects limits that could never let a message through. */
+export function resolveLimits(options: ChannelOptions = {}): ChannelLimits {
+  const capacity = positiveInteger(
+    'capacity',
+    options.capacity ?? DEFAULT_LIMITS.capacity,
+    2 ** 30,
+  );
+  const capacityBytes = positiveInteger(
+    'capacityBytes',
+    options.capacityBytes ?? DEFAULT_LIMITS.capacityBytes,
+    2 ** 31,
+  );
+  const maxMessageBytes = positiveInteger(
+    'maxMessageBytes',
+    options.maxMessageBytes ?? Math.min(DEFAULT_LIMITS.maxMessageBytes, capacityBytes),
+    2 ** 31,
+  );
+  if (maxMessageBytes > capacityBytes) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `maxMessageBytes (${maxMessageBytes}) exceeds capacityBytes (${capacityBytes}): such a message could never be queued`,
+    );
+  }
+  const maxHandles = options.maxHandles ?? DEFAULT_LIMITS.maxHandles;
+  if (!Number.isInteger(maxHandles) || maxHandles < 0 || maxHandles > 65535) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `maxHandles must be an integer from 0 to 65535, got ${maxHandles}`,
+    );
+  }
+  return Object.freeze({ capacity, capacityBytes, maxMessageBytes, maxHandles });
+}
+
+interface RecvWaiter {
+  /** 0 for recv(); the batch size for recvBatch(). */
+  max: number;
+  resolve(value: Message | Message[]): void;
+  reject(err: IpcError): void;
+}
+
+interface SendWaiter {
+  message: OutgoingMessage;
+  resolve(): void;
+  reject(err: IpcError): void;
+}
+
+interface WritableWaiter {
+  bytes: number;
+  resolve(): void;
+  reject(err: IpcError): void;
+}
+
+/**
+ * One endpoint of a bi-directional, bounded message channel. Create them in pairs with
+ * {@link Channel.pair}; move them to other channels, threads or processes as handles.
+ */
+export class Channel implements Handle {
+  #endpoint: Endpoint | undefined;
+  #closeReason: CloseReason | undefined;
+  #resolveClosed!: (reason: CloseReason) => void;
+  #finalStats: ChannelStats | undefined;
+  #recvWaiters = new Deque<RecvWaiter>();
+  #sendWaiters = new Deque<SendWaiter>();
+  #writableWaiters = new Deque<WritableWaiter>();
+
+  /** Settles when either side has closed, or this object was moved away. Never rejects. */
+  readonly closed: Promise<CloseReason>;
+
+  /** Wraps a transport endpoint. Applications get channels from `Channel.pair()` or transports. */
+  constructor(endpoint: Endpoint) {
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.#endpoint = endpoint;
+    endpoint.events = {
+      readable: () => this.#serveReceivers(),
+      writable: () => this.#serveSenders(),
+      peerClosed: () => this.#onPeerClosed(),
+    };
+    if (endpoint.peerClosed) this.#settleClosed('peer');
+  }
+
+  /** Creates two connected endpoints in this thread. */
+  static pair(options?: ChannelOptions): [Channel, Channel] {
+    const [a, b] = LocalEndpoint.pair(resolveLimits(options));
+    return [new Channel(a), new Channel(b)];
+  }
+
+  /** The limits this endpoint's messages are checked against. */
+  get limits(): ChannelLimits {
+    return this.#endpoint?.limits ?? DEFAULT_LIMITS;
+  }
+
+  get stats(): ChannelStats {
+    const endpoint = this.#endpoint;
+    return endpoint === undefined ? { ...(this.#finalStats as ChannelStats) } : statsOf(endpoint);
+  }
+
+  /**
+   * Sends without blocking. Returns true when queued at the peer, false when dropped by
+   * `onFull`. Throws IpcError: CLOSED, INVALID_ARGUMENT, TOO_LARGE, TOO_MANY_HANDLES,
+   * HANDLE_NOT_MOVABLE, PEER_CLOSED, BACKPRESSURE (checked in that order).
+   */
+  send(message: OutgoingMessage, options?: SendOptions): boolean {
+    const endpoint = this.#live();
+    const status = this.#trySend(endpoint, message);
+    if (status === SEND_OK) return true;
+    if (status === SEND_PEER_CLOSED) throw peerClosedError();
+    const onFull = options?.onFull ?? 'throw';
+    const bytes = message.data?.byteLength ?? 0;
+    endpoint.counters.backpressured++;
+    if (diagnostics.backpressure.hasSubscribers) {
+      diagnostics.backpressure.publish({ channel: this, type: message.type, bytes, onFull });
+    }
+    if (onFull === 'throw') throw backpressureError(endpoint, bytes);
+    if (onFull !== 'drop' && onFull !== 'close') {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `onFull must be 'throw', 'drop' or 'close', got ${String(onFull)}`,
+      );
+    }
+    endpoint.counters.dropped++;
+    if (diagnostics.drop.hasSubscribers) {
+      diagnostics.drop.publish({ channel: this, type: message.type, bytes, onFull });
+    }
+    if (onFull === 'close') this.close();
+    return false;
+  }
+
+  /**
+   * Sends, waiting while the peer's queue is full. Waiting senders are served first come first
+   * served. Rejects with TIMEOUT, ABORTED, PEER_CLOSED or CLOSED, and then the message was not
+   * sent and its handles are still the caller's; invalid messages reject at once.
+   */
+  sendWait(message: OutgoingMessage, options: WaitOptions = {}): Promise<void> {
+    try {
+      const endpoint = this.#live();
+      if (this.#sendWaiters.length === 0) {
+        const status = this.#trySend(endpoint, message);
+        if (status === SEND_OK) return Promise.resolve();
+        if (status === SEND_PEER_CLOSED) throw peerClosedError();
+        endpoint.counters.backpressured++;
+      } else {
+        // Validate now so a bad message fails at once instead of after the queue ahead of it.
+        this.#collectHandles(endpoint, message);
+      }
+      return this.#wait(this.#sendWaiters, options, (resolve, reject) => ({
+        message,
+        resolve,
+        reject,
+      }));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Resolves when a message with `bytes` of data would be accepted without backpressure. */
+  writable(bytes = 0, options: WaitOptions = {}): Promise<void> {
+    let endpoint: Endpoint;
+    try {
+      endpoint = this.#live();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const status = endpoint.canSend(bytes);
+    if (status === SEND_OK && this.#sendWaiters.length === 0) return Promise.resolve();
+    if (status === SEND_PEER_CLOSED) return Promise.reject(peerClosedError());
+    return this.#wait(this.#writableWaiters, options, (resolve, reject) => ({
+      bytes,
+      resolve,
+      reject,
+    }));
+  }
+
+  /** Takes the oldest message, waiting for one. Rejects PEER_CLOSED once drained, or CLOSED. */
+  recv(): Promise<Message> {
+    return this.#receive(0) as Promise<Message>;
+  }
+
+  /** Waits for at least one message, then takes up to `max` that are available at once. */
+  recvBatch(max = Number.POSITIVE_INFINITY): Promise<Message[]> {
+    if (!(max >= 1)) {
+      return Promise.reject(
+        new IpcError('INVALID_ARGUMENT', `max must be at least 1, got ${String(max)}`),
+      );
+    }
+    return this.#receive(max) as Promise<Message[]>;
+  }
+
+  /** Takes the oldest message if there is one. Throws PEER_CLOSED once drained, or CLOSED. */
+  tryRecv(): Message | undefined {
+    const endpoint = this.#live();
+    if (this.#recvWaiters.length > 0) return undefined;
+    const raw = endpoint.take();
+    if (raw !== undefined) return this.#deliver(endpoint, raw);
+    if (endpoint.peerClosed) throw peerClosedError();
+    return undefined;
+  }
+
+  /** Yields messages until the peer has closed and the queue is drained, or this side closes. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined> {
+    for (;;) {
+      // One at a time: a batch taken here would be lost if the loop breaks midway.
+      let message: Message;
+      try {
+        message = await this.recv();
+      } catch (err) {
+        if (isIpcError(err, 'PEER_CLOSED') || isIpcError(err, 'CLOSED')) return;
+        throw err;
+      }
+      yield message;
+    }
+  }
+
+  /**
+   * Closes this endpoint. Idempotent. Messages still queued here are discarded and the handles
+   * they carry are closed; the peer drains what it has, then sees PEER_CLOSED.
+   */
+  close(): void {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    this.#detach('local');
+    if (diagnostics.close.hasSubscribers) diagnostics.close.publish({ channel: this, by: 'local' });
+    endpoint.close();
+    this.#finalStats = statsOf(endpoint);
+  }
+
+  /** @internal The endpoint behind this object, for moving it; undefined when dead. */
+  [kHandleState](): HandleState | undefined {
+    return this.#endpoint;
+  }
+
+  /** @internal Kills this object without closing its endpoint, which now travels elsewhere. */
+  [kRelease](): void {
+    this.#detach('moved');
+  }
+
+  #live(): Endpoint {
+    const endpoint = this.#endpoint;
+    if (endpoint !== undefined) return endpoint;
+    throw new IpcError(
+      'CLOSED',
+      this.#closeReason === 'moved'
+        ? 'this channel endpoint was sent away as a handle and can no longer be used'
+        : 'this channel endpoint is closed',
+    );
+  }
+
+  /** Checks a message and sends it if there is room. Throws for anything but room and peer. */
+  #trySend(endpoint: Endpoint, message: OutgoingMessage): SendStatus {
+    const handles = this.#collectHandles(endpoint, message);
+    const status = endpoint.trySend(message.type, message.data ?? EMPTY, handles);
+    if (status !== SEND_OK) return status;
+    endpoint.counters.sent++;
+    if (handles.length > 0) for (const h of message.handles as readonly Handle[]) h[kRelease]();
+    return SEND_OK;
+  }
+
+  /** Validates a message and returns the states of its handles, without moving them. */
+  #collectHandles(endpoint: Endpoint, message: OutgoingMessage): HandleState[] {
+    if (typeof message !== 'object' || message === null) {
+      throw new IpcError('INVALID_ARGUMENT', `a message must be an object, got ${String(message)}`);
+    }
+    const { type, data, handles } = message;
+    if (!Number.isInteger(type) || type < 0 || type > UINT32_MAX) {
+      throw new IpcError('INVALID_ARGUMENT', `message type must be a uint32, got ${String(type)}`);
+    }
+    if (data !== undefined && !(data instanceof Uint8Array)) {
+      throw new IpcError('INVALID_ARGUMENT', 'message data must be a Uint8Array');
+    }
+    if (handles !== undefined && !Array.isArray(handles)) {
+      throw new IpcError('INVALID_ARGUMENT', 'message handles must be an array');
+    }
+    const limits = endpoint.limits;
+    const bytes = data?.byteLength ?? 0;
+    if (bytes > limits.maxMessageBytes) {
+      throw new IpcError(
+        'TOO_LARGE',
+        `message data is ${bytes} bytes; this channel allows at most ${limits.maxMessageBytes}`,
+      );
+    }
+    if (handles === undefined || handles.length === 0) return NO_HANDLES;
+    if (handles.length > limits.maxHandles) {
+      throw new IpcError(
+        'TOO_MANY_HANDLES',
+        `message carries ${handles.length} handles; this channel allows at most ${limits.maxHandles}`,
+      );
+    }
+    const states: HandleState[] = [];
+    for (let i = 0; i < handles.length; i++) {
+      const handle = handles[i];
+      if (typeof handle?.[kHandleState] !== 'function') {
+        throw new IpcError('INVALID_ARGUMENT', `handles[${i}] is not a Channel or another handle`);
+      }
+      const state = handle[kHandleState]();
+      if (state === undefined) {
+        throw new IpcError('HANDLE_NOT_MOVABLE', `handles[${i}] is closed or was already moved`);
+      }
+      if (state === endpoint || endpoint.isPeer(state)) {
+        throw new IpcError(
+          'HANDLE_NOT_MOVABLE',
+          `handles[${i}] is this channel or its peer; an endpoint cannot travel through its own channel`,
+        );
+      }
+      if (states.includes(state)) {
+        throw new IpcError('HANDLE_NOT_MOVABLE', `handles[${i}] appears twice in the message`);
+      }
+      states.push(state);
+    }
+    return states;
+  }
+
+  #receive(max: number): Promise<Message | Message[]> {
+    let endpoint: Endpoint;
+    try {
+      endpoint = this.#live();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#recvWaiters.length === 0) {
+      if (endpoint.queuedMessages > 0) return Promise.resolve(this.#takeFor(endpoint, max));
+      if (endpoint.peerClosed) return Promise.reject(peerClosedError());
+    }
+    return new Promise((resolve, reject) => {
+      this.#recvWaiters.push({ max, resolve, reject });
+      endpoint.armReadable();
+    });
+  }
+
+  #takeFor(endpoint: Endpoint, max: number): Message | Message[] {
+    if (max === 0) return this.#deliver(endpoint, endpoint.take() as RawMessage);
+    const batch: Message[] = [];
+    for (let raw = endpoint.take(); raw !== undefined; ) {
+      batch.push(this.#deliver(endpoint, raw));
+      if (batch.length >= max) break;
+      raw = endpoint.take();
+    }
+    return batch;
+  }
+
+  #deliver(endpoint: Endpoint, raw: RawMessage): Message {
+    endpoint.counters.received++;
+    return {
+      type: raw.type,
+      data: raw.data,
+      handles: raw.handles.length === 0 ? [] : raw.handles.map(adoptHandle),
+    };
+  }
+
+  #serveReceivers(): void {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    while (this.#recvWaiters.length > 0 && endpoint.queuedMessages > 0) {
+      const waiter = this.#recvWaiters.shift() as RecvWaiter;
+      waiter.resolve(this.#takeFor(endpoint, waiter.max));
+    }
+    if (this.#recvWaiters.length > 0) endpoint.armReadable();
+  }
+
+  #serveSenders(): void {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    for (let waiter = this.#sendWaiters.peek(); waiter !== undefined; ) {
+      let failure: IpcError | undefined;
+      try {
+        // PEER_CLOSED cannot happen here: peerClosed() rejects every waiter first.
+        if (this.#trySend(endpoint, waiter.message) !== SEND_OK) break;
+      } catch (err) {
+        // A handle was closed or moved while the message waited.
+        failure = err as IpcError;
+      }
+      this.#sendWaiters.shift();
+      if (failure === undefined) waiter.resolve();
+      else waiter.reject(failure);
+      waiter = this.#sendWaiters.peek();
+    }
+    if (this.#sendWaiters.length === 0) {
+      for (const w of this.#writableWaiters.drain()) {
+        if (endpoint.canSend(w.bytes) === SEND_OK) w.resolve();
+        else this.#writableWaiters.push(w);
+      }
+    }
+    if (this.#sendWaiters.length > 0 || this.#writableWaiters.length > 0) endpoint.armWritable();
+  }
+
+  #onPeerClosed(): void {
+    this.#settleClosed('peer');
+    const err = peerClosedError();
+    for (const w of this.#sendWaiters.drain()) w.reject(err);
+    for (const w of this.#writableWaiters.drain()) w.reject(err);
+    if (this.#endpoint?.queuedMessages === 0) {
+      for (const w of this.#recvWaiters.drain()) w.reject(err);
+    }
+    if (diagnostics.close.hasSubscribers) diagnostics.close.publish({ channel: this, by: 'peer' });
+  }
+
+  /** Makes this object dead: pending operations fail with CLOSED; the endpoint is left alone. */
+  #detach(reason: CloseReason): void {
+    const endpoint = this.#endpoint as Endpoint;
+    this.#finalStats = statsOf(endpoint);
+    this.#endpoint = undefined;
+    this.#closeReason = reason;
+    endpoint.events = undefined;
+    this.#settleClosed(reason);
+    const err = new IpcError(
+      'CLOSED',
+      reason === 'moved'
+        ? 'the channel endpoint was sent away while this operation waited'
+        : 'the channel endpoint was closed while this operation waited',
+    );
+    for (const w of this.#recvWaiters.drain()) w.reject(err);
+    for (const w of this.#sendWaiters.drain()) w.reject(err);
+    for (const w of this.#writableWaiters.drain()) w.reject(err);
+  }
+
+  /** The first reason wins; a promise settles once. */
+  #settleClosed(reason: CloseReason): void {
+    this.#resolveClosed(reason);
+  }
+
+  /** Queues a waiter with optional timeout and abort; the waiter cleans up after itself. */
+  #wait<W extends { resolve(): void; reject(err: IpcError): void }>(
+    queue: { push(w: W): void; remove(w: W): unknown },
+    { timeoutMs, signal }: WaitOptions,
+    make: (resolve: () => void, reject: (err: IpcError) => void) => W,
+  ): Promise<void> {
+    if (signal?.aborted) {
+      return Promise.reject(
+        new IpcError('ABORTED', 'the operation was aborted', { cause: signal.reason }),
+      );
+    }
+    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
+      return Promise.reject(
+        new IpcError('INVALID_ARGUMENT', `timeoutMs must be >= 0, got ${String(timeoutMs)}`),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () =>
+        giveUp(
+          new IpcError('ABORTED', 'the operation was aborted', {
+            cause: signal?.reason,
+          }),
+        );
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const waiter = make(
+        () => {
+          cleanup();
+          resolve();
+        },
+        (err) => {
+          cleanup();
+          reject(err);
+        },
+      );
+      const giveUp = (err: IpcError) => {
+        queue.remove(waiter);
+        waiter.reject(err);
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () =>
+            giveUp(new IpcError('TIMEOUT', `no room in the peer's queue after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      queue.push(waiter);
+      this.#endpoint?.armWritable();
+    });
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+const NO_HANDLES: HandleState[] = [];
+
+function statsOf(endpoint: Endpoint): ChannelStats {
+  return {
+    ...endpoint.counters,
+    queuedMessages: endpoint.queuedMessages,
+    queuedBytes: endpoint.queuedBytes,
+  };
+}
+
+function peerClosedError(): IpcError {
+  return new IpcError('PEER_CLOSED', 'the peer endpoint is closed');
+}
+
+function backpressureError(endpoint: Endpoint, bytes: number): IpcError {
+  const { capacity, capacityBytes } = endpoint.limits;
+  return new IpcError(
+    'BACKPRESSURE',
+    `the peer's queue is full (capacity ${capacity} messages, ${capacityBytes} bytes); a message of ${bytes} bytes was not sent`,
+  );
+}
+
+registerHandleKind('channel', (state) => new Channel(state as Endpoint));

@@ -1,0 +1,82 @@
+/**
+ * The seam between a Channel (the public object, its waiters and strategies) and whatever carries
+ * its messages: a peer object in the same thread, a shared-memory ring to another thread, or a
+ * socket. A transport implements {@link Endpoint}; everything above it is shared.
+ */
+
+/** The limits of one endpoint's receive queue and of the messages sent into it. */
+export interface ChannelLimits {
+  /** Messages the receive queue holds. */
+  readonly capacity: number;
+  /** Bytes of message data the receive queue holds. */
+  readonly capacityBytes: number;
+  /** Largest `data` a single message may carry. */
+  readonly maxMessageBytes: number;
+  /** Most handles a single message may carry. */
+  readonly maxHandles: number;
+}
+
+/** Internal state behind a handle (a channel endpoint, later a pipe end) while it travels. */
+export interface HandleState {
+  /** Which public class adopts this state on receipt; see `registerHandleKind`. */
+  readonly kind: string;
+  /** Releases the resource: the far side sees it closed. Idempotent. */
+  close(): void;
+}
+
+export interface RawMessage {
+  readonly type: number;
+  readonly data: Uint8Array;
+  readonly handles: readonly HandleState[];
+}
+
+export const SEND_OK = 0;
+export const SEND_FULL = 1;
+export const SEND_PEER_CLOSED = 2;
+export type SendStatus = typeof SEND_OK | typeof SEND_FULL | typeof SEND_PEER_CLOSED;
+
+/** Callbacks from an endpoint to the Channel that currently owns it. */
+export interface EndpointEvents {
+  /** A message arrived after `armReadable()`. One-shot. */
+  readable(): void;
+  /** The peer queue gained room after `armWritable()`. One-shot. */
+  writable(): void;
+  /** The peer closed. Messages already queued stay readable. */
+  peerClosed(): void;
+}
+
+/** Counters that move with the endpoint when it is sent as a handle. */
+export interface EndpointCounters {
+  sent: number;
+  received: number;
+  dropped: number;
+  backpressured: number;
+  /** Messages still queued when this endpoint closed: destroyed unread, handles closed. */
+  discarded: number;
+  /** Most messages ever queued at once in this endpoint's receive queue. */
+  highWaterMark: number;
+}
+
+export interface Endpoint extends HandleState {
+  readonly kind: 'channel';
+  events: EndpointEvents | undefined;
+  readonly limits: ChannelLimits;
+  readonly counters: EndpointCounters;
+  /** True once the peer has closed (the local queue may still hold messages). */
+  readonly peerClosed: boolean;
+  readonly queuedMessages: number;
+  readonly queuedBytes: number;
+  /** Would a message with `bytes` of data fit in the peer's queue right now? */
+  canSend(bytes: number): SendStatus;
+  /**
+   * Appends a message to the peer's queue, or reports why not. On SEND_OK the endpoint has taken
+   * the handle states; it never keeps `data` (the caller may reuse the buffer at once).
+   */
+  trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus;
+  /** Takes the oldest message of the receive queue. */
+  take(): RawMessage | undefined;
+  armReadable(): void;
+  armWritable(): void;
+  /** True when `other` is this endpoint's peer: sending it here would make a cycle. */
+  isPeer(other: HandleState): boolean;
+}

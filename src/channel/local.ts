@@ -1,0 +1,125 @@
+import { Deque } from './deque.js';
+import {
+  type ChannelLimits,
+  type Endpoint,
+  type EndpointCounters,
+  type EndpointEvents,
+  type HandleState,
+  type RawMessage,
+  SEND_FULL,
+  SEND_OK,
+  SEND_PEER_CLOSED,
+  type SendStatus,
+} from './endpoint.js';
+
+const EMPTY = new Uint8Array(0);
+
+export function newCounters(): EndpointCounters {
+  return { sent: 0, received: 0, dropped: 0, backpressured: 0, discarded: 0, highWaterMark: 0 };
+}
+
+/** Closes every handle a message carries: used when a message dies unread, so nothing leaks. */
+export function closeHandles(message: RawMessage): void {
+  for (const handle of message.handles) handle.close();
+}
+
+/** Both ends of a channel in one thread: a send is a push onto the peer's queue. */
+export class LocalEndpoint implements Endpoint {
+  readonly kind = 'channel';
+  events: EndpointEvents | undefined;
+  readonly counters = newCounters();
+  readonly limits: ChannelLimits;
+  peerClosed = false;
+  #peer: LocalEndpoint | undefined;
+  #queue = new Deque<RawMessage>();
+  #queuedBytes = 0;
+  #readableArmed = false;
+  /** Set on the receiving end when its peer waits for room in this queue. */
+  #peerWantsWritable = false;
+
+  private constructor(limits: ChannelLimits) {
+    this.limits = limits;
+  }
+
+  static pair(limits: ChannelLimits): [LocalEndpoint, LocalEndpoint] {
+    const a = new LocalEndpoint(limits);
+    const b = new LocalEndpoint(limits);
+    a.#peer = b;
+    b.#peer = a;
+    return [a, b];
+  }
+
+  get queuedMessages(): number {
+    return this.#queue.length;
+  }
+
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  canSend(bytes: number): SendStatus {
+    const peer = this.#peer;
+    if (peer === undefined) return SEND_PEER_CLOSED;
+    return peer.#queue.length < peer.limits.capacity &&
+      peer.#queuedBytes + bytes <= peer.limits.capacityBytes
+      ? SEND_OK
+      : SEND_FULL;
+  }
+
+  trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
+    const status = this.canSend(data.byteLength);
+    if (status !== SEND_OK) return status;
+    const peer = this.#peer as LocalEndpoint;
+    const copy = data.byteLength === 0 ? EMPTY : new Uint8Array(data);
+    peer.#queue.push({ type, data: copy, handles });
+    peer.#queuedBytes += copy.byteLength;
+    if (peer.#queue.length > peer.counters.highWaterMark) {
+      peer.counters.highWaterMark = peer.#queue.length;
+    }
+    if (peer.#readableArmed) {
+      peer.#readableArmed = false;
+      peer.events?.readable();
+    }
+    return SEND_OK;
+  }
+
+  take(): RawMessage | undefined {
+    const message = this.#queue.shift();
+    if (message === undefined) return undefined;
+    this.#queuedBytes -= message.data.byteLength;
+    if (this.#peerWantsWritable) {
+      this.#peerWantsWritable = false;
+      this.#peer?.events?.writable();
+    }
+    return message;
+  }
+
+  armReadable(): void {
+    this.#readableArmed = true;
+  }
+
+  armWritable(): void {
+    if (this.#peer !== undefined) this.#peer.#peerWantsWritable = true;
+  }
+
+  isPeer(other: HandleState): boolean {
+    return other === this.#peer;
+  }
+
+  close(): void {
+    const peer = this.#peer;
+    this.#peer = undefined;
+    this.events = undefined;
+    for (let m = this.#queue.shift(); m !== undefined; m = this.#queue.shift()) {
+      this.counters.discarded++;
+      closeHandles(m);
+    }
+    this.#queuedBytes = 0;
+    if (peer !== undefined) {
+      peer.#peer = undefined;
+      peer.peerClosed = true;
+      peer.#peerWantsWritable = false;
+      peer.events?.peerClosed();
+    }
+  }
+}

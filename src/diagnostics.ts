@@ -1,0 +1,12 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+
+/**
+ * The library never logs; it publishes here. Subscribe with
+ * `diagnostics_channel.subscribe('ftl-ipc:channel:backpressure', fn)`. Names are listed in
+ * docs/channel.md. Publishing costs one property read when nobody listens.
+ */
+export const diagnostics = {
+  backpressure: diagnosticsChannel.channel('ftl-ipc:channel:backpressure'),
+  drop: diagnosticsChannel.channel('ftl-ipc:channel:drop'),
+  close: diagnosticsChannel.channel('ftl-ipc:channel:close'),
+} as const;

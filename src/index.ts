@@ -1,0 +1,2 @@
+export * from './channel/index.js';
+export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
