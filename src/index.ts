@@ -1,2 +1,3 @@
 export * from './channel/index.js';
 export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
+export * from './wire/index.js';

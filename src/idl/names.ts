@@ -26,6 +26,8 @@ export const names = {
   /** The union of messages one side receives. */
   toServer: (protocol: string) => `${pascalCase(protocol)}Request`,
   toClient: (protocol: string) => `${pascalCase(protocol)}Event`,
+  requestTable: (protocol: string) => `${camelCase(protocol)}Requests`,
+  eventTable: (protocol: string) => `${camelCase(protocol)}Events`,
   field: (name: string) => camelCase(name),
   method: (message: string) => camelCase(message),
   waitMethod: (message: string) => `${camelCase(message)}Wait`,
@@ -43,7 +45,31 @@ export const runtimeNames: readonly string[] = [
   'ServeOptions',
   'MessageDescriptor',
   'CallDescriptor',
+  'RpcClient',
+  'RpcServer',
+  'MessageTable',
+  'WaitOptions',
+  'ClientOptions',
+  // Built-ins generated code names.
+  'Promise',
+  'Record',
+  'Uint8Array',
+  'Set',
+  'ReadonlySet',
+  'Object',
+];
+
+/**
+ * Package names become namespace imports in generated code, so they must be neither reserved
+ * words nor the short parameter names generated functions use.
+ */
+export const reservedPackageNames: readonly string[] = [
+  ...['w', 'r', 'v', 'i', 'item', 'value', 'options', 'channel', 'handlers'],
+  ...['break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'enum', 'export', 'extends', 'false', 'finally', 'for', 'function', 'if', 'import', 'in', 'instanceof', 'new', 'null', 'return', 'super', 'switch', 'this', 'throw', 'true', 'try', 'typeof', 'var', 'void', 'while', 'with', 'yield', 'let', 'static', 'implements', 'interface', 'package', 'private', 'protected', 'public', 'await', 'arguments', 'eval', 'undefined'],
 ];
 
 /** Members of generated client and server classes; message methods must not shadow them. */
-export const memberNames: readonly string[] = ['channel', 'recv', 'close', 'constructor'];
+export const memberNames: readonly string[] = [
+  ...['channel', 'recv', 'close', 'constructor', 'call', 'send', 'sendWait', 'reply', 'replyError'],
+  ...['serve', 'dispatch', 'table'],
+];

@@ -11,8 +11,9 @@ import type {
   TypeSpec,
 } from './model.js';
 import { primitiveNames } from './model.js';
-import { memberNames, names, runtimeNames } from './names.js';
+import { memberNames, names, reservedPackageNames, runtimeNames } from './names.js';
 import type { Located, RawField, RawFile, RawType } from './parse.js';
+import { fieldsMinBytes } from './size.js';
 
 export interface LoadedFile {
   readonly raw: RawFile;
@@ -29,6 +30,8 @@ class Resolver {
   readonly #diagnostics: Diagnostic[];
   readonly #scopes = new Map<string, Scope>();
   #file: RawFile | undefined;
+  /** Arrays of structs, checked once every struct has its fields. */
+  readonly #structItems: { file: RawFile; items: StructDef; at: Located<string> }[] = [];
 
   constructor(diagnostics: Diagnostic[]) {
     this.#diagnostics = diagnostics;
@@ -58,6 +61,10 @@ class Resolver {
     const packages = new Map<string, { file: RawFile; at: Located<string> }>();
     const usable = files.filter(({ raw }) => {
       this.#file = raw;
+      if (reservedPackageNames.includes(raw.name.value)) {
+        this.#report(raw.name, 'IDL_BAD_NAME', `package name "${raw.name.value}" is reserved in generated code; choose another`);
+        return false;
+      }
       return this.#unique(packages, raw.name.value, raw.name, 'package name');
     });
     const declared = usable.map((file) => this.#declare(file.raw));
@@ -71,7 +78,17 @@ class Resolver {
       }
       this.#define(file.raw, pkg);
     }
+    const before = this.#diagnostics.length;
     this.#checkRecursion(usable.map((f) => byRaw.get(f.raw)!), new Map(usable.map((f) => [byRaw.get(f.raw)!, f.raw])));
+    // Sizes of recursive structs are unbounded, so only measure when there are none.
+    if (this.#diagnostics.length === before) {
+      for (const { file, items, at } of this.#structItems) {
+        // Zero-byte items would let a short message claim billions of them.
+        if (fieldsMinBytes(items.fields) === 0) {
+          this.#report(at, 'IDL_BAD_VALUE', `array items of struct "${items.name}" take no bytes; give the struct a field`, file);
+        }
+      }
+    }
     this.#assignIds(usable, byRaw);
     for (const file of usable) {
       this.#file = file.raw;
@@ -207,6 +224,7 @@ class Resolver {
           return undefined;
         }
         const items = this.#type(spec.items, pkg);
+        if (items?.kind === 'struct') this.#structItems.push({ file: this.#file!, items: items.struct, at: spec.items.type });
         return items && spec.capacity ? { kind: 'array', capacity, items } : undefined;
       }
     }
@@ -311,7 +329,7 @@ class Resolver {
     }
     for (const p of pkg.protocols) {
       const owner = `protocol "${p.name}"`;
-      for (const id of [names.client(p.name), names.server(p.name), names.handlers(p.name), names.serve(p.name), names.toServer(p.name), names.toClient(p.name)]) {
+      for (const id of [names.client(p.name), names.server(p.name), names.handlers(p.name), names.serve(p.name), names.toServer(p.name), names.toClient(p.name), names.requestTable(p.name), names.eventTable(p.name)]) {
         claim(id, owner, spanOf(p));
       }
       const members = new Map<string, string>(memberNames.map((n) => [n, 'the generated class']));
