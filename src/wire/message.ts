@@ -61,9 +61,9 @@ export function encodeErrorReply(d: CallDescriptor<unknown, unknown>, txid: numb
 
 /** Decodes a message known to be of type `d` (not a reply), checking its header and its end. */
 export function decodeMessage<T>(d: MessageDescriptor<T>, message: Message): T {
-  if (message.type !== d.id) throw new IpcError('INVALID_MESSAGE', `type id ${message.type} is not ${d.name} (${d.id})`);
+  if (message.type !== d.id) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not ${d.name} (${d.id})`);
   const r = new Reader(message);
-  if (r.isReply) throw new IpcError('INVALID_MESSAGE', `${d.name} arrived flagged as a reply`);
+  if (r.isReply) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
   return finish(r, d.decode);
 }
 
@@ -72,7 +72,7 @@ export function decodeMessage<T>(d: MessageDescriptor<T>, message: Message): T {
  * (returned, not thrown, so callers can tell it from a malformed reply).
  */
 export function decodeReply<Req, Rep>(d: CallDescriptor<Req, Rep>, r: Reader, message: Message): Rep | IpcError {
-  if (message.type !== d.replyId) throw new IpcError('INVALID_MESSAGE', `type id ${message.type} is not the reply to ${d.name} (${d.replyId})`);
+  if (message.type !== d.replyId) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not the reply to ${d.name} (${d.replyId})`);
   if ((r.flags & FLAG_ERROR) === 0) return finish(r, d.decodeReply);
   const { code, text } = finish(r, decodeErrorBody);
   return new IpcError('REMOTE_ERROR', `${d.name} failed at the peer: ${text} (${code})`);
@@ -108,11 +108,11 @@ export class MessageTable<U extends Received = Received> {
   /** Decodes a request or a push; replies are not in a table. */
   decode(message: Message): U {
     const d = this.#byId.get(message.type);
-    if (d === undefined) throw new IpcError('INVALID_MESSAGE', `type id ${message.type} is not a message this side receives`);
+    if (d === undefined) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not a message this side receives`);
     const r = new Reader(message);
-    if (r.isReply) throw new IpcError('INVALID_MESSAGE', `${d.name} arrived flagged as a reply`);
-    if (!isCall(d) && r.txid !== 0) throw new IpcError('INVALID_MESSAGE', `${d.name} is a push but carries transaction id ${r.txid}`);
-    if (isCall(d) && r.txid === 0) throw new IpcError('INVALID_MESSAGE', `${d.name} is a call but carries no transaction id`);
+    if (r.isReply) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
+    if (!isCall(d) && r.txid !== 0) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} is a push but carries transaction id ${r.txid}`);
+    if (isCall(d) && r.txid === 0) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} is a call but carries no transaction id`);
     return { kind: d.kind, txid: r.txid, value: finish(r, d.decode) } as unknown as U;
   }
 }

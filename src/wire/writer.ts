@@ -176,7 +176,7 @@ export class Writer {
   }
 
   /** Writes the presence byte of an optional field and tells whether to write the value. */
-  present(v: unknown): boolean {
+  present<T>(v: T | undefined): v is T {
     const present = v !== undefined;
     this.#ensure(1);
     this.#buf[this.#pos++] = present ? 1 : 0;
@@ -187,7 +187,7 @@ export class Writer {
    * Like {@link present}, for the optional fields that end a message: absent ones at the very end
    * are left out, so appending optional fields keeps old messages valid (docs/wire-format.md).
    */
-  tailPresent(v: unknown): boolean {
+  tailPresent<T>(v: T | undefined): v is T {
     const at = this.#pos;
     const present = this.present(v);
     if (present) this.#absentTail = -1;
