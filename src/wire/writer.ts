@@ -8,6 +8,26 @@ const utf8 = new TextEncoder();
 /** `String.prototype.isWellFormed` is in Node 20 but not yet in the es2023 lib. */
 const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
+/** Shows a wrong value in an error without running any of its code (no toString calls). */
+function shown(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+    case 'bigint':
+      return `${value}n`;
+    case 'object':
+      if (value === null) return 'null';
+      if (Array.isArray(value)) return `an array of ${value.length} items`;
+      if (value instanceof Uint8Array) return `${value.length} bytes`;
+      return 'an object';
+    case 'function':
+    case 'symbol':
+      return `a ${typeof value}`;
+    default:
+      return String(value);
+  }
+}
+
 /**
  * Encodes one message into a buffer it reuses across messages, validating every value on the
  * way: generated encoders and the runtime codec both write through it, so they emit the same
@@ -52,8 +72,7 @@ export class Writer {
   }
 
   #fail(field: string | number, value: unknown, expected: string): never {
-    const shown = typeof value === 'bigint' ? `${value}n` : typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
-    throw new IpcError('INVALID_ARGUMENT', `${this.#path.format(field)}: expected ${expected}, got ${shown}`);
+    throw new IpcError('INVALID_ARGUMENT', `${this.#path.format(field)}: expected ${expected}, got ${shown(value)}`);
   }
 
   bool(field: string | number, v: boolean): void {
@@ -147,14 +166,14 @@ export class Writer {
     if (n < v.length) {
       if (!isWellFormed(v)) this.#fail(field, v, 'a well-formed string (no lone surrogates)');
       n += utf8.encodeInto(n === 0 ? v : v.slice(n), buf.subarray(start + n)).written;
-      if (n > capacity) this.#fail(field, `${v.slice(0, 40)}… (${n} bytes)`, `a string of at most ${capacity} UTF-8 bytes`);
+      if (n > capacity) this.#fail(field, v, `a string of at most ${capacity} UTF-8 bytes (it has ${n})`);
     }
     this.#view.setUint32(this.#pos, n, true);
     this.#pos = start + n;
   }
 
   bytes(field: string | number, v: Uint8Array, capacity: number): void {
-    if (!(v instanceof Uint8Array) || v.length > capacity) this.#fail(field, v instanceof Uint8Array ? `${v.length} bytes` : v, `a Uint8Array of at most ${capacity} bytes`);
+    if (!(v instanceof Uint8Array) || v.length > capacity) this.#fail(field, v, `a Uint8Array of at most ${capacity} bytes`);
     this.#ensure(4 + v.length);
     this.#view.setUint32(this.#pos, v.length, true);
     this.#buf.set(v, this.#pos + 4);
@@ -165,7 +184,7 @@ export class Writer {
   channel(field: string | number, v: Channel): void {
     if (!(v instanceof Channel)) this.#fail(field, v, 'a Channel');
     const index = this.#handles.length;
-    if (index > 0xffff) this.#fail(field, `handle number ${index + 1}`, 'at most 65536 handles');
+    if (index > 0xffff) this.#fail(field, index + 1, 'at most 65536 handles in a message');
     this.#handles.push(v);
     this.u16(field, index);
   }
@@ -203,7 +222,7 @@ export class Writer {
   }
 
   array<T>(field: string | number, v: readonly T[], capacity: number, item: (w: Writer, value: T, index: number) => void): void {
-    if (!Array.isArray(v) || v.length > capacity) this.#fail(field, Array.isArray(v) ? `${v.length} items` : v, `an array of at most ${capacity} items`);
+    if (!Array.isArray(v) || v.length > capacity) this.#fail(field, v, `an array of at most ${capacity} items`);
     this.u32(field, v.length);
     this.#path.push(field);
     for (let i = 0; i < v.length; i++) item(this, v[i] as T, i);
