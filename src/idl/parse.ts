@@ -99,10 +99,9 @@ class FileParser {
     const entries = this.#entries(root, 'the file', ['name', 'doc', 'imports', 'structs', 'enums', 'protocols'], ['name']);
     if (!entries) return undefined;
     const name = this.#name(entries, 'name', 'package name');
-    if (!name) return undefined;
-    return {
+    // Parse on without a name so the rest of the file's problems are reported too.
+    const file = {
       source: this.#source,
-      name,
       doc: this.#optionalString(entries, 'doc'),
       imports: this.#list(entries.get('imports')?.value ?? null, 'imports', (node) => this.#string(node, 'an import path')),
       structs: this.#definitions(entries.get('structs')?.value ?? null, 'structs', 'fields', (node, name, doc) => {
@@ -120,6 +119,7 @@ class FileParser {
         doc,
       })),
     };
+    return name && { ...file, name };
   }
 
   /**

@@ -311,10 +311,15 @@ class Resolver {
   /** Generated modules export one flat set of identifiers; two IDL names must not map to one. */
   #checkGeneratedNames(pkg: PackageDef): void {
     const seen = new Map<string, string>([...runtimeNames, ...pkg.imports.map((p) => p.name)].map((n) => [n, 'the runtime or an import']));
+    const reported = new Set<string>();
     const claim = (identifier: string, owner: string, at: { start: number; end: number }) => {
       const first = seen.get(identifier);
       if (first !== undefined && first !== owner) {
-        this.#report(at, 'IDL_DUPLICATE_NAME', `${owner} would generate "${identifier}", which ${first} already uses; rename one`);
+        // One report per pair of clashing definitions, not one per identifier they share.
+        if (!reported.has(`${owner}\n${first}`)) {
+          reported.add(`${owner}\n${first}`);
+          this.#report(at, 'IDL_DUPLICATE_NAME', `${owner} would generate "${identifier}", which ${first} already uses; rename one`);
+        }
       } else {
         seen.set(identifier, owner);
       }
