@@ -51,7 +51,7 @@ describe('ftl-ipc gen', () => {
     assert.equal(status, 1);
     assert.match(err, /bad\.yaml:4:72: error\[IDL_UNKNOWN_TYPE\]: unknown type "strin"/);
     assert.match(err, /bad\.yaml:5:15: error\[IDL_DUPLICATE_NAME\]/);
-    assert.match(err, /> 4 \| {4}- \{ name: m/);
+    assert.match(err, /> 4 \| {5}- \{ name: m/);
     assert.match(err, /2 problem\(s\) found/);
   });
 
