@@ -57,16 +57,16 @@ export const ping: CallDescriptor<Ping, PingReply> = {
 
 // Protocol ping.ping
 
-/** What a ping server receives. */
+/** What a ping.ping server receives. */
 export type PingRequest =
   | { readonly kind: 'ping'; readonly txid: number; readonly value: Ping };
 const pingRequests = new MessageTable<PingRequest>([ping]);
 
-/** What a ping client receives. */
+/** What a ping.ping client receives. */
 export type PingEvent = never;
 const pingEvents = new MessageTable<PingEvent>([]);
 
-/** The client end of a ping channel. */
+/** The client end of a channel speaking ping.ping. */
 export class PingClient extends RpcClient<PingEvent> {
   constructor(channel: Channel, options?: ClientOptions) {
     super(channel, pingEvents, options);
@@ -78,12 +78,12 @@ export class PingClient extends RpcClient<PingEvent> {
   }
 }
 
-/** One handler per message a ping client sends; a call's handler returns the reply. */
+/** One handler per message a ping.ping client sends; a call's handler returns the reply. */
 export interface PingHandlers {
   ping(value: Ping): PingReply | Promise<PingReply>;
 }
 
-/** The server end of a ping channel. */
+/** The server end of a channel speaking ping.ping. */
 export class PingServer extends RpcServer<PingRequest> {
   constructor(channel: Channel) {
     super(channel, pingRequests);

@@ -145,16 +145,16 @@ export const tcpClosed: MessageDescriptor<TcpClosed> = {
 
 // Protocol tcpip.control
 
-/** What a control server receives. */
+/** What a tcpip.control server receives. */
 export type ControlRequest =
   | { readonly kind: 'tcpListen'; readonly txid: number; readonly value: TcpListen };
 const controlRequests = new MessageTable<ControlRequest>([tcpListen]);
 
-/** What a control client receives. */
+/** What a tcpip.control client receives. */
 export type ControlEvent = never;
 const controlEvents = new MessageTable<ControlEvent>([]);
 
-/** The client end of a control channel. */
+/** The client end of a channel speaking tcpip.control. */
 export class ControlClient extends RpcClient<ControlEvent> {
   constructor(channel: Channel, options?: ClientOptions) {
     super(channel, controlEvents, options);
@@ -166,12 +166,12 @@ export class ControlClient extends RpcClient<ControlEvent> {
   }
 }
 
-/** One handler per message a control client sends; a call's handler returns the reply. */
+/** One handler per message a tcpip.control client sends; a call's handler returns the reply. */
 export interface ControlHandlers {
   tcpListen(value: TcpListen): TcpListenReply | Promise<TcpListenReply>;
 }
 
-/** The server end of a control channel. */
+/** The server end of a channel speaking tcpip.control. */
 export class ControlServer extends RpcServer<ControlRequest> {
   constructor(channel: Channel) {
     super(channel, controlRequests);
@@ -189,23 +189,23 @@ export function serveControl(channel: Channel, handlers: ControlHandlers, option
 
 // Protocol tcpip.listen
 
-/** What a listen server receives. */
+/** What a tcpip.listen server receives. */
 export type ListenRequest = never;
 const listenRequests = new MessageTable<ListenRequest>([]);
 
-/** What a listen client receives. */
+/** What a tcpip.listen client receives. */
 export type ListenEvent =
   | { readonly kind: 'tcpAccepted'; readonly value: TcpAccepted };
 const listenEvents = new MessageTable<ListenEvent>([tcpAccepted]);
 
-/** The client end of a listen channel. */
+/** The client end of a channel speaking tcpip.listen. */
 export class ListenClient extends RpcClient<ListenEvent> {
   constructor(channel: Channel, options?: ClientOptions) {
     super(channel, listenEvents, options);
   }
 }
 
-/** The server end of a listen channel. */
+/** The server end of a channel speaking tcpip.listen. */
 export class ListenServer extends RpcServer<ListenRequest> {
   constructor(channel: Channel) {
     super(channel, listenRequests);
@@ -224,18 +224,18 @@ export class ListenServer extends RpcServer<ListenRequest> {
 
 // Protocol tcpip.connection
 
-/** What a connection server receives. */
+/** What a tcpip.connection server receives. */
 export type ConnectionRequest =
   | { readonly kind: 'tcpSend'; readonly txid: number; readonly value: TcpSend };
 const connectionRequests = new MessageTable<ConnectionRequest>([tcpSend]);
 
-/** What a connection client receives. */
+/** What a tcpip.connection client receives. */
 export type ConnectionEvent =
   | { readonly kind: 'tcpReceived'; readonly value: TcpReceived }
   | { readonly kind: 'tcpClosed'; readonly value: TcpClosed };
 const connectionEvents = new MessageTable<ConnectionEvent>([tcpReceived, tcpClosed]);
 
-/** The client end of a connection channel. */
+/** The client end of a channel speaking tcpip.connection. */
 export class ConnectionClient extends RpcClient<ConnectionEvent> {
   constructor(channel: Channel, options?: ClientOptions) {
     super(channel, connectionEvents, options);
@@ -252,12 +252,12 @@ export class ConnectionClient extends RpcClient<ConnectionEvent> {
   }
 }
 
-/** One handler per message a connection client sends; a call's handler returns the reply. */
+/** One handler per message a tcpip.connection client sends; a call's handler returns the reply. */
 export interface ConnectionHandlers {
   tcpSend(value: TcpSend): void | Promise<void>;
 }
 
-/** The server end of a connection channel. */
+/** The server end of a channel speaking tcpip.connection. */
 export class ConnectionServer extends RpcServer<ConnectionRequest> {
   constructor(channel: Channel) {
     super(channel, connectionRequests);

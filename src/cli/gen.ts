@@ -35,7 +35,8 @@ export const gen: Command = async (args, io) => {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  if (files.length === 0) throw new UsageError(`no .yaml, .yml or .json files in ${positionals.join(', ')}`);
+  if (files.length === 0)
+    throw new UsageError(`no .yaml, .yml or .json files in ${positionals.join(', ')}`);
   const { packages, diagnostics } = loadIdl(files);
   if (diagnostics.length > 0) {
     for (const d of diagnostics) io.err(formatDiagnostic(d));

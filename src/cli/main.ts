@@ -39,7 +39,10 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     return await command.run(args, io);
   } catch (error) {
     // parseArgs reports unknown options as TypeErrors with a code; both are the caller's mistake.
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (
+      error instanceof UsageError ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
       io.err(`ftl-ipc ${name}: ${(error as Error).message}\n\n${command.usage}`);
       return 2;
     }
@@ -47,8 +50,12 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   }
 }
 
-const invoked = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+const invoked =
+  process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invoked) {
-  const io: CommandIo = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+  const io: CommandIo = {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+  };
   process.exitCode = await main(process.argv.slice(2), io);
 }

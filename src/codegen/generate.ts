@@ -1,5 +1,13 @@
 import { dirname, join, relative, sep } from 'node:path';
-import type { EnumDef, FieldDef, MessageDef, PackageDef, ProtocolDef, StructDef, TypeSpec } from '../idl/model.js';
+import type {
+  EnumDef,
+  FieldDef,
+  MessageDef,
+  PackageDef,
+  ProtocolDef,
+  StructDef,
+  TypeSpec,
+} from '../idl/model.js';
 import { names } from '../idl/names.js';
 import { minBytes, optionalTailStart } from '../idl/size.js';
 
@@ -15,8 +23,29 @@ export interface GeneratedFile {
   readonly text: string;
 }
 
-const numberTypes = new Set(['int8', 'int16', 'int32', 'uint8', 'uint16', 'uint32', 'float32', 'float64']);
-const writerMethods = { bool: 'bool', int8: 'i8', int16: 'i16', int32: 'i32', int64: 'i64', uint8: 'u8', uint16: 'u16', uint32: 'u32', uint64: 'u64', float32: 'f32', float64: 'f64' } as const;
+const numberTypes = new Set([
+  'int8',
+  'int16',
+  'int32',
+  'uint8',
+  'uint16',
+  'uint32',
+  'float32',
+  'float64',
+]);
+const writerMethods = {
+  bool: 'bool',
+  int8: 'i8',
+  int16: 'i16',
+  int32: 'i32',
+  int64: 'i64',
+  uint8: 'u8',
+  uint16: 'u16',
+  uint32: 'u32',
+  uint64: 'u64',
+  float32: 'f32',
+  float64: 'f64',
+} as const;
 
 export function outputPath(pkg: PackageDef, options: GenerateOptions): string {
   return join(options.outDir ?? dirname(pkg.file), `${pkg.name}.generated.ts`);
@@ -73,10 +102,8 @@ class ModuleWriter {
         return 'Uint8Array';
       case 'channel':
         return this.#use('Channel');
-      case 'array': {
-        const items = this.#tsType(type.items);
-        return type.items.kind === 'array' ? `(${items})[]` : `${items}[]`;
-      }
+      case 'array':
+        return `${this.#tsType(type.items)}[]`;
       case 'struct':
         return this.#ref(type.struct, names.type(type.struct.name));
       case 'enum':
@@ -135,7 +162,10 @@ class ModuleWriter {
     }
     this.#emit(`export interface ${typeName} {`);
     for (const f of fields) {
-      this.#emit(...docComment(f.doc, '  '), `  ${names.field(f.name)}${f.optional ? '?' : ''}: ${this.#tsType(f.type)};`);
+      this.#emit(
+        ...docComment(f.doc, '  '),
+        `  ${names.field(f.name)}${f.optional ? '?' : ''}: ${this.#tsType(f.type)};`,
+      );
     }
     this.#emit('}', '');
   }
@@ -147,7 +177,12 @@ class ModuleWriter {
     const reader = this.#use('Reader');
     if (fields.length === 0) {
       this.#emit(`export function ${names.encode(typeName)}(): void {}`, '');
-      this.#emit(`export function ${names.decode(typeName)}(): ${typeName} {`, '  return {};', '}', '');
+      this.#emit(
+        `export function ${names.decode(typeName)}(): ${typeName} {`,
+        '  return {};',
+        '}',
+        '',
+      );
       return;
     }
     this.#emit(`export function ${names.encode(typeName)}(w: ${writer}, v: ${typeName}): void {`);
@@ -159,12 +194,18 @@ class ModuleWriter {
     });
     this.#emit('}', '');
     // Object literals evaluate in source order, which is wire order; optional fields spread in.
-    this.#emit(`export function ${names.decode(typeName)}(r: ${reader}): ${typeName} {`, '  return {');
+    this.#emit(
+      `export function ${names.decode(typeName)}(r: ${reader}): ${typeName} {`,
+      '  return {',
+    );
     fields.forEach((f, i) => {
       const read = this.#read(f.type, `'${f.name}'`, 0);
       const key = names.field(f.name);
       if (!f.optional) this.#emit(`    ${key}: ${read},`);
-      else this.#emit(`    ...(r.${i >= tail ? 'tailPresent' : 'present'}('${f.name}') && { ${key}: ${read} }),`);
+      else
+        this.#emit(
+          `    ...(r.${i >= tail ? 'tailPresent' : 'present'}('${f.name}') && { ${key}: ${read} }),`,
+        );
     });
     this.#emit('  };', '}', '');
   }
@@ -174,7 +215,10 @@ class ModuleWriter {
     this.#emit(...docComment(e.doc, ''), `export const ${type} = {`);
     for (const m of e.members) this.#emit(`  ${names.field(m.name)}: ${m.value},`);
     this.#emit('} as const;', `export type ${type} = (typeof ${type})[keyof typeof ${type}];`);
-    this.#emit(`export const ${names.enumValues(e.name)}: ReadonlySet<${type}> = new Set(Object.values(${type}));`, '');
+    this.#emit(
+      `export const ${names.enumValues(e.name)}: ReadonlySet<${type}> = new Set(Object.values(${type}));`,
+      '',
+    );
   }
 
   #struct(s: StructDef): void {
@@ -187,15 +231,23 @@ class ModuleWriter {
     const type = names.type(m.name);
     const qualified = `${m.pkg}.${m.protocol}.${m.name}`;
     const origin = m.kind === 'call' ? 'call from the client' : `push from the ${m.origin}`;
-    this.#interface(type, m.params, `${qualified}: ${origin}.${m.doc === undefined ? '' : `\n${m.doc}`}`);
+    this.#interface(
+      type,
+      m.params,
+      `${qualified}: ${origin}.${m.doc === undefined ? '' : `\n${m.doc}`}`,
+    );
     this.#codec(type, m.params, true);
     if (m.kind === 'call') {
       const reply = names.reply(m.name);
       this.#interface(reply, m.returns ?? [], `The reply to ${qualified}.`);
       this.#codec(reply, m.returns ?? [], true);
-      this.#emit(`export const ${names.descriptor(m.name)}: ${this.#use('CallDescriptor')}<${type}, ${reply}> = {`);
+      this.#emit(
+        `export const ${names.descriptor(m.name)}: ${this.#use('CallDescriptor')}<${type}, ${reply}> = {`,
+      );
     } else {
-      this.#emit(`export const ${names.descriptor(m.name)}: ${this.#use('MessageDescriptor')}<${type}> = {`);
+      this.#emit(
+        `export const ${names.descriptor(m.name)}: ${this.#use('MessageDescriptor')}<${type}> = {`,
+      );
     }
     this.#emit(
       `  name: '${qualified}',`,
@@ -206,19 +258,39 @@ class ModuleWriter {
     );
     if (m.kind === 'call') {
       const reply = names.reply(m.name);
-      this.#emit(`  replyId: ${hex(m.replyId!)},`, `  encodeReply: ${names.encode(reply)},`, `  decodeReply: ${names.decode(reply)},`);
+      this.#emit(
+        `  replyId: ${hex(m.replyId!)},`,
+        `  encodeReply: ${names.encode(reply)},`,
+        `  decodeReply: ${names.decode(reply)},`,
+      );
     }
     this.#emit('};', '');
   }
 
-  #union(name: string, tableName: string, messages: readonly MessageDef[], withTxid: boolean, doc: string): void {
+  #union(
+    name: string,
+    tableName: string,
+    messages: readonly MessageDef[],
+    withTxid: boolean,
+    doc: string,
+  ): void {
     const txid = withTxid ? ' readonly txid: number;' : '';
-    const members = messages.map((m) => `{ readonly kind: '${names.method(m.name)}';${txid} readonly value: ${names.type(m.name)} }`);
+    const members = messages.map(
+      (m) =>
+        `{ readonly kind: '${names.method(m.name)}';${txid} readonly value: ${names.type(m.name)} }`,
+    );
     this.#emit(`/** ${doc} */`);
     if (members.length === 0) this.#emit(`export type ${name} = never;`);
-    else this.#emit(`export type ${name} =`, ...members.map((m, i) => `  | ${m}${i === members.length - 1 ? ';' : ''}`));
+    else
+      this.#emit(
+        `export type ${name} =`,
+        ...members.map((m, i) => `  | ${m}${i === members.length - 1 ? ';' : ''}`),
+      );
     const table = this.#use('MessageTable');
-    this.#emit(`const ${tableName} = new ${table}<${name}>([${messages.map((m) => names.descriptor(m.name)).join(', ')}]);`, '');
+    this.#emit(
+      `const ${tableName} = new ${table}<${name}>([${messages.map((m) => names.descriptor(m.name)).join(', ')}]);`,
+      '',
+    );
   }
 
   /** Typed send methods for the pushes one side originates. */
@@ -248,12 +320,32 @@ class ModuleWriter {
     const request = names.toServer(p.name);
     const event = names.toClient(p.name);
     this.#emit(`// Protocol ${p.pkg}.${p.name}`, '');
-    this.#union(request, names.requestTable(p.name), fromClient, true, `What a ${p.name} server receives.`);
-    this.#union(event, names.eventTable(p.name), fromServer, false, `What a ${p.name} client receives.`);
+    this.#union(
+      request,
+      names.requestTable(p.name),
+      fromClient,
+      true,
+      `What a ${p.pkg}.${p.name} server receives.`,
+    );
+    this.#union(
+      event,
+      names.eventTable(p.name),
+      fromServer,
+      false,
+      `What a ${p.pkg}.${p.name} client receives.`,
+    );
 
-    this.#emit(...docComment(p.doc ?? `The client end of a ${p.name} channel.`, ''));
-    this.#emit(`export class ${names.client(p.name)} extends ${this.#use('RpcClient')}<${event}> {`);
-    this.#emit(`  constructor(channel: ${channel}, options?: ${this.#use('ClientOptions')}) {`, `    super(channel, ${names.eventTable(p.name)}, options);`, '  }');
+    this.#emit(
+      ...docComment(p.doc ?? `The client end of a channel speaking ${p.pkg}.${p.name}.`, ''),
+    );
+    this.#emit(
+      `export class ${names.client(p.name)} extends ${this.#use('RpcClient')}<${event}> {`,
+    );
+    this.#emit(
+      `  constructor(channel: ${channel}, options?: ${this.#use('ClientOptions')}) {`,
+      `    super(channel, ${names.eventTable(p.name)}, options);`,
+      '  }',
+    );
     for (const m of fromClient.filter((m) => m.kind === 'call')) {
       const reply = names.reply(m.name);
       this.#emit(
@@ -268,17 +360,27 @@ class ModuleWriter {
     this.#emit('}', '');
 
     if (fromClient.length > 0) {
-      this.#emit(`/** One handler per message a ${p.name} client sends; a call's handler returns the reply. */`);
+      this.#emit(
+        `/** One handler per message a ${p.pkg}.${p.name} client sends; a call's handler returns the reply. */`,
+      );
       this.#emit(`export interface ${names.handlers(p.name)} {`);
       for (const m of fromClient) {
         const result = m.kind === 'call' ? names.reply(m.name) : 'void';
-        this.#emit(`  ${names.method(m.name)}(value: ${names.type(m.name)}): ${result} | Promise<${result}>;`);
+        this.#emit(
+          `  ${names.method(m.name)}(value: ${names.type(m.name)}): ${result} | Promise<${result}>;`,
+        );
       }
       this.#emit('}', '');
     }
-    this.#emit(`/** The server end of a ${p.name} channel. */`);
-    this.#emit(`export class ${names.server(p.name)} extends ${this.#use('RpcServer')}<${request}> {`);
-    this.#emit(`  constructor(channel: ${channel}) {`, `    super(channel, ${names.requestTable(p.name)});`, '  }');
+    this.#emit(`/** The server end of a channel speaking ${p.pkg}.${p.name}. */`);
+    this.#emit(
+      `export class ${names.server(p.name)} extends ${this.#use('RpcServer')}<${request}> {`,
+    );
+    this.#emit(
+      `  constructor(channel: ${channel}) {`,
+      `    super(channel, ${names.requestTable(p.name)});`,
+      '  }',
+    );
     if (fromClient.length > 0) {
       const options = this.#use('ServeOptions');
       this.#emit(
@@ -302,13 +404,29 @@ class ModuleWriter {
     }
   }
 
-  render(idlPath: string, outPath: string, runtime: string, importPath: (pkg: PackageDef) => string): string {
+  render(
+    idlPath: string,
+    outPath: string,
+    runtime: string,
+    importPath: (pkg: PackageDef) => string,
+  ): string {
     const pkg = this.#pkg;
     for (const e of pkg.enums) this.#enum(e);
     for (const s of pkg.structs) this.#struct(s);
     for (const p of pkg.protocols) for (const m of p.messages) this.#message(m);
     for (const p of pkg.protocols) this.#protocol(p);
-    const typeOnly = new Set(['CallDescriptor', 'CallOptions', 'Channel', 'ClientOptions', 'MessageDescriptor', 'Reader', 'SendOptions', 'ServeOptions', 'WaitOptions', 'Writer']);
+    const typeOnly = new Set([
+      'CallDescriptor',
+      'CallOptions',
+      'Channel',
+      'ClientOptions',
+      'MessageDescriptor',
+      'Reader',
+      'SendOptions',
+      'ServeOptions',
+      'WaitOptions',
+      'Writer',
+    ]);
     const imports = [...this.#runtime].sort().map((n) => (typeOnly.has(n) ? `type ${n}` : n));
     const source = posix(relative(dirname(outPath), idlPath));
     const header = [
@@ -327,7 +445,10 @@ class ModuleWriter {
 }
 
 /** Generates one module per package. Output depends only on the IDL and the options. */
-export function generate(packages: readonly PackageDef[], options: GenerateOptions = {}): GeneratedFile[] {
+export function generate(
+  packages: readonly PackageDef[],
+  options: GenerateOptions = {},
+): GeneratedFile[] {
   const runtime = options.runtime ?? 'ftl-ipc';
   return packages.map((pkg) => {
     const path = outputPath(pkg, options);

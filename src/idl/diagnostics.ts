@@ -42,7 +42,14 @@ export class SourceFile {
   diagnostic(code: DiagnosticCode, message: string, start: number, end: number): Diagnostic {
     const line = this.#lineOf(start);
     const col = start - this.#lineStarts[line]! + 1;
-    return { code, message, file: this.path, line: line + 1, col, frame: this.#frame(line, col, start, end) };
+    return {
+      code,
+      message,
+      file: this.path,
+      line: line + 1,
+      col,
+      frame: this.#frame(line, col, start, end),
+    };
   }
 
   #lineOf(offset: number): number {
@@ -73,7 +80,8 @@ export class SourceFile {
     for (let l = first; l <= last; l++) {
       const marker = l === line ? '>' : ' ';
       out.push(`${marker} ${String(l + 1).padStart(width)} | ${this.#lineText(l)}`.trimEnd());
-      if (l === line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(col - 1)}${'^'.repeat(length)}`);
+      if (l === line)
+        out.push(`  ${' '.repeat(width)} | ${' '.repeat(col - 1)}${'^'.repeat(length)}`);
     }
     return out.join('\n');
   }
@@ -90,7 +98,10 @@ export class IdlError extends Error {
 
   constructor(diagnostics: readonly Diagnostic[]) {
     const first = diagnostics[0];
-    const where = first === undefined ? '' : ` (first: ${first.file}:${first.line}:${first.col} ${first.message})`;
+    const where =
+      first === undefined
+        ? ''
+        : ` (first: ${first.file}:${first.line}:${first.col} ${first.message})`;
     super(`IDL has ${diagnostics.length} problem(s)${where}`);
     this.diagnostics = diagnostics;
   }

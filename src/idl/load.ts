@@ -37,14 +37,21 @@ export function findIdlFiles(inputs: readonly string[]): string[] {
  * Loads IDL files and everything they import, then checks them together. Problems are collected,
  * not thrown, so a caller can show all of them at once.
  */
-export function loadIdl(paths: readonly string[], readFile: ReadFile = (p) => readFileSync(p, 'utf8')): LoadResult {
+export function loadIdl(
+  paths: readonly string[],
+  readFile: ReadFile = (p) => readFileSync(p, 'utf8'),
+): LoadResult {
   const diagnostics: Diagnostic[] = [];
   const byPath = new Map<string, RawFile | undefined>();
   const imports = new Map<RawFile, RawFile[]>();
   const display = (abs: string) => relative(process.cwd(), abs) || abs;
 
   /** `from` is the import that named this file: a read failure is reported there, where it can be fixed. */
-  const load = (abs: string, chain: readonly string[], from?: { raw: RawFile; spec: Located<string> }): RawFile | undefined => {
+  const load = (
+    abs: string,
+    chain: readonly string[],
+    from?: { raw: RawFile; spec: Located<string> },
+  ): RawFile | undefined => {
     if (byPath.has(abs)) return byPath.get(abs);
     byPath.set(abs, undefined);
     let text: string;
@@ -67,7 +74,9 @@ export function loadIdl(paths: readonly string[], readFile: ReadFile = (p) => re
       const target = resolve(dirname(abs), spec.value);
       if (target === abs || chain.includes(target)) {
         const cycle = [...chain, abs, target].map(display).join(' -> ');
-        diagnostics.push(raw.source.diagnostic('IDL_IMPORT', `import cycle: ${cycle}`, spec.start, spec.end));
+        diagnostics.push(
+          raw.source.diagnostic('IDL_IMPORT', `import cycle: ${cycle}`, spec.start, spec.end),
+        );
         continue;
       }
       const dep = load(target, [...chain, abs], { raw, spec });

@@ -90,34 +90,64 @@ class FileParser {
 
   file(): RawFile | undefined {
     const lineCounter = new LineCounter();
-    const doc = parseDocument(this.#source.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+    const doc = parseDocument(this.#source.text, {
+      lineCounter,
+      prettyErrors: false,
+      uniqueKeys: true,
+    });
     for (const error of doc.errors) {
-      this.report({ start: error.pos[0], end: error.pos[1] }, 'IDL_SYNTAX', error.message.split('\n')[0]!);
+      this.report(
+        { start: error.pos[0], end: error.pos[1] },
+        'IDL_SYNTAX',
+        error.message.split('\n')[0]!,
+      );
     }
     if (doc.errors.length > 0) return undefined;
     const root = doc.contents as Node | null;
-    const entries = this.#entries(root, 'the file', ['name', 'doc', 'imports', 'structs', 'enums', 'protocols'], ['name']);
+    const entries = this.#entries(
+      root,
+      'the file',
+      ['name', 'doc', 'imports', 'structs', 'enums', 'protocols'],
+      ['name'],
+    );
     if (!entries) return undefined;
     const name = this.#name(entries, 'name', 'package name');
     // Parse on without a name so the rest of the file's problems are reported too.
     const file = {
       source: this.#source,
       doc: this.#optionalString(entries, 'doc'),
-      imports: this.#list(entries.get('imports')?.value ?? null, 'imports', (node) => this.#string(node, 'an import path')),
-      structs: this.#definitions(entries.get('structs')?.value ?? null, 'structs', 'fields', (node, name, doc) => {
-        const fields = this.#fields(node, `struct "${name.value}"`);
-        return { name, fields, doc };
-      }),
-      enums: this.#definitions(entries.get('enums')?.value ?? null, 'enums', 'values', (node, name, doc) => ({
-        name,
-        members: this.#enumMembers(node, name.value),
-        doc,
-      })),
-      protocols: this.#definitions(entries.get('protocols')?.value ?? null, 'protocols', 'messages', (node, name, doc) => ({
-        name,
-        messages: this.#list(node, `protocol "${name.value}"`, (m) => this.#message(m)),
-        doc,
-      })),
+      imports: this.#list(entries.get('imports')?.value ?? null, 'imports', (node) =>
+        this.#string(node, 'an import path'),
+      ),
+      structs: this.#definitions(
+        entries.get('structs')?.value ?? null,
+        'structs',
+        'fields',
+        (node, name, doc) => {
+          const fields = this.#fields(node, `struct "${name.value}"`);
+          return { name, fields, doc };
+        },
+      ),
+      enums: this.#definitions(
+        entries.get('enums')?.value ?? null,
+        'enums',
+        'values',
+        (node, name, doc) => ({
+          name,
+          members: this.#enumMembers(node, name.value),
+          doc,
+        }),
+      ),
+      protocols: this.#definitions(
+        entries.get('protocols')?.value ?? null,
+        'protocols',
+        'messages',
+        (node, name, doc) => ({
+          name,
+          messages: this.#list(node, `protocol "${name.value}"`, (m) => this.#message(m)),
+          doc,
+        }),
+      ),
     };
     return name && { ...file, name };
   }
@@ -134,7 +164,11 @@ class FileParser {
   ): T[] {
     if (node === null) return [];
     if (!isMap(node)) {
-      this.report(this.#span(node), 'IDL_BAD_VALUE', `"${what}" must be a mapping from name to definition`);
+      this.report(
+        this.#span(node),
+        'IDL_BAD_VALUE',
+        `"${what}" must be a mapping from name to definition`,
+      );
       return [];
     }
     const out: T[] = [];
@@ -143,8 +177,16 @@ class FileParser {
       if (!name) continue;
       const value = pair.value;
       if (isMap(value)) {
-        const entries = this.#entries(value, `${what.replace(/s$/, '')} "${name.value}"`, ['doc', listKey], [listKey]);
-        if (entries) out.push(build(entries.get(listKey)?.value ?? null, name, this.#optionalString(entries, 'doc')));
+        const entries = this.#entries(
+          value,
+          `${what.replace(/s$/, '')} "${name.value}"`,
+          ['doc', listKey],
+          [listKey],
+        );
+        if (entries)
+          out.push(
+            build(entries.get(listKey)?.value ?? null, name, this.#optionalString(entries, 'doc')),
+          );
       } else {
         out.push(build(value, name, undefined));
       }
@@ -177,15 +219,27 @@ class FileParser {
     let origin = this.#choice(entries, 'origin', ['client', 'server'] as const);
     const originEntry = entries.get('origin');
     if (kind === 'call' && origin === 'server' && originEntry) {
-      this.report(this.#span(originEntry.value), 'IDL_BAD_VALUE', `${where}: a call always comes from the client; remove "origin" or make it a push`);
+      this.report(
+        this.#span(originEntry.value),
+        'IDL_BAD_VALUE',
+        `${where}: a call always comes from the client; remove "origin" or make it a push`,
+      );
     }
     if (kind === 'push' && !originEntry) {
-      this.report(this.#span(entries.get('name')!.key), 'IDL_MISSING_KEY', `${where}: a push needs "origin: client" or "origin: server"`);
+      this.report(
+        this.#span(entries.get('name')!.key),
+        'IDL_MISSING_KEY',
+        `${where}: a push needs "origin: client" or "origin: server"`,
+      );
     }
     origin ??= 'client';
     const returns = entries.get('returns');
     if (kind === 'push' && returns) {
-      this.report(this.#span(returns.key), 'IDL_BAD_VALUE', `${where}: only a call has "returns"; a push is one way`);
+      this.report(
+        this.#span(returns.key),
+        'IDL_BAD_VALUE',
+        `${where}: only a call has "returns"; a push is one way`,
+      );
     }
     const replyId = entries.get('reply_id');
     if (kind === 'push' && replyId) {
@@ -198,7 +252,8 @@ class FileParser {
       id: this.#integer(entries.get('id'), 'id', 1, uint32Max),
       replyId: this.#integer(replyId, 'reply_id', 1, uint32Max),
       params: this.#fields(entries.get('params')?.value ?? null, `${where} params`),
-      returns: kind === 'call' ? this.#fields(returns?.value ?? null, `${where} returns`) : undefined,
+      returns:
+        kind === 'call' ? this.#fields(returns?.value ?? null, `${where} returns`) : undefined,
       doc: this.#optionalString(entries, 'doc'),
     };
   }
@@ -212,7 +267,12 @@ class FileParser {
       const spec = this.#typeSpec(entries);
       if (!name || !spec) return undefined;
       const optional = entries.get('optional');
-      return { name, spec, optional: this.#bool(optional) ?? false, doc: this.#optionalString(entries, 'doc') };
+      return {
+        name,
+        spec,
+        optional: this.#bool(optional) ?? false,
+        doc: this.#optionalString(entries, 'doc'),
+      };
     });
   }
 
@@ -223,7 +283,12 @@ class FileParser {
     const itemsEntry = entries.get('items');
     let items: RawType | undefined;
     if (itemsEntry) {
-      const itemEntries = this.#entries(itemsEntry.value, '"items"', ['type', 'capacity', 'protocol', 'items'], ['type']);
+      const itemEntries = this.#entries(
+        itemsEntry.value,
+        '"items"',
+        ['type', 'capacity', 'protocol', 'items'],
+        ['type'],
+      );
       items = itemEntries ? this.#typeSpec(itemEntries) : undefined;
       if (!items) return undefined;
     }
@@ -231,7 +296,9 @@ class FileParser {
     return {
       type,
       capacity: this.#integer(entries.get('capacity'), 'capacity', 1, uint32Max),
-      protocol: protocolEntry ? this.#string(protocolEntry.value, '"protocol"', protocolEntry.key) : undefined,
+      protocol: protocolEntry
+        ? this.#string(protocolEntry.value, '"protocol"', protocolEntry.key)
+        : undefined,
       items,
     };
   }
@@ -260,9 +327,18 @@ class FileParser {
     return members;
   }
 
-  #entries(node: Node | null, what: string, allowed: readonly string[], required: readonly string[]): Entries | undefined {
+  #entries(
+    node: Node | null,
+    what: string,
+    allowed: readonly string[],
+    required: readonly string[],
+  ): Entries | undefined {
     if (!isMap(node)) {
-      this.report(this.#span(node), 'IDL_BAD_VALUE', `${what} must be a mapping with keys ${allowed.join(', ')}`);
+      this.report(
+        this.#span(node),
+        'IDL_BAD_VALUE',
+        `${what} must be a mapping with keys ${allowed.join(', ')}`,
+      );
       return undefined;
     }
     const entries: Entries = new Map();
@@ -270,21 +346,34 @@ class FileParser {
       const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
       if (key === undefined || !allowed.includes(key)) {
         const shown = key === undefined ? 'a non-scalar key' : `unknown key "${key}"`;
-        this.report(this.#span(pair.key), 'IDL_UNKNOWN_KEY', `${shown} in ${what}; allowed keys: ${allowed.join(', ')}`);
+        this.report(
+          this.#span(pair.key),
+          'IDL_UNKNOWN_KEY',
+          `${shown} in ${what}; allowed keys: ${allowed.join(', ')}`,
+        );
         continue;
       }
       entries.set(key, { key: pair.key, value: pair.value });
     }
     for (const key of required) {
-      if (!entries.has(key)) this.report(this.#span(node), 'IDL_MISSING_KEY', `${what} needs "${key}"`);
+      if (!entries.has(key))
+        this.report(this.#span(node), 'IDL_MISSING_KEY', `${what} needs "${key}"`);
     }
     return entries;
   }
 
-  #string(node: Node | null, what: string, fallback: Node | null = null): Located<string> | undefined {
+  #string(
+    node: Node | null,
+    what: string,
+    fallback: Node | null = null,
+  ): Located<string> | undefined {
     if (!isScalar(node) || typeof node.value !== 'string' || node.value === '') {
       const shown = isScalar(node) ? JSON.stringify(node.value) : 'a collection';
-      this.report(this.#span(node, fallback), 'IDL_BAD_VALUE', `${what} must be a non-empty string, not ${shown}`);
+      this.report(
+        this.#span(node, fallback),
+        'IDL_BAD_VALUE',
+        `${what} must be a non-empty string, not ${shown}`,
+      );
       return undefined;
     }
     return { value: node.value, ...this.#span(node) };
@@ -298,7 +387,11 @@ class FileParser {
   #nameAt(node: Node | null, what: string): Located<string> | undefined {
     const name = this.#string(node, what);
     if (name && !namePattern.test(name.value)) {
-      this.report(name, 'IDL_BAD_NAME', `${what} "${name.value}" must be lower snake case (like tcp_listen)`);
+      this.report(
+        name,
+        'IDL_BAD_NAME',
+        `${what} "${name.value}" must be lower snake case (like tcp_listen)`,
+      );
       return undefined;
     }
     return name;
@@ -313,18 +406,32 @@ class FileParser {
     const entry = entries.get(key);
     if (!entry) return undefined;
     const value = isScalar(entry.value) ? entry.value.value : undefined;
-    if (typeof value === 'string' && (choices as readonly string[]).includes(value)) return value as T;
-    this.report(this.#span(entry.value, entry.key), 'IDL_BAD_VALUE', `"${key}" must be one of ${choices.join(', ')}, not ${JSON.stringify(value ?? null)}`);
+    if (typeof value === 'string' && (choices as readonly string[]).includes(value))
+      return value as T;
+    this.report(
+      this.#span(entry.value, entry.key),
+      'IDL_BAD_VALUE',
+      `"${key}" must be one of ${choices.join(', ')}, not ${JSON.stringify(value ?? null)}`,
+    );
     return undefined;
   }
 
-  #integer(entry: { key: Node; value: Node | null } | undefined, key: string, min: number, max: number): Located<number> | undefined {
+  #integer(
+    entry: { key: Node; value: Node | null } | undefined,
+    key: string,
+    min: number,
+    max: number,
+  ): Located<number> | undefined {
     if (!entry) return undefined;
     const value = isScalar(entry.value) ? entry.value.value : undefined;
     if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) {
       return { value, ...this.#span(entry.value) };
     }
-    this.report(this.#span(entry.value, entry.key), 'IDL_BAD_VALUE', `"${key}" must be an integer from ${min} to ${max}, not ${JSON.stringify(value ?? null)}`);
+    this.report(
+      this.#span(entry.value, entry.key),
+      'IDL_BAD_VALUE',
+      `"${key}" must be an integer from ${min} to ${max}, not ${JSON.stringify(value ?? null)}`,
+    );
     return undefined;
   }
 
@@ -332,7 +439,11 @@ class FileParser {
     if (!entry) return undefined;
     const value = isScalar(entry.value) ? entry.value.value : undefined;
     if (typeof value === 'boolean') return value;
-    this.report(this.#span(entry.value, entry.key), 'IDL_BAD_VALUE', `"optional" must be true or false, not ${JSON.stringify(value ?? null)}`);
+    this.report(
+      this.#span(entry.value, entry.key),
+      'IDL_BAD_VALUE',
+      `"optional" must be true or false, not ${JSON.stringify(value ?? null)}`,
+    );
     return undefined;
   }
 }

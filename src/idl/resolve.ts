@@ -3,7 +3,6 @@ import { fnv1a32, messageIdName, replyIdName } from './ids.js';
 import type {
   EnumDef,
   FieldDef,
-  MessageDef,
   PackageDef,
   PrimitiveName,
   ProtocolDef,
@@ -37,7 +36,12 @@ class Resolver {
     this.#diagnostics = diagnostics;
   }
 
-  #report(at: { start: number; end: number }, code: DiagnosticCode, message: string, file = this.#file!): void {
+  #report(
+    at: { start: number; end: number },
+    code: DiagnosticCode,
+    message: string,
+    file = this.#file!,
+  ): void {
     this.#diagnostics.push(file.source.diagnostic(code, message, at.start, at.end));
   }
 
@@ -47,10 +51,19 @@ class Resolver {
   }
 
   /** Adds `name` to `seen`, reporting a duplicate at its second use. */
-  #unique(seen: Map<string, { file: RawFile; at: Located<string> }>, key: string, at: Located<string>, what: string): boolean {
+  #unique(
+    seen: Map<string, { file: RawFile; at: Located<string> }>,
+    key: string,
+    at: Located<string>,
+    what: string,
+  ): boolean {
     const first = seen.get(key);
     if (first) {
-      this.#report(at, 'IDL_DUPLICATE_NAME', `duplicate ${what} "${key}", first defined at ${this.#where(first.file, first.at)}`);
+      this.#report(
+        at,
+        'IDL_DUPLICATE_NAME',
+        `duplicate ${what} "${key}", first defined at ${this.#where(first.file, first.at)}`,
+      );
       return false;
     }
     seen.set(key, { file: this.#file!, at });
@@ -62,7 +75,11 @@ class Resolver {
     const usable = files.filter(({ raw }) => {
       this.#file = raw;
       if (reservedPackageNames.includes(raw.name.value)) {
-        this.#report(raw.name, 'IDL_BAD_NAME', `package name "${raw.name.value}" is reserved in generated code; choose another`);
+        this.#report(
+          raw.name,
+          'IDL_BAD_NAME',
+          `package name "${raw.name.value}" is reserved in generated code; choose another`,
+        );
         return false;
       }
       return this.#unique(packages, raw.name.value, raw.name, 'package name');
@@ -79,13 +96,21 @@ class Resolver {
       this.#define(file.raw, pkg);
     }
     const before = this.#diagnostics.length;
-    this.#checkRecursion(usable.map((f) => byRaw.get(f.raw)!), new Map(usable.map((f) => [byRaw.get(f.raw)!, f.raw])));
+    this.#checkRecursion(
+      usable.map((f) => byRaw.get(f.raw)!),
+      new Map(usable.map((f) => [byRaw.get(f.raw)!, f.raw])),
+    );
     // Sizes of recursive structs are unbounded, so only measure when there are none.
     if (this.#diagnostics.length === before) {
       for (const { file, items, at } of this.#structItems) {
         // Zero-byte items would let a short message claim billions of them.
         if (fieldsMinBytes(items.fields) === 0) {
-          this.#report(at, 'IDL_BAD_VALUE', `array items of struct "${items.name}" take no bytes; give the struct a field`, file);
+          this.#report(
+            at,
+            'IDL_BAD_VALUE',
+            `array items of struct "${items.name}" take no bytes; give the struct a field`,
+            file,
+          );
         }
       }
     }
@@ -106,7 +131,13 @@ class Resolver {
     const scope: Scope = { structs: new Map(), enums: new Map(), protocols: new Map() };
     for (const s of raw.structs) {
       if (!this.#unique(typeNames, s.name.value, s.name, 'type name')) continue;
-      scope.structs.set(s.name.value, { pkg, name: s.name.value, fields: [], doc: s.doc, span: span(s.name) });
+      scope.structs.set(s.name.value, {
+        pkg,
+        name: s.name.value,
+        fields: [],
+        doc: s.doc,
+        span: span(s.name),
+      });
     }
     for (const e of raw.enums) {
       if (!this.#unique(typeNames, e.name.value, e.name, 'type name')) continue;
@@ -115,7 +146,12 @@ class Resolver {
       const members = e.members.filter(
         (m) =>
           this.#unique(memberNames, m.name.value, m.name, `value name in enum "${e.name.value}"`) &&
-          this.#unique(values, String(m.value.value), { ...m.value, value: String(m.value.value) }, `value in enum "${e.name.value}"`),
+          this.#unique(
+            values,
+            String(m.value.value),
+            { ...m.value, value: String(m.value.value) },
+            `value in enum "${e.name.value}"`,
+          ),
       );
       scope.enums.set(e.name.value, {
         pkg,
@@ -128,7 +164,13 @@ class Resolver {
     const protocolNames = new Map<string, { file: RawFile; at: Located<string> }>();
     for (const p of raw.protocols) {
       if (!this.#unique(protocolNames, p.name.value, p.name, 'protocol name')) continue;
-      scope.protocols.set(p.name.value, { pkg, name: p.name.value, messages: [], doc: p.doc, span: span(p.name) });
+      scope.protocols.set(p.name.value, {
+        pkg,
+        name: p.name.value,
+        messages: [],
+        doc: p.doc,
+        span: span(p.name),
+      });
     }
     this.#scopes.set(pkg, scope);
     return {
@@ -146,7 +188,8 @@ class Resolver {
     const scope = this.#scopes.get(pkg.name)!;
     for (const s of raw.structs) {
       const def = scope.structs.get(s.name.value);
-      if (def?.span.start === s.name.start) def.fields.push(...this.#fields(s.fields, pkg, `struct "${s.name.value}"`));
+      if (def?.span.start === s.name.start)
+        def.fields.push(...this.#fields(s.fields, pkg, `struct "${s.name.value}"`));
     }
     // Message names are unique per file, not per protocol, because they name generated types.
     const messageNames = new Map<string, { file: RawFile; at: Located<string> }>();
@@ -196,13 +239,25 @@ class Resolver {
     const needsCapacity = name === 'string' || name === 'bytes' || name === 'array';
     if (needsCapacity && !spec.capacity) {
       const unit = name === 'array' ? 'items' : 'bytes';
-      this.#report(spec.type, 'IDL_MISSING_CAPACITY', `type "${name}" needs "capacity", its maximum length in ${unit}`);
+      this.#report(
+        spec.type,
+        'IDL_MISSING_CAPACITY',
+        `type "${name}" needs "capacity", its maximum length in ${unit}`,
+      );
     }
     if (!needsCapacity && spec.capacity) {
-      this.#report(spec.capacity, 'IDL_BAD_VALUE', `"capacity" applies to string, bytes and array, not to "${name}"`);
+      this.#report(
+        spec.capacity,
+        'IDL_BAD_VALUE',
+        `"capacity" applies to string, bytes and array, not to "${name}"`,
+      );
     }
     if (name !== 'channel' && spec.protocol) {
-      this.#report(spec.protocol, 'IDL_BAD_VALUE', `"protocol" applies to channel, not to "${name}"`);
+      this.#report(
+        spec.protocol,
+        'IDL_BAD_VALUE',
+        `"protocol" applies to channel, not to "${name}"`,
+      );
     }
     if (name !== 'array' && spec.items) {
       this.#report(spec.type, 'IDL_BAD_VALUE', `"items" applies to array, not to "${name}"`);
@@ -215,31 +270,50 @@ class Resolver {
       case 'channel': {
         if (!spec.protocol) return { kind: 'channel', protocol: undefined };
         const protocol = this.#lookup(spec.protocol, pkg, (s) => s.protocols);
-        if (!protocol) this.#report(spec.protocol, 'IDL_UNKNOWN_PROTOCOL', `unknown protocol "${spec.protocol.value}"${this.#known(pkg, (s) => s.protocols)}`);
+        if (!protocol)
+          this.#report(
+            spec.protocol,
+            'IDL_UNKNOWN_PROTOCOL',
+            `unknown protocol "${spec.protocol.value}"${this.#known(pkg, (s) => s.protocols)}`,
+          );
         return protocol && { kind: 'channel', protocol };
       }
       case 'array': {
         if (!spec.items) {
-          this.#report(spec.type, 'IDL_MISSING_KEY', 'type "array" needs "items", the type of its elements');
+          this.#report(
+            spec.type,
+            'IDL_MISSING_KEY',
+            'type "array" needs "items", the type of its elements',
+          );
           return undefined;
         }
         const items = this.#type(spec.items, pkg);
-        if (items?.kind === 'struct') this.#structItems.push({ file: this.#file!, items: items.struct, at: spec.items.type });
+        if (items?.kind === 'struct')
+          this.#structItems.push({ file: this.#file!, items: items.struct, at: spec.items.type });
         return items && spec.capacity ? { kind: 'array', capacity, items } : undefined;
       }
     }
-    if ((primitiveNames as readonly string[]).includes(name)) return { kind: 'primitive', name: name as PrimitiveName };
+    if ((primitiveNames as readonly string[]).includes(name))
+      return { kind: 'primitive', name: name as PrimitiveName };
     const struct = this.#lookup(spec.type, pkg, (s) => s.structs);
     if (struct) return { kind: 'struct', struct };
     const enumDef = this.#lookup(spec.type, pkg, (s) => s.enums);
     if (enumDef) return { kind: 'enum', enum: enumDef };
     const builtins = [...primitiveNames, 'string', 'bytes', 'channel', 'array'].join(', ');
-    this.#report(spec.type, 'IDL_UNKNOWN_TYPE', `unknown type "${name}"; built-in types are ${builtins}${this.#known(pkg, (s) => new Map<string, unknown>([...s.structs, ...s.enums]))}`);
+    this.#report(
+      spec.type,
+      'IDL_UNKNOWN_TYPE',
+      `unknown type "${name}"; built-in types are ${builtins}${this.#known(pkg, (s) => new Map<string, unknown>([...s.structs, ...s.enums]))}`,
+    );
     return undefined;
   }
 
   /** `name` is local to the package; `other.name` names a definition in a direct import. */
-  #lookup<T>(ref: Located<string>, pkg: PackageDef, table: (scope: Scope) => Map<string, T>): T | undefined {
+  #lookup<T>(
+    ref: Located<string>,
+    pkg: PackageDef,
+    table: (scope: Scope) => Map<string, T>,
+  ): T | undefined {
     const dot = ref.value.indexOf('.');
     if (dot < 0) return table(this.#scopes.get(pkg.name)!).get(ref.value);
     const owner = ref.value.slice(0, dot);
@@ -249,7 +323,9 @@ class Resolver {
 
   #known(pkg: PackageDef, table: (scope: Scope) => Map<string, unknown>): string {
     const local = [...table(this.#scopes.get(pkg.name)!).keys()];
-    const imported = pkg.imports.flatMap((p) => [...table(this.#scopes.get(p.name)!).keys()].map((n) => `${p.name}.${n}`));
+    const imported = pkg.imports.flatMap((p) =>
+      [...table(this.#scopes.get(p.name)!).keys()].map((n) => `${p.name}.${n}`),
+    );
     const all = [...local, ...imported];
     return all.length > 0 ? `; defined here: ${all.join(', ')}` : '';
   }
@@ -260,9 +336,16 @@ class Resolver {
     const visit = (struct: StructDef, path: StructDef[]): void => {
       if (done.has(struct)) return;
       if (path.includes(struct)) {
-        const cycle = [...path.slice(path.indexOf(struct)), struct].map((s) => `${s.pkg}.${s.name}`).join(' -> ');
+        const cycle = [...path.slice(path.indexOf(struct)), struct]
+          .map((s) => `${s.pkg}.${s.name}`)
+          .join(' -> ');
         const file = [...files.entries()].find(([p]) => p.name === struct.pkg)![1];
-        this.#report(struct.span, 'IDL_RECURSIVE_STRUCT', `struct "${struct.name}" contains itself (${cycle}); messages must have a bounded depth`, file);
+        this.#report(
+          struct.span,
+          'IDL_RECURSIVE_STRUCT',
+          `struct "${struct.name}" contains itself (${cycle}); messages must have a bounded depth`,
+          file,
+        );
         done.add(struct);
         return;
       }
@@ -277,13 +360,25 @@ class Resolver {
 
   #assignIds(files: readonly LoadedFile[], byRaw: Map<RawFile, PackageDef>): void {
     const seen = new Map<number, { file: RawFile; at: Located<string>; what: string }>();
-    const claim = (id: number, what: string, at: Located<string> | { start: number; end: number }) => {
+    const claim = (
+      id: number,
+      what: string,
+      at: Located<string> | { start: number; end: number },
+    ) => {
       const first = seen.get(id);
       const hex = `0x${id.toString(16).padStart(8, '0')}`;
       if (id === 0) {
-        this.#report(at, 'IDL_ID_COLLISION', `${what} hashes to the reserved id 0; give it an explicit "id"`);
+        this.#report(
+          at,
+          'IDL_ID_COLLISION',
+          `${what} hashes to the reserved id 0; give it an explicit "id"`,
+        );
       } else if (first) {
-        this.#report(at, 'IDL_ID_COLLISION', `type id ${hex} of ${what} collides with ${first.what} at ${this.#where(first.file, first.at)}; give one an explicit id`);
+        this.#report(
+          at,
+          'IDL_ID_COLLISION',
+          `type id ${hex} of ${what} collides with ${first.what} at ${this.#where(first.file, first.at)}; give one an explicit id`,
+        );
       } else {
         seen.set(id, { file: this.#file!, at: { value: what, ...at }, what });
       }
@@ -292,16 +387,29 @@ class Resolver {
       this.#file = file.raw;
       const pkg = byRaw.get(file.raw)!;
       for (const p of file.raw.protocols) {
-        const protocol = pkg.protocols.find((d) => d.name === p.name.value && d.span.start === p.name.start);
+        const protocol = pkg.protocols.find(
+          (d) => d.name === p.name.value && d.span.start === p.name.start,
+        );
         for (const m of p.messages) {
-          const def = protocol?.messages.find((d) => d.name === m.name.value && d.span.start === m.name.start);
+          const def = protocol?.messages.find(
+            (d) => d.name === m.name.value && d.span.start === m.name.start,
+          );
           if (!def) continue;
           const mutable = def as { id: number; replyId: number | undefined };
           mutable.id = m.id?.value ?? fnv1a32(messageIdName(pkg.name, p.name.value, m.name.value));
-          claim(def.id, `message ${messageIdName(pkg.name, p.name.value, m.name.value)}`, m.id ?? m.name);
+          claim(
+            def.id,
+            `message ${messageIdName(pkg.name, p.name.value, m.name.value)}`,
+            m.id ?? m.name,
+          );
           if (def.kind === 'call') {
-            mutable.replyId = m.replyId?.value ?? fnv1a32(replyIdName(pkg.name, p.name.value, m.name.value));
-            claim(mutable.replyId, `reply ${replyIdName(pkg.name, p.name.value, m.name.value)}`, m.replyId ?? m.name);
+            mutable.replyId =
+              m.replyId?.value ?? fnv1a32(replyIdName(pkg.name, p.name.value, m.name.value));
+            claim(
+              mutable.replyId,
+              `reply ${replyIdName(pkg.name, p.name.value, m.name.value)}`,
+              m.replyId ?? m.name,
+            );
           }
         }
       }
@@ -310,7 +418,12 @@ class Resolver {
 
   /** Generated modules export one flat set of identifiers; two IDL names must not map to one. */
   #checkGeneratedNames(pkg: PackageDef): void {
-    const seen = new Map<string, string>([...runtimeNames, ...pkg.imports.map((p) => p.name)].map((n) => [n, 'the runtime or an import']));
+    const seen = new Map<string, string>(
+      [...runtimeNames, ...pkg.imports.map((p) => p.name)].map((n) => [
+        n,
+        'the runtime or an import',
+      ]),
+    );
     const reported = new Set<string>();
     const claim = (identifier: string, owner: string, at: { start: number; end: number }) => {
       const first = seen.get(identifier);
@@ -318,7 +431,11 @@ class Resolver {
         // One report per pair of clashing definitions, not one per identifier they share.
         if (!reported.has(`${owner}\n${first}`)) {
           reported.add(`${owner}\n${first}`);
-          this.#report(at, 'IDL_DUPLICATE_NAME', `${owner} would generate "${identifier}", which ${first} already uses; rename one`);
+          this.#report(
+            at,
+            'IDL_DUPLICATE_NAME',
+            `${owner} would generate "${identifier}", which ${first} already uses; rename one`,
+          );
         }
       } else {
         seen.set(identifier, owner);
@@ -327,14 +444,25 @@ class Resolver {
     const spanOf = (def: { span: { start: number; end: number } }) => def.span;
     for (const s of pkg.structs) {
       const type = names.type(s.name);
-      for (const id of [type, names.encode(type), names.decode(type)]) claim(id, `struct "${s.name}"`, spanOf(s));
+      for (const id of [type, names.encode(type), names.decode(type)])
+        claim(id, `struct "${s.name}"`, spanOf(s));
     }
     for (const e of pkg.enums) {
-      for (const id of [names.type(e.name), names.enumValues(e.name)]) claim(id, `enum "${e.name}"`, spanOf(e));
+      for (const id of [names.type(e.name), names.enumValues(e.name)])
+        claim(id, `enum "${e.name}"`, spanOf(e));
     }
     for (const p of pkg.protocols) {
       const owner = `protocol "${p.name}"`;
-      for (const id of [names.client(p.name), names.server(p.name), names.handlers(p.name), names.serve(p.name), names.toServer(p.name), names.toClient(p.name), names.requestTable(p.name), names.eventTable(p.name)]) {
+      for (const id of [
+        names.client(p.name),
+        names.server(p.name),
+        names.handlers(p.name),
+        names.serve(p.name),
+        names.toServer(p.name),
+        names.toClient(p.name),
+        names.requestTable(p.name),
+        names.eventTable(p.name),
+      ]) {
         claim(id, owner, spanOf(p));
       }
       const members = new Map<string, string>(memberNames.map((n) => [n, 'the generated class']));
@@ -342,12 +470,25 @@ class Resolver {
         const messageOwner = `message "${m.name}"`;
         const type = names.type(m.name);
         const ids = [type, names.encode(type), names.decode(type), names.descriptor(m.name)];
-        if (m.kind === 'call') ids.push(names.reply(m.name), names.encode(names.reply(m.name)), names.decode(names.reply(m.name)));
+        if (m.kind === 'call')
+          ids.push(
+            names.reply(m.name),
+            names.encode(names.reply(m.name)),
+            names.decode(names.reply(m.name)),
+          );
         for (const id of ids) claim(id, messageOwner, spanOf(m));
-        const methods = m.kind === 'call' ? [names.method(m.name)] : [names.method(m.name), names.waitMethod(m.name)];
+        const methods =
+          m.kind === 'call'
+            ? [names.method(m.name)]
+            : [names.method(m.name), names.waitMethod(m.name)];
         for (const method of methods) {
           const first = members.get(method);
-          if (first !== undefined) this.#report(m.span, 'IDL_DUPLICATE_NAME', `${messageOwner} would generate method "${method}", which ${first} already has; rename it`);
+          if (first !== undefined)
+            this.#report(
+              m.span,
+              'IDL_DUPLICATE_NAME',
+              `${messageOwner} would generate method "${method}", which ${first} already has; rename it`,
+            );
           else members.set(method, messageOwner);
         }
       }
@@ -362,6 +503,9 @@ function structOf(type: TypeSpec): StructDef | undefined {
 }
 
 /** Resolves parsed files into packages, adding every problem found to `diagnostics`. */
-export function resolveFiles(files: readonly LoadedFile[], diagnostics: Diagnostic[]): PackageDef[] {
+export function resolveFiles(
+  files: readonly LoadedFile[],
+  diagnostics: Diagnostic[],
+): PackageDef[] {
   return new Resolver(diagnostics).resolve(files);
 }

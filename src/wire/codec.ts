@@ -40,9 +40,15 @@ function codecOf(type: TypeSpec, structs: Map<unknown, Body>): Codec {
     case 'primitive':
       return primitives[type.name];
     case 'string':
-      return { write: (w, f, v) => w.string(f, v, type.capacity), read: (r, f) => r.string(f, type.capacity) };
+      return {
+        write: (w, f, v) => w.string(f, v, type.capacity),
+        read: (r, f) => r.string(f, type.capacity),
+      };
     case 'bytes':
-      return { write: (w, f, v) => w.bytes(f, v, type.capacity), read: (r, f) => r.bytes(f, type.capacity) };
+      return {
+        write: (w, f, v) => w.bytes(f, v, type.capacity),
+        read: (r, f) => r.bytes(f, type.capacity),
+      };
     case 'channel':
       return { write: (w, f, v) => w.channel(f, v), read: (r, f) => r.channel(f) };
     case 'enum': {
@@ -51,7 +57,10 @@ function codecOf(type: TypeSpec, structs: Map<unknown, Body>): Codec {
     }
     case 'struct': {
       const body = bodyOf(type.struct.fields, false, structs, type.struct);
-      return { write: (w, f, v: Value) => w.struct(f, v, body.encode), read: (r, f) => r.struct(f, body.decode) };
+      return {
+        write: (w, f, v: Value) => w.struct(f, v, body.encode),
+        read: (r, f) => r.struct(f, body.decode),
+      };
     }
     case 'array': {
       const item = codecOf(type.items, structs);
@@ -72,7 +81,12 @@ interface Body {
 }
 
 /** Structs are compiled once and shared, however many fields use them. */
-function bodyOf(fields: readonly FieldDef[], topLevel: boolean, structs: Map<unknown, Body>, key?: unknown): Body {
+function bodyOf(
+  fields: readonly FieldDef[],
+  topLevel: boolean,
+  structs: Map<unknown, Body>,
+  key?: unknown,
+): Body {
   const cached = key === undefined ? undefined : structs.get(key);
   if (cached) return cached;
   const tail = topLevel ? optionalTailStart(fields) : fields.length;
@@ -105,20 +119,32 @@ function bodyOf(fields: readonly FieldDef[], topLevel: boolean, structs: Map<unk
 }
 
 /** Descriptors for every message of the packages, by `package.protocol.message`. */
-export function runtimeDescriptors(packages: readonly PackageDef[]): Map<string, MessageDescriptor<Value> | CallDescriptor<Value, Value>> {
+export function runtimeDescriptors(
+  packages: readonly PackageDef[],
+): Map<string, MessageDescriptor<Value> | CallDescriptor<Value, Value>> {
   const structs = new Map<unknown, Body>();
   const out = new Map<string, MessageDescriptor<Value> | CallDescriptor<Value, Value>>();
   for (const pkg of packages) {
     for (const protocol of pkg.protocols) {
-      for (const m of protocol.messages) out.set(`${pkg.name}.${protocol.name}.${m.name}`, descriptorOf(m, structs));
+      for (const m of protocol.messages)
+        out.set(`${pkg.name}.${protocol.name}.${m.name}`, descriptorOf(m, structs));
     }
   }
   return out;
 }
 
-function descriptorOf(m: MessageDef, structs: Map<unknown, Body>): MessageDescriptor<Value> | CallDescriptor<Value, Value> {
+function descriptorOf(
+  m: MessageDef,
+  structs: Map<unknown, Body>,
+): MessageDescriptor<Value> | CallDescriptor<Value, Value> {
   const params = bodyOf(m.params, true, structs);
-  const base = { name: `${m.pkg}.${m.protocol}.${m.name}`, kind: names.method(m.name), id: m.id, encode: params.encode, decode: params.decode };
+  const base = {
+    name: `${m.pkg}.${m.protocol}.${m.name}`,
+    kind: names.method(m.name),
+    id: m.id,
+    encode: params.encode,
+    decode: params.decode,
+  };
   if (m.kind === 'push' || m.replyId === undefined) return base;
   const returns = bodyOf(m.returns ?? [], true, structs);
   return { ...base, replyId: m.replyId, encodeReply: returns.encode, decodeReply: returns.decode };

@@ -11,5 +11,11 @@ export {
   type Received,
 } from './message.js';
 export { Reader } from './reader.js';
-export { type CallOptions, type ClientOptions, RpcClient, RpcServer, type ServeOptions } from './rpc.js';
+export {
+  type CallOptions,
+  type ClientOptions,
+  RpcClient,
+  RpcServer,
+  type ServeOptions,
+} from './rpc.js';
 export { Writer } from './writer.js';

@@ -30,7 +30,11 @@ export function encodeMessage<T>(d: MessageDescriptor<T>, value: T, txid = 0): O
   return sharedWriter.message(d.id, txid, 0, d.encode, value);
 }
 
-export function encodeReply<Req, Rep>(d: CallDescriptor<Req, Rep>, txid: number, value: Rep): OutgoingMessage {
+export function encodeReply<Req, Rep>(
+  d: CallDescriptor<Req, Rep>,
+  txid: number,
+  value: Rep,
+): OutgoingMessage {
   return sharedWriter.message(d.replyId, txid, FLAG_REPLY, d.encodeReply, value);
 }
 
@@ -45,25 +49,40 @@ function encodeErrorBody(w: Writer, v: ErrorBody): void {
 }
 
 function decodeErrorBody(r: Reader): ErrorBody {
-  return { code: r.string('code', ERROR_CODE_CAPACITY), text: r.string('text', ERROR_TEXT_CAPACITY) };
+  return {
+    code: r.string('code', ERROR_CODE_CAPACITY),
+    text: r.string('text', ERROR_TEXT_CAPACITY),
+  };
 }
 
 /**
  * A reply saying the call failed with `error`: its IpcError code or HANDLER_FAILED, and its
  * message, cut to fit as it is only for people to read.
  */
-export function encodeErrorReply(d: CallDescriptor<unknown, unknown>, txid: number, error: unknown): OutgoingMessage {
+export function encodeErrorReply(
+  d: CallDescriptor<unknown, unknown>,
+  txid: number,
+  error: unknown,
+): OutgoingMessage {
   const code = isIpcError(error) ? error.code : 'HANDLER_FAILED';
   const text = error instanceof Error ? error.message : String(error);
-  const body = { code: code.slice(0, ERROR_CODE_CAPACITY / 4), text: text.slice(0, ERROR_TEXT_CAPACITY / 4) };
+  const body = {
+    code: code.slice(0, ERROR_CODE_CAPACITY / 4),
+    text: text.slice(0, ERROR_TEXT_CAPACITY / 4),
+  };
   return sharedWriter.message(d.replyId, txid, FLAG_REPLY | FLAG_ERROR, encodeErrorBody, body);
 }
 
 /** Decodes a message known to be of type `d` (not a reply), checking its header and its end. */
 export function decodeMessage<T>(d: MessageDescriptor<T>, message: Message): T {
-  if (message.type !== d.id) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not ${d.name} (${d.id})`);
+  if (message.type !== d.id)
+    throw new IpcError(
+      'INVALID_MESSAGE',
+      `(message): type id ${message.type} is not ${d.name} (${d.id})`,
+    );
   const r = new Reader(message);
-  if (r.isReply) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
+  if (r.isReply)
+    throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
   return finish(r, d.decode);
 }
 
@@ -71,8 +90,16 @@ export function decodeMessage<T>(d: MessageDescriptor<T>, message: Message): T {
  * Decodes the reply to a call: its returns, or, for an error reply, an IpcError REMOTE_ERROR
  * (returned, not thrown, so callers can tell it from a malformed reply).
  */
-export function decodeReply<Req, Rep>(d: CallDescriptor<Req, Rep>, r: Reader, message: Message): Rep | IpcError {
-  if (message.type !== d.replyId) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not the reply to ${d.name} (${d.replyId})`);
+export function decodeReply<Req, Rep>(
+  d: CallDescriptor<Req, Rep>,
+  r: Reader,
+  message: Message,
+): Rep | IpcError {
+  if (message.type !== d.replyId)
+    throw new IpcError(
+      'INVALID_MESSAGE',
+      `(message): type id ${message.type} is not the reply to ${d.name} (${d.replyId})`,
+    );
   if ((r.flags & FLAG_ERROR) === 0) return finish(r, d.decodeReply);
   const { code, text } = finish(r, decodeErrorBody);
   return new IpcError('REMOTE_ERROR', `${d.name} failed at the peer: ${text} (${code})`);
@@ -108,11 +135,24 @@ export class MessageTable<U extends Received = Received> {
   /** Decodes a request or a push; replies are not in a table. */
   decode(message: Message): U {
     const d = this.#byId.get(message.type);
-    if (d === undefined) throw new IpcError('INVALID_MESSAGE', `(message): type id ${message.type} is not a message this side receives`);
+    if (d === undefined)
+      throw new IpcError(
+        'INVALID_MESSAGE',
+        `(message): type id ${message.type} is not a message this side receives`,
+      );
     const r = new Reader(message);
-    if (r.isReply) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
-    if (!isCall(d) && r.txid !== 0) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} is a push but carries transaction id ${r.txid}`);
-    if (isCall(d) && r.txid === 0) throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} is a call but carries no transaction id`);
+    if (r.isReply)
+      throw new IpcError('INVALID_MESSAGE', `(message): ${d.name} arrived flagged as a reply`);
+    if (!isCall(d) && r.txid !== 0)
+      throw new IpcError(
+        'INVALID_MESSAGE',
+        `(message): ${d.name} is a push but carries transaction id ${r.txid}`,
+      );
+    if (isCall(d) && r.txid === 0)
+      throw new IpcError(
+        'INVALID_MESSAGE',
+        `(message): ${d.name} is a call but carries no transaction id`,
+      );
     return { kind: d.kind, txid: r.txid, value: finish(r, d.decode) } as unknown as U;
   }
 }

@@ -27,11 +27,15 @@ export class Reader {
     this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.#handles = message.handles;
     this.#pos = HEADER_BYTES;
-    if (data.length < HEADER_BYTES) this.#fail(undefined, `the ${HEADER_BYTES}-byte header is cut short at ${data.length} bytes`);
-    if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1) this.#fail(undefined, `bad magic 0x${hex(data[0]!)}${hex(data[1]!)}, expected 0x4649 ("FI")`);
-    if (data[2] !== VERSION) this.#fail(undefined, `unsupported version ${data[2]}, this side speaks ${VERSION}`);
+    if (data.length < HEADER_BYTES)
+      this.#fail(undefined, `the ${HEADER_BYTES}-byte header is cut short at ${data.length} bytes`);
+    if (data[0] !== MAGIC_0 || data[1] !== MAGIC_1)
+      this.#fail(undefined, `bad magic 0x${hex(data[0]!)}${hex(data[1]!)}, expected 0x4649 ("FI")`);
+    if (data[2] !== VERSION)
+      this.#fail(undefined, `unsupported version ${data[2]}, this side speaks ${VERSION}`);
     this.flags = data[3]!;
-    if ((this.flags & ~KNOWN_FLAGS) !== 0) this.#fail(undefined, `unknown flags 0x${hex(this.flags)}`);
+    if ((this.flags & ~KNOWN_FLAGS) !== 0)
+      this.#fail(undefined, `unknown flags 0x${hex(this.flags)}`);
     this.txid = this.#view.getUint32(4, true);
   }
 
@@ -45,15 +49,27 @@ export class Reader {
 
   #take(field: string | number, bytes: number): number {
     const at = this.#pos;
-    if (at + bytes > this.#data.length) this.#fail(field, `needs ${bytes} bytes at offset ${at}, but the message ends at ${this.#data.length}`);
+    if (at + bytes > this.#data.length)
+      this.#fail(
+        field,
+        `needs ${bytes} bytes at offset ${at}, but the message ends at ${this.#data.length}`,
+      );
     this.#pos = at + bytes;
     return at;
   }
 
   /** Checks that the payload was used up exactly, handles included. */
   end(): void {
-    if (this.#pos !== this.#data.length) this.#fail(undefined, `${this.#data.length - this.#pos} unexpected bytes after the last field`);
-    if (this.#nextHandle !== this.#handles.length) this.#fail(undefined, `carries ${this.#handles.length} handles but its fields use ${this.#nextHandle}`);
+    if (this.#pos !== this.#data.length)
+      this.#fail(
+        undefined,
+        `${this.#data.length - this.#pos} unexpected bytes after the last field`,
+      );
+    if (this.#nextHandle !== this.#handles.length)
+      this.#fail(
+        undefined,
+        `carries ${this.#handles.length} handles but its fields use ${this.#nextHandle}`,
+      );
   }
 
   bool(field: string | number): boolean {
@@ -106,7 +122,11 @@ export class Reader {
     const n = this.u32(field);
     if (n > capacity) this.#fail(field, `${n} ${unit} exceed the capacity of ${capacity}`);
     // Checked before allocating: a length the remaining bytes cannot hold is a lie.
-    if (n * minItemBytes > this.#data.length - this.#pos) this.#fail(field, `${n} ${unit} cannot fit in the ${this.#data.length - this.#pos} bytes left`);
+    if (n * minItemBytes > this.#data.length - this.#pos)
+      this.#fail(
+        field,
+        `${n} ${unit} cannot fit in the ${this.#data.length - this.#pos} bytes left`,
+      );
     return n;
   }
 
@@ -123,7 +143,11 @@ export class Reader {
           break;
         }
       }
-      if (ascii) return String.fromCharCode.apply(null, data.subarray(start, start + n) as unknown as number[]);
+      if (ascii)
+        return String.fromCharCode.apply(
+          null,
+          data.subarray(start, start + n) as unknown as number[],
+        );
     }
     try {
       return utf8.decode(data.subarray(start, start + n));
@@ -141,9 +165,14 @@ export class Reader {
 
   channel(field: string | number): Channel {
     const index = this.u16(field);
-    if (index !== this.#nextHandle) this.#fail(field, `handle index ${index} out of order, expected ${this.#nextHandle}`);
+    if (index !== this.#nextHandle)
+      this.#fail(field, `handle index ${index} out of order, expected ${this.#nextHandle}`);
     const handle = this.#handles[index];
-    if (handle === undefined) this.#fail(field, `handle index ${index} but the message carries ${this.#handles.length} handles`);
+    if (handle === undefined)
+      this.#fail(
+        field,
+        `handle index ${index} but the message carries ${this.#handles.length} handles`,
+      );
     if (!(handle instanceof Channel)) this.#fail(field, `handle ${index} is not a channel`);
     this.#nextHandle++;
     return handle;
@@ -174,7 +203,12 @@ export class Reader {
   }
 
   /** `minItemBytes` is the least an item can take, so a count is checked against the bytes left. */
-  array<T>(field: string | number, capacity: number, minItemBytes: number, item: (r: Reader, index: number) => T): T[] {
+  array<T>(
+    field: string | number,
+    capacity: number,
+    minItemBytes: number,
+    item: (r: Reader, index: number) => T,
+  ): T[] {
     const n = this.#length(field, capacity, 'items', minItemBytes);
     const out: T[] = [];
     this.#path.push(field);

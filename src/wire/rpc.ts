@@ -1,4 +1,11 @@
-import type { Channel, Message, OnFull, OutgoingMessage, SendOptions, WaitOptions } from '../channel/index.js';
+import type {
+  Channel,
+  Message,
+  OnFull,
+  OutgoingMessage,
+  SendOptions,
+  WaitOptions,
+} from '../channel/index.js';
 import { IpcError, isIpcError } from '../errors.js';
 import {
   type CallDescriptor,
@@ -83,13 +90,17 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     return new Promise<Rep>((resolve, reject) => {
       const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
       const signal = options.signal;
-      if (signal?.aborted) throw new IpcError('ABORTED', `${d.name} was aborted before it was sent`, { cause: signal.reason });
+      if (signal?.aborted)
+        throw new IpcError('ABORTED', `${d.name} was aborted before it was sent`, {
+          cause: signal.reason,
+        });
       const txid = this.#nextTxid();
       const message = encodeMessage(d, value, txid);
       // Stops a send still waiting for room once the call is settled some other way.
       const sending = new AbortController();
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => settle(new IpcError('ABORTED', `${d.name} was aborted`, { cause: signal?.reason }));
+      const onAbort = () =>
+        settle(new IpcError('ABORTED', `${d.name} was aborted`, { cause: signal?.reason }));
       const settle = (error: IpcError | undefined, result?: unknown) => {
         if (this.#pending.get(txid) !== pending) return;
         this.#pending.delete(txid);
@@ -102,12 +113,20 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
       const pending: Pending = { call: d as CallDescriptor<unknown, unknown>, settle };
       this.#pending.set(txid, pending);
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => settle(new IpcError('TIMEOUT', `${d.name} got no reply within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () => settle(new IpcError('TIMEOUT', `${d.name} got no reply within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
       }
       signal?.addEventListener('abort', onAbort, { once: true });
       this.channel.sendWait(message, { signal: sending.signal }).then(
         () => this.#pump(),
-        (error: unknown) => settle(error instanceof IpcError ? error : new IpcError('INVALID_ARGUMENT', String(error), { cause: error })),
+        (error: unknown) =>
+          settle(
+            error instanceof IpcError
+              ? error
+              : new IpcError('INVALID_ARGUMENT', String(error), { cause: error }),
+          ),
       );
     });
   }
@@ -153,11 +172,16 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#waiters.length > 0 || (this.#pending.size > 0 && this.#inbox.length < this.channel.limits.capacity)) {
+      while (
+        this.#waiters.length > 0 ||
+        (this.#pending.size > 0 && this.#inbox.length < this.channel.limits.capacity)
+      ) {
         this.#route(await this.channel.recv());
       }
     } catch (error) {
-      const reason = isIpcError(error) ? error : new IpcError('CLOSED', String(error), { cause: error });
+      const reason = isIpcError(error)
+        ? error
+        : new IpcError('CLOSED', String(error), { cause: error });
       for (const pending of [...this.#pending.values()]) pending.settle(reason);
       for (const waiter of this.#waiters.splice(0)) waiter(reason);
     } finally {
@@ -170,9 +194,13 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     try {
       r = new Reader(message);
     } catch (error) {
-      return this.#deliver(message, error as IpcError);
+      this.#deliver(message, error as IpcError);
+      return;
     }
-    if (!r.isReply) return this.#deliver(message);
+    if (!r.isReply) {
+      this.#deliver(message);
+      return;
+    }
     const pending = this.#pending.get(r.txid);
     if (pending === undefined) {
       // The call timed out or was aborted: nobody wants this reply any more.
@@ -232,11 +260,21 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
     }
   }
 
-  reply<Req, Rep>(d: CallDescriptor<Req, Rep>, txid: number, value: Rep, options?: SendOptions): boolean {
+  reply<Req, Rep>(
+    d: CallDescriptor<Req, Rep>,
+    txid: number,
+    value: Rep,
+    options?: SendOptions,
+  ): boolean {
     return this.channel.send(encodeReply(d, txid, value), options);
   }
 
-  replyError(d: CallDescriptor<unknown, unknown>, txid: number, error: unknown, options?: SendOptions): boolean {
+  replyError(
+    d: CallDescriptor<unknown, unknown>,
+    txid: number,
+    error: unknown,
+    options?: SendOptions,
+  ): boolean {
     return this.channel.send(encodeErrorReply(d, txid, error), options);
   }
 
@@ -261,7 +299,8 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
       } catch (error) {
         discard(message);
         const onInvalid = options.onInvalid ?? 'close';
-        const action = typeof onInvalid === 'function' ? onInvalid(error as IpcError, message) : onInvalid;
+        const action =
+          typeof onInvalid === 'function' ? onInvalid(error as IpcError, message) : onInvalid;
         if (action === 'ignore') continue;
         this.close();
         return;
@@ -281,7 +320,8 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
           this.channel.send(reply, replyOptions);
         } catch (error) {
           // A client that has gone away is not a failure of this server.
-          if (!isIpcError(error, 'PEER_CLOSED') && !isIpcError(error, 'CLOSED')) failure ??= { error };
+          if (!isIpcError(error, 'PEER_CLOSED') && !isIpcError(error, 'CLOSED'))
+            failure ??= { error };
         }
       }
       if (failure !== undefined) {

@@ -6,7 +6,8 @@ import { FieldPath } from './path.js';
 const utf8 = new TextEncoder();
 
 /** `String.prototype.isWellFormed` is in Node 20 but not yet in the es2023 lib. */
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+const isWellFormed = (s: string): boolean =>
+  (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 /** Shows a wrong value in an error without running any of its code (no toString calls). */
 function shown(value: unknown): string {
@@ -43,7 +44,13 @@ export class Writer {
   #absentTail = -1;
 
   /** Encodes a whole message; `body` writes the payload. The result owns fresh memory. */
-  message<T>(type: number, txid: number, flags: number, body: (w: Writer, value: T) => void, value: T): OutgoingMessage {
+  message<T>(
+    type: number,
+    txid: number,
+    flags: number,
+    body: (w: Writer, value: T) => void,
+    value: T,
+  ): OutgoingMessage {
     this.#pos = HEADER_BYTES;
     this.#handles = [];
     this.#path.clear();
@@ -58,7 +65,9 @@ export class Writer {
     this.#view.setUint32(4, txid, true);
     const handles = this.#handles;
     this.#handles = [];
-    return handles.length > 0 ? { type, data: buf.slice(0, end), handles } : { type, data: buf.slice(0, end) };
+    return handles.length > 0
+      ? { type, data: buf.slice(0, end), handles }
+      : { type, data: buf.slice(0, end) };
   }
 
   #ensure(bytes: number): void {
@@ -72,7 +81,10 @@ export class Writer {
   }
 
   #fail(field: string | number, value: unknown, expected: string): never {
-    throw new IpcError('INVALID_ARGUMENT', `${this.#path.format(field)}: expected ${expected}, got ${shown(value)}`);
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${this.#path.format(field)}: expected ${expected}, got ${shown(value)}`,
+    );
   }
 
   bool(field: string | number, v: boolean): void {
@@ -122,14 +134,16 @@ export class Writer {
   }
 
   u64(field: string | number, v: bigint): void {
-    if (typeof v !== 'bigint' || BigInt.asUintN(64, v) !== v) this.#fail(field, v, 'a uint64 bigint (0n to 2n ** 64n - 1n)');
+    if (typeof v !== 'bigint' || BigInt.asUintN(64, v) !== v)
+      this.#fail(field, v, 'a uint64 bigint (0n to 2n ** 64n - 1n)');
     this.#ensure(8);
     this.#view.setBigUint64(this.#pos, v, true);
     this.#pos += 8;
   }
 
   i64(field: string | number, v: bigint): void {
-    if (typeof v !== 'bigint' || BigInt.asIntN(64, v) !== v) this.#fail(field, v, 'an int64 bigint (-(2n ** 63n) to 2n ** 63n - 1n)');
+    if (typeof v !== 'bigint' || BigInt.asIntN(64, v) !== v)
+      this.#fail(field, v, 'an int64 bigint (-(2n ** 63n) to 2n ** 63n - 1n)');
     this.#ensure(8);
     this.#view.setBigInt64(this.#pos, v, true);
     this.#pos += 8;
@@ -152,7 +166,8 @@ export class Writer {
   /** A u32 byte length, then UTF-8; `capacity` bounds the bytes, not the UTF-16 length. */
   string(field: string | number, v: string, capacity: number): void {
     // Every UTF-16 unit becomes at least one UTF-8 byte, so a longer string cannot fit.
-    if (typeof v !== 'string' || v.length > capacity) this.#fail(field, v, `a string of at most ${capacity} UTF-8 bytes`);
+    if (typeof v !== 'string' || v.length > capacity)
+      this.#fail(field, v, `a string of at most ${capacity} UTF-8 bytes`);
     this.#ensure(4 + v.length * 3);
     const buf = this.#buf;
     const start = this.#pos + 4;
@@ -166,14 +181,16 @@ export class Writer {
     if (n < v.length) {
       if (!isWellFormed(v)) this.#fail(field, v, 'a well-formed string (no lone surrogates)');
       n += utf8.encodeInto(n === 0 ? v : v.slice(n), buf.subarray(start + n)).written;
-      if (n > capacity) this.#fail(field, v, `a string of at most ${capacity} UTF-8 bytes (it has ${n})`);
+      if (n > capacity)
+        this.#fail(field, v, `a string of at most ${capacity} UTF-8 bytes (it has ${n})`);
     }
     this.#view.setUint32(this.#pos, n, true);
     this.#pos = start + n;
   }
 
   bytes(field: string | number, v: Uint8Array, capacity: number): void {
-    if (!(v instanceof Uint8Array) || v.length > capacity) this.#fail(field, v, `a Uint8Array of at most ${capacity} bytes`);
+    if (!(v instanceof Uint8Array) || v.length > capacity)
+      this.#fail(field, v, `a Uint8Array of at most ${capacity} bytes`);
     this.#ensure(4 + v.length);
     this.#view.setUint32(this.#pos, v.length, true);
     this.#buf.set(v, this.#pos + 4);
@@ -221,8 +238,14 @@ export class Writer {
     this.#path.pop();
   }
 
-  array<T>(field: string | number, v: readonly T[], capacity: number, item: (w: Writer, value: T, index: number) => void): void {
-    if (!Array.isArray(v) || v.length > capacity) this.#fail(field, v, `an array of at most ${capacity} items`);
+  array<T>(
+    field: string | number,
+    v: readonly T[],
+    capacity: number,
+    item: (w: Writer, value: T, index: number) => void,
+  ): void {
+    if (!Array.isArray(v) || v.length > capacity)
+      this.#fail(field, v, `an array of at most ${capacity} items`);
     this.u32(field, v.length);
     this.#path.push(field);
     for (let i = 0; i < v.length; i++) item(this, v[i] as T, i);

@@ -46,7 +46,10 @@ describe('ftl-ipc gen', () => {
 
   it('prints every IDL problem as file:line:col with a code frame and exits 1', async () => {
     const bad = join(scratch, 'bad.yaml');
-    writeFileSync(bad, 'name: bad\nprotocols:\n  p:\n    - { name: m, type: push, origin: client, params: [{ name: s, type: strin }] }\n    - { name: m, type: call }\n');
+    writeFileSync(
+      bad,
+      'name: bad\nprotocols:\n  p:\n    - { name: m, type: push, origin: client, params: [{ name: s, type: strin }] }\n    - { name: m, type: call }\n',
+    );
     const { status, err } = await run('gen', bad, '--out', scratch);
     assert.equal(status, 1);
     assert.match(err, /bad\.yaml:4:72: error\[IDL_UNKNOWN_TYPE\]: unknown type "strin"/);

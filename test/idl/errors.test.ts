@@ -17,7 +17,9 @@ function load(files: Record<string, string>, roots = Object.keys(files).slice(0,
 
 /** `code@line:col` for each diagnostic, for compact assertions. */
 const where = (ds: readonly Diagnostic[]) =>
-  [...ds].sort((a, b) => a.line - b.line || a.col - b.col).map((d) => `${d.code}@${d.line}:${d.col}`);
+  [...ds]
+    .sort((a, b) => a.line - b.line || a.col - b.col)
+    .map((d) => `${d.code}@${d.line}:${d.col}`);
 
 describe('IDL errors', () => {
   it('reports every problem of a file at once, with positions', () => {
@@ -51,7 +53,10 @@ describe('IDL errors', () => {
   });
 
   it('points into JSON files too', () => {
-    const { diagnostics } = load({ 'a.json': '{\n  "name": "demo",\n  "protocols": { "p": [ { "name": "m", "type": "call", "extra": 1 } ] }\n}\n' });
+    const { diagnostics } = load({
+      'a.json':
+        '{\n  "name": "demo",\n  "protocols": { "p": [ { "name": "m", "type": "call", "extra": 1 } ] }\n}\n',
+    });
     assert.deepEqual(where(diagnostics), ['IDL_UNKNOWN_KEY@3:56']);
   });
 
@@ -96,10 +101,14 @@ describe('IDL errors', () => {
 
   it('resolves imports, and reports missing files, cycles and unknown references', () => {
     const { diagnostics, packages } = load({
-      'a.yaml': 'name: a\nimports: [b.yaml, missing.yaml]\nstructs:\n  s: [{ name: v, type: b.vec }, { name: w, type: c.vec }]\n',
+      'a.yaml':
+        'name: a\nimports: [b.yaml, missing.yaml]\nstructs:\n  s: [{ name: v, type: b.vec }, { name: w, type: c.vec }]\n',
       'b.yaml': 'name: b\nimports: [a.yaml]\nstructs:\n  vec: [{ name: z, type: float64 }]\n',
     });
-    assert.deepEqual(where(diagnostics).sort(), ['IDL_IMPORT@2:11', 'IDL_IMPORT@2:19', 'IDL_UNKNOWN_TYPE@4:50'].sort());
+    assert.deepEqual(
+      where(diagnostics).sort(),
+      ['IDL_IMPORT@2:11', 'IDL_IMPORT@2:19', 'IDL_UNKNOWN_TYPE@4:50'].sort(),
+    );
     assert.equal(packages.find((p) => p.name === 'a')?.structs[0]?.fields[0]?.type.kind, 'struct');
   });
 
@@ -115,7 +124,10 @@ describe('IDL errors', () => {
       ].join('\n'),
     });
     assert.deepEqual(where(diagnostics), ['IDL_RECURSIVE_STRUCT@3:3']);
-    const empty = load({ 'a.yaml': 'name: demo\nstructs:\n  nothing: []\n  many: [{ name: n, type: array, capacity: 9, items: { type: nothing } }]\n' });
+    const empty = load({
+      'a.yaml':
+        'name: demo\nstructs:\n  nothing: []\n  many: [{ name: n, type: array, capacity: 9, items: { type: nothing } }]\n',
+    });
     assert.deepEqual(where(empty.diagnostics), ['IDL_BAD_VALUE@4:62']);
   });
 
@@ -135,18 +147,33 @@ describe('IDL errors', () => {
       ].join('\n'),
     });
     // Promise shadows a built-in, PingReply is made twice, recv is a member, xY1 is made twice.
-    assert.deepEqual(where(diagnostics), ['IDL_DUPLICATE_NAME@4:3', 'IDL_DUPLICATE_NAME@7:15', 'IDL_DUPLICATE_NAME@8:15', 'IDL_DUPLICATE_NAME@9:94']);
+    assert.deepEqual(where(diagnostics), [
+      'IDL_DUPLICATE_NAME@4:3',
+      'IDL_DUPLICATE_NAME@7:15',
+      'IDL_DUPLICATE_NAME@8:15',
+      'IDL_DUPLICATE_NAME@9:94',
+    ]);
   });
 
   it('keeps ids when messages are reordered or files are added', () => {
     const ids = (text: string, extra: Record<string, string> = {}) =>
-      load({ 'a.yaml': text, ...extra }, ['a.yaml', ...Object.keys(extra)]).packages[0]!.protocols[0]!.messages.map(
-        (m) => [m.name, m.id] as const,
-      );
-    const one = 'name: demo\nprotocols:\n  p:\n    - { name: a, type: push, origin: client }\n    - { name: b, type: call }\n';
-    const two = 'name: demo\nprotocols:\n  p:\n    - { name: b, type: call }\n    - { name: a, type: push, origin: client }\n';
+      load({ 'a.yaml': text, ...extra }, [
+        'a.yaml',
+        ...Object.keys(extra),
+      ]).packages[0]!.protocols[0]!.messages.map((m) => [m.name, m.id] as const);
+    const one =
+      'name: demo\nprotocols:\n  p:\n    - { name: a, type: push, origin: client }\n    - { name: b, type: call }\n';
+    const two =
+      'name: demo\nprotocols:\n  p:\n    - { name: b, type: call }\n    - { name: a, type: push, origin: client }\n';
     assert.deepEqual(new Map(ids(one)), new Map(ids(two)));
-    assert.deepEqual(new Map(ids(one, { 'z.yaml': 'name: other\nprotocols:\n  p: [{ name: a, type: push, origin: client }]\n' })), new Map(ids(one)));
+    assert.deepEqual(
+      new Map(
+        ids(one, {
+          'z.yaml': 'name: other\nprotocols:\n  p: [{ name: a, type: push, origin: client }]\n',
+        }),
+      ),
+      new Map(ids(one)),
+    );
     assert.equal(new Map(ids(one)).get('a'), fnv1a32('demo.p.a'));
   });
 });

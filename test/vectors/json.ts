@@ -44,7 +44,11 @@ function fromJsonType(type: TypeSpec, json: unknown, handles: readonly Channel[]
   }
 }
 
-export function fromJson(fields: readonly FieldDef[], json: Record<string, unknown>, handles: readonly Channel[]): Record<string, unknown> {
+export function fromJson(
+  fields: readonly FieldDef[],
+  json: Record<string, unknown>,
+  handles: readonly Channel[],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of fields) {
     if (f.name in json) out[camelCase(f.name)] = fromJsonType(f.type, json[f.name], handles);

@@ -159,7 +159,7 @@ export const text: MessageDescriptor<Text> = {
 /** vectors.all.containers: push from the server. */
 export interface Containers {
   points: Point[];
-  matrix: (number[])[];
+  matrix: number[][];
   color?: Color;
   labeled: Labeled;
   vec: shared.Vec;
@@ -298,7 +298,7 @@ export const echo: CallDescriptor<Echo, EchoReply> = {
 
 // Protocol vectors.all
 
-/** What a all server receives. */
+/** What a vectors.all server receives. */
 export type AllRequest =
   | { readonly kind: 'empty'; readonly txid: number; readonly value: Empty }
   | { readonly kind: 'scalars'; readonly txid: number; readonly value: Scalars }
@@ -308,12 +308,12 @@ export type AllRequest =
   | { readonly kind: 'echo'; readonly txid: number; readonly value: Echo };
 const allRequests = new MessageTable<AllRequest>([empty, scalars, text, handles, evolving, echo]);
 
-/** What a all client receives. */
+/** What a vectors.all client receives. */
 export type AllEvent =
   | { readonly kind: 'containers'; readonly value: Containers };
 const allEvents = new MessageTable<AllEvent>([containers]);
 
-/** The client end of a all channel. */
+/** The client end of a channel speaking vectors.all. */
 export class AllClient extends RpcClient<AllEvent> {
   constructor(channel: Channel, options?: ClientOptions) {
     super(channel, allEvents, options);
@@ -375,7 +375,7 @@ export class AllClient extends RpcClient<AllEvent> {
   }
 }
 
-/** One handler per message a all client sends; a call's handler returns the reply. */
+/** One handler per message a vectors.all client sends; a call's handler returns the reply. */
 export interface AllHandlers {
   empty(value: Empty): void | Promise<void>;
   scalars(value: Scalars): void | Promise<void>;
@@ -385,7 +385,7 @@ export interface AllHandlers {
   echo(value: Echo): EchoReply | Promise<EchoReply>;
 }
 
-/** The server end of a all channel. */
+/** The server end of a channel speaking vectors.all. */
 export class AllServer extends RpcServer<AllRequest> {
   constructor(channel: Channel) {
     super(channel, allRequests);

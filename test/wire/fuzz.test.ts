@@ -19,8 +19,8 @@ import {
 } from 'ftl-ipc';
 import type { FieldDef, TypeSpec } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
-import * as generated from '../vectors/vectors.generated.js';
 import { loadVectorSchema } from '../vectors/json.js';
+import * as generated from '../vectors/vectors.generated.js';
 
 const packages = loadVectorSchema();
 const runtime = runtimeDescriptors(packages);
@@ -29,8 +29,10 @@ const messages = packages.flatMap((p) => p.protocols.flatMap((pr) => pr.messages
 type Value = Record<string, unknown>;
 type Descriptor = MessageDescriptor<Value>;
 
-const generatedOf = (name: string) => (generated as unknown as Record<string, Descriptor>)[camelCase(name)]!;
-const runtimeOf = (m: (typeof messages)[number]) => runtime.get(`${m.pkg}.${m.protocol}.${m.name}`) as Descriptor;
+const generatedOf = (name: string) =>
+  (generated as unknown as Record<string, Descriptor>)[camelCase(name)]!;
+const runtimeOf = (m: (typeof messages)[number]) =>
+  runtime.get(`${m.pkg}.${m.protocol}.${m.name}`) as Descriptor;
 
 /** Cuts a string to at most `capacity` UTF-8 bytes without splitting a code point. */
 function fitUtf8(s: string, capacity: number): string {
@@ -75,7 +77,9 @@ function arbitraryOf(type: TypeSpec): fc.Arbitrary<unknown> {
       }
       break;
     case 'string':
-      return fc.string({ unit: 'binary', maxLength: type.capacity }).map((s) => fitUtf8(s, type.capacity));
+      return fc
+        .string({ unit: 'binary', maxLength: type.capacity })
+        .map((s) => fitUtf8(s, type.capacity));
     case 'bytes':
       return fc.uint8Array({ maxLength: type.capacity });
     case 'channel':
@@ -97,10 +101,18 @@ function recordOf(fields: readonly FieldDef[]): fc.Arbitrary<Value> {
 
 /** A message of any type with a valid value, as [generated descriptor, runtime descriptor, value]. */
 const anyMessage = fc.oneof(
-  ...messages.map((m) => recordOf(m.params).map((value) => ({ generated: generatedOf(m.name), runtime: runtimeOf(m), value, call: m.kind === 'call' }))),
+  ...messages.map((m) =>
+    recordOf(m.params).map((value) => ({
+      generated: generatedOf(m.name),
+      runtime: runtimeOf(m),
+      value,
+      call: m.kind === 'call',
+    })),
+  ),
 );
 
-const everyone = (pick: (m: (typeof messages)[number]) => Descriptor) => new MessageTable(messages.map(pick));
+const everyone = (pick: (m: (typeof messages)[number]) => Descriptor) =>
+  new MessageTable(messages.map(pick));
 const tables = [everyone((m) => generatedOf(m.name)), everyone(runtimeOf)];
 
 /** Decoding must succeed or throw INVALID_MESSAGE; anything else fails the property. */
@@ -122,7 +134,11 @@ describe('codec properties', () => {
         const fromGenerated = encodeMessage(g, value, txid);
         const fromRuntime = encodeMessage(r, value, txid);
         assert.deepEqual(fromRuntime.data, fromGenerated.data);
-        const received: Message = { type: fromGenerated.type, data: fromGenerated.data!, handles: [...(fromGenerated.handles ?? [])] };
+        const received: Message = {
+          type: fromGenerated.type,
+          data: fromGenerated.data!,
+          handles: [...(fromGenerated.handles ?? [])],
+        };
         assert.deepEqual(decodeMessage(g, received), value);
         assert.deepEqual(decodeMessage(r, received), value);
       }),
@@ -141,7 +157,11 @@ describe('codec properties', () => {
         (type, withHeader, bytes, handleCount) => {
           const header = withHeader ? [0x46, 0x49, 1, 0, 0, 0, 0, 0] : [];
           const data = Uint8Array.from([...header, ...bytes]);
-          decodesOrRejects({ type, data, handles: Array.from({ length: handleCount }, () => Channel.pair()[0]) });
+          decodesOrRejects({
+            type,
+            data,
+            handles: Array.from({ length: handleCount }, () => Channel.pair()[0]),
+          });
         },
       ),
       { numRuns: 40_000 },
@@ -150,30 +170,42 @@ describe('codec properties', () => {
 
   it('mutated valid frames decode or fail with INVALID_MESSAGE (40,000 cases)', () => {
     const mutation = fc.oneof(
-      fc.record({ op: fc.constant('flip' as const), at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) }),
+      fc.record({
+        op: fc.constant('flip' as const),
+        at: fc.nat(),
+        xor: fc.integer({ min: 1, max: 255 }),
+      }),
       fc.record({ op: fc.constant('cut' as const), at: fc.nat() }),
-      fc.record({ op: fc.constant('insert' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({
+        op: fc.constant('insert' as const),
+        at: fc.nat(),
+        byte: fc.integer({ min: 0, max: 255 }),
+      }),
       fc.record({ op: fc.constant('delete' as const), at: fc.nat() }),
       fc.record({ op: fc.constant('handles' as const), delta: fc.integer({ min: -2, max: 2 }) }),
     );
     fc.assert(
-      fc.property(anyMessage, fc.array(mutation, { minLength: 1, maxLength: 3 }), ({ generated: g, value, call }, mutations) => {
-        const encoded = encodeMessage(g, value, call ? 1 : 0);
-        const data = [...encoded.data!];
-        const handles = [...(encoded.handles ?? [])] as Channel[];
-        for (const m of mutations) {
-          const at = m.op === 'handles' ? 0 : m.at % (data.length + 1);
-          if (m.op === 'flip' && at < data.length) data[at]! ^= m.xor;
-          else if (m.op === 'cut') data.length = at;
-          else if (m.op === 'insert') data.splice(at, 0, m.byte);
-          else if (m.op === 'delete') data.splice(at, 1);
-          else if (m.op === 'handles') {
-            if (m.delta > 0) for (let i = 0; i < m.delta; i++) handles.push(Channel.pair()[0]);
-            else handles.length = Math.max(0, handles.length + m.delta);
+      fc.property(
+        anyMessage,
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        ({ generated: g, value, call }, mutations) => {
+          const encoded = encodeMessage(g, value, call ? 1 : 0);
+          const data = [...encoded.data!];
+          const handles = [...(encoded.handles ?? [])] as Channel[];
+          for (const m of mutations) {
+            const at = m.op === 'handles' ? 0 : m.at % (data.length + 1);
+            if (m.op === 'flip' && at < data.length) data[at]! ^= m.xor;
+            else if (m.op === 'cut') data.length = at;
+            else if (m.op === 'insert') data.splice(at, 0, m.byte);
+            else if (m.op === 'delete') data.splice(at, 1);
+            else if (m.op === 'handles') {
+              if (m.delta > 0) for (let i = 0; i < m.delta; i++) handles.push(Channel.pair()[0]);
+              else handles.length = Math.max(0, handles.length + m.delta);
+            }
           }
-        }
-        decodesOrRejects({ type: encoded.type, data: Uint8Array.from(data), handles });
-      }),
+          decodesOrRejects({ type: encoded.type, data: Uint8Array.from(data), handles });
+        },
+      ),
       { numRuns: 40_000 },
     );
   });
@@ -181,10 +213,18 @@ describe('codec properties', () => {
   it('encoding a wrong value fails with INVALID_ARGUMENT only (10,000 cases)', () => {
     const mangled = fc.oneof(
       ...messages.map((m) =>
-        fc.tuple(recordOf(m.params), fc.dictionary(fc.constantFrom(...m.params.map((f) => camelCase(f.name)), 'x'), fc.anything())).map(([value, junk]) => ({
-          descriptor: generatedOf(m.name),
-          value: { ...value, ...junk },
-        })),
+        fc
+          .tuple(
+            recordOf(m.params),
+            fc.dictionary(
+              fc.constantFrom(...m.params.map((f) => camelCase(f.name)), 'x'),
+              fc.anything(),
+            ),
+          )
+          .map(([value, junk]) => ({
+            descriptor: generatedOf(m.name),
+            value: { ...value, ...junk },
+          })),
       ),
     );
     fc.assert(
