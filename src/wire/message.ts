@@ -26,16 +26,23 @@ export function isCall<T>(d: MessageDescriptor<T>): d is CallDescriptor<T, unkno
   return 'replyId' in d;
 }
 
-export function encodeMessage<T>(d: MessageDescriptor<T>, value: T, txid = 0): OutgoingMessage {
-  return sharedWriter.message(d.id, txid, 0, d.encode, value);
+/** `transient`: see {@link Writer.message}; only for a `Channel.send` that follows at once. */
+export function encodeMessage<T>(
+  d: MessageDescriptor<T>,
+  value: T,
+  txid = 0,
+  transient = false,
+): OutgoingMessage {
+  return sharedWriter.message(d.id, txid, 0, d.encode, value, transient);
 }
 
 export function encodeReply<Req, Rep>(
   d: CallDescriptor<Req, Rep>,
   txid: number,
   value: Rep,
+  transient = false,
 ): OutgoingMessage {
-  return sharedWriter.message(d.replyId, txid, FLAG_REPLY, d.encodeReply, value);
+  return sharedWriter.message(d.replyId, txid, FLAG_REPLY, d.encodeReply, value, transient);
 }
 
 interface ErrorBody {

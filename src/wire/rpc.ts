@@ -50,7 +50,7 @@ abstract class Peer<In extends Received> {
 
   /** Like `Channel.send`: false when dropped by `onFull`, throws BACKPRESSURE without it. */
   send<T>(d: MessageDescriptor<T>, value: T, options?: SendOptions): boolean {
-    return this.channel.send(encodeMessage(d, value), options);
+    return this.channel.send(encodeMessage(d, value, 0, true), options);
   }
 
   /** Like `Channel.sendWait`: waits while the peer's queue is full. */
@@ -266,7 +266,7 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
     value: Rep,
     options?: SendOptions,
   ): boolean {
-    return this.channel.send(encodeReply(d, txid, value), options);
+    return this.channel.send(encodeReply(d, txid, value, true), options);
   }
 
   replyError(

@@ -1,3 +1,4 @@
+import { copyBytes } from '../channel/copy.js';
 import { Channel, type Handle, type OutgoingMessage } from '../channel/index.js';
 import { IpcError } from '../errors.js';
 import { HEADER_BYTES, MAGIC_0, MAGIC_1, VERSION } from './frame.js';
@@ -43,13 +44,18 @@ export class Writer {
   /** Start of the run of absent optional fields at the end of the message, or -1. */
   #absentTail = -1;
 
-  /** Encodes a whole message; `body` writes the payload. The result owns fresh memory. */
+  /**
+   * Encodes a whole message; `body` writes the payload. With `transient`, `data` is a view of
+   * this writer's buffer, valid only until the next message: for `Channel.send`, which copies at
+   * once. Otherwise the result owns its memory.
+   */
   message<T>(
     type: number,
     txid: number,
     flags: number,
     body: (w: Writer, value: T) => void,
     value: T,
+    transient = false,
   ): OutgoingMessage {
     this.#pos = HEADER_BYTES;
     this.#handles = [];
@@ -65,9 +71,8 @@ export class Writer {
     this.#view.setUint32(4, txid, true);
     const handles = this.#handles;
     this.#handles = [];
-    return handles.length > 0
-      ? { type, data: buf.slice(0, end), handles }
-      : { type, data: buf.slice(0, end) };
+    const data = transient ? buf.subarray(0, end) : copyBytes(buf.subarray(0, end));
+    return handles.length > 0 ? { type, data, handles } : { type, data };
   }
 
   #ensure(bytes: number): void {
