@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { generate } from '../codegen/generate.js';
 import { formatDiagnostic } from '../idl/diagnostics.js';
 import { findIdlFiles, loadIdl } from '../idl/load.js';
-import { type Command, UsageError } from './io.js';
+import type { PackageDef } from '../idl/model.js';
+import { type Command, type CommandIo, UsageError } from './io.js';
 
 export const genUsage = `Usage: ftl-ipc gen <file or folder>... [--out <dir>] [--check] [--runtime <module>]
 
@@ -13,6 +14,24 @@ Generates TypeScript from IDL files (.yaml, .yml, .json; folders are searched).
   --check             write nothing; exit 1 if a generated file differs from what is on disk
   --runtime <module>  where generated code imports the runtime from (default: ftl-ipc)
 `;
+
+/** Loads the IDL at `inputs`; on problems prints them all and returns undefined. */
+export function loadOrReport(inputs: readonly string[], io: CommandIo): PackageDef[] | undefined {
+  if (inputs.length === 0) throw new UsageError('give at least one IDL file or folder');
+  let files: string[];
+  try {
+    files = findIdlFiles(inputs);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (files.length === 0)
+    throw new UsageError(`no .yaml, .yml or .json files in ${inputs.join(', ')}`);
+  const { packages, diagnostics } = loadIdl(files);
+  if (diagnostics.length === 0) return packages;
+  for (const d of diagnostics) io.err(formatDiagnostic(d));
+  io.err(`${diagnostics.length} problem(s) found in ${inputs.join(', ')}.\n`);
+  return undefined;
+}
 
 function readOrUndefined(path: string): string | undefined {
   try {

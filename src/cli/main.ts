@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { compat, compatUsage } from './compat.js';
 import { gen, genUsage } from './gen.js';
 import { type Command, type CommandIo, UsageError } from './io.js';
 
 /** Subcommands by name; each parses its own options. */
 const commands: Record<string, { run: Command; usage: string }> = {
   gen: { run: gen, usage: genUsage },
+  compat: { run: compat, usage: compatUsage },
 };
 
 const usage = `Usage: ftl-ipc <command> [options]

@@ -23,7 +23,8 @@ export type DiagnosticCode =
   | 'IDL_UNKNOWN_PROTOCOL'
   | 'IDL_ID_COLLISION'
   | 'IDL_RECURSIVE_STRUCT'
-  | 'IDL_IMPORT';
+  | 'IDL_IMPORT'
+  | 'IDL_INCOMPATIBLE';
 
 /** Source text of one file, with line starts computed once for all of its diagnostics. */
 export class SourceFile {

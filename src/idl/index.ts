@@ -1,4 +1,11 @@
-export { type Diagnostic, type DiagnosticCode, formatDiagnostic, IdlError } from './diagnostics.js';
+export { type CompatProblem, checkCompatibility } from './compat.js';
+export {
+  type Diagnostic,
+  type DiagnosticCode,
+  formatDiagnostic,
+  IdlError,
+  SourceFile,
+} from './diagnostics.js';
 export { fnv1a32 } from './ids.js';
 export { findIdlFiles, type LoadResult, loadIdl, loadIdlOrThrow, type ReadFile } from './load.js';
 export type * from './model.js';
