@@ -47,21 +47,8 @@ export const gen: Command = async (args, io) => {
     allowPositionals: true,
     options: { out: { type: 'string' }, check: { type: 'boolean' }, runtime: { type: 'string' } },
   });
-  if (positionals.length === 0) throw new UsageError('gen needs at least one IDL file or folder');
-  let files: string[];
-  try {
-    files = findIdlFiles(positionals);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  if (files.length === 0)
-    throw new UsageError(`no .yaml, .yml or .json files in ${positionals.join(', ')}`);
-  const { packages, diagnostics } = loadIdl(files);
-  if (diagnostics.length > 0) {
-    for (const d of diagnostics) io.err(formatDiagnostic(d));
-    io.err(`${diagnostics.length} problem(s) found; nothing was generated.\n`);
-    return 1;
-  }
+  const packages = loadOrReport(positionals, io);
+  if (packages === undefined) return 1;
   const outputs = generate(packages, {
     ...(values.out !== undefined && { outDir: values.out }),
     ...(values.runtime !== undefined && { runtime: values.runtime }),
