@@ -1,3 +1,4 @@
+import { messagesByName } from './ids.js';
 import type { FieldDef, MessageDef, PackageDef, Span, StructDef, TypeSpec } from './model.js';
 
 /** A change that would break a peer still running the older IDL. */
@@ -128,24 +129,14 @@ class Comparer {
   }
 }
 
-function messagesOf(packages: readonly PackageDef[]): Map<string, MessageDef> {
-  return new Map(
-    packages.flatMap((p) =>
-      p.protocols.flatMap((pr) =>
-        pr.messages.map((m) => [`${p.name}.${pr.name}.${m.name}`, m] as const),
-      ),
-    ),
-  );
-}
-
 /** Lists every change from `before` to `after` that an older peer would not survive. */
 export function checkCompatibility(
   before: readonly PackageDef[],
   after: readonly PackageDef[],
 ): CompatProblem[] {
   const comparer = new Comparer();
-  const now = messagesOf(after);
-  for (const [name, old] of messagesOf(before)) {
+  const now = messagesByName(after);
+  for (const [name, old] of messagesByName(before)) {
     const current = now.get(name);
     if (current === undefined)
       comparer.problems.push({

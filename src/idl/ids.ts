@@ -1,3 +1,5 @@
+import type { MessageDef, PackageDef } from './model.js';
+
 /**
  * Type ids: 32-bit FNV-1a over the UTF-8 bytes of `package.protocol.message`, and of
  * `package.protocol.message#reply` for a call's reply. The hash only depends on the qualified
@@ -18,4 +20,15 @@ export function messageIdName(pkg: string, protocol: string, message: string): s
 
 export function replyIdName(pkg: string, protocol: string, message: string): string {
   return `${messageIdName(pkg, protocol, message)}#reply`;
+}
+
+/** Every message of the packages by its qualified name, `package.protocol.message`. */
+export function messagesByName(packages: readonly PackageDef[]): Map<string, MessageDef> {
+  const out = new Map<string, MessageDef>();
+  for (const pkg of packages) {
+    for (const protocol of pkg.protocols) {
+      for (const m of protocol.messages) out.set(messageIdName(pkg.name, protocol.name, m.name), m);
+    }
+  }
+  return out;
 }

@@ -6,6 +6,6 @@ export {
   IdlError,
   SourceFile,
 } from './diagnostics.js';
-export { fnv1a32 } from './ids.js';
+export { fnv1a32, messagesByName } from './ids.js';
 export { findIdlFiles, type LoadResult, loadIdl, loadIdlOrThrow, type ReadFile } from './load.js';
 export type * from './model.js';

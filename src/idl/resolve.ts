@@ -19,6 +19,9 @@ export interface LoadedFile {
   readonly imports: readonly RawFile[];
 }
 
+/** Names met so far, with where, to report a duplicate at its second place. */
+type Seen = Map<string, { file: RawFile; at: Located<string> }>;
+
 interface Scope {
   readonly structs: Map<string, StructDef>;
   readonly enums: Map<string, EnumDef>;
@@ -51,12 +54,7 @@ class Resolver {
   }
 
   /** Adds `name` to `seen`, reporting a duplicate at its second use. */
-  #unique(
-    seen: Map<string, { file: RawFile; at: Located<string> }>,
-    key: string,
-    at: Located<string>,
-    what: string,
-  ): boolean {
+  #unique(seen: Seen, key: string, at: Located<string>, what: string): boolean {
     const first = seen.get(key);
     if (first) {
       this.#report(
@@ -71,7 +69,7 @@ class Resolver {
   }
 
   resolve(files: readonly LoadedFile[]): PackageDef[] {
-    const packages = new Map<string, { file: RawFile; at: Located<string> }>();
+    const packages: Seen = new Map();
     const usable = files.filter(({ raw }) => {
       this.#file = raw;
       if (reservedPackageNames.includes(raw.name.value)) {
@@ -127,7 +125,7 @@ class Resolver {
     this.#file = raw;
     const pkg = raw.name.value;
     const span = (at: Located<string>) => ({ file: raw.source.path, start: at.start, end: at.end });
-    const typeNames = new Map<string, { file: RawFile; at: Located<string> }>();
+    const typeNames: Seen = new Map();
     const scope: Scope = { structs: new Map(), enums: new Map(), protocols: new Map() };
     for (const s of raw.structs) {
       if (!this.#unique(typeNames, s.name.value, s.name, 'type name')) continue;
@@ -141,8 +139,8 @@ class Resolver {
     }
     for (const e of raw.enums) {
       if (!this.#unique(typeNames, e.name.value, e.name, 'type name')) continue;
-      const memberNames = new Map<string, { file: RawFile; at: Located<string> }>();
-      const values = new Map<string, { file: RawFile; at: Located<string> }>();
+      const memberNames: Seen = new Map();
+      const values: Seen = new Map();
       const members = e.members.filter(
         (m) =>
           this.#unique(memberNames, m.name.value, m.name, `value name in enum "${e.name.value}"`) &&
@@ -161,7 +159,7 @@ class Resolver {
         span: span(e.name),
       });
     }
-    const protocolNames = new Map<string, { file: RawFile; at: Located<string> }>();
+    const protocolNames: Seen = new Map();
     for (const p of raw.protocols) {
       if (!this.#unique(protocolNames, p.name.value, p.name, 'protocol name')) continue;
       scope.protocols.set(p.name.value, {
@@ -192,7 +190,7 @@ class Resolver {
         def.fields.push(...this.#fields(s.fields, pkg, `struct "${s.name.value}"`));
     }
     // Message names are unique per file, not per protocol, because they name generated types.
-    const messageNames = new Map<string, { file: RawFile; at: Located<string> }>();
+    const messageNames: Seen = new Map();
     for (const p of raw.protocols) {
       const def = scope.protocols.get(p.name.value);
       if (def?.span.start !== p.name.start) continue;
@@ -216,7 +214,7 @@ class Resolver {
   }
 
   #fields(fields: readonly RawField[], pkg: PackageDef, what: string): FieldDef[] {
-    const seen = new Map<string, { file: RawFile; at: Located<string> }>();
+    const seen: Seen = new Map();
     const out: FieldDef[] = [];
     for (const f of fields) {
       // Two IDL names can map to one property name (a_b1, a_b_1), so compare the generated one.

@@ -1,3 +1,4 @@
+import { messagesByName } from '../idl/ids.js';
 import type { FieldDef, MessageDef, PackageDef, PrimitiveName, TypeSpec } from '../idl/model.js';
 import { names } from '../idl/names.js';
 import { minBytes, optionalTailStart } from '../idl/size.js';
@@ -124,12 +125,7 @@ export function runtimeDescriptors(
 ): Map<string, MessageDescriptor<Value> | CallDescriptor<Value, Value>> {
   const structs = new Map<unknown, Body>();
   const out = new Map<string, MessageDescriptor<Value> | CallDescriptor<Value, Value>>();
-  for (const pkg of packages) {
-    for (const protocol of pkg.protocols) {
-      for (const m of protocol.messages)
-        out.set(`${pkg.name}.${protocol.name}.${m.name}`, descriptorOf(m, structs));
-    }
-  }
+  for (const [name, m] of messagesByName(packages)) out.set(name, descriptorOf(m, structs));
   return out;
 }
 

@@ -17,14 +17,14 @@ import {
   MessageTable,
   runtimeDescriptors,
 } from 'ftl-ipc';
-import type { FieldDef, TypeSpec } from '../../src/idl/index.js';
+import { type FieldDef, messagesByName, type TypeSpec } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
 import { loadVectorSchema } from '../vectors/json.js';
 import * as generated from '../vectors/vectors.generated.js';
 
 const packages = loadVectorSchema();
 const runtime = runtimeDescriptors(packages);
-const messages = packages.flatMap((p) => p.protocols.flatMap((pr) => pr.messages));
+const messages = [...messagesByName(packages).values()];
 
 type Value = Record<string, unknown>;
 type Descriptor = MessageDescriptor<Value>;

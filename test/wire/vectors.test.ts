@@ -14,7 +14,7 @@ import {
   Reader,
   runtimeDescriptors,
 } from 'ftl-ipc';
-import type { MessageDef } from '../../src/idl/index.js';
+import { messagesByName } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
 import { decodeReply } from '../../src/wire/message.js';
 import {
@@ -30,13 +30,7 @@ import * as generated from '../vectors/vectors.generated.js';
 const vectors = JSON.parse(readFileSync(`${vectorsDir}vectors.json`, 'utf8')) as Vectors;
 const packages = loadVectorSchema();
 const runtime = runtimeDescriptors(packages);
-const defs = new Map<string, MessageDef>(
-  packages.flatMap((p) =>
-    p.protocols.flatMap((pr) =>
-      pr.messages.map((m) => [`${p.name}.${pr.name}.${m.name}`, m] as const),
-    ),
-  ),
-);
+const defs = messagesByName(packages);
 
 type AnyDescriptor = CallDescriptor<Record<string, unknown>, Record<string, unknown>>;
 
