@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { main } from '../../src/cli/main.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -61,6 +63,16 @@ describe('ftl-ipc gen', () => {
     assert.match(err, /bad\.yaml:5:15: error\[IDL_DUPLICATE_NAME\]/);
     assert.match(err, /> 4 \| {5}- \{ name: m/);
     assert.match(err, /2 problem\(s\) found/);
+  });
+
+  it('runs as the ftl-ipc bin', async () => {
+    const bin = join(root, 'dist', 'src', 'cli', 'main.js');
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, '--help']);
+    assert.match(stdout, /Usage: ftl-ipc <command>/);
+    await assert.rejects(
+      promisify(execFile)(process.execPath, [bin, 'gen']),
+      (e: { code?: number }) => e.code === 2,
+    );
   });
 
   it('exits 2 on bad usage, with the usage text', async () => {

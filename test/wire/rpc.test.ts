@@ -202,6 +202,14 @@ describe('generated client and server', () => {
     );
   });
 
+  it('refuses strings that are not well-formed Unicode', () => {
+    const { client } = connect();
+    assert.throws(
+      () => client.text({ text: 'a\ud800', blob: new Uint8Array() }),
+      code('INVALID_ARGUMENT'),
+    );
+  });
+
   it('serves event-loop style with recv and reply', async () => {
     const { client, server } = connect();
     const call = client.echo({ text: 'loop' });
