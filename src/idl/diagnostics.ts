@@ -71,8 +71,10 @@ export class SourceFile {
   }
 
   #frame(line: number, col: number, start: number, end: number): string {
+    // A final newline ends the last line; it does not start an empty one worth showing.
+    const lines = this.#lineStarts.length - (this.text.endsWith('\n') ? 1 : 0);
     const first = Math.max(0, line - 1);
-    const last = Math.min(this.#lineStarts.length - 1, line + 1);
+    const last = Math.max(line, Math.min(lines - 1, line + 1));
     const width = String(last + 1).length;
     const text = this.#lineText(line);
     // Underline at least one column and never past the end of the line.
