@@ -102,6 +102,8 @@ class ModuleWriter {
         return 'Uint8Array';
       case 'channel':
         return this.#use('Channel');
+      case 'pipe':
+        return this.#use(type.end === 'producer' ? 'DataPipeProducer' : 'DataPipeConsumer');
       case 'array':
         return `${this.#tsType(type.items)}[]`;
       case 'struct':
@@ -121,6 +123,8 @@ class ModuleWriter {
         return `w.${type.kind}(${field}, ${value}, ${type.capacity})`;
       case 'channel':
         return `w.channel(${field}, ${value})`;
+      case 'pipe':
+        return `w.pipe(${field}, ${value}, '${type.end}')`;
       case 'enum':
         return `w.enum(${field}, ${value}, ${this.#ref(type.enum, names.enumValues(type.enum.name))})`;
       case 'struct':
@@ -143,6 +147,8 @@ class ModuleWriter {
         return `r.${type.kind}(${field}, ${type.capacity})`;
       case 'channel':
         return `r.channel(${field})`;
+      case 'pipe':
+        return `r.pipe(${field}, '${type.end}')`;
       case 'enum':
         return `r.enum(${field}, ${this.#ref(type.enum, names.enumValues(type.enum.name))})`;
       case 'struct':
@@ -420,6 +426,8 @@ class ModuleWriter {
       'CallOptions',
       'Channel',
       'ClientOptions',
+      'DataPipeConsumer',
+      'DataPipeProducer',
       'MessageDescriptor',
       'Reader',
       'SendOptions',

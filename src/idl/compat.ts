@@ -17,6 +17,8 @@ function describe(type: TypeSpec): string {
       return `${type.kind}(capacity ${type.capacity})`;
     case 'channel':
       return type.protocol ? `channel(${type.protocol.pkg}.${type.protocol.name})` : 'channel';
+    case 'pipe':
+      return `pipe(${type.end})`;
     case 'array':
       return `array(capacity ${type.capacity}) of ${describe(type.items)}`;
     case 'struct':

@@ -37,11 +37,17 @@ export const primitiveNames: readonly PrimitiveName[] = [
   'float64',
 ];
 
+/** Which end of a data pipe a `pipe` field carries. */
+export type PipeEnd = 'producer' | 'consumer';
+
+export const pipeEnds: readonly PipeEnd[] = ['producer', 'consumer'];
+
 export type TypeSpec =
   | { readonly kind: 'primitive'; readonly name: PrimitiveName }
   | { readonly kind: 'string'; readonly capacity: number }
   | { readonly kind: 'bytes'; readonly capacity: number }
   | { readonly kind: 'channel'; readonly protocol: ProtocolDef | undefined }
+  | { readonly kind: 'pipe'; readonly end: PipeEnd }
   | { readonly kind: 'array'; readonly capacity: number; readonly items: TypeSpec }
   | { readonly kind: 'struct'; readonly struct: StructDef }
   | { readonly kind: 'enum'; readonly enum: EnumDef };

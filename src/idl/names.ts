@@ -36,6 +36,8 @@ export const names = {
 /** Identifiers generated modules import from the runtime; IDL names must not produce them. */
 export const runtimeNames: readonly string[] = [
   'Channel',
+  'DataPipeProducer',
+  'DataPipeConsumer',
   'Reader',
   'Writer',
   'RpcPeer',

@@ -17,6 +17,8 @@ export interface RawType {
   readonly type: Located<string>;
   readonly capacity: Located<number> | undefined;
   readonly protocol: Located<string> | undefined;
+  /** Checked against the pipe ends when resolving, where the type is known. */
+  readonly end: Located<string> | undefined;
   readonly items: RawType | undefined;
 }
 
@@ -260,7 +262,7 @@ class FileParser {
 
   #fields(node: Node | null, what: string): RawField[] {
     return this.#list(node, what, (child) => {
-      const keys = ['name', 'type', 'capacity', 'protocol', 'items', 'optional', 'doc'];
+      const keys = ['name', 'type', 'capacity', 'protocol', 'end', 'items', 'optional', 'doc'];
       const entries = this.#entries(child, 'a field', keys, ['name', 'type']);
       if (!entries) return undefined;
       const name = this.#name(entries, 'name', 'field name');
@@ -286,19 +288,17 @@ class FileParser {
       const itemEntries = this.#entries(
         itemsEntry.value,
         '"items"',
-        ['type', 'capacity', 'protocol', 'items'],
+        ['type', 'capacity', 'protocol', 'end', 'items'],
         ['type'],
       );
       items = itemEntries ? this.#typeSpec(itemEntries) : undefined;
       if (!items) return undefined;
     }
-    const protocolEntry = entries.get('protocol');
     return {
       type,
       capacity: this.#integer(entries.get('capacity'), 'capacity', 1, uint32Max),
-      protocol: protocolEntry
-        ? this.#string(protocolEntry.value, '"protocol"', protocolEntry.key)
-        : undefined,
+      protocol: this.#optionalLocated(entries, 'protocol'),
+      end: this.#optionalLocated(entries, 'end'),
       items,
     };
   }
@@ -379,9 +379,13 @@ class FileParser {
     return { value: node.value, ...this.#span(node) };
   }
 
-  #optionalString(entries: Entries, key: string): string | undefined {
+  #optionalLocated(entries: Entries, key: string): Located<string> | undefined {
     const entry = entries.get(key);
-    return entry ? this.#string(entry.value, `"${key}"`, entry.key)?.value : undefined;
+    return entry ? this.#string(entry.value, `"${key}"`, entry.key) : undefined;
+  }
+
+  #optionalString(entries: Entries, key: string): string | undefined {
+    return this.#optionalLocated(entries, key)?.value;
   }
 
   #nameAt(node: Node | null, what: string): Located<string> | undefined {

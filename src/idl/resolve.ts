@@ -9,7 +9,7 @@ import type {
   StructDef,
   TypeSpec,
 } from './model.js';
-import { primitiveNames } from './model.js';
+import { pipeEnds, primitiveNames } from './model.js';
 import { memberNames, names, reservedPackageNames, runtimeNames } from './names.js';
 import type { Located, RawField, RawFile, RawType } from './parse.js';
 import { fieldsMinBytes } from './size.js';
@@ -250,12 +250,12 @@ class Resolver {
         `"capacity" applies to string, bytes and array, not to "${name}"`,
       );
     }
-    if (name !== 'channel' && spec.protocol) {
-      this.#report(
-        spec.protocol,
-        'IDL_BAD_VALUE',
-        `"protocol" applies to channel, not to "${name}"`,
-      );
+    for (const [key, at, owner] of [
+      ['protocol', spec.protocol, 'channel'],
+      ['end', spec.end, 'pipe'],
+    ] as const) {
+      if (name !== owner && at)
+        this.#report(at, 'IDL_BAD_VALUE', `"${key}" applies to ${owner}, not to "${name}"`);
     }
     if (name !== 'array' && spec.items) {
       this.#report(spec.type, 'IDL_BAD_VALUE', `"items" applies to array, not to "${name}"`);
@@ -275,6 +275,24 @@ class Resolver {
             `unknown protocol "${spec.protocol.value}"${this.#known(pkg, (s) => s.protocols)}`,
           );
         return protocol && { kind: 'channel', protocol };
+      }
+      case 'pipe': {
+        if (!spec.end) {
+          this.#report(
+            spec.type,
+            'IDL_MISSING_KEY',
+            `type "pipe" needs "end", the end that travels in the message: ${pipeEnds.join(' or ')}`,
+          );
+          return undefined;
+        }
+        const end = pipeEnds.find((e) => e === spec.end!.value);
+        if (!end)
+          this.#report(
+            spec.end,
+            'IDL_BAD_VALUE',
+            `"end" must be one of ${pipeEnds.join(', ')}, not ${JSON.stringify(spec.end.value)}`,
+          );
+        return end && { kind: 'pipe', end };
       }
       case 'array': {
         if (!spec.items) {
@@ -297,7 +315,7 @@ class Resolver {
     if (struct) return { kind: 'struct', struct };
     const enumDef = this.#lookup(spec.type, pkg, (s) => s.enums);
     if (enumDef) return { kind: 'enum', enum: enumDef };
-    const builtins = [...primitiveNames, 'string', 'bytes', 'channel', 'array'].join(', ');
+    const builtins = [...primitiveNames, 'string', 'bytes', 'channel', 'pipe', 'array'].join(', ');
     this.#report(
       spec.type,
       'IDL_UNKNOWN_TYPE',

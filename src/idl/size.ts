@@ -28,6 +28,7 @@ export function minBytes(type: TypeSpec): number {
     case 'enum':
       return 4;
     case 'channel':
+    case 'pipe':
       return 2;
     case 'struct':
       return fieldsMinBytes(type.struct.fields);

@@ -52,6 +52,11 @@ function codecOf(type: TypeSpec, structs: Map<unknown, Body>): Codec {
       };
     case 'channel':
       return { write: (w, f, v) => w.channel(f, v), read: (r, f) => r.channel(f) };
+    case 'pipe':
+      return {
+        write: (w, f, v) => w.pipe(f, v, type.end),
+        read: (r, f) => r.pipe(f, type.end),
+      };
     case 'enum': {
       const values = new Set(type.enum.members.map((m) => m.value));
       return { write: (w, f, v) => w.enum(f, v, values), read: (r, f) => r.enum(f, values) };

@@ -1,6 +1,8 @@
 import { Channel, type Handle, type Message } from '../channel/index.js';
 import { IpcError } from '../errors.js';
+import type { PipeEnd } from '../idl/model.js';
 import { FLAG_REPLY, HEADER_BYTES, KNOWN_FLAGS, MAGIC_0, MAGIC_1, VERSION } from './frame.js';
+import { type HandleClass, type PipeEndOf, pipeEndClasses } from './handles.js';
 import { FieldPath } from './path.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -164,6 +166,15 @@ export class Reader {
   }
 
   channel(field: string | number): Channel {
+    return this.#handle(field, Channel);
+  }
+
+  pipe<E extends PipeEnd>(field: string | number, end: E): PipeEndOf<E> {
+    return this.#handle<Handle>(field, pipeEndClasses[end]) as PipeEndOf<E>;
+  }
+
+  /** The next handle of the message, which must be of class `type`. */
+  #handle<T extends Handle>(field: string | number, type: HandleClass<T>): T {
     const index = this.u16(field);
     if (index !== this.#nextHandle)
       this.#fail(field, `handle index ${index} out of order, expected ${this.#nextHandle}`);
@@ -173,7 +184,8 @@ export class Reader {
         field,
         `handle index ${index} but the message carries ${this.#handles.length} handles`,
       );
-    if (!(handle instanceof Channel)) this.#fail(field, `handle ${index} is not a channel`);
+    if (!(handle instanceof type))
+      this.#fail(field, `handle ${index} is a ${handle.constructor.name}, not a ${type.name}`);
     this.#nextHandle++;
     return handle;
   }

@@ -1,7 +1,9 @@
 import { copyBytes } from '../channel/copy.js';
 import { Channel, type Handle, type OutgoingMessage } from '../channel/index.js';
 import { IpcError } from '../errors.js';
+import type { PipeEnd } from '../idl/model.js';
 import { HEADER_BYTES, MAGIC_0, MAGIC_1, VERSION } from './frame.js';
+import { type HandleClass, type PipeEndOf, pipeEndClasses } from './handles.js';
 import { FieldPath } from './path.js';
 
 const utf8 = new TextEncoder();
@@ -202,9 +204,17 @@ export class Writer {
     this.#pos += 4 + v.length;
   }
 
-  /** A u16 index into the message's handles; the channel itself travels beside the data. */
   channel(field: string | number, v: Channel): void {
-    if (!(v instanceof Channel)) this.#fail(field, v, 'a Channel');
+    this.#handle(field, v, Channel);
+  }
+
+  pipe<E extends PipeEnd>(field: string | number, v: PipeEndOf<E>, end: E): void {
+    this.#handle(field, v, pipeEndClasses[end]);
+  }
+
+  /** A u16 index into the message's handles; the handle itself travels beside the data. */
+  #handle(field: string | number, v: Handle, type: HandleClass): void {
+    if (!(v instanceof type)) this.#fail(field, v, `a ${type.name}`);
     const index = this.#handles.length;
     if (index > 0xffff) this.#fail(field, index + 1, 'at most 65536 handles in a message');
     this.#handles.push(v);

@@ -66,6 +66,23 @@ describe('IDL evolution', () => {
     ]);
   });
 
+  it('lets an optional pipe field be appended, but not change its end', () => {
+    const withPipe = (end: string) =>
+      base.replace(
+        'capacity: 8 }]',
+        `capacity: 8 }, { name: log, type: pipe, end: ${end}, optional: true }]`,
+      );
+    assert.deepEqual(problems(withPipe('producer')), []);
+    const changed = checkCompatibility(
+      loadIdlOrThrow(['/v2.yaml'], () => withPipe('producer')),
+      loadIdlOrThrow(['/v3.yaml'], () => withPipe('consumer')),
+    );
+    assert.deepEqual(
+      changed.map((p) => p.message),
+      ['demo.p.note: field log changed from pipe(producer) to pipe(consumer)'],
+    );
+  });
+
   it('notices removed or renamed messages and changed ids', () => {
     assert.deepEqual(problems(base.replace('name: note', 'name: memo')), [
       'demo.p.note was removed or renamed; older peers still use it',

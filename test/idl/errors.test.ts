@@ -90,6 +90,52 @@ describe('IDL errors', () => {
     assert.deepEqual(where(load({ 'a.yaml': 'name: Demo\n' }).diagnostics), ['IDL_BAD_NAME@1:7']);
   });
 
+  it('checks pipe fields: "end" is required, producer or consumer, and only for pipes', () => {
+    const { diagnostics, packages } = load({
+      'a.yaml': [
+        'name: demo',
+        'protocols:',
+        '  p:',
+        '    - name: m',
+        '      type: push',
+        '      origin: client',
+        '      params:',
+        '        - { name: a, type: pipe }',
+        '        - { name: b, type: pipe, end: both }',
+        '        - { name: c, type: channel, end: producer }',
+        '        - { name: d, type: pipe, end: consumer, capacity: 4 }',
+        '        - { name: e, type: array, capacity: 2, items: { type: pipe } }',
+        '        - { name: f, type: array, capacity: 2, items: { type: pipe, end: producer } }',
+        '',
+      ].join('\n'),
+    });
+    assert.deepEqual(where(diagnostics), [
+      'IDL_MISSING_KEY@8:28',
+      'IDL_BAD_VALUE@9:39',
+      'IDL_BAD_VALUE@10:42',
+      'IDL_BAD_VALUE@11:59',
+      'IDL_MISSING_KEY@12:63',
+    ]);
+    const messages = diagnostics.map((d) => d.message);
+    assert.ok(
+      messages.includes(
+        'type "pipe" needs "end", the end that travels in the message: producer or consumer',
+      ),
+    );
+    assert.ok(messages.includes('"end" must be one of producer, consumer, not "both"'));
+    assert.ok(messages.includes('"end" applies to pipe, not to "channel"'));
+    assert.match(formatDiagnostic(diagnostics[1]!), /a\.yaml:9:39: error\[IDL_BAD_VALUE\]/);
+    const fields = packages[0]!.protocols[0]!.messages[0]!.params;
+    assert.deepEqual(
+      fields.map((f) => [f.name, f.type]),
+      [
+        ['c', { kind: 'channel', protocol: undefined }],
+        ['d', { kind: 'pipe', end: 'consumer' }],
+        ['f', { kind: 'array', capacity: 2, items: { kind: 'pipe', end: 'producer' } }],
+      ],
+    );
+  });
+
   it('rejects id collisions, explicit or hashed, naming both places', () => {
     const hashed = fnv1a32('demo.p.a');
     const { diagnostics } = load({

@@ -5,6 +5,8 @@ import {
   type CallOptions,
   type Channel,
   type ClientOptions,
+  type DataPipeConsumer,
+  type DataPipeProducer,
   type MessageDescriptor,
   MessageTable,
   type Reader,
@@ -221,6 +223,41 @@ export const handles: MessageDescriptor<Handles> = {
 };
 
 /**
+ * vectors.all.pipes: push from the client.
+ * Pipe ends take handle indexes in the same sequence as channels.
+ */
+export interface Pipes {
+  source: DataPipeConsumer;
+  control: Channel;
+  sinks: DataPipeProducer[];
+  spare?: DataPipeProducer;
+}
+
+export function encodePipes(w: Writer, v: Pipes): void {
+  w.pipe('source', v.source, 'consumer');
+  w.channel('control', v.control);
+  w.array('sinks', v.sinks, 2, (w, item, i) => w.pipe(i, item, 'producer'));
+  if (w.tailPresent(v.spare)) w.pipe('spare', v.spare, 'producer');
+}
+
+export function decodePipes(r: Reader): Pipes {
+  return {
+    source: r.pipe('source', 'consumer'),
+    control: r.channel('control'),
+    sinks: r.array('sinks', 2, 2, (r, i) => r.pipe(i, 'producer')),
+    ...(r.tailPresent('spare') && { spare: r.pipe('spare', 'producer') }),
+  };
+}
+
+export const pipes: MessageDescriptor<Pipes> = {
+  name: 'vectors.all.pipes',
+  kind: 'pipes',
+  id: 0x88bd5741,
+  encode: encodePipes,
+  decode: decodePipes,
+};
+
+/**
  * vectors.all.evolving: push from the client.
  * Version 2 of a message whose version 1 had only `a`; `b` and `c` were appended.
  */
@@ -304,9 +341,10 @@ export type AllRequest =
   | { readonly kind: 'scalars'; readonly txid: number; readonly value: Scalars }
   | { readonly kind: 'text'; readonly txid: number; readonly value: Text }
   | { readonly kind: 'handles'; readonly txid: number; readonly value: Handles }
+  | { readonly kind: 'pipes'; readonly txid: number; readonly value: Pipes }
   | { readonly kind: 'evolving'; readonly txid: number; readonly value: Evolving }
   | { readonly kind: 'echo'; readonly txid: number; readonly value: Echo };
-const allRequests = new MessageTable<AllRequest>([empty, scalars, text, handles, evolving, echo]);
+const allRequests = new MessageTable<AllRequest>([empty, scalars, text, handles, pipes, evolving, echo]);
 
 /** What a vectors.all client receives. */
 export type AllEvent =
@@ -364,6 +402,16 @@ export class AllClient extends RpcClient<AllEvent> {
     return this.sendWait(handles, value, options);
   }
 
+  /** Sends pipes without waiting; false when dropped by `onFull`. */
+  pipes(value: Pipes, options?: SendOptions): boolean {
+    return this.send(pipes, value, options);
+  }
+
+  /** Sends pipes, waiting while the peer's queue is full. */
+  pipesWait(value: Pipes, options?: WaitOptions): Promise<void> {
+    return this.sendWait(pipes, value, options);
+  }
+
   /** Sends evolving without waiting; false when dropped by `onFull`. */
   evolving(value: Evolving, options?: SendOptions): boolean {
     return this.send(evolving, value, options);
@@ -381,6 +429,7 @@ export interface AllHandlers {
   scalars(value: Scalars): void | Promise<void>;
   text(value: Text): void | Promise<void>;
   handles(value: Handles): void | Promise<void>;
+  pipes(value: Pipes): void | Promise<void>;
   evolving(value: Evolving): void | Promise<void>;
   echo(value: Echo): EchoReply | Promise<EchoReply>;
 }

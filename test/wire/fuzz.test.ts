@@ -8,9 +8,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   type CallDescriptor,
-  Channel,
   decodeMessage,
   encodeMessage,
+  type Handle,
   IpcError,
   type Message,
   type MessageDescriptor,
@@ -19,7 +19,7 @@ import {
 } from 'ftl-ipc';
 import { type FieldDef, messagesByName, type TypeSpec } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
-import { loadVectorSchema } from '../vectors/json.js';
+import { type HandleKind, handlesOf, loadVectorSchema } from '../vectors/json.js';
 import * as generated from '../vectors/vectors.generated.js';
 
 const packages = loadVectorSchema();
@@ -47,6 +47,7 @@ function fitUtf8(s: string, capacity: number): string {
 }
 
 const integer = (min: number, max: number) => fc.integer({ min, max });
+const handleKind = fc.constantFrom<HandleKind>('channel', 'producer', 'consumer');
 
 function arbitraryOf(type: TypeSpec): fc.Arbitrary<unknown> {
   switch (type.kind) {
@@ -83,7 +84,10 @@ function arbitraryOf(type: TypeSpec): fc.Arbitrary<unknown> {
     case 'bytes':
       return fc.uint8Array({ maxLength: type.capacity });
     case 'channel':
-      return fc.constant(null).map(() => Channel.pair()[0]);
+    case 'pipe':
+      return fc
+        .constant<HandleKind>(type.kind === 'pipe' ? type.end : 'channel')
+        .map((kind) => handlesOf([kind])[0]);
     case 'enum':
       return fc.constantFrom(...type.enum.members.map((m) => m.value));
     case 'array':
@@ -153,15 +157,11 @@ describe('codec properties', () => {
         fc.constantFrom(...ids),
         fc.boolean(),
         fc.uint8Array({ maxLength: 96 }),
-        fc.nat(3),
-        (type, withHeader, bytes, handleCount) => {
+        fc.array(handleKind, { maxLength: 3 }),
+        (type, withHeader, bytes, kinds) => {
           const header = withHeader ? [0x46, 0x49, 1, 0, 0, 0, 0, 0] : [];
           const data = Uint8Array.from([...header, ...bytes]);
-          decodesOrRejects({
-            type,
-            data,
-            handles: Array.from({ length: handleCount }, () => Channel.pair()[0]),
-          });
+          decodesOrRejects({ type, data, handles: handlesOf(kinds) });
         },
       ),
       { numRuns: 40_000 },
@@ -182,7 +182,11 @@ describe('codec properties', () => {
         byte: fc.integer({ min: 0, max: 255 }),
       }),
       fc.record({ op: fc.constant('delete' as const), at: fc.nat() }),
-      fc.record({ op: fc.constant('handles' as const), delta: fc.integer({ min: -2, max: 2 }) }),
+      fc.record({
+        op: fc.constant('handles' as const),
+        delta: fc.integer({ min: -2, max: 2 }),
+        kind: handleKind,
+      }),
     );
     fc.assert(
       fc.property(
@@ -191,7 +195,7 @@ describe('codec properties', () => {
         ({ generated: g, value, call }, mutations) => {
           const encoded = encodeMessage(g, value, call ? 1 : 0);
           const data = [...encoded.data!];
-          const handles = [...(encoded.handles ?? [])] as Channel[];
+          const handles = [...(encoded.handles ?? [])] as Handle[];
           for (const m of mutations) {
             const at = m.op === 'handles' ? 0 : m.at % (data.length + 1);
             if (m.op === 'flip' && at < data.length) data[at]! ^= m.xor;
@@ -199,7 +203,7 @@ describe('codec properties', () => {
             else if (m.op === 'insert') data.splice(at, 0, m.byte);
             else if (m.op === 'delete') data.splice(at, 1);
             else if (m.op === 'handles') {
-              if (m.delta > 0) for (let i = 0; i < m.delta; i++) handles.push(Channel.pair()[0]);
+              if (m.delta > 0) handles.push(...handlesOf(Array(m.delta).fill(m.kind)));
               else handles.length = Math.max(0, handles.length + m.delta);
             }
           }

@@ -17,6 +17,7 @@ const handlers = (overrides: Partial<AllHandlers> = {}): AllHandlers => ({
   scalars: ignore,
   text: ignore,
   handles: ignore,
+  pipes: ignore,
   evolving: ignore,
   echo: ({ text }) => ({ text: text.toUpperCase(), color: Color.blue }),
   ...overrides,

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
   type CallDescriptor,
-  Channel,
   decodeMessage,
   encodeMessage,
   encodeReply,
@@ -20,6 +19,7 @@ import { decodeReply } from '../../src/wire/message.js';
 import {
   bytesToHex,
   fromJson,
+  handlesOf,
   hexToBytes,
   loadVectorSchema,
   type Vectors,
@@ -45,7 +45,6 @@ function codecs(message: string): [string, AnyDescriptor][] {
   ];
 }
 
-const channels = (n: number) => Array.from({ length: n }, () => Channel.pair()[0]);
 const hex = (data: Uint8Array) =>
   bytesToHex(data)
     .replace(/(.{16})/g, '$1 ')
@@ -56,7 +55,7 @@ describe('wire vectors', () => {
     for (const [codec, d] of codecs(v.message)) {
       it(`${v.name} (${codec})`, () => {
         const def = defs.get(v.message)!;
-        const handles = channels(v.handles ?? 0);
+        const handles = handlesOf(v.handles ?? []);
         const fields = v.reply ? def.returns! : def.params;
         const message: Message = { type: Number(v.type), data: hexToBytes(v.hex), handles };
         if (v.error) {
@@ -96,7 +95,7 @@ describe('wire vectors', () => {
         const message: Message = {
           type: d.id,
           data: hexToBytes(v.hex),
-          handles: channels(v.handles ?? 0),
+          handles: handlesOf(v.handles ?? []),
         };
         assert.throws(
           () => table.decode(message),
