@@ -1,10 +1,11 @@
-/** Pings the server `config.count` times (default 3), printing each reply, then exits. */
+/** Pings the server with 1, 2, ... `config.count` (default 3), printing each total, then exits. */
 import type { ServiceEnv } from 'ftl-ipc';
-import { ping } from './protocol.js';
+import { PingClient } from './ping.generated.js';
 
 export default async function main(env: ServiceEnv<{ count?: number }>): Promise<void> {
-  const server = env.channel('ping');
+  const server = new PingClient(env.channel('ping'), { timeoutMs: 5000 });
   for (let i = 1; i <= (env.config.count ?? 3); i++) {
-    console.log(`pong ${await ping(server, i)}`);
+    console.log(`pong ${(await server.ping({ value: i })).value}`);
   }
+  server.close();
 }

@@ -1,10 +1,9 @@
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatSpecDiagnostic } from '../runtime/diagnostics.js';
 import { loadSystemSpec } from '../runtime/spec.js';
 import { LiveStatus } from '../runtime/status.js';
 import { type ShutdownReport, System, type SystemEvent } from '../runtime/supervisor.js';
+import { type CommandIo, UsageError } from './io.js';
 
 export const runUsage = `Usage: ftl-ipc run <system.yaml> [--grace <ms>] [--status | --no-status]
 
@@ -14,13 +13,8 @@ policy, and on SIGINT or SIGTERM stops them all (a second signal terminates them
   --status       draw a live status table on stderr (default: when stderr is a terminal)
 `;
 
-interface Io {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-}
-
 interface RunContext {
-  /** Whether stderr is a terminal, for the live status table. */
+  /** Whether stderr is a terminal, for the live status table; by default the process's. */
   readonly tty?: boolean;
   /** Where shutdown requests come from; the process's signals when run from the command line. */
   readonly signals?: NodeJS.EventEmitter;
@@ -31,7 +25,11 @@ interface RunContext {
  * stopped within the grace period), 1 when the spec has problems or a service failed or had to
  * be terminated, 2 for bad usage.
  */
-export async function run(args: string[], io: Io, context: RunContext = {}): Promise<number> {
+export async function run(
+  args: string[],
+  io: CommandIo,
+  context: RunContext = {},
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -39,12 +37,9 @@ export async function run(args: string[], io: Io, context: RunContext = {}): Pro
     options: { grace: { type: 'string' }, status: { type: 'boolean' } },
   });
   const grace = values.grace === undefined ? undefined : Number(values.grace);
-  if (
-    positionals.length !== 1 ||
-    (grace !== undefined && !(Number.isInteger(grace) && grace >= 0))
-  ) {
-    io.err(runUsage);
-    return 2;
+  if (positionals.length !== 1) throw new UsageError('run needs exactly one system spec file');
+  if (grace !== undefined && !(Number.isInteger(grace) && grace >= 0)) {
+    throw new UsageError(`--grace must be a whole number of milliseconds, got ${values.grace}`);
   }
   const file = positionals[0]!;
   let loaded: ReturnType<typeof loadSystemSpec>;
@@ -61,7 +56,8 @@ export async function run(args: string[], io: Io, context: RunContext = {}): Pro
     return 1;
   }
 
-  const live = (values.status ?? context.tty ?? false) ? new LiveStatus(io.err) : undefined;
+  const live =
+    (values.status ?? context.tty ?? process.stderr.isTTY) ? new LiveStatus(io.err) : undefined;
   const say = (line: string, write = io.err) => {
     if (live === undefined) write(line);
     else live.log(line, write);
@@ -116,14 +112,4 @@ function describe(event: SystemEvent): string {
     case 'give-up':
       return `${event.service} failed after ${event.restarts} restart(s); not restarting`;
   }
-}
-
-const invoked =
-  process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
-if (invoked) {
-  process.exitCode = await run(
-    process.argv.slice(2),
-    { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) },
-    { tty: process.stderr.isTTY },
-  );
 }

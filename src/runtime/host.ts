@@ -13,12 +13,7 @@ import { type BootInfo, decoder, encoder, StartupMessage } from './startup.js';
 async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>): Promise<void> {
   const stop = new AbortController();
   const env = new Env(boot.service, boot.config, boot.dependencies, stop.signal);
-  const ready = listen(startup, env, stop);
-  // A service that ignores its signal is cut off after the grace period, also when the
-  // supervisor itself died and cannot terminate it: nothing is left behind.
-  stop.signal.addEventListener('abort', () => {
-    setTimeout(() => process.exit(1), boot.graceMs).unref();
-  });
+  const ready = listen(startup, env, stop, boot.graceMs);
   const stats = setInterval(() => {
     const data = encoder.encode(JSON.stringify(env.report()));
     startup.send({ type: StartupMessage.stats, data }, { onFull: 'drop' });
@@ -49,7 +44,7 @@ async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>
 }
 
 /** Feeds the env from the startup channel; resolves once every dependency has its channel. */
-function listen(startup: Channel, env: Env, stop: AbortController): Promise<void> {
+function listen(startup: Channel, env: Env, stop: AbortController, graceMs: number): Promise<void> {
   let resolve = () => {};
   let reject = (_: unknown) => {};
   const promise = new Promise<void>((res, rej) => {
@@ -72,8 +67,10 @@ function listen(startup: Channel, env: Env, stop: AbortController): Promise<void
     } catch (error) {
       reject(error);
     }
-    // The supervisor is gone (or closed the channel): this service must not outlive it.
+    // The supervisor is gone: this service must not outlive it. Nobody is left to terminate it
+    // after the grace period, so it does so itself.
     stop.abort();
+    setTimeout(() => process.exit(1), graceMs).unref();
     reject(new Error('the supervisor went away before the service started'));
   })();
   return promise;

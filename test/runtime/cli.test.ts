@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fixture, root } from './helpers.js';
 
-const RUN = `${root}dist/src/cli/run.js`;
+const BIN = `${root}dist/src/cli/main.js`;
 
 function alive(pid: number): boolean {
   try {
@@ -32,7 +32,7 @@ async function start(
   spec: string,
   services: number,
 ): Promise<{ child: ChildProcess; err: string[]; pids: number[] }> {
-  const child = spawn(process.execPath, [RUN, spec], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'run', spec], { stdio: ['ignore', 'pipe', 'pipe'] });
   const err: string[] = [];
   const pids: number[] = [];
   await new Promise<void>((resolve, reject) => {

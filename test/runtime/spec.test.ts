@@ -137,7 +137,7 @@ services:
     assert.match(text, new RegExp(`${bad}:5:14: error\\[SPEC_BAD_VALUE\\]`));
     assert.match(text, /2 problem\(s\) in .*nothing was started/);
     assert.equal(await run([join(dir, 'missing.yaml')], io), 1);
-    assert.equal(await run([], io), 2);
+    await assert.rejects(run([], io), { name: 'UsageError' });
     await rm(dir, { recursive: true });
   });
 });
