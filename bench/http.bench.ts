@@ -28,8 +28,8 @@ async function startSystem(): Promise<{ url: string; system: System }> {
   });
   const system = new System(spec, {
     onLog: (_, __, line) => {
-      const match = /listening on (http:\S+)/.exec(line);
-      if (match?.[1] !== undefined) found(match[1]);
+      const match = /listening on (127\.0\.0\.1:\d+)/.exec(line);
+      if (match?.[1] !== undefined) found(`http://${match[1]}/`);
     },
   });
   system.start();

@@ -4,13 +4,13 @@
  * uploads). Config: `port` (default 8080; 0 for any free port).
  */
 import type { Channel, ServiceEnv } from 'ftl-ipc';
-import { TCP_CLOSED, TCP_RECEIVED, TCP_SEND, tcpListen } from '../tcpip/protocol.js';
+import { ConnectionClient, ControlClient, ListenClient } from '../tcpip/tcpip.generated.js';
 import { handle, type Request, type Response } from './handler.js';
 
 const MAX_HEAD = 16 * 1024;
 const MAX_BODY = 1024 * 1024;
-/** Largest `tcp_send` payload: the channel's default message limit. */
-const SEGMENT = 64 * 1024;
+/** Largest `tcp_send` payload: the IDL allows 64 KiB, and the message header must fit too. */
+const SEGMENT = 32 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n');
 const REASONS: Record<number, string> = {
   200: 'OK',
@@ -22,29 +22,29 @@ const REASONS: Record<number, string> = {
 };
 
 export default async function main(env: ServiceEnv<{ port?: number }>): Promise<void> {
-  let control = env.channel('tcpip');
+  const port = env.config.port ?? 8080;
+  let channel = env.channel('tcpip');
   while (!env.signal.aborted) {
-    const { listen, port } = await tcpListen(control, env.config.port ?? 8080);
-    console.log(`listening on http://127.0.0.1:${port}/`);
-    const stop = () => listen.close();
+    const control = new ControlClient(channel, { timeoutMs: 5000 });
+    const listener = new ListenClient((await control.tcpListen({ port })).listen);
+    if (port !== 0) console.log(`serving http://127.0.0.1:${port}/`);
+    const stop = () => listener.close();
     env.signal.addEventListener('abort', stop);
-    for await (const accepted of listen) {
-      const conn = accepted.handles[0] as Channel;
-      void serve(conn).catch(() => conn.close());
-    }
+    for await (const { value } of listener) void serve(value.conn).catch(() => value.conn.close());
     env.signal.removeEventListener('abort', stop);
     // The listen channel ended: shutdown, or the tcpip service restarted and we listen again.
-    if (!env.signal.aborted) control = await env.reconnect('tcpip', control);
+    if (!env.signal.aborted) channel = await env.reconnect('tcpip', channel);
   }
 }
 
 /** Serves one connection's requests in order until either side closes. */
-async function serve(conn: Channel): Promise<void> {
+async function serve(channel: Channel): Promise<void> {
+  const conn = new ConnectionClient(channel);
   let pending = Buffer.alloc(0);
-  for await (const m of conn) {
-    if (m.type === TCP_CLOSED) break;
-    if (m.type !== TCP_RECEIVED) continue;
-    pending = pending.byteLength === 0 ? Buffer.from(m.data) : Buffer.concat([pending, m.data]);
+  for await (const event of conn) {
+    if (event.kind === 'tcpClosed') break;
+    const { data } = event.value;
+    pending = pending.byteLength === 0 ? Buffer.from(data) : Buffer.concat([pending, data]);
     for (;;) {
       const parsed = parse(pending);
       if (parsed === undefined) break;
@@ -106,7 +106,7 @@ function refuse(used: number, status: number): Parsed {
   return { used, response: { status, type: 'text/plain; charset=utf-8', body }, close: true };
 }
 
-async function send(conn: Channel, response: Response, close: boolean): Promise<void> {
+async function send(conn: ConnectionClient, response: Response, close: boolean): Promise<void> {
   const head = Buffer.from(
     `HTTP/1.1 ${response.status} ${REASONS[response.status]}\r\n` +
       `Content-Type: ${response.type}\r\nContent-Length: ${response.body.byteLength}\r\n` +
@@ -115,9 +115,9 @@ async function send(conn: Channel, response: Response, close: boolean): Promise<
   // Small responses go out as one segment: one message, one socket write.
   const whole = head.byteLength + response.body.byteLength <= SEGMENT;
   const bytes = whole ? Buffer.concat([head, response.body]) : head;
-  await conn.sendWait({ type: TCP_SEND, data: bytes });
+  await conn.tcpSendWait({ data: bytes });
   if (whole) return;
   for (let at = 0; at < response.body.byteLength; at += SEGMENT) {
-    await conn.sendWait({ type: TCP_SEND, data: response.body.subarray(at, at + SEGMENT) });
+    await conn.tcpSendWait({ data: response.body.subarray(at, at + SEGMENT) });
   }
 }

@@ -30,7 +30,7 @@ async function system(file: string, edit: (text: string) => string): Promise<Run
 describe('tcpip and http over real TCP', () => {
   it('echoes 8 MiB intact and serves 100 concurrent connections', async () => {
     const run = await system(`${root}examples/tcpip/system.yaml`, (t) => t);
-    const port = Number((await run.waitFor(/\[echo\] listening on 127\.0\.0\.1:(\d+)/))[1]);
+    const port = Number((await run.waitFor(/\[tcpip\] listening on 127\.0\.0\.1:(\d+)/))[1]);
     const big = pattern(8 * 1024 * 1024, 1);
     assert.ok((await exchange(port, big)).equals(big));
     const many = await Promise.all(
@@ -55,7 +55,7 @@ services:
     depends: [{ name: tcpip, protocol: tcpip }]
     config: { holdMs: 2000 }
 `);
-    const port = Number((await run.waitFor(/\[app\] port (\d+)/))[1]);
+    const port = Number((await run.waitFor(/\[tcpip\] listening on 127\.0\.0\.1:(\d+)/))[1]);
     const total = 64 * 1024 * 1024;
     const chunk = pattern(64 * 1024, 3);
     const socket = net.connect(port, '127.0.0.1');
@@ -93,7 +93,8 @@ services:
     const run = await system(`${root}examples/http/system.yaml`, (t) =>
       t.replace('port: 8080', 'port: 0'),
     );
-    const url = (await run.waitFor(/\[http\] listening on (http:\S+)/))[1]!;
+    const port = Number((await run.waitFor(/\[tcpip\] listening on 127\.0\.0\.1:(\d+)/))[1]);
+    const url = `http://127.0.0.1:${port}/`;
     const page = await fetch(url);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /Hello from ftl-ipc/);
@@ -109,7 +110,6 @@ services:
     const bigEcho = await fetch(`${url}echo`, { method: 'POST', body: big });
     assert.ok(Buffer.from(await bigEcho.arrayBuffer()).equals(big));
 
-    const port = Number(new URL(url).port);
     const replies = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
         exchange(
