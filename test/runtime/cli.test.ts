@@ -31,8 +31,11 @@ async function gone(pids: readonly number[], timeoutMs: number): Promise<boolean
 async function start(
   spec: string,
   services: number,
+  args: readonly string[] = [],
 ): Promise<{ child: ChildProcess; err: string[]; pids: number[] }> {
-  const child = spawn(process.execPath, [BIN, 'run', spec], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'run', spec, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const err: string[] = [];
   const pids: number[] = [];
   await new Promise<void>((resolve, reject) => {
@@ -66,7 +69,7 @@ services:
   after(() => rm(dir, { recursive: true }));
 
   it('stops everything on SIGINT, terminating what ignores it, and leaves no process', async () => {
-    const { child, err, pids } = await start(spec, 3);
+    const { child, err, pids } = await start(spec, 3, ['--status']);
     assert.equal(pids.length, 2);
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
@@ -75,6 +78,9 @@ services:
     assert.match(text, /\[run\] server: exited \(code 0\)/);
     assert.match(text, /\[run\] stubborn: terminated/);
     assert.match(text, /\[run\] worker: terminated/);
+    // The live table, redrawn in place: cursor up and clear before each new drawing.
+    assert.match(text, /SERVICE +ISOLATION +STATE +ID +RESTARTS\nserver +process +/);
+    assert.ok(text.includes('\x1b[J'), 'the table is erased before it is drawn again');
     assert.ok(await gone(pids, 2000), `left behind: ${pids.filter(alive)}`);
   });
 
