@@ -39,7 +39,11 @@ interface HostData {
 }
 
 /** Starts `boot.module` isolated as asked, with `startup` (moved) as its startup channel. */
-export function launch(isolation: Isolation, boot: BootInfo, startup: Channel): Instance {
+export async function launch(
+  isolation: Isolation,
+  boot: BootInfo,
+  startup: Channel,
+): Promise<Instance> {
   let post: (m: WireMessage) => void = () => {};
   const bridge = new Bridge({ post: (m) => post(m) }, 0);
   const data: HostData = { boot, startupId: bridge.attach(startup) };

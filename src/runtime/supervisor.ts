@@ -50,7 +50,9 @@ export interface ShutdownReport {
 const HEALTHY_RUN_MS = 10_000;
 
 interface Running {
-  readonly instance: Instance;
+  /** Settles once the thread or process is up; rejects when it could not be started. */
+  readonly launched: Promise<Instance>;
+  instance: Instance | undefined;
   readonly startup: Channel;
   readonly startedAt: number;
 }
@@ -115,7 +117,7 @@ export class System {
       name: r.spec.name,
       isolation: r.spec.isolation,
       state: r.state,
-      id: r.running?.instance.id,
+      id: r.running?.instance?.id,
       restarts: r.restarts,
       channels: r.channels,
     }));
@@ -135,6 +137,9 @@ export class System {
         if (record.state === 'backoff') record.state = 'stopped';
         return { name: record.spec.name, outcome: 'down' as const, code: null };
       }
+      const instance = await running.launched.catch(() => undefined);
+      if (instance === undefined)
+        return { name: record.spec.name, outcome: 'down' as const, code: null };
       try {
         running.startup.send({ type: StartupMessage.stop }, { onFull: 'drop' });
       } catch {
@@ -144,12 +149,12 @@ export class System {
       const late = new Promise<undefined>((resolve) => {
         timer = setTimeout(() => resolve(undefined), graceMs);
       });
-      const exit = await Promise.race([running.instance.exited, late]);
+      const exit = await Promise.race([instance.exited, late]);
       clearTimeout(timer);
       if (exit !== undefined)
         return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
-      running.instance.terminate();
-      const killed = await running.instance.exited;
+      instance.terminate();
+      const killed = await instance.exited;
       return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
     });
     const services = await Promise.all(outcomes);
@@ -162,7 +167,7 @@ export class System {
     const { spec } = record;
     const generation = ++record.generation;
     const [startup, theirs] = Channel.pair({ capacity: 64 });
-    const instance = launch(
+    const launched = launch(
       spec.isolation,
       {
         service: spec.name,
@@ -174,21 +179,35 @@ export class System {
       },
       theirs,
     );
-    record.running = { instance, startup, startedAt: performance.now() };
+    const running: Running = {
+      launched,
+      instance: undefined,
+      startup,
+      startedAt: performance.now(),
+    };
+    record.running = running;
     record.state = 'running';
     record.channels = [];
-    this.#options.onEvent?.({ service: spec.name, kind: 'start', id: instance.id });
-    for (const [stream, input] of [
-      ['stdout', instance.stdout],
-      ['stderr', instance.stderr],
-    ] as const) {
-      createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
-        this.#options.onLog?.(spec.name, stream, line),
-      );
-    }
     void this.#readReports(record, startup);
-    void instance.exited.then((exit) => this.#exited(record, generation, exit));
+    launched.then(
+      (instance) => {
+        running.instance = instance;
+        this.#options.onEvent?.({ service: spec.name, kind: 'start', id: instance.id });
+        for (const [stream, input] of [
+          ['stdout', instance.stdout],
+          ['stderr', instance.stderr],
+        ] as const) {
+          createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
+            this.#options.onLog?.(spec.name, stream, line),
+          );
+        }
+        void instance.exited.then((exit) => this.#exited(record, generation, exit));
+      },
+      // Not started at all (no such executable, out of resources): a failure like any other.
+      () => this.#exited(record, generation, { code: null, signal: null }),
+    );
 
+    // The startup channel holds what is sent before the service is up.
     for (const dep of spec.depends) this.#connect(record, dep);
     for (const client of this.#records.values()) {
       for (const dep of client.spec.depends) {
