@@ -40,7 +40,10 @@ async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>
   env.closeAll();
   startup.close();
   await flush();
-  process.exit(code);
+  // Ending on an empty event loop lets a transport send what is still queued. A service that
+  // left timers or sockets open is cut off a moment later.
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 1000).unref();
 }
 
 /** Feeds the env from the startup channel; resolves once every dependency has its channel. */

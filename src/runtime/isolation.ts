@@ -101,7 +101,7 @@ function launchProcess(
 
 /**
  * In the service's thread or process: its boot info and startup channel, and `flush`, which
- * resolves once what the service sent has left (call it before exiting).
+ * resolves once what the service sent has left and lets the event loop end (call it last).
  */
 export async function childStartup(): Promise<{
   boot: BootInfo;
@@ -117,7 +117,10 @@ export async function childStartup(): Promise<{
     return {
       boot: data.boot,
       startup: bridge.open(data.startupId),
-      flush: () => bridge.drained(1000),
+      flush: async () => {
+        await bridge.drained(1000);
+        port.close();
+      },
     };
   }
   const data = JSON.parse(process.env[BOOT_ENV] ?? 'null') as HostData;
@@ -143,6 +146,7 @@ export async function childStartup(): Promise<{
     flush: async () => {
       await bridge.drained(1000);
       await sending;
+      process.disconnect();
     },
   };
 }

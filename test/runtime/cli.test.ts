@@ -50,7 +50,7 @@ async function start(
   return { child, err, pids };
 }
 
-describe('ftl-ipc run', () => {
+describe('ftl-ipc run', { timeout: 60_000 }, () => {
   let dir = '';
   let spec = '';
   before(async () => {

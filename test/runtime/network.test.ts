@@ -27,7 +27,7 @@ async function system(file: string, edit: (text: string) => string): Promise<Run
   return new Run(edit(await readFile(file, 'utf8')), file);
 }
 
-describe('tcpip and http over real TCP', () => {
+describe('tcpip and http over real TCP', { timeout: 90_000 }, () => {
   it('echoes 8 MiB intact and serves 100 concurrent connections', async () => {
     const run = await system(`${root}examples/tcpip/system.yaml`, (t) => t);
     const port = Number((await run.waitFor(/\[tcpip\] listening on 127\.0\.0\.1:(\d+)/))[1]);

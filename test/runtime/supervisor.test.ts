@@ -5,7 +5,7 @@ import { Channel } from '../../src/index.js';
 import { Bridge, type WireMessage } from '../../src/runtime/bridge.js';
 import { fixture, Run, root } from './helpers.js';
 
-describe('service runtime', () => {
+describe('service runtime', { timeout: 60_000 }, () => {
   it('runs the ping example: a process client calls a thread server', async () => {
     const file = `${root}examples/ping/system.yaml`;
     const run = new Run(await readFile(file, 'utf8'), file);
