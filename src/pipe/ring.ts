@@ -8,8 +8,8 @@
  * bytes as written, so the consumer jumps over them and free space stays `capacity - used`. At most
  * one skip is outstanding: the next one is a lap later, which the consumer must first have read.
  */
-const WRITE = 0;
-const READ = 1;
+export const WRITE = 0;
+export const READ = 1;
 const SKIP_AT = 2;
 const HAS_SKIP = 3;
 /** Bit flags: which end has closed. */
