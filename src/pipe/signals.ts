@@ -3,7 +3,15 @@ import type { WaitOptions } from '../channel/channel.js';
 import { Deque } from '../channel/deque.js';
 import { waitInQueue } from '../channel/wait.js';
 import { IpcError } from '../errors.js';
-import { type ByteRing, CONSUMER_CLOSED, PRODUCER_CLOSED, READ, WRITE } from './ring.js';
+import {
+  type ByteRing,
+  CONSUMER_CLOSED,
+  CONSUMER_SLEEPING,
+  PRODUCER_CLOSED,
+  PRODUCER_SLEEPING,
+  READ,
+  WRITE,
+} from './ring.js';
 
 export type PipeSide = 'producer' | 'consumer';
 
@@ -28,6 +36,10 @@ const CLOSED_FLAG: Record<PipeSide, number> = {
 };
 /** The ring word each side's waiters wait to see change: the other side's progress. */
 const WATCHED_WORD: Record<PipeSide, number> = { producer: READ, consumer: WRITE };
+const SLEEPING_WORD: Record<PipeSide, number> = {
+  producer: PRODUCER_SLEEPING,
+  consumer: CONSUMER_SLEEPING,
+};
 
 type WaitAsync = (
   array: Int32Array,
@@ -102,7 +114,10 @@ export class PipeSignals {
 
   /** `side`'s counterpart made progress: wake `side`, here or in its thread. */
   notify(side: PipeSide): void {
-    if (this.#split) Atomics.notify(this.ring.header, WATCHED_WORD[side]);
+    const header = this.ring.header;
+    if (this.#split && Atomics.load(header, SLEEPING_WORD[side]) !== 0) {
+      Atomics.notify(header, WATCHED_WORD[side]);
+    }
     this.#check(side);
   }
 
@@ -159,16 +174,21 @@ export class PipeSignals {
     // A pending waitAsync does not keep the event loop alive; this timer does, while we wait.
     const keepAlive = setInterval(() => {}, 2 ** 30);
     try {
+      const header = this.ring.header;
       const word = WATCHED_WORD[side];
       while (state.waiters.length > 0) {
-        const seen = Atomics.load(this.ring.header, word);
+        // Flag first, then read the word: the other side either sees the flag and notifies, or
+        // made its progress before our read, which the check below then finds.
+        Atomics.store(header, SLEEPING_WORD[side], 1);
+        const seen = Atomics.load(header, word);
         this.#check(side);
         if (state.waiters.length === 0) break;
         // The timeout lets the loop notice waiters that gave up (timeout, abort) meanwhile.
-        const result = waitAsync(this.ring.header, word, seen, RECHECK_MS);
+        const result = waitAsync(header, word, seen, RECHECK_MS);
         if (result.async) await result.value;
       }
     } finally {
+      Atomics.store(this.ring.header, SLEEPING_WORD[side], 0);
       clearInterval(keepAlive);
       state.watching = false;
     }
