@@ -32,6 +32,9 @@ export class LocalEndpoint implements Endpoint {
   #peer: LocalEndpoint | undefined;
   #queue = new Deque<RawMessage>();
   #queuedBytes = 0;
+  /** Taken by a forwarder with `takeHeld` and not yet released: still counted as queued. */
+  #heldMessages = 0;
+  #heldBytes = 0;
   #readableArmed = false;
   /** Set on the receiving end when its peer waits for room in this queue. */
   #peerWantsWritable = false;
@@ -59,10 +62,19 @@ export class LocalEndpoint implements Endpoint {
   canSend(bytes: number): SendStatus {
     const peer = this.#peer;
     if (peer === undefined) return SEND_PEER_CLOSED;
-    return peer.#queue.length < peer.limits.capacity &&
-      peer.#queuedBytes + bytes <= peer.limits.capacityBytes
+    return peer.#queue.length + peer.#heldMessages < peer.limits.capacity &&
+      peer.#queuedBytes + peer.#heldBytes + bytes <= peer.limits.capacityBytes
       ? SEND_OK
       : SEND_FULL;
+  }
+
+  room(): { messages: number; bytes: number } {
+    const peer = this.#peer;
+    if (peer === undefined) return { messages: 0, bytes: 0 };
+    return {
+      messages: peer.limits.capacity - peer.#queue.length - peer.#heldMessages,
+      bytes: peer.limits.capacityBytes - peer.#queuedBytes - peer.#heldBytes,
+    };
   }
 
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
@@ -86,11 +98,30 @@ export class LocalEndpoint implements Endpoint {
     const message = this.#queue.shift();
     if (message === undefined) return undefined;
     this.#queuedBytes -= message.data.byteLength;
+    this.#wakeWriter();
+    return message;
+  }
+
+  takeHeld(): RawMessage | undefined {
+    const message = this.#queue.shift();
+    if (message === undefined) return undefined;
+    this.#queuedBytes -= message.data.byteLength;
+    this.#heldMessages++;
+    this.#heldBytes += message.data.byteLength;
+    return message;
+  }
+
+  release(messages: number, bytes: number): void {
+    this.#heldMessages -= messages;
+    this.#heldBytes -= bytes;
+    this.#wakeWriter();
+  }
+
+  #wakeWriter(): void {
     if (this.#peerWantsWritable) {
       this.#peerWantsWritable = false;
       this.#peer?.events?.writable();
     }
-    return message;
   }
 
   armReadable(): void {
@@ -114,6 +145,8 @@ export class LocalEndpoint implements Endpoint {
       closeHandles(m);
     }
     this.#queuedBytes = 0;
+    this.#heldMessages = 0;
+    this.#heldBytes = 0;
     if (peer !== undefined) {
       peer.#peer = undefined;
       peer.peerClosed = true;
