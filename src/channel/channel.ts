@@ -4,6 +4,7 @@ import { Deque } from './deque.js';
 import {
   type ChannelLimits,
   type Endpoint,
+  type EndpointEvents,
   type HandleState,
   type RawMessage,
   SEND_OK,
@@ -153,6 +154,8 @@ interface WritableWaiter {
  */
 export class Channel implements Handle {
   #endpoint: Endpoint | undefined;
+  /** What this object installed on the endpoint; a transport may install its own on a move. */
+  #events: EndpointEvents;
   #closeReason: CloseReason | undefined;
   #resolveClosed!: (reason: CloseReason) => void;
   #finalStats: ChannelStats | undefined;
@@ -169,11 +172,12 @@ export class Channel implements Handle {
       this.#resolveClosed = resolve;
     });
     this.#endpoint = endpoint;
-    endpoint.events = {
+    this.#events = {
       readable: () => this.#serveReceivers(),
       writable: () => this.#serveSenders(),
       peerClosed: () => this.#onPeerClosed(),
     };
+    endpoint.events = this.#events;
     if (endpoint.peerClosed) this.#settleClosed('peer');
   }
 
@@ -503,7 +507,8 @@ export class Channel implements Handle {
     this.#finalStats = statsOf(endpoint);
     this.#endpoint = undefined;
     this.#closeReason = reason;
-    endpoint.events = undefined;
+    // A transport that took the endpoint in trySend (a socket bridge) may already own it.
+    if (endpoint.events === this.#events) endpoint.events = undefined;
     this.#settleClosed(reason);
     const err = new IpcError(
       'CLOSED',
