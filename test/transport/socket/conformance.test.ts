@@ -21,6 +21,8 @@ before(async () => {
 
 after(async () => {
   relay.close();
+  // Some tests leave an end open (as callers may): that keeps the connection, and the child, up.
+  child.child.kill();
   await child.exited;
 });
 
