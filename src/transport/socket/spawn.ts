@@ -81,7 +81,12 @@ async function receiveFromParent(options: ConnectionOptions): Promise<Record<str
   const root = await channelOverSocket(socket, true, options);
   const message = await root.recv();
   root.close();
-  const names: unknown = JSON.parse(Buffer.from(message.data).toString());
+  let names: unknown;
+  try {
+    names = JSON.parse(Buffer.from(message.data).toString());
+  } catch {
+    names = undefined;
+  }
   if (
     message.type !== BOOTSTRAP_TYPE ||
     !Array.isArray(names) ||
