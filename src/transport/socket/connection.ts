@@ -19,6 +19,7 @@ import {
   FRAME_HELLO,
   FRAME_MSG,
   FRAME_PING,
+  get32,
   HEADER_BYTES,
   HELLO_BYTES,
   HELLO_FLAG_AUTH,
@@ -62,6 +63,7 @@ const DEFAULT_CEILING: ChannelOptions = {
   maxHandles: 1024,
 };
 const OUT_CHUNK = 256 * 1024;
+const SMALL_COPY = 64;
 const AUTH_LABEL = 'ftl-ipc socket auth v1';
 const ERROR_CODES: IpcErrorCode[] = ['PROTOCOL_ERROR', 'AUTH_FAILED', 'TIMEOUT'];
 const NO_HANDLES: HandleState[] = [];
@@ -174,7 +176,10 @@ export class Connection {
     const at = this.#reserve(HEADER_BYTES + length);
     const out = this.#out;
     writeHeader(out, at, length, FRAME_MSG, count, id, type);
-    out.set(data, at + HEADER_BYTES);
+    const n = data.byteLength;
+    if (n > SMALL_COPY) out.set(data, at + HEADER_BYTES);
+    // TypedArray#set has a fixed cost that dominates for a few bytes.
+    else for (let i = 0, o = at + HEADER_BYTES; i < n; i++) out[o + i] = data[i] as number;
     if (count === 0) return;
     const bridges: Bridge[] = [];
     let d = at + HEADER_BYTES + data.byteLength;
@@ -292,7 +297,7 @@ export class Connection {
       this.#partialBytes += chunk.length;
       if (this.#partialNeed === 0 && this.#partialBytes >= HEADER_BYTES) {
         const head = Buffer.concat(this.#partial, HEADER_BYTES);
-        const length = head.readUInt32LE(0);
+        const length = get32(head, 0);
         const problem = this.#checkHeader(head, 0, length);
         if (problem !== undefined) {
           this.#protocolError(problem);
@@ -310,7 +315,7 @@ export class Connection {
     while (this.#phase !== 'dead') {
       const left = buf.length - at;
       if (left < HEADER_BYTES) break;
-      const length = buf.readUInt32LE(at);
+      const length = get32(buf, at);
       const problem = this.#checkHeader(buf, at, length);
       if (problem !== undefined) {
         this.#protocolError(problem);
@@ -332,8 +337,8 @@ export class Connection {
   /** Checks a header before its payload is awaited or allocated; says what is wrong, if anything. */
   #checkHeader(buf: Buffer, at: number, length: number): string | undefined {
     const frameType = buf[at + 4] as number;
-    const handleCount = buf.readUInt16LE(at + 6);
-    const id = buf.readUInt32LE(at + 8);
+    const handleCount = (buf[at + 6] as number) | ((buf[at + 7] as number) << 8);
+    const id = get32(buf, at + 8);
     if (frameType === FRAME_ERROR) {
       return length > MAX_ERROR_BYTES ? `ERROR frame of ${length} bytes` : undefined;
     }
@@ -364,7 +369,7 @@ export class Connection {
 
   #frame(buf: Buffer, at: number, length: number): void {
     const frameType = buf[at + 4] as number;
-    const arg = buf.readUInt32LE(at + 12);
+    const arg = get32(buf, at + 12);
     const start = at + HEADER_BYTES;
     switch (frameType) {
       case FRAME_MSG:
@@ -373,7 +378,7 @@ export class Connection {
       case FRAME_CREDIT: {
         const link = this.#checked as Link;
         if (link.sentClose) return;
-        const bytes = buf.readUInt32LE(start);
+        const bytes = get32(buf, start);
         const problem = link.refuseCredit(arg, bytes);
         if (problem !== undefined) {
           this.#protocolError(problem);
@@ -406,7 +411,7 @@ export class Connection {
   }
 
   #message(link: Link, buf: Buffer, at: number, type: number, length: number): void {
-    const count = buf.readUInt16LE(at + 6);
+    const count = (buf[at + 6] as number) | ((buf[at + 7] as number) << 8);
     const dataBytes = length - count * DESCRIPTOR_BYTES;
     const start = at + HEADER_BYTES;
     // A view, not a copy: the chunk stays alive while a message from it does.
@@ -574,7 +579,8 @@ export class Connection {
     if (tellPeer) {
       const text = Buffer.from(error.message.slice(0, MAX_ERROR_BYTES / 4));
       const buf = Buffer.allocUnsafe(HEADER_BYTES + text.length);
-      writeHeader(buf, 0, text.length, FRAME_ERROR, 0, ROOT_ID, ERROR_CODES.indexOf(error.code));
+      const kind = Math.max(0, ERROR_CODES.indexOf(error.code));
+      writeHeader(buf, 0, text.length, FRAME_ERROR, 0, ROOT_ID, kind);
       text.copy(buf, HEADER_BYTES);
       this.#writeOut();
       this.#write(buf);
