@@ -15,6 +15,8 @@ import { type Channel, listen, privateSocketPath } from '../src/index.js';
 const CHILD = fileURLToPath(new URL('./socket-child.js', import.meta.url));
 const LIMITS = { capacity: 8192, capacityBytes: 8 * 1024 * 1024, maxMessageBytes: 65536 };
 const RUNS = 3;
+/** Round trips before measuring: until then the JIT is still tiering up the path. */
+const WARMUP = 3000;
 
 interface Started {
   proc: ChildProcess;
@@ -157,15 +159,15 @@ function percentile(sorted: number[], p: number): number {
 async function rttFtl(rounds: number): Promise<number[]> {
   return withPath(async (path) => {
     const listener = await listen({ path }, LIMITS);
-    const child = start('ftl-echo', rounds + 200, path);
+    const child = start('ftl-echo', rounds + WARMUP, path);
     const ch = (await listener.accept()) as Channel;
     const data = new Uint8Array(16);
     const times: number[] = [];
-    for (let i = 0; i < rounds + 200; i++) {
+    for (let i = 0; i < rounds + WARMUP; i++) {
       const t0 = performance.now();
       ch.send({ type: 1, data });
       await ch.recv();
-      if (i >= 200) times.push(performance.now() - t0);
+      if (i >= WARMUP) times.push(performance.now() - t0);
     }
     await child.done;
     ch.close();
@@ -179,12 +181,12 @@ async function rttChildProcess(rounds: number): Promise<number[]> {
   const child = start('cp-echo', rounds);
   const payload = { type: 1, data: 'x'.repeat(16) };
   const times: number[] = [];
-  for (let i = 0; i < rounds + 200; i++) {
+  for (let i = 0; i < rounds + WARMUP; i++) {
     const t0 = performance.now();
     const back = new Promise((resolve) => child.proc.once('message', resolve));
     child.proc.send(payload);
     await back;
-    if (i >= 200) times.push(performance.now() - t0);
+    if (i >= WARMUP) times.push(performance.now() - t0);
   }
   child.proc.disconnect();
   await child.exited;
@@ -220,8 +222,8 @@ lines.push(
   '| --- | --- | --- | --- |',
   `| messages | ${(big / 1e3).toFixed(1)} k/s (${((big * 65536) / 2 ** 30).toFixed(2)} GiB/s) | ${(stream / 1e3).toFixed(1)} k/s (${((stream * 65536) / 2 ** 30).toFixed(2)} GiB/s) | ${(big / stream).toFixed(2)}x |`,
 );
-const ours = await rttFtl(5000);
-const theirs = await rttChildProcess(5000);
+const ours = await rttFtl(10_000);
+const theirs = await rttChildProcess(10_000);
 const us = (ms: number) => `${(ms * 1000).toFixed(0)} µs`;
 lines.push(
   '',

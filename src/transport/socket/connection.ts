@@ -291,7 +291,8 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     this.#lastReceived = Date.now();
-    let buf = chunk;
+    const buf = chunk;
+    let at = 0;
     if (this.#partialBytes > 0) {
       this.#partial.push(chunk);
       this.#partialBytes += chunk.length;
@@ -305,13 +306,17 @@ export class Connection {
         }
         this.#partialNeed = HEADER_BYTES + length;
       }
-      if (this.#partialNeed === 0 || this.#partialBytes < this.#partialNeed) return;
-      buf = Buffer.concat(this.#partial, this.#partialBytes);
+      const need = this.#partialNeed;
+      if (need === 0 || this.#partialBytes < need) return;
+      // Assemble exactly the one frame; the rest of this chunk is parsed where it lies, so
+      // large messages are copied once, not once per chunk they share with the next one.
+      at = need - (this.#partialBytes - chunk.length);
+      const frame = Buffer.concat(this.#partial, need);
       this.#partial = [];
       this.#partialBytes = 0;
       this.#partialNeed = 0;
+      this.#frame(frame, 0, need - HEADER_BYTES);
     }
-    let at = 0;
     while (this.#phase !== 'dead') {
       const left = buf.length - at;
       if (left < HEADER_BYTES) break;
