@@ -4,17 +4,21 @@
  */
 import net from 'node:net';
 import { Pull } from 'zeromq';
-import { connect } from '../src/index.js';
+import { connect, parentChannels } from '../src/index.js';
 
 const [mode, countText, address] = process.argv.slice(2) as [string, string, string];
 const count = Number(countText);
 const done = () => process.stdout.write('done\n');
+const LIMITS = { capacity: 8192, capacityBytes: 8 * 1024 * 1024, maxMessageBytes: 65536 };
 
-if (mode === 'ftl' || mode === 'ftl-echo') {
-  const ch = await connect(
-    { path: address },
-    { capacity: 8192, capacityBytes: 8 * 1024 * 1024, maxMessageBytes: 65536 },
-  );
+if (mode === 'spawned') {
+  const { data } = await parentChannels(LIMITS);
+  let n = 0;
+  while (n < count && data !== undefined) n += (await data.recvBatch()).length;
+  done();
+  data?.close();
+} else if (mode === 'ftl' || mode === 'ftl-echo') {
+  const ch = await connect({ path: address }, LIMITS);
   let n = 0;
   while (n < count) {
     for (const m of await ch.recvBatch()) {

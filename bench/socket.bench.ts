@@ -10,7 +10,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Push } from 'zeromq';
-import { type Channel, listen, privateSocketPath } from '../src/index.js';
+import { Channel, listen, privateSocketPath, spawnProcess } from '../src/index.js';
 
 const CHILD = fileURLToPath(new URL('./socket-child.js', import.meta.url));
 const LIMITS = { capacity: 8192, capacityBytes: 8 * 1024 * 1024, maxMessageBytes: 65536 };
@@ -71,6 +71,31 @@ function ftl(size: number, count: number): Promise<number> {
     await child.exited;
     return rate;
   });
+}
+
+/**
+ * Messages per second through `spawnProcess`: the parent keeps one end of a local pair and the
+ * child gets the other, so every message also passes the bridge (the local queue, then a frame).
+ */
+async function spawned(size: number, count: number): Promise<number> {
+  const [mine, theirs] = Channel.pair(LIMITS);
+  const { child, exited } = await spawnProcess(CHILD, {
+    channels: { data: theirs },
+    args: ['spawned', String(count)],
+    stdio: 'pipe',
+  });
+  const done = new Promise<void>((resolve) =>
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('done')) resolve();
+    }),
+  );
+  const t0 = performance.now();
+  await pump(mine, size, count);
+  await done;
+  const rate = (count / (performance.now() - t0)) * 1000;
+  mine.close();
+  await exited;
+  return rate;
 }
 
 async function childProcessSend(size: number, count: number): Promise<number> {
@@ -202,16 +227,17 @@ async function median(fn: () => Promise<number>): Promise<number> {
 const m = (rate: number) => `${(rate / 1e6).toFixed(2)} M/s`;
 const x = (a: number, b: number) => `${(a / b).toFixed(1)}x`;
 const lines: string[] = [
-  '| size | ftl-ipc | child_process.send | zeromq PUSH/PULL | length-prefixed loop | ftl-ipc vs each |',
-  '| --- | --- | --- | --- | --- | --- |',
+  '| size | ftl-ipc | child_process.send | zeromq PUSH/PULL | length-prefixed loop | ftl-ipc vs each | via spawnProcess |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
 ];
 for (const size of [16, 256]) {
   const ours = await median(() => ftl(size, 1_000_000));
+  const viaSpawn = await median(() => spawned(size, 1_000_000));
   const cp = await median(() => childProcessSend(size, 100_000));
   const zmq = await median(() => zeromq(size, 200_000));
   const loop = await median(() => lengthPrefixed(size, 2_000_000));
   lines.push(
-    `| ${size} B | ${m(ours)} | ${m(cp)} | ${m(zmq)} | ${m(loop)} | ${x(ours, cp)}, ${x(ours, zmq)}, ${(ours / loop).toFixed(2)}x |`,
+    `| ${size} B | ${m(ours)} | ${m(cp)} | ${m(zmq)} | ${m(loop)} | ${x(ours, cp)}, ${x(ours, zmq)}, ${(ours / loop).toFixed(2)}x | ${m(viaSpawn)} |`,
   );
 }
 const big = await median(() => ftl(65536, 20_000));
