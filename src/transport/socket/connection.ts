@@ -172,6 +172,9 @@ export class Connection {
 
   writeMessage(id: number, type: number, data: Uint8Array, handles: readonly Endpoint[]): void {
     const count = handles.length;
+    if (this.#nextId + 2 * count > 0xffff_ffff) {
+      throw new IpcError('TOO_MANY_HANDLES', 'this connection ran out of channel ids');
+    }
     const length = data.byteLength + count * DESCRIPTOR_BYTES;
     const at = this.#reserve(HEADER_BYTES + length);
     const out = this.#out;
@@ -271,9 +274,6 @@ export class Connection {
 
   #allocateId(): number {
     const id = this.#nextId;
-    if (id > 0xffff_fffd) {
-      throw new IpcError('TOO_MANY_HANDLES', 'this connection ran out of channel ids');
-    }
     this.#nextId += 2;
     return id;
   }

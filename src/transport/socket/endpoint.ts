@@ -70,9 +70,9 @@ export class SocketEndpoint extends Link implements Endpoint {
         );
       }
     }
+    this.conn.writeMessage(this.id, type, data, handles as readonly Endpoint[]);
     this.sendMessages--;
     this.sendBytes -= data.byteLength;
-    this.conn.writeMessage(this.id, type, data, handles as readonly Endpoint[]);
     return SEND_OK;
   }
 
