@@ -14,6 +14,7 @@ import {
 import {
   DESCRIPTOR_BYTES,
   encodeHello,
+  FRAME_CREDIT,
   FRAME_MSG,
   HEADER_BYTES,
   writeHeader,
@@ -119,6 +120,15 @@ describe('a peer that breaks the protocol', () => {
     assert.equal((await root?.recv())?.type, 1);
     assert.equal((await root?.recv())?.type, 2);
     await stillServes();
+  });
+
+  it('returns more credits than this side could have spent', async () => {
+    const credit = Buffer.alloc(4);
+    await expectRejected(
+      [frame(FRAME_CREDIT, 0, 1, credit)],
+      /credit of 1 messages and 0 bytes on channel 0 would exceed the queue it stands for \(2 messages/,
+      true,
+    );
   });
 
   it('sends an unknown frame type, or a descriptor with an id it may not open', async () => {

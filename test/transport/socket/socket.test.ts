@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -184,6 +185,23 @@ describe('socket transport', () => {
     assert.equal(m.data.byteLength, 1000);
     await close();
     await rm(dir, { recursive: true });
+  });
+
+  it('drops a connection that does not finish the handshake in time', async () => {
+    const path = await privateSocketPath();
+    const listener = await listen({ path }, { handshakeTimeoutMs: 100 });
+    const seen = socketErrors();
+    const raw = net.connect(path);
+    raw.resume();
+    try {
+      await new Promise((resolve) => raw.on('close', resolve));
+    } finally {
+      seen.stop();
+    }
+    assert.equal(seen.errors[0]?.code, 'TIMEOUT');
+    assert.match(seen.errors[0]?.message ?? '', /no handshake within 100 ms/);
+    await listener.close();
+    await rm(dirname(path), { recursive: true });
   });
 
   it('rejects bad addresses and refused connections with clear codes', async () => {
