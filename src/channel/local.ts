@@ -22,6 +22,14 @@ export function closeHandles(message: RawMessage): void {
   for (const handle of message.handles) handle.close();
 }
 
+/** Destroys every message of a closing endpoint's queue, closing their handles; counts them. */
+export function discardQueue(queue: Deque<RawMessage>, counters: EndpointCounters): void {
+  for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
+    counters.discarded++;
+    closeHandles(m);
+  }
+}
+
 /** Both ends of a channel in one thread: a send is a push onto the peer's queue. */
 export class LocalEndpoint implements Endpoint {
   readonly kind = 'channel';
@@ -140,10 +148,7 @@ export class LocalEndpoint implements Endpoint {
     const peer = this.#peer;
     this.#peer = undefined;
     this.events = undefined;
-    for (let m = this.#queue.shift(); m !== undefined; m = this.#queue.shift()) {
-      this.counters.discarded++;
-      closeHandles(m);
-    }
+    discardQueue(this.#queue, this.counters);
     this.#queuedBytes = 0;
     this.#heldMessages = 0;
     this.#heldBytes = 0;

@@ -10,7 +10,7 @@ import {
   SEND_PEER_CLOSED,
   type SendStatus,
 } from '../../channel/endpoint.js';
-import { closeHandles, newCounters } from '../../channel/local.js';
+import { discardQueue, newCounters } from '../../channel/local.js';
 import { IpcError } from '../../errors.js';
 import type { Connection } from './connection.js';
 import { Link } from './link.js';
@@ -114,10 +114,7 @@ export class SocketEndpoint extends Link implements Endpoint {
 
   close(): void {
     this.events = undefined;
-    for (let m = this.#queue.shift(); m !== undefined; m = this.#queue.shift()) {
-      this.counters.discarded++;
-      closeHandles(m);
-    }
+    discardQueue(this.#queue, this.counters);
     this.#queuedBytes = 0;
     this.closeLink();
   }
