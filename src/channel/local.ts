@@ -197,7 +197,7 @@ export class LocalEndpoint implements Endpoint {
   close(): void {
     const remote = this.#remote;
     if (remote !== undefined) {
-      this.#remote = undefined;
+      // Kept: the closed remote still answers for the final stats.
       this.events = undefined;
       remote.close();
       return;
