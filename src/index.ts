@@ -1,2 +1,10 @@
 export * from './channel/index.js';
 export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
+export {
+  type EndpointToken,
+  exportEndpoint,
+  importEndpoint,
+  type ResolvedWakePolicy,
+  setDefaultWakePolicy,
+  type WakePolicy,
+} from './transport/worker/index.js';

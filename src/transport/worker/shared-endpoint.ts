@@ -1,0 +1,574 @@
+/**
+ * One side of a channel pair whose two sides may live in different threads: messages go
+ * through a SharedArrayBuffer ring per direction, and only handles (which carry ports) go
+ * through the pair's MessagePort. That port also tells a side when its peer's thread died.
+ */
+import { randomFillSync } from 'node:crypto';
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import type {
+  ChannelLimits,
+  Endpoint,
+  EndpointCounters,
+  EndpointEvents,
+  HandleState,
+  RawMessage,
+  SendStatus,
+} from '../../channel/endpoint.js';
+import { SEND_FULL, SEND_OK, SEND_PEER_CLOSED } from '../../channel/endpoint.js';
+import { LocalEndpoint, newCounters } from '../../channel/local.js';
+import { IpcError } from '../../errors.js';
+import {
+  C_BYTES,
+  C_MSGS,
+  C_TAIL,
+  CLOSED,
+  checkRingLimits,
+  GENERATION,
+  HWM,
+  P_BYTES,
+  P_HEAD,
+  P_MSGS,
+  PAIR_ID,
+  pairBytes,
+  READER_WAKE,
+  RECORD_HEADER,
+  recordSize,
+  ringBytes,
+  ringControl,
+  ringData,
+  WRAP,
+  WRITER_WAKE,
+} from './layout.js';
+import {
+  holdThread,
+  type ResolvedWakePolicy,
+  releaseThread,
+  resolveWakePolicy,
+  Spinner,
+  type WakePolicy,
+  waitAsync,
+} from './wake.js';
+
+const EMPTY = new Uint8Array(0);
+const NO_HANDLES: HandleState[] = [];
+const TOKEN_VERSION = 'ftl-ipc/channel@1';
+
+/**
+ * A channel endpoint on its way to another thread: structured-cloneable once `port` is in the
+ * transfer list. Import it exactly once.
+ */
+export interface EndpointToken {
+  readonly version: typeof TOKEN_VERSION;
+  readonly memory: SharedArrayBuffer;
+  readonly side: number;
+  readonly generation: number;
+  readonly port: MessagePort;
+  readonly limits: ChannelLimits;
+  readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
+}
+
+type Transferable = MessagePort;
+
+/**
+ * The sides living in this thread, by pair. A close wakes a peer in the same thread directly:
+ * its port's 'close' event would come later, and does not keep the event loop alive.
+ */
+const sidesHere = new Map<number, (WeakRef<SharedEndpoint> | undefined)[]>();
+
+export class SharedEndpoint implements Endpoint {
+  readonly kind = 'channel';
+  events: EndpointEvents | undefined;
+  readonly limits: ChannelLimits;
+  readonly counters: EndpointCounters;
+  readonly #memory: SharedArrayBuffer;
+  readonly #pairId: number;
+  readonly #i32: Int32Array;
+  readonly #u8: Uint8Array;
+  readonly #side: number;
+  readonly #port: MessagePort;
+  readonly #ringSize: number;
+  readonly #spinner: Spinner;
+  /** Control index and data byte offset of the ring this side writes, and of the one it reads. */
+  readonly #out: number;
+  readonly #outData: number;
+  readonly #in: number;
+  readonly #inData: number;
+  /** Producer cursor, and what it last saw of its consumer's progress. */
+  #head: number;
+  #sentMsgs: number;
+  #sentBytes: number;
+  #seenTakenMsgs: number;
+  #seenTakenBytes: number;
+  #hwm: number;
+  /** Consumer cursor, and what it last saw of its producer's progress. */
+  #tail: number;
+  #takenMsgs: number;
+  #takenBytes: number;
+  #seenSentMsgs: number;
+  #readArmed = false;
+  #writeArmed = false;
+  /** Consumer progress when the last send found no room: a change means room may be back. */
+  #writeMark = 0;
+  #sleepingRead = false;
+  #sleepingWrite = false;
+  #peerReported = false;
+  /** Closed here or moved to another thread: nothing in this object may touch the rings. */
+  #gone = false;
+  readonly #onPortClose = () => this.#peerDied();
+  readonly #readable = () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs;
+  readonly #progressed = () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark;
+
+  private constructor(
+    memory: SharedArrayBuffer,
+    side: number,
+    port: MessagePort,
+    limits: ChannelLimits,
+    counters: Omit<EndpointCounters, 'highWaterMark'>,
+    policy: ResolvedWakePolicy,
+  ) {
+    this.#memory = memory;
+    this.#i32 = new Int32Array(memory);
+    this.#u8 = new Uint8Array(memory);
+    this.#pairId = (this.#i32[PAIR_ID] as number) * 2 ** 32 + (this.#i32[PAIR_ID + 1] as number);
+    this.#side = side;
+    this.#port = port;
+    this.limits = limits;
+    this.#ringSize = ringBytes(limits);
+    this.#spinner = new Spinner(policy);
+    this.#out = ringControl(side);
+    this.#outData = ringData(side, this.#ringSize);
+    this.#in = ringControl(1 - side);
+    this.#inData = ringData(1 - side, this.#ringSize);
+    const i32 = this.#i32;
+    this.#head = i32[this.#out + P_HEAD] as number;
+    this.#sentMsgs = i32[this.#out + P_MSGS] as number;
+    this.#sentBytes = i32[this.#out + P_BYTES] as number;
+    this.#hwm = i32[this.#out + HWM] as number;
+    this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
+    this.#seenTakenBytes = Atomics.load(i32, this.#out + C_BYTES);
+    this.#tail = i32[this.#in + C_TAIL] as number;
+    this.#takenMsgs = i32[this.#in + C_MSGS] as number;
+    this.#takenBytes = i32[this.#in + C_BYTES] as number;
+    this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
+    const inHwm = this.#in + HWM;
+    this.counters = {
+      ...counters,
+      // The producer keeps it in shared memory, where it survives moves.
+      get highWaterMark() {
+        return Atomics.load(i32, inHwm);
+      },
+    };
+    // The previous owner may have left its wake words set when it moved away.
+    Atomics.store(i32, this.#in + READER_WAKE, 0);
+    Atomics.store(i32, this.#out + WRITER_WAKE, 0);
+    port.on('close', this.#onPortClose);
+    port.unref();
+    const sides = sidesHere.get(this.#pairId) ?? [];
+    sides[side] = new WeakRef(this);
+    sidesHere.set(this.#pairId, sides);
+    // A peer that closed before this side arrived is seen by the adopting Channel itself.
+    this.#peerReported = this.peerClosed;
+  }
+
+  /** Creates both sides of a new pair in this thread. */
+  static pair(
+    limits: ChannelLimits,
+    counters: [EndpointCounters, EndpointCounters],
+    policy: ResolvedWakePolicy,
+  ): [SharedEndpoint, SharedEndpoint] {
+    checkRingLimits(limits);
+    const memory = new SharedArrayBuffer(pairBytes(limits));
+    const i32 = new Int32Array(memory);
+    randomFillSync(i32.subarray(PAIR_ID, PAIR_ID + 2));
+    // Each side's receive queue keeps its high-water mark across the move into shared memory.
+    i32[ringControl(1) + HWM] = counters[0].highWaterMark;
+    i32[ringControl(0) + HWM] = counters[1].highWaterMark;
+    const { port1, port2 } = new MessageChannel();
+    return [
+      new SharedEndpoint(memory, 0, port1 as MessagePort, limits, counters[0], policy),
+      new SharedEndpoint(memory, 1, port2 as MessagePort, limits, counters[1], policy),
+    ];
+  }
+
+  /** Adopts a token in this thread; throws INVALID_ARGUMENT for anything else. */
+  static fromToken(token: EndpointToken, policy?: WakePolicy): SharedEndpoint {
+    checkToken(token);
+    const resolved = resolveWakePolicy(policy);
+    const i32 = new Int32Array(token.memory);
+    const generation = GENERATION + token.side;
+    if (
+      Atomics.compareExchange(i32, generation, token.generation, token.generation + 1) !==
+      token.generation
+    ) {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `this endpoint token (side ${token.side}, generation ${token.generation}) was already imported`,
+      );
+    }
+    const limits = Object.freeze({ ...token.limits });
+    return new SharedEndpoint(
+      token.memory,
+      token.side,
+      token.port,
+      limits,
+      token.counters,
+      resolved,
+    );
+  }
+
+  get peerClosed(): boolean {
+    return Atomics.load(this.#i32, CLOSED + 1 - this.#side) === 1;
+  }
+
+  get queuedMessages(): number {
+    if (this.#gone) return 0;
+    return (Atomics.load(this.#i32, this.#in + P_MSGS) - this.#takenMsgs) >>> 0;
+  }
+
+  get queuedBytes(): number {
+    if (this.#gone) return 0;
+    return (Atomics.load(this.#i32, this.#in + P_BYTES) - this.#takenBytes) >>> 0;
+  }
+
+  canSend(bytes: number): SendStatus {
+    if (this.#gone || this.peerClosed) return SEND_PEER_CLOSED;
+    if (this.#fits(bytes)) return SEND_OK;
+    // The cached view of the consumer is stale only in the safe direction: reload and retry.
+    const i32 = this.#i32;
+    this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
+    this.#seenTakenBytes = Atomics.load(i32, this.#out + C_BYTES);
+    if (this.#fits(bytes)) return SEND_OK;
+    this.#writeMark = this.#seenTakenMsgs;
+    return SEND_FULL;
+  }
+
+  trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
+    for (const handle of handles) checkMovable(handle);
+    const bytes = data.byteLength;
+    const status = this.canSend(bytes);
+    if (status !== SEND_OK) return status;
+    if (handles.length > 0) {
+      // Posted before the record is published, so the reader finds the tokens when it needs them.
+      const transfer: Transferable[] = [];
+      const tokens = handles.map((h) => exportState(h, transfer));
+      this.#port.postMessage(tokens, transfer);
+    }
+    this.#write(type, data, handles.length);
+    return SEND_OK;
+  }
+
+  take(): RawMessage | undefined {
+    if (this.#gone) return undefined;
+    const i32 = this.#i32;
+    if (this.#seenSentMsgs === this.#takenMsgs) {
+      this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
+      if (this.#seenSentMsgs === this.#takenMsgs) return undefined;
+    }
+    let at = this.#tail;
+    if (i32[(this.#inData + at) >> 2] === WRAP) at = 0;
+    const word = (this.#inData + at) >> 2;
+    const bytes = i32[word] as number;
+    const type = (i32[word + 1] as number) >>> 0;
+    const handleCount = i32[word + 2] as number;
+    const start = this.#inData + at + RECORD_HEADER;
+    const data = bytes === 0 ? EMPTY : this.#u8.slice(start, start + bytes);
+    at += recordSize(bytes);
+    this.#tail = at === this.#ringSize ? 0 : at;
+    this.#takenMsgs = (this.#takenMsgs + 1) | 0;
+    this.#takenBytes = (this.#takenBytes + bytes) | 0;
+    Atomics.store(i32, this.#in + C_BYTES, this.#takenBytes);
+    Atomics.store(i32, this.#in + C_MSGS, this.#takenMsgs);
+    const wake = this.#in + WRITER_WAKE;
+    if (Atomics.load(i32, wake) === 1 && Atomics.compareExchange(i32, wake, 1, 2) === 1) {
+      Atomics.notify(i32, wake, 1);
+    }
+    const handles = handleCount === 0 ? NO_HANDLES : this.#receiveHandles(handleCount);
+    return { type, data, handles };
+  }
+
+  armReadable(): void {
+    if (this.#gone) return;
+    this.#readArmed = true;
+    if (this.#readable() || this.peerClosed || this.#spinner.spin(this.#readable)) {
+      this.#dispatch();
+    } else if (!this.#sleepingRead) {
+      this.#sleepingRead = true;
+      this.#sleep(this.#in + READER_WAKE, this.#readable);
+    }
+  }
+
+  armWritable(): void {
+    if (this.#gone) return;
+    this.#writeArmed = true;
+    if (this.#progressed() || this.peerClosed || this.#spinner.spin(this.#progressed)) {
+      this.#dispatch();
+    } else if (!this.#sleepingWrite) {
+      this.#sleepingWrite = true;
+      this.#sleep(this.#out + WRITER_WAKE, this.#progressed);
+    }
+  }
+
+  isPeer(other: HandleState): boolean {
+    const state = other instanceof LocalEndpoint ? (other.remote ?? other) : other;
+    return (
+      state instanceof SharedEndpoint &&
+      state.#pairId === this.#pairId &&
+      state.#side !== this.#side
+    );
+  }
+
+  close(): void {
+    if (this.#gone) return;
+    const i32 = this.#i32;
+    Atomics.store(i32, CLOSED + this.#side, 1);
+    // The peer may sleep on either of its words; it re-checks `closed` when it wakes.
+    Atomics.notify(i32, this.#out + READER_WAKE);
+    Atomics.notify(i32, this.#in + WRITER_WAKE);
+    for (let m = this.take(); m !== undefined; m = this.take()) {
+      this.counters.discarded++;
+      for (const handle of m.handles) handle.close();
+    }
+    const peer = sidesHere.get(this.#pairId)?.[1 - this.#side]?.deref();
+    this.#leave();
+    this.#port.close();
+    if (peer !== undefined) peer.#peerDied();
+  }
+
+  /** Hands this side to a token for another thread; this object is dead afterwards. */
+  moveOut(transfer: Transferable[]): EndpointToken {
+    const i32 = this.#i32;
+    i32[this.#out + P_HEAD] = this.#head;
+    i32[this.#in + C_TAIL] = this.#tail;
+    const generation = Atomics.add(i32, GENERATION + this.#side, 1) + 1;
+    this.#leave();
+    transfer.push(this.#port);
+    const { sent, received, dropped, backpressured, discarded } = this.counters;
+    return {
+      version: TOKEN_VERSION,
+      memory: this.#memory,
+      side: this.#side,
+      generation,
+      port: this.#port,
+      limits: this.limits,
+      counters: { sent, received, dropped, backpressured, discarded },
+    };
+  }
+
+  #fits(bytes: number): boolean {
+    const queued = (this.#sentMsgs - this.#seenTakenMsgs) >>> 0;
+    const queuedBytes = (this.#sentBytes - this.#seenTakenBytes) >>> 0;
+    return queued < this.limits.capacity && queuedBytes + bytes <= this.limits.capacityBytes;
+  }
+
+  /** Appends a record the limits admitted: layout.ts sizes the ring so it always fits. */
+  #write(type: number, data: Uint8Array, handleCount: number): void {
+    const i32 = this.#i32;
+    const bytes = data.byteLength;
+    const size = recordSize(bytes);
+    let at = this.#head;
+    if (at + size > this.#ringSize) {
+      i32[(this.#outData + at) >> 2] = WRAP;
+      at = 0;
+    }
+    const word = (this.#outData + at) >> 2;
+    i32[word] = bytes;
+    i32[word + 1] = type | 0;
+    i32[word + 2] = handleCount;
+    if (bytes > 0) this.#u8.set(data, this.#outData + at + RECORD_HEADER);
+    at += size;
+    this.#head = at === this.#ringSize ? 0 : at;
+    this.#sentMsgs = (this.#sentMsgs + 1) | 0;
+    this.#sentBytes = (this.#sentBytes + bytes) | 0;
+    Atomics.store(i32, this.#out + P_BYTES, this.#sentBytes);
+    Atomics.store(i32, this.#out + P_MSGS, this.#sentMsgs);
+    if ((this.#sentMsgs - this.#seenTakenMsgs) >>> 0 > this.#hwm) {
+      this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
+      const queued = (this.#sentMsgs - this.#seenTakenMsgs) >>> 0;
+      if (queued > this.#hwm) {
+        this.#hwm = queued;
+        Atomics.store(i32, this.#out + HWM, queued);
+      }
+    }
+    const wake = this.#out + READER_WAKE;
+    if (Atomics.load(i32, wake) === 1 && Atomics.compareExchange(i32, wake, 1, 2) === 1) {
+      Atomics.notify(i32, wake, 1);
+    }
+  }
+
+  #receiveHandles(count: number): HandleState[] {
+    const received = receiveMessageOnPort(this.#port);
+    const tokens = received?.message as EndpointToken[] | undefined;
+    if (!Array.isArray(tokens) || tokens.length !== count) {
+      throw new IpcError(
+        'INVALID_MESSAGE',
+        `a message announced ${count} handles but ${tokens?.length ?? 0} arrived with it`,
+      );
+    }
+    return tokens.map((token) => SharedEndpoint.fromToken(token));
+  }
+
+  /**
+   * Sleeps on a wake word until the other side notifies. The word is set before `ready()` is
+   * checked again, and the other side sets its progress before it reads the word: one of the
+   * two always sees the other, so no wake-up is lost.
+   */
+  #sleep(word: number, ready: () => boolean): void {
+    const i32 = this.#i32;
+    Atomics.store(i32, word, 1);
+    const reading = word === this.#in + READER_WAKE;
+    const woke = () => {
+      if (reading) this.#sleepingRead = false;
+      else this.#sleepingWrite = false;
+      if (this.#gone) return;
+      Atomics.store(i32, word, 0);
+      this.#dispatch();
+    };
+    if (ready() || this.peerClosed) {
+      woke();
+      return;
+    }
+    const result = waitAsync(i32, word, 1);
+    if (!result.async) {
+      woke();
+      return;
+    }
+    const start = performance.now();
+    holdThread();
+    result.value.then(() => {
+      releaseThread();
+      this.#spinner.slept((performance.now() - start) * 1000);
+      woke();
+    });
+  }
+
+  /** Tells the owning Channel what changed, and re-sleeps for what it still waits for. */
+  #dispatch(): void {
+    if (this.#gone) return;
+    if (this.#readArmed && this.#readable()) {
+      this.#readArmed = false;
+      this.events?.readable();
+    }
+    if (this.#writeArmed && this.#progressed()) {
+      this.#writeArmed = false;
+      this.#writeMark = Atomics.load(this.#i32, this.#out + C_MSGS);
+      this.events?.writable();
+    }
+    if (this.peerClosed) {
+      if (!this.#peerReported) {
+        this.#peerReported = true;
+        this.#readArmed = false;
+        this.#writeArmed = false;
+        this.events?.peerClosed();
+      }
+      return;
+    }
+    if (this.#readArmed && !this.#sleepingRead) this.armReadable();
+    if (this.#writeArmed && !this.#sleepingWrite) this.armWritable();
+  }
+
+  /** The peer's port closed: it closed (the flag is already set) or its thread died. */
+  #peerDied(): void {
+    if (this.#gone) return;
+    Atomics.store(this.#i32, CLOSED + 1 - this.#side, 1);
+    // Wake this side's own sleepers so they stop holding the thread.
+    Atomics.notify(this.#i32, this.#in + READER_WAKE);
+    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+    this.#dispatch();
+  }
+
+  #leave(): void {
+    this.#gone = true;
+    const sides = sidesHere.get(this.#pairId);
+    if (sides !== undefined) {
+      sides[this.#side] = undefined;
+      if (sides[1 - this.#side] === undefined) sidesHere.delete(this.#pairId);
+    }
+    this.events = undefined;
+    this.#port.off('close', this.#onPortClose);
+    // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
+    Atomics.notify(this.#i32, this.#in + READER_WAKE);
+    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+  }
+}
+
+function checkToken(token: EndpointToken): void {
+  const t = token as Partial<EndpointToken> | null;
+  if (
+    typeof t !== 'object' ||
+    t === null ||
+    t.version !== TOKEN_VERSION ||
+    !(t.memory instanceof SharedArrayBuffer) ||
+    (t.side !== 0 && t.side !== 1) ||
+    !Number.isInteger(t.generation) ||
+    typeof t.port?.postMessage !== 'function' ||
+    typeof t.limits !== 'object' ||
+    typeof t.counters !== 'object'
+  ) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `expected a token from exportEndpoint() (${TOKEN_VERSION}), got ${describe(token)}`,
+    );
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return String(value);
+  return `an object with keys ${Object.keys(value).join(', ') || '(none)'}`;
+}
+
+/** Throws HANDLE_NOT_MOVABLE for a handle this transport cannot carry to another thread. */
+export function checkMovable(state: HandleState): void {
+  const target = state instanceof LocalEndpoint ? (state.remote ?? state) : state;
+  if (target instanceof SharedEndpoint) return;
+  if (target instanceof LocalEndpoint) {
+    checkRingLimits(target.limits);
+    return;
+  }
+  throw new IpcError(
+    'HANDLE_NOT_MOVABLE',
+    `a handle of kind '${state.kind}' on this transport cannot move to another thread`,
+  );
+}
+
+/**
+ * Turns a handle state into a token for another thread; the state is dead afterwards. A local
+ * end whose peer stays becomes one side of a new shared pair: the peer forwards to the other
+ * side, and the messages queued on both are replayed into the rings.
+ */
+export function exportState(state: HandleState, transfer: Transferable[]): EndpointToken {
+  checkMovable(state);
+  if (state instanceof SharedEndpoint) return state.moveOut(transfer);
+  const local = state as LocalEndpoint;
+  const remote = local.takeRemote();
+  if (remote !== undefined) return exportState(remote, transfer);
+  let stay: SharedEndpoint | undefined;
+  let leave: SharedEndpoint | undefined;
+  let forPeer: RawMessage[] = [];
+  const own = local.detach((peerSide) => {
+    [stay, leave] = SharedEndpoint.pair(
+      peerSide.limits,
+      [peerSide.counters, local.counters],
+      resolveWakePolicy(),
+    );
+    forPeer = peerSide.queued;
+    return stay;
+  });
+  if (stay === undefined || leave === undefined) {
+    // The peer is gone already: the traveller still needs a ring to drain what it holds.
+    [stay, leave] = SharedEndpoint.pair(
+      own.limits,
+      [newCounters(), own.counters],
+      resolveWakePolicy(),
+    );
+    replay(stay, own.queued);
+    stay.close();
+  } else {
+    replay(stay, own.queued);
+    replay(leave, forPeer);
+  }
+  return leave.moveOut(transfer);
+}
+
+function replay(into: SharedEndpoint, messages: RawMessage[]): void {
+  for (const m of messages) into.trySend(m.type, m.data, m.handles);
+}
