@@ -7,7 +7,7 @@
 import { after } from 'node:test';
 import { Channel, exportEndpoint, importEndpoint } from '../../../src/index.js';
 import { channelConformance } from '../../channel/conformance.js';
-import { Relay } from './relay.js';
+import { Relay } from './workers.js';
 
 const relay = new Relay();
 after(() => relay.stop());

@@ -1,22 +1,43 @@
-/**
- * Test helpers around real workers: a relay worker that hands every token straight back, so a
- * token crosses two thread boundaries (structured clone and port transfer both ways).
- */
+/** Test helpers that start the workers of scenarios.ts. */
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { EndpointToken } from '../../../src/index.js';
 
+/** Starts a scenario in a new worker, handing it `token` (moved there) and other data. */
 export function startWorker(
   scenario: string,
-  workerData: Record<string, unknown> = {},
-  transferList: EndpointToken['port'][] = [],
+  token?: EndpointToken,
+  more: Record<string, unknown> = {},
 ): Worker {
-  return new Worker(new URL('./scenarios.js', import.meta.url), {
-    workerData: { scenario, ...workerData },
-    transferList,
+  const worker = new Worker(new URL('./scenarios.js', import.meta.url), {
+    workerData: { scenario, token, ...more },
+    transferList: token === undefined ? [] : [token.port],
   });
+  exits.set(worker, new Promise((resolve) => worker.once('exit', resolve)));
+  return worker;
 }
 
-/** A worker that returns every message it gets, ports included. */
+const exits = new WeakMap<Worker, Promise<number>>();
+
+/** The worker's exit code, also when it exited before the caller asked. */
+export function exitCode(worker: Worker): Promise<number> {
+  return exits.get(worker) as Promise<number>;
+}
+
+/** The next message the worker posts. */
+export async function nextMessage<T>(worker: Worker): Promise<T> {
+  const [message] = await once(worker, 'message');
+  return message as T;
+}
+
+/** Fills a message so the receiver can check every byte: byte i of message n is (n + i) & 255. */
+export function pattern(n: number, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) out[i] = (n + i) & 255;
+  return out;
+}
+
+/** A worker that returns every token it gets, so a token crosses into a thread and back. */
 export class Relay {
   readonly #worker = startWorker('relay');
 
@@ -24,16 +45,13 @@ export class Relay {
     this.#worker.unref();
   }
 
-  bounce(token: EndpointToken): Promise<EndpointToken> {
+  async bounce(token: EndpointToken): Promise<EndpointToken> {
     // Held only while a token is away, so the relay never keeps the test process alive.
     this.#worker.ref();
-    return new Promise((resolve) => {
-      this.#worker.once('message', (back: EndpointToken) => {
-        this.#worker.unref();
-        resolve(back);
-      });
-      this.#worker.postMessage(token, [token.port]);
-    });
+    this.#worker.postMessage(token, [token.port]);
+    const back = await nextMessage<EndpointToken>(this.#worker);
+    this.#worker.unref();
+    return back;
   }
 
   stop(): Promise<number> {
