@@ -425,10 +425,13 @@ export class Channel implements Handle {
 
   #takeFor(endpoint: Endpoint, max: number): Message | Message[] {
     if (max === 0) return this.#deliver(endpoint, endpoint.take() as RawMessage);
+    // What is queued now, not what a producer in another thread adds while this loop runs:
+    // otherwise one batch could grow without bound and hold far more than the queue's limits.
+    const count = Math.min(max, endpoint.queuedMessages);
     const batch: Message[] = [];
     for (let raw = endpoint.take(); raw !== undefined; ) {
       batch.push(this.#deliver(endpoint, raw));
-      if (batch.length >= max) break;
+      if (batch.length >= count) break;
       raw = endpoint.take();
     }
     return batch;
