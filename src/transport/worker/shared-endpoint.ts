@@ -69,6 +69,22 @@ export interface EndpointToken {
 
 type Transferable = MessagePort;
 
+interface Watch {
+  /** A Channel waits for this; one-shot, like the Endpoint's arm calls. */
+  armed: boolean;
+  /** A waitAsync on `word` is pending. */
+  sleeping: boolean;
+  readonly word: number;
+  readonly ready: () => boolean;
+}
+
+/** Wakes the other side if it sleeps on `word`; only the sleeper clears its own flag. */
+function wakeIfSleeping(i32: Int32Array, word: number): void {
+  if (Atomics.load(i32, word) === 1 && Atomics.compareExchange(i32, word, 1, 2) === 1) {
+    Atomics.notify(i32, word, 1);
+  }
+}
+
 /**
  * The sides living in this thread, by pair. A close wakes a peer in the same thread directly:
  * its port's 'close' event would come later, and does not keep the event loop alive.
@@ -115,18 +131,15 @@ export class SharedEndpoint implements Endpoint {
     this.#publishQueued = false;
     if (!this.#gone) this.#publishTaken();
   };
-  #readArmed = false;
-  #writeArmed = false;
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
-  #sleepingRead = false;
-  #sleepingWrite = false;
   #peerReported = false;
   /** Closed here or moved to another thread: nothing in this object may touch the rings. */
   #gone = false;
   readonly #onPortClose = () => this.#peerDied();
-  readonly #readable = () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs;
-  readonly #progressed = () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark;
+  /** Waiting for a message to read, and for room (the consumer's progress) to send. */
+  readonly #read: Watch;
+  readonly #room: Watch;
 
   private constructor(
     memory: SharedArrayBuffer,
@@ -161,6 +174,18 @@ export class SharedEndpoint implements Endpoint {
     this.#takenMsgs = i32[this.#in + C_MSGS] as number;
     this.#takenBytes = i32[this.#in + C_BYTES] as number;
     this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
+    this.#read = {
+      armed: false,
+      sleeping: false,
+      word: this.#in + READER_WAKE,
+      ready: () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
+    };
+    this.#room = {
+      armed: false,
+      sleeping: false,
+      word: this.#out + WRITER_WAKE,
+      ready: () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
+    };
     const inHwm = this.#in + HWM;
     this.counters = {
       ...counters,
@@ -321,14 +346,7 @@ export class SharedEndpoint implements Endpoint {
       Atomics.store(i32, this.#in + C_MSGS, this.#takenMsgs);
     }
     this.#wakeOwed = !wakeWriter;
-    const wake = this.#in + WRITER_WAKE;
-    if (
-      wakeWriter &&
-      Atomics.load(i32, wake) === 1 &&
-      Atomics.compareExchange(i32, wake, 1, 2) === 1
-    ) {
-      Atomics.notify(i32, wake, 1);
-    }
+    if (wakeWriter) wakeIfSleeping(i32, this.#in + WRITER_WAKE);
   }
 
   #halfEmpty(): boolean {
@@ -337,25 +355,11 @@ export class SharedEndpoint implements Endpoint {
   }
 
   armReadable(): void {
-    if (this.#gone) return;
-    this.#readArmed = true;
-    if (this.#readable() || this.peerClosed || this.#spinner.spin(this.#readable)) {
-      this.#dispatch();
-    } else if (!this.#sleepingRead) {
-      this.#sleepingRead = true;
-      this.#sleep(this.#in + READER_WAKE, this.#readable);
-    }
+    this.#arm(this.#read);
   }
 
   armWritable(): void {
-    if (this.#gone) return;
-    this.#writeArmed = true;
-    if (this.#progressed() || this.peerClosed || this.#spinner.spin(this.#progressed)) {
-      this.#dispatch();
-    } else if (!this.#sleepingWrite) {
-      this.#sleepingWrite = true;
-      this.#sleep(this.#out + WRITER_WAKE, this.#progressed);
-    }
+    this.#arm(this.#room);
   }
 
   isPeer(other: HandleState): boolean {
@@ -440,10 +444,7 @@ export class SharedEndpoint implements Endpoint {
         Atomics.store(i32, this.#out + HWM, queued);
       }
     }
-    const wake = this.#out + READER_WAKE;
-    if (Atomics.load(i32, wake) === 1 && Atomics.compareExchange(i32, wake, 1, 2) === 1) {
-      Atomics.notify(i32, wake, 1);
-    }
+    wakeIfSleeping(i32, this.#out + READER_WAKE);
   }
 
   #receiveHandles(count: number): HandleState[] {
@@ -463,18 +464,17 @@ export class SharedEndpoint implements Endpoint {
    * checked again, and the other side sets its progress before it reads the word: one of the
    * two always sees the other, so no wake-up is lost.
    */
-  #sleep(word: number, ready: () => boolean): void {
+  #sleep(watch: Watch): void {
     const i32 = this.#i32;
+    const word = watch.word;
     Atomics.store(i32, word, 1);
-    const reading = word === this.#in + READER_WAKE;
     const woke = () => {
-      if (reading) this.#sleepingRead = false;
-      else this.#sleepingWrite = false;
+      watch.sleeping = false;
       if (this.#gone) return;
       Atomics.store(i32, word, 0);
       this.#dispatch();
     };
-    if (ready() || this.peerClosed) {
+    if (watch.ready() || this.peerClosed) {
       woke();
       return;
     }
@@ -492,29 +492,43 @@ export class SharedEndpoint implements Endpoint {
     });
   }
 
+  /** Spins, then sleeps, until `watch` is ready or the peer is gone; then dispatches. */
+  #arm(watch: Watch): void {
+    if (this.#gone) return;
+    watch.armed = true;
+    if (watch.ready() || this.peerClosed || this.#spinner.spin(watch.ready)) {
+      this.#dispatch();
+    } else if (!watch.sleeping) {
+      watch.sleeping = true;
+      this.#sleep(watch);
+    }
+  }
+
   /** Tells the owning Channel what changed, and re-sleeps for what it still waits for. */
   #dispatch(): void {
     if (this.#gone) return;
-    if (this.#readArmed && this.#readable()) {
-      this.#readArmed = false;
+    const read = this.#read;
+    const write = this.#room;
+    if (read.armed && read.ready()) {
+      read.armed = false;
       this.events?.readable();
     }
-    if (this.#writeArmed && this.#progressed()) {
-      this.#writeArmed = false;
+    if (write.armed && write.ready()) {
+      write.armed = false;
       this.#writeMark = Atomics.load(this.#i32, this.#out + C_MSGS);
       this.events?.writable();
     }
     if (this.peerClosed) {
       if (!this.#peerReported) {
         this.#peerReported = true;
-        this.#readArmed = false;
-        this.#writeArmed = false;
+        read.armed = false;
+        write.armed = false;
         this.events?.peerClosed();
       }
       return;
     }
-    if (this.#readArmed && !this.#sleepingRead) this.armReadable();
-    if (this.#writeArmed && !this.#sleepingWrite) this.armWritable();
+    if (read.armed && !read.sleeping) this.#arm(read);
+    if (write.armed && !write.sleeping) this.#arm(write);
   }
 
   /** The peer's port closed: it closed (the flag is already set) or its thread died. */
@@ -546,9 +560,9 @@ export class SharedEndpoint implements Endpoint {
 /**
  * Small messages are copied into views of a shared slab (as Node's Buffer pool does) instead
  * of an ArrayBuffer each: a backing store per message made the receiver spend a third of its
- * time in the garbage collector. A kept message keeps its slab (64 KiB) alive.
+ * time in the garbage collector. A kept message keeps its slab (16 KiB) alive.
  */
-const SLAB_BYTES = 64 * 1024;
+const SLAB_BYTES = 16 * 1024;
 const SLAB_MAX_MESSAGE = 512;
 let slab = new Int32Array(SLAB_BYTES / 4);
 let slabBytes = new Uint8Array(slab.buffer);
