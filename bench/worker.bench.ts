@@ -87,7 +87,7 @@ function done(worker: Worker): Promise<unknown> {
 async function ftlThroughput(size: number, count: number): Promise<number> {
   const [a, b] = Channel.pair(THROUGHPUT_OPTIONS);
   const token = exportEndpoint(b);
-  const worker = start({ kind: 'ftl-sink', token, count }, [token.port]);
+  const worker = start({ kind: 'ftl-sink', token, count }, token.transfer);
   const finished = done(worker);
   const data = new Uint8Array(size).fill(7);
   const message = { type: 1, data };
@@ -132,7 +132,7 @@ function percentiles(samples: Float64Array): Latency {
 async function ftlRoundTrip(policy: WakePolicy, count: number): Promise<Latency> {
   const [a0, b] = Channel.pair();
   const token = exportEndpoint(b);
-  const worker = start({ kind: 'ftl-echo', token, policy }, [token.port]);
+  const worker = start({ kind: 'ftl-echo', token, policy }, token.transfer);
   const a = importEndpoint(exportEndpoint(a0), policy);
   const data = new Uint8Array(16);
   const warm = Math.floor(count / 10);

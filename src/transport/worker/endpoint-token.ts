@@ -6,7 +6,7 @@ import type { WakePolicy } from './wake.js';
 
 /**
  * Prepares a channel endpoint for another thread. Put the token in `workerData` or a
- * `postMessage`, with `token.port` in the transfer list, and call {@link importEndpoint} there
+ * `postMessage`, with the ports in `token.transfer` in the transfer list, and call {@link importEndpoint} there
  * once. `channel` is dead afterwards, as if sent as a handle; its peer (wherever it lives) now
  * talks to the importing thread through shared memory.
  * Throws CLOSED when `channel` is closed or moved, HANDLE_NOT_MOVABLE when its limits need a

@@ -1,7 +1,9 @@
 /**
  * One side of a channel pair whose two sides may live in different threads: messages go
  * through a SharedArrayBuffer ring per direction, and only handles (which carry ports) go
- * through the pair's MessagePort. That port also tells a side when its peer's thread died.
+ * through the pair's data port. A second port, which never carries anything, tells a side
+ * when its peer's thread died: a port reports its peer's close only once every message queued
+ * before it was read, so a data port with unread handles would hide a death.
  */
 import { randomFillSync } from 'node:crypto';
 import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
@@ -54,8 +56,8 @@ const NO_HANDLES: HandleState[] = [];
 const TOKEN_VERSION = 'ftl-ipc/channel@1';
 
 /**
- * A channel endpoint on its way to another thread: structured-cloneable once `port` is in the
- * transfer list. Import it exactly once.
+ * A channel endpoint on its way to another thread: structured-cloneable once the ports in
+ * `transfer` are in the transfer list. Import it exactly once.
  */
 export interface EndpointToken {
   readonly version: typeof TOKEN_VERSION;
@@ -63,6 +65,9 @@ export interface EndpointToken {
   readonly side: number;
   readonly generation: number;
   readonly port: MessagePort;
+  readonly life: MessagePort;
+  /** What `postMessage` or `new Worker` must transfer with the token. */
+  readonly transfer: MessagePort[];
   readonly limits: ChannelLimits;
   readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
 }
@@ -102,6 +107,7 @@ export class SharedEndpoint implements Endpoint {
   readonly #u8: Uint8Array;
   readonly #side: number;
   readonly #port: MessagePort;
+  readonly #life: MessagePort;
   readonly #ringSize: number;
   readonly #spinner: Spinner;
   /** Control index and data byte offset of the ring this side writes, and of the one it reads. */
@@ -136,7 +142,17 @@ export class SharedEndpoint implements Endpoint {
   #peerReported = false;
   /** Closed here or moved to another thread: nothing in this object may touch the rings. */
   #gone = false;
-  readonly #onPortClose = () => this.#peerDied();
+  /** Set once this thread saw a port close: a closed port can no longer be transferred. */
+  #portClosed = false;
+  #lifeClosed = false;
+  readonly #onPortClose = () => {
+    this.#portClosed = true;
+    this.#peerDied();
+  };
+  readonly #onLifeClose = () => {
+    this.#lifeClosed = true;
+    this.#peerDied();
+  };
   /** Waiting for a message to read, and for room (the consumer's progress) to send. */
   readonly #read: Watch;
   readonly #room: Watch;
@@ -145,6 +161,7 @@ export class SharedEndpoint implements Endpoint {
     memory: SharedArrayBuffer,
     side: number,
     port: MessagePort,
+    life: MessagePort,
     limits: ChannelLimits,
     counters: Omit<EndpointCounters, 'highWaterMark'>,
     policy: ResolvedWakePolicy,
@@ -155,6 +172,7 @@ export class SharedEndpoint implements Endpoint {
     this.#pairId = (this.#i32[PAIR_ID] as number) * 2 ** 32 + (this.#i32[PAIR_ID + 1] as number);
     this.#side = side;
     this.#port = port;
+    this.#life = life;
     this.limits = limits;
     this.#ringSize = ringBytes(limits);
     this.#spinner = new Spinner(policy);
@@ -197,6 +215,11 @@ export class SharedEndpoint implements Endpoint {
     // The previous owner may have left its wake words set when it moved away.
     Atomics.store(i32, this.#in + READER_WAKE, 0);
     Atomics.store(i32, this.#out + WRITER_WAKE, 0);
+    // The port's 'close' event fires once and only for listeners present then.
+    this.#lifeClosed = stopGuarding(life);
+    if (this.#lifeClosed) Atomics.store(this.#i32, CLOSED + 1 - side, 1);
+    life.on('close', this.#onLifeClose);
+    life.unref();
     port.on('close', this.#onPortClose);
     port.unref();
     const sides = sidesHere.get(this.#pairId) ?? [];
@@ -219,10 +242,11 @@ export class SharedEndpoint implements Endpoint {
     // Each side's receive queue keeps its high-water mark across the move into shared memory.
     i32[ringControl(1) + HWM] = counters[0].highWaterMark;
     i32[ringControl(0) + HWM] = counters[1].highWaterMark;
-    const { port1, port2 } = new MessageChannel();
+    const data = new MessageChannel();
+    const life = new MessageChannel();
     return [
-      new SharedEndpoint(memory, 0, port1 as MessagePort, limits, counters[0], policy),
-      new SharedEndpoint(memory, 1, port2 as MessagePort, limits, counters[1], policy),
+      new SharedEndpoint(memory, 0, data.port1, life.port1, limits, counters[0], policy),
+      new SharedEndpoint(memory, 1, data.port2, life.port2, limits, counters[1], policy),
     ];
   }
 
@@ -246,6 +270,7 @@ export class SharedEndpoint implements Endpoint {
       token.memory,
       token.side,
       token.port,
+      token.life,
       limits,
       token.counters,
       resolved,
@@ -385,6 +410,7 @@ export class SharedEndpoint implements Endpoint {
     const peer = sidesHere.get(this.#pairId)?.[1 - this.#side]?.deref();
     this.#leave();
     this.#port.close();
+    this.#life.close();
     if (peer !== undefined) peer.#peerDied();
   }
 
@@ -395,14 +421,21 @@ export class SharedEndpoint implements Endpoint {
     i32[this.#in + C_TAIL] = this.#tail;
     const generation = Atomics.add(i32, GENERATION + this.#side, 1) + 1;
     this.#leave();
-    transfer.push(this.#port);
+    // A port closed by its peer's death cannot travel; the peer is gone, so a new one will do
+    // (a closed data port has nothing queued: its close came after everything sent).
+    const port = this.#portClosed ? new MessageChannel().port1 : this.#port;
+    const life = this.#lifeClosed ? new MessageChannel().port1 : this.#life;
+    guard(life);
+    transfer.push(port, life);
     const { sent, received, dropped, backpressured, discarded } = this.counters;
     return {
       version: TOKEN_VERSION,
       memory: this.#memory,
       side: this.#side,
       generation,
-      port: this.#port,
+      port,
+      life,
+      transfer: [port, life],
       limits: this.limits,
       counters: { sent, received, dropped, backpressured, discarded },
     };
@@ -531,7 +564,7 @@ export class SharedEndpoint implements Endpoint {
     if (write.armed && !write.sleeping) this.#arm(write);
   }
 
-  /** The peer's port closed: it closed (the flag is already set) or its thread died. */
+  /** The peer's ports closed: it closed (the flag is already set) or its thread died. */
   #peerDied(): void {
     if (this.#gone) return;
     Atomics.store(this.#i32, CLOSED + 1 - this.#side, 1);
@@ -551,6 +584,7 @@ export class SharedEndpoint implements Endpoint {
     }
     this.events = undefined;
     this.#port.off('close', this.#onPortClose);
+    this.#life.off('close', this.#onLifeClose);
     // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
     Atomics.notify(this.#i32, this.#in + READER_WAKE);
     Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
@@ -586,6 +620,34 @@ function copyOut(u8: Uint8Array, i32: Int32Array, start: number, bytes: number):
   return new Uint8Array(slab.buffer, at, bytes);
 }
 
+/**
+ * Ports of tokens not yet imported, and whether their peer closed meanwhile: the 'close' event
+ * would otherwise be lost, and an endpoint imported in this thread would wait forever. When
+ * the token is transferred instead, this port object dies and the mark with it.
+ */
+const guarded = new WeakMap<MessagePort, { closed: boolean; listener: () => void }>();
+
+function guard(port: MessagePort): void {
+  const entry = {
+    closed: false,
+    listener: () => {
+      entry.closed = true;
+    },
+  };
+  guarded.set(port, entry);
+  port.on('close', entry.listener);
+  port.unref();
+}
+
+/** Ends the guard of a token's port; says whether the port closed while it was guarded. */
+function stopGuarding(port: MessagePort): boolean {
+  const entry = guarded.get(port);
+  if (entry === undefined) return false;
+  guarded.delete(port);
+  port.off('close', entry.listener);
+  return entry.closed;
+}
+
 function checkToken(token: EndpointToken): void {
   const t = token as Partial<EndpointToken> | null;
   if (
@@ -596,6 +658,7 @@ function checkToken(token: EndpointToken): void {
     (t.side !== 0 && t.side !== 1) ||
     !Number.isInteger(t.generation) ||
     typeof t.port?.postMessage !== 'function' ||
+    typeof t.life?.postMessage !== 'function' ||
     typeof t.limits !== 'object' ||
     typeof t.counters !== 'object'
   ) {

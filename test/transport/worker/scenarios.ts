@@ -29,7 +29,7 @@ async function firstHandle(ch: Channel): Promise<Channel> {
 
 const scenarios: Record<string, () => unknown> = {
   relay() {
-    port.on('message', (token: EndpointToken) => port.postMessage(token, [token.port]));
+    port.on('message', (token: EndpointToken) => port.postMessage(token, token.transfer));
   },
 
   /** Replies to every message with type + 1, the same data and the same handles. */
@@ -84,8 +84,11 @@ const scenarios: Record<string, () => unknown> = {
   die() {
     const ch = importEndpoint(data.token);
     for (let n = 0; n < data.count; n++) ch.send({ type: n, data: pattern(n, data.size) });
+    // A channel whose other end dies with this thread, riding in the last message.
+    if (data.mode === 'exit-with-handle')
+      ch.send({ type: data.count, handles: [Channel.pair()[0]] });
     port.postMessage('sent');
-    if (data.mode === 'exit') process.exit(3);
+    if (data.mode.startsWith('exit')) process.exit(3);
     if (data.mode === 'throw') throw new Error('worker died on purpose');
     if (data.mode === 'hang') setInterval(() => {}, 1000);
     // 'return': the thread ends once nothing is pending, with the endpoint still open.
@@ -141,7 +144,7 @@ const scenarios: Record<string, () => unknown> = {
   reexport() {
     const ch = importEndpoint(data.token);
     const token = exportEndpoint(ch);
-    port.postMessage(token, [token.port]);
+    port.postMessage(token, token.transfer);
   },
 };
 

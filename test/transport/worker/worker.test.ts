@@ -166,6 +166,41 @@ describe('worker transport, one end in a worker', () => {
       });
     }
 
+    it('a token imported here after its peer died here-unseen still reports PEER_CLOSED', async () => {
+      const { here, worker } = withWorker('die', {}, { count: 2, size: 8, mode: 'exit' });
+      const token = exportEndpoint(here);
+      assert.equal(await exitCode(worker), 3);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const late = importEndpoint(token);
+      assert.equal(await late.closed, 'peer');
+      const { messages } = await drainUntilClosed(late);
+      assert.equal(messages.length, 2);
+    });
+
+    it('an end whose peer died can still move to another thread, with handles queued for it', async () => {
+      const { here, worker } = withWorker(
+        'die',
+        {},
+        { count: 2, size: 8, mode: 'exit-with-handle' },
+      );
+      const orphan = importEndpoint(exportEndpoint(here));
+      assert.equal(await exitCode(worker), 3);
+      assert.equal(await orphan.closed, 'peer');
+      // Its port closed with the peer and could not travel as it is.
+      const echo = withWorker('echo');
+      echo.here.send({ type: 0, handles: [orphan] });
+      const [back] = (await echo.here.recv()).handles as [Channel];
+      const { messages } = await drainUntilClosed(back);
+      assert.deepEqual(
+        messages.map((m) => m.type),
+        [0, 1, 2],
+      );
+      const [inner] = (messages[2] as Message).handles as [Channel];
+      assert.equal(await inner.closed, 'peer');
+      echo.here.close();
+      await exitCode(echo.worker);
+    });
+
     it('a pending recv in the worker rejects with PEER_CLOSED when this side closes; it exits', async () => {
       const { here, worker } = withWorker('echo');
       here.close();

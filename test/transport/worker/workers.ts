@@ -11,7 +11,7 @@ export function startWorker(
 ): Worker {
   const worker = new Worker(new URL('./scenarios.js', import.meta.url), {
     workerData: { scenario, token, ...more },
-    transferList: token === undefined ? [] : [token.port],
+    transferList: token?.transfer ?? [],
   });
   exits.set(worker, new Promise((resolve) => worker.once('exit', resolve)));
   return worker;
@@ -48,7 +48,7 @@ export class Relay {
   async bounce(token: EndpointToken): Promise<EndpointToken> {
     // Held only while a token is away, so the relay never keeps the test process alive.
     this.#worker.ref();
-    this.#worker.postMessage(token, [token.port]);
+    this.#worker.postMessage(token, token.transfer);
     const back = await nextMessage<EndpointToken>(this.#worker);
     this.#worker.unref();
     return back;
