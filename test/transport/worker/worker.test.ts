@@ -166,6 +166,20 @@ describe('worker transport, one end in a worker', () => {
       });
     }
 
+    it('a sender waiting for room here gets PEER_CLOSED when the reader is terminated', async () => {
+      const { here, worker } = withWorker('hold', { capacity: 2 });
+      assert.equal(await nextMessage(worker), 'ready');
+      here.send({ type: 0 });
+      here.send({ type: 1 });
+      const rejected = Promise.all([
+        rejectsCode(here.sendWait({ type: 2 }), 'PEER_CLOSED'),
+        rejectsCode(here.writable(), 'PEER_CLOSED'),
+      ]);
+      await worker.terminate();
+      await rejected;
+      here.close();
+    });
+
     it('a token imported here after its peer died here-unseen still reports PEER_CLOSED', async () => {
       const { here, worker } = withWorker('die', {}, { count: 2, size: 8, mode: 'exit' });
       const token = exportEndpoint(here);
