@@ -7,13 +7,14 @@ import { IpcError } from '../../errors.js';
 export interface WakePolicy {
   /**
    * Longest busy-wait, in microseconds, before an idle receiver (or a sender waiting for room)
-   * goes to sleep. 0 never spins. Default 20.
+   * goes to sleep. 0 never spins. Default 50.
    */
   spinMicros?: number;
   /**
-   * Adapt the busy-wait to recent luck (default true): it doubles while spinning finds work,
-   * halves each time it runs out and the thread sleeps, and comes back when wake-ups arrive
-   * sooner than a full spin would have lasted. When false every wait spins `spinMicros`.
+   * Spin only while recent waits were short (default true): the endpoint keeps a moving
+   * average of how long its waits lasted, spinning or sleeping, and spins only while that is
+   * below `spinMicros`. A channel under load spins; an idle one soon just sleeps. When false
+   * every wait spins up to `spinMicros`.
    */
   adaptive?: boolean;
 }
@@ -23,7 +24,7 @@ export interface ResolvedWakePolicy {
   readonly adaptive: boolean;
 }
 
-let defaultPolicy: ResolvedWakePolicy = Object.freeze({ spinMicros: 20, adaptive: true });
+let defaultPolicy: ResolvedWakePolicy = Object.freeze({ spinMicros: 50, adaptive: true });
 
 export function resolveWakePolicy(policy: WakePolicy = {}): ResolvedWakePolicy {
   const spinMicros = policy.spinMicros ?? defaultPolicy.spinMicros;
@@ -50,39 +51,49 @@ export function setDefaultWakePolicy(policy: WakePolicy): ResolvedWakePolicy {
   return previous;
 }
 
-/** One endpoint's current spin budget under a policy. */
+/**
+ * One endpoint's spinning under a policy. Success and failure alone are a poor guide: when
+ * both threads sleep, each waits for the other's wake-up (tens of microseconds) and a short
+ * spin always fails, so both keep sleeping although spinning together would answer in about
+ * one microsecond. The length of recent waits says whether spinning can pay.
+ */
 export class Spinner {
   readonly policy: ResolvedWakePolicy;
-  #budget: number;
+  /** Moving average of recent waits, in microseconds. */
+  #typicalWait = 0;
+  /** Microseconds the last spin lasted before giving up. */
+  #spun = 0;
 
   constructor(policy: ResolvedWakePolicy) {
     this.policy = policy;
-    this.#budget = policy.spinMicros;
   }
 
   /** Busy-waits until `ready()` or the budget runs out; says whether it found work. */
   spin(ready: () => boolean): boolean {
-    const budget = this.#budget;
-    if (budget <= 0) return false;
+    const { spinMicros, adaptive } = this.policy;
+    this.#spun = 0;
+    if (spinMicros === 0 || (adaptive && this.#typicalWait > spinMicros)) return false;
     const start = performance.now();
-    const deadline = start + budget / 1000;
+    const deadline = start + spinMicros / 1000;
     for (let i = 1; ; i++) {
       if (ready()) {
-        if (this.policy.adaptive) this.#budget = Math.min(this.policy.spinMicros, budget * 2);
+        this.#record((performance.now() - start) * 1000);
         return true;
       }
       // Reading the clock costs more than a ready() check; look at it every few rounds.
       if ((i & 15) === 0 && performance.now() >= deadline) break;
     }
-    if (this.policy.adaptive) this.#budget = budget < 1 ? 0 : budget / 2;
+    this.#spun = spinMicros;
     return false;
   }
 
-  /** Called after a sleep that lasted `micros`: a short sleep means spinning would have paid. */
+  /** Called after a sleep that lasted `micros`, following a failed or skipped spin. */
   slept(micros: number): void {
-    if (this.policy.adaptive && micros < this.policy.spinMicros && this.#budget === 0) {
-      this.#budget = this.policy.spinMicros / 4;
-    }
+    this.#record(this.#spun + micros);
+  }
+
+  #record(micros: number): void {
+    this.#typicalWait = this.#typicalWait * 0.75 + micros * 0.25;
   }
 }
 
