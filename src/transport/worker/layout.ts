@@ -28,6 +28,12 @@ export const C_TAIL = 18; // consumer: read position, stored only when the side 
 /** Wake words: 0 awake, 1 sleeping, 2 notified. Only the sleeper stores 0 or 1. */
 export const READER_WAKE = 32;
 export const WRITER_WAKE = 33;
+/**
+ * When the notifier woke each sleeper (milliseconds since the epoch, as a float64 over two
+ * int32 words, 8-byte aligned): tells the sleeper whether spinning would have been enough.
+ */
+export const READER_WOKEN_AT = 36;
+export const WRITER_WOKEN_AT = 38;
 
 const CONTROL_INTS = 16;
 const RING_CONTROL_INTS = 48;

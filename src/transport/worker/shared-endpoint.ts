@@ -33,6 +33,7 @@ import {
   PAIR_ID,
   pairBytes,
   READER_WAKE,
+  READER_WOKEN_AT,
   RECORD_HEADER,
   recordSize,
   ringBytes,
@@ -40,6 +41,7 @@ import {
   ringData,
   WRAP,
   WRITER_WAKE,
+  WRITER_WOKEN_AT,
 } from './layout.js';
 import {
   holdThread,
@@ -80,14 +82,26 @@ interface Watch {
   /** A waitAsync on `word` is pending. */
   sleeping: boolean;
   readonly word: number;
+  readonly wokenAt: number;
   readonly ready: () => boolean;
+  /** Apart for reading and for room: how long one waits says nothing about the other. */
+  readonly spinner: Spinner;
 }
 
-/** Wakes the other side if it sleeps on `word`; only the sleeper clears its own flag. */
-function wakeIfSleeping(i32: Int32Array, word: number): void {
+/**
+ * Wakes the other side if it sleeps on `word`; only the sleeper clears its own flag. The time
+ * goes to the float64 at int32 index `wokenAt`, where the sleeper reads it after waking.
+ */
+function wakeIfSleeping(i32: Int32Array, f64: Float64Array, word: number, wokenAt: number): void {
   if (Atomics.load(i32, word) === 1 && Atomics.compareExchange(i32, word, 1, 2) === 1) {
+    f64[wokenAt >> 1] = epochNow();
     Atomics.notify(i32, word, 1);
   }
+}
+
+/** A clock that agrees across threads (performance.now() starts anew in each worker). */
+function epochNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 /**
@@ -104,12 +118,12 @@ export class SharedEndpoint implements Endpoint {
   readonly #memory: SharedArrayBuffer;
   readonly #pairId: number;
   readonly #i32: Int32Array;
+  readonly #f64: Float64Array;
   readonly #u8: Uint8Array;
   readonly #side: number;
   readonly #port: MessagePort;
   readonly #life: MessagePort;
   readonly #ringSize: number;
-  readonly #spinner: Spinner;
   /** Control index and data byte offset of the ring this side writes, and of the one it reads. */
   readonly #out: number;
   readonly #outData: number;
@@ -130,8 +144,6 @@ export class SharedEndpoint implements Endpoint {
   /** Takes not yet published to the producer; see #taken(). */
   #unpublished = 0;
   #publishQueued = false;
-  /** Progress was published without waking a sleeping writer; the end of the task must. */
-  #wakeOwed = false;
   readonly #publishEvery: number;
   readonly #publishLater = () => {
     this.#publishQueued = false;
@@ -168,6 +180,7 @@ export class SharedEndpoint implements Endpoint {
   ) {
     this.#memory = memory;
     this.#i32 = new Int32Array(memory);
+    this.#f64 = new Float64Array(memory);
     this.#u8 = new Uint8Array(memory);
     this.#pairId = (this.#i32[PAIR_ID] as number) * 2 ** 32 + (this.#i32[PAIR_ID + 1] as number);
     this.#side = side;
@@ -175,7 +188,6 @@ export class SharedEndpoint implements Endpoint {
     this.#life = life;
     this.limits = limits;
     this.#ringSize = ringBytes(limits);
-    this.#spinner = new Spinner(policy);
     this.#publishEvery = Math.min(64, Math.ceil(limits.capacity / 4));
     this.#out = ringControl(side);
     this.#outData = ringData(side, this.#ringSize);
@@ -196,12 +208,16 @@ export class SharedEndpoint implements Endpoint {
       armed: false,
       sleeping: false,
       word: this.#in + READER_WAKE,
+      wokenAt: this.#in + READER_WOKEN_AT,
+      spinner: new Spinner(policy),
       ready: () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
     };
     this.#room = {
       armed: false,
       sleeping: false,
       word: this.#out + WRITER_WAKE,
+      wokenAt: this.#out + WRITER_WOKEN_AT,
+      spinner: new Spinner(policy),
       ready: () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
     };
     const inHwm = this.#in + HWM;
@@ -350,33 +366,21 @@ export class SharedEndpoint implements Endpoint {
    */
   #taken(): void {
     this.#unpublished++;
-    if (this.#seenSentMsgs === this.#takenMsgs) this.#publishTaken();
-    else if (this.#unpublished >= this.#publishEvery) this.#publishTaken(this.#halfEmpty());
-    if (!this.#publishQueued && (this.#unpublished > 0 || this.#wakeOwed)) {
+    if (this.#seenSentMsgs === this.#takenMsgs || this.#unpublished >= this.#publishEvery) {
+      this.#publishTaken();
+    } else if (!this.#publishQueued) {
       this.#publishQueued = true;
       queueMicrotask(this.#publishLater);
     }
   }
 
-  /**
-   * A sleeping writer is woken when this side stops taking for now (end of task, nothing more
-   * known) or the queue is down to half: waking it for every little room would cost a sleep
-   * and a wake-up, tens of microseconds, per handful of messages.
-   */
-  #publishTaken(wakeWriter = true): void {
+  #publishTaken(): void {
+    if (this.#unpublished === 0) return;
+    this.#unpublished = 0;
     const i32 = this.#i32;
-    if (this.#unpublished > 0) {
-      this.#unpublished = 0;
-      i32[this.#in + C_BYTES] = this.#takenBytes;
-      Atomics.store(i32, this.#in + C_MSGS, this.#takenMsgs);
-    }
-    this.#wakeOwed = !wakeWriter;
-    if (wakeWriter) wakeIfSleeping(i32, this.#in + WRITER_WAKE);
-  }
-
-  #halfEmpty(): boolean {
-    const queued = (this.#seenSentMsgs - this.#takenMsgs) >>> 0;
-    return queued <= this.limits.capacity >>> 1;
+    i32[this.#in + C_BYTES] = this.#takenBytes;
+    Atomics.store(i32, this.#in + C_MSGS, this.#takenMsgs);
+    wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
   }
 
   armReadable(): void {
@@ -477,7 +481,7 @@ export class SharedEndpoint implements Endpoint {
         Atomics.store(i32, this.#out + HWM, queued);
       }
     }
-    wakeIfSleeping(i32, this.#out + READER_WAKE);
+    wakeIfSleeping(i32, this.#f64, this.#out + READER_WAKE, this.#out + READER_WOKEN_AT);
   }
 
   #receiveHandles(count: number): HandleState[] {
@@ -516,11 +520,14 @@ export class SharedEndpoint implements Endpoint {
       woke();
       return;
     }
-    const start = performance.now();
+    const sleptAt = epochNow();
     holdThread();
     result.value.then(() => {
       releaseThread();
-      this.#spinner.slept((performance.now() - start) * 1000);
+      // How long until the other side had work for us, not how long our wake-up took: that
+      // says whether spinning would have been enough.
+      const notifiedAt = this.#f64[watch.wokenAt >> 1] as number;
+      watch.spinner.slept(((notifiedAt > sleptAt ? notifiedAt : epochNow()) - sleptAt) * 1000);
       woke();
     });
   }
@@ -529,7 +536,7 @@ export class SharedEndpoint implements Endpoint {
   #arm(watch: Watch): void {
     if (this.#gone) return;
     watch.armed = true;
-    if (watch.ready() || this.peerClosed || this.#spinner.spin(watch.ready)) {
+    if (watch.ready() || this.peerClosed || watch.spinner.spin(watch.ready)) {
       this.#dispatch();
     } else if (!watch.sleeping) {
       watch.sleeping = true;

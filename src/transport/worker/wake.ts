@@ -92,8 +92,13 @@ export class Spinner {
     this.#record(this.#spun + micros);
   }
 
+  /**
+   * Waits count up to twice the spin: one long idle stretch (a worker starting up) must not
+   * keep the endpoint from spinning once messages come fast again.
+   */
   #record(micros: number): void {
-    this.#typicalWait = this.#typicalWait * 0.75 + micros * 0.25;
+    const capped = Math.min(micros, 2 * this.policy.spinMicros);
+    this.#typicalWait = this.#typicalWait * 0.75 + capped * 0.25;
   }
 }
 
