@@ -558,6 +558,9 @@ export class Channel implements Handle {
       const giveUp = (err: IpcError) => {
         queue.remove(waiter);
         waiter.reject(err);
+        if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
+          this.#endpoint?.disarmWritable?.();
+        }
       };
       if (timeoutMs !== undefined) {
         timer = setTimeout(

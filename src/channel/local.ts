@@ -187,6 +187,10 @@ export class LocalEndpoint implements Endpoint {
     else if (this.#peer !== undefined) this.#peer.#peerWantsWritable = true;
   }
 
+  disarmWritable(): void {
+    this.#remote?.disarmWritable?.();
+  }
+
   isPeer(other: HandleState): boolean {
     if (this.#remote !== undefined) {
       return this.#remote.isPeer(other instanceof LocalEndpoint ? (other.#remote ?? other) : other);
