@@ -37,6 +37,7 @@ async function workerMain(job: Job): Promise<void> {
   switch (job.kind) {
     case 'ftl-sink': {
       const ch = importEndpoint(job.token);
+      port.postMessage('ready');
       let bytes = 0;
       for (let got = 0; got < job.count; ) {
         for (const m of await ch.recvBatch()) {
@@ -58,6 +59,7 @@ async function workerMain(job: Job): Promise<void> {
           job.port.close();
         }
       });
+      port.postMessage('ready');
       return;
     }
     case 'ftl-echo': {
@@ -88,6 +90,7 @@ async function ftlThroughput(size: number, count: number): Promise<number> {
   const [a, b] = Channel.pair(THROUGHPUT_OPTIONS);
   const token = exportEndpoint(b);
   const worker = start({ kind: 'ftl-sink', token, count }, token.transfer);
+  await done(worker); // started: the clock runs for messages only
   const finished = done(worker);
   const data = new Uint8Array(size).fill(7);
   const message = { type: 1, data };
@@ -105,6 +108,7 @@ async function ftlThroughput(size: number, count: number): Promise<number> {
 async function portThroughput(size: number, count: number): Promise<number> {
   const { port1, port2 } = new MessageChannel();
   const worker = start({ kind: 'port-sink', port: port2, count }, [port2]);
+  await done(worker);
   const finished = done(worker);
   const data = new Uint8Array(size).fill(7);
   const t0 = performance.now();

@@ -391,6 +391,12 @@ export class SharedEndpoint implements Endpoint {
     this.#arm(this.#room);
   }
 
+  disarmWritable(): void {
+    this.#room.armed = false;
+    // Ends our own wait, which would keep this thread alive for nobody.
+    if (this.#room.sleeping) Atomics.notify(this.#i32, this.#room.word);
+  }
+
   isPeer(other: HandleState): boolean {
     const state = other instanceof LocalEndpoint ? (other.remote ?? other) : other;
     return (

@@ -69,6 +69,17 @@ const scenarios: Record<string, () => unknown> = {
     port.once('message', () => ch.close());
   },
 
+  /** Fills the queue, lets one sendWait time out, then has nothing left to do. */
+  async giveUp() {
+    const ch = importEndpoint(data.token);
+    while (ch.send({ type: 0 }, { onFull: 'drop' }));
+    const outcome = await ch.sendWait({ type: 1 }, { timeoutMs: 30 }).then(
+      () => 'sent',
+      (err: unknown) => (isIpcError(err) ? err.code : String(err)),
+    );
+    port.postMessage(outcome);
+  },
+
   /** Tries `count` sends of `size` bytes, dropping what does not fit; reports the tally. */
   flood() {
     const ch = importEndpoint(data.token);

@@ -180,6 +180,14 @@ describe('worker transport, one end in a worker', () => {
       here.close();
     });
 
+    it('a worker whose last sendWait timed out can end: nothing keeps it alive', async () => {
+      const { here, worker } = withWorker('giveUp', { capacity: 3 });
+      assert.equal(await nextMessage(worker), 'TIMEOUT');
+      assert.equal(await exitCode(worker), 0);
+      assert.equal(here.stats.queuedMessages, 3);
+      here.close();
+    });
+
     it('a token imported here after its peer died here-unseen still reports PEER_CLOSED', async () => {
       const { here, worker } = withWorker('die', {}, { count: 2, size: 8, mode: 'exit' });
       const token = exportEndpoint(here);
