@@ -183,7 +183,14 @@ describe('worker transport, one end in a worker', () => {
     it('a worker whose last sendWait timed out can end: nothing keeps it alive', async () => {
       const { here, worker } = withWorker('giveUp', { capacity: 3 });
       assert.equal(await nextMessage(worker), 'TIMEOUT');
-      assert.equal(await exitCode(worker), 0);
+      let timer: NodeJS.Timeout | undefined;
+      const stillAlive = new Promise((resolve) => {
+        timer = setTimeout(resolve, 5000, 'still alive');
+      });
+      const outcome = await Promise.race([exitCode(worker), stillAlive]);
+      clearTimeout(timer);
+      await worker.terminate();
+      assert.equal(outcome, 0);
       assert.equal(here.stats.queuedMessages, 3);
       here.close();
     });
