@@ -52,10 +52,13 @@ export function setDefaultWakePolicy(policy: WakePolicy): ResolvedWakePolicy {
 }
 
 /**
- * One endpoint's spinning under a policy. Success and failure alone are a poor guide: when
- * both threads sleep, each waits for the other's wake-up (tens of microseconds) and a short
- * spin always fails, so both keep sleeping although spinning together would answer in about
- * one microsecond. The length of recent waits says whether spinning can pay.
+ * One endpoint's spinning under a policy. The length of recent waits says whether spinning
+ * can pay: success and failure alone would keep two sleeping threads asleep, as each waits
+ * for the other's wake-up (tens of microseconds) and a short spin always fails, although
+ * spinning together would answer in about one microsecond. Failures still count: a spin that
+ * found nothing while waits were short means the other thread could not run meanwhile (both
+ * on one core, the other core busy), and then spinning only delays it; such failures back off
+ * exponentially.
  */
 export class Spinner {
   readonly policy: ResolvedWakePolicy;
@@ -63,6 +66,9 @@ export class Spinner {
   #typicalWait = 0;
   /** Microseconds the last spin lasted before giving up. */
   #spun = 0;
+  /** Waits left to sleep through without spinning, and how many the next failure skips. */
+  #skip = 0;
+  #backoff = 1;
 
   constructor(policy: ResolvedWakePolicy) {
     this.policy = policy;
@@ -73,17 +79,24 @@ export class Spinner {
     const { spinMicros, adaptive } = this.policy;
     this.#spun = 0;
     if (spinMicros === 0 || (adaptive && this.#typicalWait > spinMicros)) return false;
+    if (adaptive && this.#skip > 0) {
+      this.#skip--;
+      return false;
+    }
     const start = performance.now();
     const deadline = start + spinMicros / 1000;
     for (let i = 1; ; i++) {
       if (ready()) {
         this.#record((performance.now() - start) * 1000);
+        this.#backoff = 1;
         return true;
       }
       // Reading the clock costs more than a ready() check; look at it every few rounds.
       if ((i & 15) === 0 && performance.now() >= deadline) break;
     }
     this.#spun = spinMicros;
+    this.#skip = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF);
     return false;
   }
 
@@ -101,6 +114,8 @@ export class Spinner {
     this.#typicalWait = this.#typicalWait * 0.75 + capped * 0.25;
   }
 }
+
+const MAX_BACKOFF = 256;
 
 /**
  * A pending `Atomics.waitAsync` does not keep Node's event loop alive, so a thread whose only
