@@ -186,7 +186,7 @@ async function main(): Promise<void> {
   const scale = quick ? 0.2 : 1;
   console.log(`node ${process.version}, ${runs} run(s) each, best kept\n`);
   if (only !== 'rtt') await throughputTable(runs, scale);
-  if (only !== 'throughput') await roundTripTable(scale);
+  if (only !== 'throughput') await roundTripTable(runs, scale);
 }
 
 async function throughputTable(runs: number, scale: number): Promise<void> {
@@ -207,17 +207,25 @@ async function throughputTable(runs: number, scale: number): Promise<void> {
   }
 }
 
-async function roundTripTable(scale: number): Promise<void> {
-  const trips = Math.round(20_000 * scale);
-  console.log('\n| round trip 16 B | p50 µs | p99 µs |');
-  console.log('|---|---|---|');
+/** Rounds alternate between the three so that a change in the machine's load hits them alike. */
+async function roundTripTable(runs: number, scale: number): Promise<void> {
+  const trips = Math.round(10_000 * scale);
   const rows: [string, () => Promise<Latency>][] = [
     ['ftl-ipc, adaptive spin (default)', () => ftlRoundTrip({}, trips)],
     ['ftl-ipc, sleeping (spinMicros: 0)', () => ftlRoundTrip({ spinMicros: 0 }, trips)],
     ['MessagePort', () => portRoundTrip(trips)],
   ];
-  for (const [name, measure] of rows) {
-    const { p50, p99 } = await measure();
+  const bestOf = rows.map(() => ({ p50: Number.POSITIVE_INFINITY, p99: Number.POSITIVE_INFINITY }));
+  for (let run = 0; run < runs; run++) {
+    for (const [i, [, measure]] of rows.entries()) {
+      const latency = await measure();
+      if (latency.p50 < (bestOf[i] as Latency).p50) bestOf[i] = latency;
+    }
+  }
+  console.log(`\n| round trip 16 B, best of ${runs} | p50 µs | p99 µs |`);
+  console.log('|---|---|---|');
+  for (const [i, [name]] of rows.entries()) {
+    const { p50, p99 } = bestOf[i] as Latency;
     console.log(`| ${name} | ${p50.toFixed(1)} | ${p99.toFixed(1)} |`);
   }
 }
