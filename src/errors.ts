@@ -12,7 +12,8 @@ export type IpcErrorCode =
   | 'INVALID_MESSAGE'
   | 'INVALID_ARGUMENT'
   | 'TIMEOUT'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'REMOTE_ERROR';
 
 export class IpcError extends Error {
   readonly code: IpcErrorCode;

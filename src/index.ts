@@ -1,5 +1,6 @@
 export * from './channel/index.js';
 export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
+export * from './pipe/index.js';
 export {
   type EndpointToken,
   exportEndpoint,
@@ -8,3 +9,4 @@ export {
   setDefaultWakePolicy,
   type WakePolicy,
 } from './transport/worker/index.js';
+export * from './wire/index.js';

@@ -12,6 +12,7 @@ import {
 } from './endpoint.js';
 import { adoptHandle, type Handle, kHandleState, kRelease, registerHandleKind } from './handle.js';
 import { LocalEndpoint } from './local.js';
+import { waitInQueue } from './wait.js';
 
 export interface ChannelOptions {
   /** Messages each endpoint's receive queue holds. Default 32, as in FTL. */
@@ -240,11 +241,15 @@ export class Channel implements Handle {
         // Validate now so a bad message fails at once instead of after the queue ahead of it.
         this.#collectHandles(endpoint, message);
       }
-      return this.#wait(this.#sendWaiters, options, (resolve, reject) => ({
-        message,
-        resolve,
-        reject,
-      }));
+      const waiting = waitInQueue(
+        this.#sendWaiters,
+        options,
+        (resolve, reject) => ({ message, resolve, reject }),
+        "no room in the peer's queue",
+        this.#roomWaiterGaveUp,
+      );
+      endpoint.armWritable();
+      return waiting;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -261,11 +266,15 @@ export class Channel implements Handle {
     const status = endpoint.canSend(bytes);
     if (status === SEND_OK && this.#sendWaiters.length === 0) return Promise.resolve();
     if (status === SEND_PEER_CLOSED) return Promise.reject(peerClosedError());
-    return this.#wait(this.#writableWaiters, options, (resolve, reject) => ({
-      bytes,
-      resolve,
-      reject,
-    }));
+    const waiting = waitInQueue(
+      this.#writableWaiters,
+      options,
+      (resolve, reject) => ({ bytes, resolve, reject }),
+      "no room in the peer's queue",
+      this.#roomWaiterGaveUp,
+    );
+    endpoint.armWritable();
+    return waiting;
   }
 
   /** Takes the oldest message, waiting for one. Rejects PEER_CLOSED once drained, or CLOSED. */
@@ -517,63 +526,12 @@ export class Channel implements Handle {
     this.#resolveClosed(reason);
   }
 
-  /** Queues a waiter with optional timeout and abort; the waiter cleans up after itself. */
-  #wait<W extends { resolve(): void; reject(err: IpcError): void }>(
-    queue: { push(w: W): void; remove(w: W): unknown },
-    { timeoutMs, signal }: WaitOptions,
-    make: (resolve: () => void, reject: (err: IpcError) => void) => W,
-  ): Promise<void> {
-    if (signal?.aborted) {
-      return Promise.reject(
-        new IpcError('ABORTED', 'the operation was aborted', { cause: signal.reason }),
-      );
+  /** A sendWait or writable timed out or was aborted: is anybody still waiting for room? */
+  readonly #roomWaiterGaveUp = () => {
+    if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
+      this.#endpoint?.disarmWritable?.();
     }
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
-      return Promise.reject(
-        new IpcError('INVALID_ARGUMENT', `timeoutMs must be >= 0, got ${String(timeoutMs)}`),
-      );
-    }
-    return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () =>
-        giveUp(
-          new IpcError('ABORTED', 'the operation was aborted', {
-            cause: signal?.reason,
-          }),
-        );
-      const cleanup = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const waiter = make(
-        () => {
-          cleanup();
-          resolve();
-        },
-        (err) => {
-          cleanup();
-          reject(err);
-        },
-      );
-      const giveUp = (err: IpcError) => {
-        queue.remove(waiter);
-        waiter.reject(err);
-        if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
-          this.#endpoint?.disarmWritable?.();
-        }
-      };
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(
-          () =>
-            giveUp(new IpcError('TIMEOUT', `no room in the peer's queue after ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      queue.push(waiter);
-      this.#endpoint?.armWritable();
-    });
-  }
+  };
 }
 
 const EMPTY = new Uint8Array(0);

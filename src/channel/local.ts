@@ -1,3 +1,4 @@
+import { copyBytes } from './copy.js';
 import { Deque } from './deque.js';
 import {
   type ChannelLimits,
@@ -11,8 +12,6 @@ import {
   SEND_PEER_CLOSED,
   type SendStatus,
 } from './endpoint.js';
-
-const EMPTY = new Uint8Array(0);
 
 export function newCounters(): EndpointCounters {
   return { sent: 0, received: 0, dropped: 0, backpressured: 0, discarded: 0, highWaterMark: 0 };
@@ -152,7 +151,7 @@ export class LocalEndpoint implements Endpoint {
     const status = this.canSend(data.byteLength);
     if (status !== SEND_OK) return status;
     const peer = this.#peer as LocalEndpoint;
-    const copy = data.byteLength === 0 ? EMPTY : new Uint8Array(data);
+    const copy = copyBytes(data);
     peer.#queue.push({ type, data: copy, handles });
     peer.#queuedBytes += copy.byteLength;
     if (peer.#queue.length > peer.#counters.highWaterMark) {

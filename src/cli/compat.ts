@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { checkCompatibility } from '../idl/compat.js';
+import { formatDiagnostic, SourceFile } from '../idl/diagnostics.js';
+import { loadOrReport } from './gen.js';
+import { type Command, UsageError } from './io.js';
+
+export const compatUsage = `Usage: ftl-ipc compat --baseline <old file or folder>... <new file or folder>...
+
+Checks that the new IDL can talk to peers built from the old one (docs/idl.md, Evolution).
+  --baseline <path>   the IDL as released (repeatable), e.g. a checkout of the last tag
+`;
+
+export const compat: Command = async (args, io) => {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { baseline: { type: 'string', multiple: true } },
+  });
+  if (!values.baseline?.length) throw new UsageError('compat needs --baseline with the older IDL');
+  const before = loadOrReport(values.baseline, io);
+  const after = loadOrReport(positionals, io);
+  if (before === undefined || after === undefined) return 1;
+  const problems = checkCompatibility(before, after);
+  const sources = new Map<string, SourceFile>();
+  for (const { message, span } of problems) {
+    let source = sources.get(span.file);
+    if (source === undefined) {
+      source = new SourceFile(span.file, readFileSync(span.file, 'utf8'));
+      sources.set(span.file, source);
+    }
+    io.err(formatDiagnostic(source.diagnostic('IDL_INCOMPATIBLE', message, span.start, span.end)));
+  }
+  if (problems.length > 0) {
+    io.err(`${problems.length} incompatible change(s).\n`);
+    return 1;
+  }
+  io.out('compatible: older peers can still talk to this IDL\n');
+  return 0;
+};

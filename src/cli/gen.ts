@@ -1,0 +1,68 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { generate } from '../codegen/generate.js';
+import { formatDiagnostic } from '../idl/diagnostics.js';
+import { findIdlFiles, loadIdl } from '../idl/load.js';
+import type { PackageDef } from '../idl/model.js';
+import { type Command, type CommandIo, UsageError } from './io.js';
+
+export const genUsage = `Usage: ftl-ipc gen <file or folder>... [--out <dir>] [--check] [--runtime <module>]
+
+Generates TypeScript from IDL files (.yaml, .yml, .json; folders are searched).
+  --out <dir>         write every module here (default: beside each IDL file)
+  --check             write nothing; exit 1 if a generated file differs from what is on disk
+  --runtime <module>  where generated code imports the runtime from (default: ftl-ipc)
+`;
+
+/** Loads the IDL at `inputs`; on problems prints them all and returns undefined. */
+export function loadOrReport(inputs: readonly string[], io: CommandIo): PackageDef[] | undefined {
+  if (inputs.length === 0) throw new UsageError('give at least one IDL file or folder');
+  let files: string[];
+  try {
+    files = findIdlFiles(inputs);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (files.length === 0)
+    throw new UsageError(`no .yaml, .yml or .json files in ${inputs.join(', ')}`);
+  const { packages, diagnostics } = loadIdl(files);
+  if (diagnostics.length === 0) return packages;
+  for (const d of diagnostics) io.err(formatDiagnostic(d));
+  io.err(`${diagnostics.length} problem(s) found in ${inputs.join(', ')}.\n`);
+  return undefined;
+}
+
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export const gen: Command = async (args, io) => {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { out: { type: 'string' }, check: { type: 'boolean' }, runtime: { type: 'string' } },
+  });
+  const packages = loadOrReport(positionals, io);
+  if (packages === undefined) return 1;
+  const outputs = generate(packages, {
+    ...(values.out !== undefined && { outDir: values.out }),
+    ...(values.runtime !== undefined && { runtime: values.runtime }),
+  });
+  if (values.check) {
+    const stale = outputs.filter((o) => readOrUndefined(o.path) !== o.text);
+    for (const o of stale) io.err(`${o.path} is out of date: run \`ftl-ipc gen\` again\n`);
+    if (stale.length === 0) io.out(`${outputs.length} generated file(s) are up to date\n`);
+    return stale.length === 0 ? 0 : 1;
+  }
+  for (const o of outputs) {
+    mkdirSync(dirname(o.path), { recursive: true });
+    if (readOrUndefined(o.path) !== o.text) writeFileSync(o.path, o.text);
+    io.out(`wrote ${o.path}\n`);
+  }
+  return 0;
+};

@@ -1,0 +1,1 @@
+export { type GeneratedFile, type GenerateOptions, generate, outputPath } from './generate.js';

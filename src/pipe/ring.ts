@@ -1,0 +1,119 @@
+/**
+ * A single-producer, single-consumer byte ring in a SharedArrayBuffer, so that the same buffer
+ * serves a pipe whose ends are in one thread or in two. Indices are absolute byte counts modulo
+ * 2^32; `write - read` is what is buffered.
+ *
+ * Two-phase writes need contiguous space. When the space left before the end of the buffer is too
+ * short, the producer skips it: it records where the skip starts (SKIP_AT) and counts the skipped
+ * bytes as written, so the consumer jumps over them and free space stays `capacity - used`. At most
+ * one skip is outstanding: the next one is a lap later, which the consumer must first have read.
+ */
+const WRITE = 0;
+const READ = 1;
+const SKIP_AT = 2;
+const HAS_SKIP = 3;
+/** Bit flags: which end has closed. */
+const CLOSED = 4;
+const HEADER_INTS = 8;
+
+export const PRODUCER_CLOSED = 1;
+export const CONSUMER_CLOSED = 2;
+
+export class ByteRing {
+  readonly capacity: number;
+  readonly #header: Int32Array;
+  readonly #data: Uint8Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.#header = new Int32Array(buffer, 0, HEADER_INTS);
+    this.#data = new Uint8Array(buffer, HEADER_INTS * 4);
+    this.capacity = this.#data.byteLength;
+  }
+
+  static create(capacity: number): ByteRing {
+    return new ByteRing(new SharedArrayBuffer(HEADER_INTS * 4 + capacity));
+  }
+
+  /** The shared memory, to hand to another thread. */
+  get buffer(): SharedArrayBuffer {
+    return this.#data.buffer as SharedArrayBuffer;
+  }
+
+  /** The Int32Array that waiters in other threads wait on (indices WRITE and READ change). */
+  get header(): Int32Array {
+    return this.#header;
+  }
+
+  get used(): number {
+    return (Atomics.load(this.#header, WRITE) - Atomics.load(this.#header, READ)) >>> 0;
+  }
+
+  /** Bytes the consumer can read: `used` less the skipped tail, if any. */
+  get buffered(): number {
+    const used = this.used;
+    if (Atomics.load(this.#header, HAS_SKIP) === 0) return used;
+    const skipAt = Atomics.load(this.#header, SKIP_AT) >>> 0;
+    return used - (this.capacity - (skipAt % this.capacity));
+  }
+
+  get free(): number {
+    return this.capacity - this.used;
+  }
+
+  get closedFlags(): number {
+    return Atomics.load(this.#header, CLOSED);
+  }
+
+  markClosed(flag: number): void {
+    Atomics.or(this.#header, CLOSED, flag);
+  }
+
+  /** Producer: a view of at least `min` contiguous free bytes, or undefined if there is none. */
+  writable(min: number): Uint8Array | undefined {
+    const write = Atomics.load(this.#header, WRITE) >>> 0;
+    const free = this.free;
+    const pos = write % this.capacity;
+    const tail = this.capacity - pos;
+    if (tail >= min && free >= min) return this.#data.subarray(pos, pos + Math.min(tail, free));
+    // Only skip when the start of the buffer then has room: skipping costs the tail's bytes.
+    if (free - tail >= min && Atomics.load(this.#header, HAS_SKIP) === 0) {
+      Atomics.store(this.#header, SKIP_AT, write | 0);
+      Atomics.store(this.#header, HAS_SKIP, 1);
+      Atomics.store(this.#header, WRITE, (write + tail) | 0);
+      return this.#data.subarray(0, free - tail);
+    }
+    return undefined;
+  }
+
+  /** Producer: publishes `n` bytes written into the view from `writable`. */
+  commitWrite(n: number): void {
+    Atomics.add(this.#header, WRITE, n);
+  }
+
+  /** Consumer: a view of the contiguous buffered bytes, empty when there are none. */
+  readable(): Uint8Array {
+    let read = Atomics.load(this.#header, READ) >>> 0;
+    if (
+      Atomics.load(this.#header, HAS_SKIP) === 1 &&
+      read === Atomics.load(this.#header, SKIP_AT) >>> 0
+    ) {
+      read = (read + this.capacity - (read % this.capacity)) >>> 0;
+      Atomics.store(this.#header, READ, read | 0);
+      Atomics.store(this.#header, HAS_SKIP, 0);
+    }
+    const used = this.used;
+    const pos = read % this.capacity;
+    let end = pos + Math.min(used, this.capacity - pos);
+    if (Atomics.load(this.#header, HAS_SKIP) === 1) {
+      const skipAt = Atomics.load(this.#header, SKIP_AT) >>> 0;
+      const untilSkip = (skipAt - read) >>> 0;
+      if (untilSkip < end - pos) end = pos + untilSkip;
+    }
+    return this.#data.subarray(pos, end);
+  }
+
+  /** Consumer: releases `n` bytes read from the view from `readable`. */
+  commitRead(n: number): void {
+    Atomics.add(this.#header, READ, n);
+  }
+}
