@@ -7,6 +7,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import { copyRange } from '../../channel/copy.js';
 import type {
   ChannelLimits,
   Endpoint,
@@ -53,7 +54,6 @@ import {
   waitAsync,
 } from './wake.js';
 
-const EMPTY = new Uint8Array(0);
 const NO_HANDLES: HandleState[] = [];
 const TOKEN_VERSION = 'ftl-ipc/channel@1';
 
@@ -348,7 +348,7 @@ export class SharedEndpoint implements Endpoint {
     const type = (i32[word + 1] as number) >>> 0;
     const handleCount = i32[word + 2] as number;
     const start = this.#inData + at + RECORD_HEADER;
-    const data = bytes === 0 ? EMPTY : copyOut(this.#u8, this.#i32, start, bytes);
+    const data = copyRange(this.#u8, start, bytes);
     at += recordSize(bytes);
     this.#tail = at === this.#ringSize ? 0 : at;
     this.#takenMsgs = (this.#takenMsgs + 1) | 0;
@@ -602,45 +602,6 @@ export class SharedEndpoint implements Endpoint {
     Atomics.notify(this.#i32, this.#in + READER_WAKE);
     Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
   }
-}
-
-/**
- * Messages up to 4 KiB are copied into views of a shared slab (as Node's Buffer pool does)
- * instead of an ArrayBuffer each: a new ArrayBuffer cost 250 ns at 128 B and 1.3 µs at 4 KiB
- * (a view of a slab: 90 ns and 0.7 µs), and a backing store per message made the receiver
- * spend a third of its time in the garbage collector. A kept message keeps its slab (32 KiB)
- * alive.
- */
-const SLAB_BYTES = 32 * 1024;
-const SLAB_MAX_MESSAGE = 4096;
-/** Below this a word loop beats `set`, whose call and source view cost about 80 ns. */
-const WORD_COPY_MAX = 64;
-let slab = new Int32Array(SLAB_BYTES / 4);
-let slabBytes = new Uint8Array(slab.buffer);
-let slabUsed = 0;
-
-/** Copies `bytes` at the 8-aligned offset `start` of shared memory into memory of its own. */
-function copyOut(u8: Uint8Array, i32: Int32Array, start: number, bytes: number): Uint8Array {
-  if (bytes > SLAB_MAX_MESSAGE) return u8.slice(start, start + bytes);
-  if (slabUsed + bytes > SLAB_BYTES) {
-    slab = new Int32Array(SLAB_BYTES / 4);
-    slabBytes = new Uint8Array(slab.buffer);
-    slabUsed = 0;
-  }
-  const at = slabUsed;
-  slabUsed = at + ((bytes + 7) & ~7);
-  const out = new Uint8Array(slab.buffer, at, bytes);
-  if (bytes > WORD_COPY_MAX) {
-    out.set(u8.subarray(start, start + bytes));
-    return out;
-  }
-  // Both sides are 8-aligned: whole words first, then the last few bytes.
-  const words = bytes >>> 2;
-  for (let i = 0, from = start >>> 2, to = at >>> 2; i < words; i++) {
-    slab[to + i] = i32[from + i] as number;
-  }
-  for (let i = words << 2; i < bytes; i++) slabBytes[at + i] = u8[start + i] as number;
-  return out;
 }
 
 /**
