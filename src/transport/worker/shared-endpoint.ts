@@ -88,6 +88,15 @@ interface Watch {
   readonly spinner: Spinner;
 }
 
+function watch(
+  word: number,
+  wokenAt: number,
+  policy: ResolvedWakePolicy,
+  ready: () => boolean,
+): Watch {
+  return { armed: false, sleeping: false, word, wokenAt, ready, spinner: new Spinner(policy) };
+}
+
 /**
  * Wakes the other side if it sleeps on `word`; only the sleeper clears its own flag. The time
  * goes to the float64 at int32 index `wokenAt`, where the sleeper reads it after waking.
@@ -204,22 +213,18 @@ export class SharedEndpoint implements Endpoint {
     this.#takenMsgs = i32[this.#in + C_MSGS] as number;
     this.#takenBytes = i32[this.#in + C_BYTES] as number;
     this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
-    this.#read = {
-      armed: false,
-      sleeping: false,
-      word: this.#in + READER_WAKE,
-      wokenAt: this.#in + READER_WOKEN_AT,
-      spinner: new Spinner(policy),
-      ready: () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
-    };
-    this.#room = {
-      armed: false,
-      sleeping: false,
-      word: this.#out + WRITER_WAKE,
-      wokenAt: this.#out + WRITER_WOKEN_AT,
-      spinner: new Spinner(policy),
-      ready: () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
-    };
+    this.#read = watch(
+      this.#in + READER_WAKE,
+      this.#in + READER_WOKEN_AT,
+      policy,
+      () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
+    );
+    this.#room = watch(
+      this.#out + WRITER_WAKE,
+      this.#out + WRITER_WOKEN_AT,
+      policy,
+      () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
+    );
     const inHwm = this.#in + HWM;
     this.counters = {
       ...counters,
