@@ -1,7 +1,12 @@
 import { Channel } from '../../channel/channel.js';
 import { kHandleState, kRelease } from '../../channel/handle.js';
 import { IpcError } from '../../errors.js';
-import { type EndpointToken, exportState, SharedEndpoint } from './shared-endpoint.js';
+import {
+  checkMovable,
+  type EndpointToken,
+  exportEndpointState,
+  SharedEndpoint,
+} from './shared-endpoint.js';
 import type { WakePolicy } from './wake.js';
 
 /**
@@ -26,7 +31,8 @@ export function exportEndpoint(channel: Channel): EndpointToken {
       'this channel endpoint is closed or was moved; it cannot be exported',
     );
   }
-  const token = exportState(state, []);
+  checkMovable(state);
+  const token = exportEndpointState(state, []);
   channel[kRelease]();
   return token;
 }

@@ -20,6 +20,13 @@ import type {
 import { SEND_FULL, SEND_OK, SEND_PEER_CLOSED } from '../../channel/endpoint.js';
 import { LocalEndpoint, newCounters } from '../../channel/local.js';
 import { IpcError } from '../../errors.js';
+import { PipeEndState } from '../../pipe/pipe.js';
+import {
+  isPipeToken,
+  type PipeToken,
+  pipeStateFromToken,
+  pipeStateToToken,
+} from '../../pipe/thread.js';
 import {
   C_BYTES,
   C_MSGS,
@@ -75,6 +82,12 @@ export interface EndpointToken {
 }
 
 type Transferable = MessagePort;
+/** A handle on its way: a channel endpoint, or a data pipe end (whose module moves it). */
+type HandleToken = EndpointToken | PipeToken;
+
+function importState(token: HandleToken): HandleState {
+  return isPipeToken(token) ? pipeStateFromToken(token) : SharedEndpoint.fromToken(token);
+}
 
 interface Watch {
   /** A Channel waits for this; one-shot, like the Endpoint's arm calls. */
@@ -497,14 +510,14 @@ export class SharedEndpoint implements Endpoint {
 
   #receiveHandles(count: number): HandleState[] {
     const received = receiveMessageOnPort(this.#port);
-    const tokens = received?.message as EndpointToken[] | undefined;
+    const tokens = received?.message as HandleToken[] | undefined;
     if (!Array.isArray(tokens) || tokens.length !== count) {
       throw new IpcError(
         'INVALID_MESSAGE',
         `a message announced ${count} handles but ${tokens?.length ?? 0} arrived with it`,
       );
     }
-    return tokens.map((token) => SharedEndpoint.fromToken(token));
+    return tokens.map(importState);
   }
 
   /**
@@ -666,7 +679,7 @@ function describe(value: unknown): string {
 /** Throws HANDLE_NOT_MOVABLE for a handle this transport cannot carry to another thread. */
 export function checkMovable(state: HandleState): void {
   const target = state instanceof LocalEndpoint ? (state.remote ?? state) : state;
-  if (target instanceof SharedEndpoint) return;
+  if (target instanceof SharedEndpoint || target instanceof PipeEndState) return;
   if (target instanceof LocalEndpoint) {
     checkRingLimits(target.limits);
     return;
@@ -678,16 +691,27 @@ export function checkMovable(state: HandleState): void {
 }
 
 /**
- * Turns a handle state into a token for another thread; the state is dead afterwards. A local
- * end whose peer stays becomes one side of a new shared pair: the peer forwards to the other
- * side, and the messages queued on both are replayed into the rings.
+ * Turns a handle state into a token for another thread; the state is dead afterwards. Data
+ * pipe ends go as their own module makes them travel.
  */
-export function exportState(state: HandleState, transfer: Transferable[]): EndpointToken {
+export function exportState(state: HandleState, transfer: Transferable[]): HandleToken {
   checkMovable(state);
+  if (!(state instanceof PipeEndState)) return exportEndpointState(state, transfer);
+  const token = pipeStateToToken(state);
+  transfer.push(token.port);
+  return token;
+}
+
+/**
+ * {@link exportState} for a channel endpoint that {@link checkMovable} accepted. A local end
+ * whose peer stays becomes one side of a new shared pair: the peer forwards to the other side,
+ * and the messages queued on both are replayed into the rings.
+ */
+export function exportEndpointState(state: HandleState, transfer: Transferable[]): EndpointToken {
   if (state instanceof SharedEndpoint) return state.moveOut(transfer);
   const local = state as LocalEndpoint;
   const remote = local.takeRemote();
-  if (remote !== undefined) return exportState(remote, transfer);
+  if (remote !== undefined) return exportEndpointState(remote, transfer);
   let stay: SharedEndpoint | undefined;
   let leave: SharedEndpoint | undefined;
   let forPeer: RawMessage[] = [];

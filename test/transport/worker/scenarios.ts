@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import {
   Channel,
+  DataPipeProducer,
   type EndpointToken,
   exportEndpoint,
   importEndpoint,
@@ -148,6 +149,16 @@ const scenarios: Record<string, () => unknown> = {
       end = isIpcError(err) ? err.code : String(err);
     }
     port.postMessage({ bad, end });
+    ch.close();
+  },
+
+  /** Receives a data pipe's producer end over `token` and writes `count` patterned bytes. */
+  async pipeWrite() {
+    const ch = importEndpoint(data.token);
+    const [producer] = (await ch.recv()).handles;
+    if (!(producer instanceof DataPipeProducer)) throw new Error('expected a pipe producer');
+    await producer.writeAll(pattern(0, data.count));
+    producer.close();
     ch.close();
   },
 

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import {
   Channel,
   type ChannelOptions,
+  DataPipe,
   type EndpointToken,
   exportEndpoint,
   importEndpoint,
@@ -298,6 +299,17 @@ describe('worker transport, one end in a worker', () => {
       sender.here.close();
       reader.here.close();
       await exitCode(reader.worker);
+    });
+
+    it('a data pipe end sent in a message works in the worker', async () => {
+      const { here, worker } = withWorker('pipeWrite', {}, { count: 100_000 });
+      const [producer, consumer] = DataPipe.create({ capacityBytes: 4096 });
+      here.send({ type: 0, handles: [producer] });
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of consumer) chunks.push(chunk);
+      assert.deepEqual(Buffer.concat(chunks), Buffer.from(pattern(0, 100_000)));
+      assert.equal(await exitCode(worker), 0);
+      here.close();
     });
 
     it('an endpoint can leave a worker again and come back here', async () => {
