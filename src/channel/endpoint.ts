@@ -91,6 +91,11 @@ export interface Endpoint extends HandleState {
   release(messages: number, bytes: number): void;
   armReadable(): void;
   armWritable(): void;
+  /**
+   * Nobody waits for room any more (the last waiter timed out or was aborted). A transport that
+   * watches for room from another thread may stop, and release what keeps its thread alive.
+   */
+  disarmWritable?(): void;
   /** True when `other` is this endpoint's peer: sending it here would make a cycle. */
   isPeer(other: HandleState): boolean;
 }
