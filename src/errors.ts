@@ -13,7 +13,10 @@ export type IpcErrorCode =
   | 'INVALID_ARGUMENT'
   | 'TIMEOUT'
   | 'ABORTED'
-  | 'REMOTE_ERROR';
+  | 'REMOTE_ERROR'
+  | 'PROTOCOL_ERROR'
+  | 'AUTH_FAILED'
+  | 'CONNECTION_FAILED';
 
 export class IpcError extends Error {
   readonly code: IpcErrorCode;

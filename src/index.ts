@@ -2,4 +2,13 @@ export * from './channel/index.js';
 export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
 export * from './pipe/index.js';
 export * from './runtime/index.js';
+export * from './transport/socket/index.js';
+export {
+  type EndpointToken,
+  exportEndpoint,
+  importEndpoint,
+  type ResolvedWakePolicy,
+  setDefaultWakePolicy,
+  type WakePolicy,
+} from './transport/worker/index.js';
 export * from './wire/index.js';

@@ -18,6 +18,9 @@ interface Config {
   buffer?: number;
 }
 
+/** How long a new connection may wait for room in a full backlog before it is reset. */
+const ACCEPT_WAIT_MS = 1000;
+
 /** Largest `tcp_received` payload: the IDL allows 64 KiB, and the message header must fit too. */
 const SEGMENT = 32 * 1024;
 
@@ -62,16 +65,15 @@ async function serveClient(
 }
 
 function accept(server: net.Server, listen: ListenServer, buffer: number): void {
-  server.on('connection', (socket) => {
+  server.on('connection', async (socket) => {
+    socket.on('error', () => {});
     const [appEnd, serviceEnd] = Channel.pair({ capacity: buffer });
-    let accepted = false;
     try {
-      accepted = listen.tcpAccepted({ conn: appEnd }, { onFull: 'drop' });
+      // Room in the backlog may take a moment to show (the listen channel may still be on its
+      // way to the application); past that, a full backlog refuses the connection, as a stack
+      // drops a SYN it has no room for.
+      await listen.tcpAcceptedWait({ conn: appEnd }, { timeoutMs: ACCEPT_WAIT_MS });
     } catch {
-      // The application closed its listen channel; the server is closing.
-    }
-    // The backlog is full: refuse, as a stack drops a SYN it has no room for.
-    if (!accepted) {
       appEnd.close();
       serviceEnd.close();
       socket.resetAndDestroy();
@@ -85,7 +87,6 @@ function accept(server: net.Server, listen: ListenServer, buffer: number): void 
 
 /** Moves bytes both ways until both directions are done, then closes both sides. */
 async function pipe(socket: net.Socket, conn: ConnectionServer): Promise<void> {
-  socket.on('error', () => {});
   await Promise.allSettled([socketToChannel(socket, conn), channelToSocket(conn, socket)]);
   conn.close();
   socket.destroy();

@@ -250,6 +250,7 @@ export class Channel implements Handle {
         options,
         (resolve, reject) => ({ message, resolve, reject }),
         "no room in the peer's queue",
+        this.#roomWaiterGaveUp,
       );
       endpoint.armWritable();
       return waiting;
@@ -274,6 +275,7 @@ export class Channel implements Handle {
       options,
       (resolve, reject) => ({ bytes, resolve, reject }),
       "no room in the peer's queue",
+      this.#roomWaiterGaveUp,
     );
     endpoint.armWritable();
     return waiting;
@@ -436,10 +438,13 @@ export class Channel implements Handle {
 
   #takeFor(endpoint: Endpoint, max: number): Message | Message[] {
     if (max === 0) return this.#deliver(endpoint, endpoint.take() as RawMessage);
+    // What is queued now, not what a producer in another thread adds while this loop runs:
+    // otherwise one batch could grow without bound and hold far more than the queue's limits.
+    const count = Math.min(max, endpoint.queuedMessages);
     const batch: Message[] = [];
     for (let raw = endpoint.take(); raw !== undefined; ) {
       batch.push(this.#deliver(endpoint, raw));
-      if (batch.length >= max) break;
+      if (batch.length >= count) break;
       raw = endpoint.take();
     }
     return batch;
@@ -525,6 +530,13 @@ export class Channel implements Handle {
   #settleClosed(reason: CloseReason): void {
     this.#resolveClosed(reason);
   }
+
+  /** A sendWait or writable timed out or was aborted: is anybody still waiting for room? */
+  readonly #roomWaiterGaveUp = () => {
+    if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
+      this.#endpoint?.disarmWritable?.();
+    }
+  };
 }
 
 const EMPTY = new Uint8Array(0);

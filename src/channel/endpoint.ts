@@ -75,8 +75,27 @@ export interface Endpoint extends HandleState {
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus;
   /** Takes the oldest message of the receive queue. */
   take(): RawMessage | undefined;
+  /**
+   * Room in the peer's queue now: what `trySend` would accept, `{ 0, 0 }` once the peer closed.
+   * A forwarder (a socket bridge) grants exactly this to the far side, so a message it relays
+   * always fits and the bound holds across hops without a buffer of its own.
+   */
+  room(): { messages: number; bytes: number };
+  /**
+   * Takes the oldest message but keeps counting it against this queue's limits until
+   * `release`: a forwarder holds what it passed on until the next hop reports it consumed, so
+   * the original sender never has more in flight than this queue grants.
+   */
+  takeHeld(): RawMessage | undefined;
+  /** Stops counting messages taken with `takeHeld`; may wake a waiting sender. */
+  release(messages: number, bytes: number): void;
   armReadable(): void;
   armWritable(): void;
+  /**
+   * Nobody waits for room any more (the last waiter timed out or was aborted). A transport that
+   * watches for room from another thread may stop, and release what keeps its thread alive.
+   */
+  disarmWritable?(): void;
   /** True when `other` is this endpoint's peer: sending it here would make a cycle. */
   isPeer(other: HandleState): boolean;
 }

@@ -22,16 +22,44 @@ export function closeHandles(message: RawMessage): void {
   for (const handle of message.handles) handle.close();
 }
 
-/** Both ends of a channel in one thread: a send is a push onto the peer's queue. */
+/** Destroys every message of a closing endpoint's queue, closing their handles; counts them. */
+export function discardQueue(queue: Deque<RawMessage>, counters: EndpointCounters): void {
+  for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
+    counters.discarded++;
+    closeHandles(m);
+  }
+}
+
+/** What an end hands over when it leaves the thread: see {@link LocalEndpoint.detach}. */
+export interface DetachedEnd {
+  readonly limits: ChannelLimits;
+  readonly counters: EndpointCounters;
+  /** Messages queued for this end, oldest first; whoever takes the end must deliver them. */
+  readonly queued: RawMessage[];
+  readonly peerClosed: boolean;
+}
+
+/**
+ * Both ends of a channel in one thread: a send is a push onto the peer's queue. When one end
+ * leaves the thread ({@link detach}), the other forwards to a transport's endpoint instead.
+ */
 export class LocalEndpoint implements Endpoint {
   readonly kind = 'channel';
   events: EndpointEvents | undefined;
-  readonly counters = newCounters();
   readonly limits: ChannelLimits;
-  peerClosed = false;
+  #counters = newCounters();
+  #peerClosed = false;
   #peer: LocalEndpoint | undefined;
+  /**
+   * Set once the peer left the thread. This object stays, because it may be owned by a Channel
+   * or travel inside a queued message, where nothing could swap it for another object.
+   */
+  #remote: Endpoint | undefined;
   #queue = new Deque<RawMessage>();
   #queuedBytes = 0;
+  /** Taken by a forwarder with `takeHeld` and not yet released: still counted as queued. */
+  #heldMessages = 0;
+  #heldBytes = 0;
   #readableArmed = false;
   /** Set on the receiving end when its peer waits for room in this queue. */
   #peerWantsWritable = false;
@@ -48,32 +76,107 @@ export class LocalEndpoint implements Endpoint {
     return [a, b];
   }
 
+  get counters(): EndpointCounters {
+    return this.#remote?.counters ?? this.#counters;
+  }
+
+  get peerClosed(): boolean {
+    return this.#remote?.peerClosed ?? this.#peerClosed;
+  }
+
   get queuedMessages(): number {
-    return this.#queue.length;
+    return this.#remote?.queuedMessages ?? this.#queue.length;
   }
 
   get queuedBytes(): number {
-    return this.#queuedBytes;
+    return this.#remote?.queuedBytes ?? this.#queuedBytes;
+  }
+
+  /** @internal The transport endpoint this end forwards to since its peer left the thread. */
+  get remote(): Endpoint | undefined {
+    return this.#remote;
+  }
+
+  /**
+   * @internal Gives the forwarding target to a transport that moves it out of the thread; this
+   * object is dead afterwards.
+   */
+  takeRemote(): Endpoint | undefined {
+    const remote = this.#remote;
+    this.#remote = undefined;
+    this.events = undefined;
+    return remote;
+  }
+
+  /**
+   * Takes this end out of the thread so a transport can carry it away; this object is dead
+   * afterwards. The peer, if still open, hands its own state to `connect` and from then on
+   * forwards every call to the endpoint `connect` returns (the transport's stand-in for the
+   * peer's side, which must deliver `peerSide.queued` first). An end that already forwards has
+   * nothing local left: use {@link takeRemote} for it.
+   */
+  detach(connect: (peerSide: DetachedEnd) => Endpoint): DetachedEnd {
+    const peer = this.#peer;
+    const own: DetachedEnd = {
+      limits: this.limits,
+      counters: this.#counters,
+      queued: this.#queue.drain(),
+      peerClosed: this.#peerClosed,
+    };
+    this.#peer = undefined;
+    this.#queuedBytes = 0;
+    this.events = undefined;
+    if (peer !== undefined) {
+      peer.#peer = undefined;
+      const remote = connect({
+        limits: peer.limits,
+        counters: peer.#counters,
+        queued: peer.#queue.drain(),
+        peerClosed: false,
+      });
+      peer.#queuedBytes = 0;
+      peer.#remote = remote;
+      remote.events = {
+        readable: () => peer.events?.readable(),
+        writable: () => peer.events?.writable(),
+        peerClosed: () => peer.events?.peerClosed(),
+      };
+      if (peer.#readableArmed) remote.armReadable();
+      if (this.#peerWantsWritable) remote.armWritable();
+    }
+    return own;
   }
 
   canSend(bytes: number): SendStatus {
+    if (this.#remote !== undefined) return this.#remote.canSend(bytes);
     const peer = this.#peer;
     if (peer === undefined) return SEND_PEER_CLOSED;
-    return peer.#queue.length < peer.limits.capacity &&
-      peer.#queuedBytes + bytes <= peer.limits.capacityBytes
+    return peer.#queue.length + peer.#heldMessages < peer.limits.capacity &&
+      peer.#queuedBytes + peer.#heldBytes + bytes <= peer.limits.capacityBytes
       ? SEND_OK
       : SEND_FULL;
   }
 
+  room(): { messages: number; bytes: number } {
+    if (this.#remote !== undefined) return this.#remote.room();
+    const peer = this.#peer;
+    if (peer === undefined) return { messages: 0, bytes: 0 };
+    return {
+      messages: peer.limits.capacity - peer.#queue.length - peer.#heldMessages,
+      bytes: peer.limits.capacityBytes - peer.#queuedBytes - peer.#heldBytes,
+    };
+  }
+
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
+    if (this.#remote !== undefined) return this.#remote.trySend(type, data, handles);
     const status = this.canSend(data.byteLength);
     if (status !== SEND_OK) return status;
     const peer = this.#peer as LocalEndpoint;
     const copy = copyBytes(data);
     peer.#queue.push({ type, data: copy, handles });
     peer.#queuedBytes += copy.byteLength;
-    if (peer.#queue.length > peer.counters.highWaterMark) {
-      peer.counters.highWaterMark = peer.#queue.length;
+    if (peer.#queue.length > peer.#counters.highWaterMark) {
+      peer.#counters.highWaterMark = peer.#queue.length;
     }
     if (peer.#readableArmed) {
       peer.#readableArmed = false;
@@ -83,40 +186,80 @@ export class LocalEndpoint implements Endpoint {
   }
 
   take(): RawMessage | undefined {
+    if (this.#remote !== undefined) return this.#remote.take();
     const message = this.#queue.shift();
     if (message === undefined) return undefined;
     this.#queuedBytes -= message.data.byteLength;
+    this.#wakeWriter();
+    return message;
+  }
+
+  takeHeld(): RawMessage | undefined {
+    if (this.#remote !== undefined) return this.#remote.takeHeld();
+    const message = this.#queue.shift();
+    if (message === undefined) return undefined;
+    this.#queuedBytes -= message.data.byteLength;
+    this.#heldMessages++;
+    this.#heldBytes += message.data.byteLength;
+    return message;
+  }
+
+  release(messages: number, bytes: number): void {
+    if (this.#remote !== undefined) {
+      this.#remote.release(messages, bytes);
+      return;
+    }
+    this.#heldMessages -= messages;
+    this.#heldBytes -= bytes;
+    this.#wakeWriter();
+  }
+
+  #wakeWriter(): void {
     if (this.#peerWantsWritable) {
       this.#peerWantsWritable = false;
       this.#peer?.events?.writable();
     }
-    return message;
   }
 
   armReadable(): void {
-    this.#readableArmed = true;
+    if (this.#remote !== undefined) this.#remote.armReadable();
+    else this.#readableArmed = true;
   }
 
   armWritable(): void {
-    if (this.#peer !== undefined) this.#peer.#peerWantsWritable = true;
+    if (this.#remote !== undefined) this.#remote.armWritable();
+    else if (this.#peer !== undefined) this.#peer.#peerWantsWritable = true;
+  }
+
+  disarmWritable(): void {
+    this.#remote?.disarmWritable?.();
   }
 
   isPeer(other: HandleState): boolean {
+    if (this.#remote !== undefined) {
+      return this.#remote.isPeer(other instanceof LocalEndpoint ? (other.#remote ?? other) : other);
+    }
     return other === this.#peer;
   }
 
   close(): void {
+    const remote = this.#remote;
+    if (remote !== undefined) {
+      // Kept: the closed remote still answers for the final stats.
+      this.events = undefined;
+      remote.close();
+      return;
+    }
     const peer = this.#peer;
     this.#peer = undefined;
     this.events = undefined;
-    for (let m = this.#queue.shift(); m !== undefined; m = this.#queue.shift()) {
-      this.counters.discarded++;
-      closeHandles(m);
-    }
+    discardQueue(this.#queue, this.#counters);
     this.#queuedBytes = 0;
+    this.#heldMessages = 0;
+    this.#heldBytes = 0;
     if (peer !== undefined) {
       peer.#peer = undefined;
-      peer.peerClosed = true;
+      peer.#peerClosed = true;
       peer.#peerWantsWritable = false;
       peer.events?.peerClosed();
     }

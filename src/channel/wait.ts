@@ -17,13 +17,15 @@ function aborted(signal: AbortSignal | undefined): IpcError {
 
 /**
  * Queues a waiter that gives up on `timeoutMs` (TIMEOUT) or `signal` (ABORTED), removing itself
- * from the queue; whoever serves the queue calls the waiter's resolve or reject.
+ * from the queue and then calling `gaveUp`; whoever serves the queue calls the waiter's resolve
+ * or reject.
  */
 export function waitInQueue<W extends Waiter>(
   queue: WaiterQueue<W>,
   { timeoutMs, signal }: WaitOptions,
   make: (resolve: () => void, reject: (err: IpcError) => void) => W,
   what: string,
+  gaveUp?: () => void,
 ): Promise<void> {
   if (signal?.aborted) return Promise.reject(aborted(signal));
   if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
@@ -51,6 +53,7 @@ export function waitInQueue<W extends Waiter>(
     const giveUp = (err: IpcError) => {
       queue.remove(waiter);
       waiter.reject(err);
+      gaveUp?.();
     };
     if (timeoutMs !== undefined) {
       timer = setTimeout(

@@ -6,3 +6,4 @@ export {
   type PipeStats,
   type PipeWriteOptions,
 } from './pipe.js';
+export { exportPipeEnd, importPipeEnd, type PipeToken } from './thread.js';

@@ -39,10 +39,10 @@ const MAX_CAPACITY = 2 ** 30;
 /** Most bytes a Web or Node stream adapter hands on per chunk. */
 const STREAM_CHUNK = 64 * 1024;
 
-type PipeKind = 'pipe-producer' | 'pipe-consumer';
+export type PipeKind = 'pipe-producer' | 'pipe-consumer';
 
 /** One end's state, which travels when the end is sent as a handle. */
-class PipeEndState implements HandleState {
+export class PipeEndState implements HandleState {
   readonly kind: PipeKind;
   readonly ring: ByteRing;
   readonly signals: PipeSignals;
@@ -439,7 +439,7 @@ export const DataPipe = {
       );
     }
     const ring = ByteRing.create(capacity);
-    const signals = new PipeSignals();
+    const signals = new PipeSignals(ring);
     return [
       new DataPipeProducer(new PipeEndState('pipe-producer', ring, signals)),
       new DataPipeConsumer(new PipeEndState('pipe-consumer', ring, signals)),

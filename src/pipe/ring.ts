@@ -8,13 +8,17 @@
  * bytes as written, so the consumer jumps over them and free space stays `capacity - used`. At most
  * one skip is outstanding: the next one is a lap later, which the consumer must first have read.
  */
-const WRITE = 0;
-const READ = 1;
-const SKIP_AT = 2;
-const HAS_SKIP = 3;
+// Each side's hot index has a cache line of its own, so that the two threads do not fight over it.
+export const WRITE = 0;
+export const READ = 16;
+const SKIP_AT = 32;
+const HAS_SKIP = 33;
 /** Bit flags: which end has closed. */
-const CLOSED = 4;
-const HEADER_INTS = 8;
+const CLOSED = 34;
+/** Set while that side sleeps on its watched word, so the other side notifies only then. */
+export const PRODUCER_SLEEPING = 35;
+export const CONSUMER_SLEEPING = 36;
+const HEADER_INTS = 48;
 
 export const PRODUCER_CLOSED = 1;
 export const CONSUMER_CLOSED = 2;

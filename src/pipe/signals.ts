@@ -1,7 +1,17 @@
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { WaitOptions } from '../channel/channel.js';
 import { Deque } from '../channel/deque.js';
 import { waitInQueue } from '../channel/wait.js';
 import { IpcError } from '../errors.js';
+import {
+  type ByteRing,
+  CONSUMER_CLOSED,
+  CONSUMER_SLEEPING,
+  PRODUCER_CLOSED,
+  PRODUCER_SLEEPING,
+  READ,
+  WRITE,
+} from './ring.js';
 
 export type PipeSide = 'producer' | 'consumer';
 
@@ -13,42 +23,102 @@ interface ConditionWaiter {
 
 interface SideState {
   waiters: Deque<ConditionWaiter>;
-  closed: boolean;
   onClose: (() => void) | undefined;
+  /** True while a `waitAsync` watches the ring for this side. */
+  watching: boolean;
+  /** Links to the other end's thread: it closes when that thread dies. */
+  port: MessagePort | undefined;
 }
 
+const CLOSED_FLAG: Record<PipeSide, number> = {
+  producer: PRODUCER_CLOSED,
+  consumer: CONSUMER_CLOSED,
+};
+/** The ring word each side's waiters wait to see change: the other side's progress. */
+const WATCHED_WORD: Record<PipeSide, number> = { producer: READ, consumer: WRITE };
+const SLEEPING_WORD: Record<PipeSide, number> = {
+  producer: PRODUCER_SLEEPING,
+  consumer: CONSUMER_SLEEPING,
+};
+
+type WaitAsync = (
+  array: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
+const RECHECK_MS = 100;
+/** ES2024's Atomics.waitAsync, which Node 20 has but the es2023 lib does not declare. */
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
 /**
- * Wake-ups between the two ends of a pipe living in one thread: each commit wakes the other
- * side's waiters, whose conditions are checked again. A waiter fails with PEER_CLOSED once the
- * other side has closed and its condition can no longer come true.
+ * Wake-ups between the two ends of a pipe. While both ends live in one thread, a commit wakes
+ * the other side's waiters directly. Once an end has left for another thread the pipe is split:
+ * each commit also notifies on the ring word the other side watches, and a side with waiters
+ * watches its word with `Atomics.waitAsync`. Closed flags live in the ring either way.
  */
 export class PipeSignals {
+  readonly ring: ByteRing;
+  #split = false;
   readonly #sides: Record<PipeSide, SideState> = {
-    producer: { waiters: new Deque(), closed: false, onClose: undefined },
-    consumer: { waiters: new Deque(), closed: false, onClose: undefined },
+    producer: { waiters: new Deque(), onClose: undefined, watching: false, port: undefined },
+    consumer: { waiters: new Deque(), onClose: undefined, watching: false, port: undefined },
   };
+
+  constructor(ring: ByteRing) {
+    this.ring = ring;
+  }
+
+  /** The signals of an end that arrived from another thread, linked to the other end by `port`. */
+  static arrived(ring: ByteRing, side: PipeSide, port: MessagePort): PipeSignals {
+    const signals = new PipeSignals(ring);
+    signals.#split = true;
+    signals.#link(other(side), port);
+    return signals;
+  }
+
+  /**
+   * `side` leaves for another thread: from now on the pipe is split. Returns the port that must
+   * travel with it, so that the end staying here learns if that thread dies.
+   */
+  split(side: PipeSide): MessagePort {
+    this.#split = true;
+    const own = this.#sides[side].port;
+    if (own !== undefined) {
+      // This end had arrived from elsewhere: hand on the link it already has.
+      this.#sides[side].port = undefined;
+      own.removeAllListeners('close');
+      return own;
+    }
+    const { port1, port2 } = new MessageChannel();
+    this.#link(side, port1);
+    return port2;
+  }
+
+  isClosed(side: PipeSide): boolean {
+    return (this.ring.closedFlags & CLOSED_FLAG[side]) !== 0;
+  }
 
   wait(side: PipeSide, ready: () => boolean, options: WaitOptions, what: string): Promise<void> {
     if (ready()) return Promise.resolve();
-    if (this.#sides[other(side)].closed) return Promise.reject(peerClosed(side));
-    return waitInQueue(
+    if (this.isClosed(other(side))) return Promise.reject(peerClosed(side));
+    const waiting = waitInQueue(
       this.#sides[side].waiters,
       options,
       (resolve, reject) => ({ ready, resolve, reject }),
       what,
     );
+    if (this.#split) this.#watch(side);
+    return waiting;
   }
 
-  /** The other side of `side` made progress: check `side`'s waiters again. */
+  /** `side`'s counterpart made progress: wake `side`, here or in its thread. */
   notify(side: PipeSide): void {
-    const waiters = this.#sides[side].waiters;
-    if (waiters.length === 0) return;
-    const peerGone = this.#sides[other(side)].closed;
-    for (const waiter of waiters.drain()) {
-      if (waiter.ready()) waiter.resolve();
-      else if (peerGone) waiter.reject(peerClosed(side));
-      else waiters.push(waiter);
+    const header = this.ring.header;
+    if (this.#split && Atomics.load(header, SLEEPING_WORD[side]) !== 0) {
+      Atomics.notify(header, WATCHED_WORD[side]);
     }
+    this.#check(side);
   }
 
   /** Calls `listener` when `side` closes (one listener a side: the live object of the other end). */
@@ -63,12 +133,65 @@ export class PipeSignals {
   }
 
   closed(side: PipeSide): void {
+    this.ring.markClosed(CLOSED_FLAG[side]);
     const state = this.#sides[side];
-    state.closed = true;
     const err = new IpcError('CLOSED', 'the pipe end was closed while this operation waited');
     for (const waiter of state.waiters.drain()) waiter.reject(err);
+    state.port?.close();
+    state.port = undefined;
     this.notify(other(side));
     state.onClose?.();
+  }
+
+  /** `far` lives at the other end of `port`, which closes when `far` closes or its thread dies. */
+  #link(far: PipeSide, port: MessagePort): void {
+    this.#sides[other(far)].port = port;
+    port.on('close', () => {
+      if (this.isClosed(far)) return;
+      this.ring.markClosed(CLOSED_FLAG[far]);
+      this.notify(other(far));
+      this.#sides[far].onClose?.();
+    });
+    port.unref();
+  }
+
+  #check(side: PipeSide): void {
+    const waiters = this.#sides[side].waiters;
+    if (waiters.length === 0) return;
+    const peerGone = this.isClosed(other(side));
+    for (const waiter of waiters.drain()) {
+      if (waiter.ready()) waiter.resolve();
+      else if (peerGone) waiter.reject(peerClosed(side));
+      else waiters.push(waiter);
+    }
+  }
+
+  /** Sleeps on the ring word `side` waits for while `side` has waiters in this thread. */
+  async #watch(side: PipeSide): Promise<void> {
+    const state = this.#sides[side];
+    if (state.watching) return;
+    state.watching = true;
+    // A pending waitAsync does not keep the event loop alive; this timer does, while we wait.
+    const keepAlive = setInterval(() => {}, 2 ** 30);
+    try {
+      const header = this.ring.header;
+      const word = WATCHED_WORD[side];
+      while (state.waiters.length > 0) {
+        // Flag first, then read the word: the other side either sees the flag and notifies, or
+        // made its progress before our read, which the check below then finds.
+        Atomics.store(header, SLEEPING_WORD[side], 1);
+        const seen = Atomics.load(header, word);
+        this.#check(side);
+        if (state.waiters.length === 0) break;
+        // The timeout lets the loop notice waiters that gave up (timeout, abort) meanwhile.
+        const result = waitAsync(header, word, seen, RECHECK_MS);
+        if (result.async) await result.value;
+      }
+    } finally {
+      Atomics.store(this.ring.header, SLEEPING_WORD[side], 0);
+      clearInterval(keepAlive);
+      state.watching = false;
+    }
   }
 }
 

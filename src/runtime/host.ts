@@ -10,7 +10,7 @@ import { Env, type ServiceMain } from './env.js';
 import { childStartup } from './isolation.js';
 import { type BootInfo, decoder, encoder, StartupMessage } from './startup.js';
 
-async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>): Promise<void> {
+async function host(boot: BootInfo, startup: Channel): Promise<void> {
   const stop = new AbortController();
   const env = new Env(boot.service, boot.config, boot.dependencies, stop.signal);
   const ready = listen(startup, env, stop, boot.graceMs);
@@ -39,7 +39,6 @@ async function host(boot: BootInfo, startup: Channel, flush: () => Promise<void>
   clearInterval(stats);
   env.closeAll();
   startup.close();
-  await flush();
   // Ending on an empty event loop lets a transport send what is still queued. A service that
   // left timers or sockets open is cut off a moment later.
   process.exitCode = code;
@@ -79,5 +78,5 @@ function listen(startup: Channel, env: Env, stop: AbortController, graceMs: numb
   return promise;
 }
 
-const { boot, startup, flush } = await childStartup();
-await host(boot, startup, flush);
+const { boot, startup } = await childStartup();
+await host(boot, startup);

@@ -1,15 +1,16 @@
 /**
  * The seam between the supervisor and the transports: start a service instance in a worker
  * thread or a child process, handing it only its startup channel (everything else moves over
- * that channel). Until the worker and socket transports land, both go over {@link Bridge}; then
- * the thread launcher passes `exportEndpoint(startup)` in `workerData` and the process launcher
- * uses `spawnProcess(host, { channels: { startup } })`, and nothing else changes.
+ * that channel as handles). A thread gets the channel through the worker transport
+ * (`exportEndpoint` in its `workerData`), a process through the socket transport
+ * (`spawnProcess`).
  */
-import { type ChildProcess, fork } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import type { Channel } from '../channel/index.js';
-import { Bridge, type WireMessage } from './bridge.js';
+import { parentChannels, spawnProcess } from '../transport/socket/index.js';
+import { type EndpointToken, exportEndpoint, importEndpoint } from '../transport/worker/index.js';
 import type { Isolation } from './spec.js';
 import type { BootInfo } from './startup.js';
 
@@ -30,12 +31,12 @@ export interface Instance {
   terminate(): void;
 }
 
-const HOST = new URL('./host.js', import.meta.url);
+const HOST = fileURLToPath(new URL('./host.js', import.meta.url));
 const BOOT_ENV = 'FTL_IPC_BOOT';
 
-interface HostData {
+interface ThreadData {
   readonly boot: BootInfo;
-  readonly startupId: number;
+  readonly token: EndpointToken;
 }
 
 /** Starts `boot.module` isolated as asked, with `startup` (moved) as its startup channel. */
@@ -44,23 +45,19 @@ export async function launch(
   boot: BootInfo,
   startup: Channel,
 ): Promise<Instance> {
-  let post: (m: WireMessage) => void = () => {};
-  const bridge = new Bridge({ post: (m) => post(m) }, 0);
-  const data: HostData = { boot, startupId: bridge.attach(startup) };
-  const instance =
-    isolation === 'thread' ? launchThread(data, bridge) : launchProcess(data, bridge);
-  post = instance.post;
-  void instance.exited.then(() => bridge.closeAll());
-  return instance;
+  return isolation === 'thread' ? launchThread(boot, startup) : launchProcess(boot, startup);
 }
 
-function launchThread(
-  data: HostData,
-  bridge: Bridge,
-): Instance & { post: (m: WireMessage) => void } {
-  const worker = new Worker(HOST, { workerData: data, stdout: true, stderr: true });
-  worker.on('message', (m: WireMessage) => bridge.receive(m));
-  // An uncaught error ends the worker with code 1; the error itself went to its stderr.
+function launchThread(boot: BootInfo, startup: Channel): Instance {
+  const token = exportEndpoint(startup);
+  const data: ThreadData = { boot, token };
+  const worker = new Worker(HOST, {
+    workerData: data,
+    transferList: token.transfer,
+    stdout: true,
+    stderr: true,
+  });
+  // An uncaught error ends the worker with code 1; the host already wrote it to its stderr.
   worker.on('error', () => {});
   return {
     id: `thread ${worker.threadId}`,
@@ -70,83 +67,34 @@ function launchThread(
       worker.once('exit', (code) => resolve({ code, signal: null })),
     ),
     terminate: () => void worker.terminate(),
-    post: (m) => worker.postMessage(m),
   };
 }
 
-function launchProcess(
-  data: HostData,
-  bridge: Bridge,
-): Instance & { post: (m: WireMessage) => void } {
-  const child: ChildProcess = fork(HOST, [], {
-    serialization: 'advanced',
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, [BOOT_ENV]: JSON.stringify(data) },
+async function launchProcess(boot: BootInfo, startup: Channel): Promise<Instance> {
+  const { child, exited } = await spawnProcess(HOST, {
+    channels: { startup },
+    stdio: 'pipe',
+    env: { ...process.env, [BOOT_ENV]: JSON.stringify(boot) },
   });
-  child.on('message', (m) => bridge.receive(m as WireMessage));
+  child.stdin?.end();
   return {
     id: `pid ${child.pid}`,
     stdout: child.stdout!,
     stderr: child.stderr!,
-    exited: new Promise((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    ),
+    exited,
     terminate: () => void child.kill('SIGKILL'),
-    // A child that is exiting may fail a send (EPIPE); its exit is what the supervisor watches.
-    post: (m) => {
-      if (child.connected) child.send(m, undefined, {}, () => {});
-    },
   };
 }
 
-/**
- * In the service's thread or process: its boot info and startup channel, and `flush`, which
- * resolves once what the service sent has left and lets the event loop end (call it last).
- */
-export async function childStartup(): Promise<{
-  boot: BootInfo;
-  startup: Channel;
-  flush: () => Promise<void>;
-}> {
+/** In the service's thread or process: its boot info and startup channel. */
+export async function childStartup(): Promise<{ boot: BootInfo; startup: Channel }> {
   if (!isMainThread) {
-    const port = parentPort!;
-    const data = workerData as HostData;
-    const bridge = new Bridge({ post: (m) => port.postMessage(m) }, 1);
-    port.on('message', (m: WireMessage) => bridge.receive(m));
-    // Posted messages are already in the parent's queue: only the bridge's own pumps must end.
-    return {
-      boot: data.boot,
-      startup: bridge.open(data.startupId),
-      flush: async () => {
-        await bridge.drained(1000);
-        port.close();
-      },
-    };
+    const { boot, token } = workerData as ThreadData;
+    return { boot, startup: importEndpoint(token) };
   }
-  const data = JSON.parse(process.env[BOOT_ENV] ?? 'null') as HostData;
-  let sending = Promise.resolve();
-  const bridge = new Bridge(
-    {
-      post: (m) => {
-        if (!process.connected) return;
-        sending = new Promise((resolve) => process.send!(m, undefined, {}, () => resolve()));
-      },
-    },
-    1,
-  );
-  process.on('message', (m) => bridge.receive(m as WireMessage));
-  process.on('disconnect', () => bridge.closeAll());
-  // The supervisor may have died while this process was still loading.
-  if (!process.connected) setImmediate(() => bridge.closeAll());
+  const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as BootInfo;
   // Ctrl-C reaches the whole process group; the supervisor decides when this service stops.
   process.on('SIGINT', () => {});
-  return {
-    boot: data.boot,
-    startup: bridge.open(data.startupId),
-    flush: async () => {
-      await bridge.drained(1000);
-      await sending;
-      process.disconnect();
-    },
-  };
+  const { startup } = await parentChannels();
+  return { boot, startup: startup! };
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { Channel, type ChannelOptions, type IpcError } from '../../src/index.js';
-import { bytes, rejectsCode, state, throwsCode } from './helpers.js';
+import { bytes, delivered, rejectsCode, state, throwsCode } from './helpers.js';
 
 export type PairFactory = (options?: ChannelOptions) => Promise<[Channel, Channel]>;
 
@@ -78,6 +78,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         const [a, b] = await makePair({ capacity: 8 });
         for (let i = 0; i < 5; i++) a.send({ type: i });
         await a.writable();
+        await delivered(b, 5);
         const batch = await b.recvBatch(3);
         assert.deepEqual(
           batch.map((m) => m.type),
@@ -128,6 +129,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         for (let i = 0; i < 3; i++) assert.equal(a.send({ type: i }), true);
         throwsCode(() => a.send({ type: 3 }), 'BACKPRESSURE');
         assert.equal(a.stats.backpressured, 1);
+        await delivered(b, 3);
         assert.equal(b.stats.queuedMessages, 3);
         await b.recv();
         await a.writable();
@@ -141,6 +143,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         a.send({ type: 2, data: new Uint8Array(2) });
         throwsCode(() => a.send({ type: 3, data: new Uint8Array(1) }), 'BACKPRESSURE');
         a.send({ type: 4 }); // an empty message still fits: bytes are full, slots are not
+        await delivered(b, 3);
         assert.equal(b.stats.queuedBytes, 10);
         await b.recv();
         await a.writable(8);
@@ -337,6 +340,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         throwsCode(() => a.send({ type: 1, handles: [dead] }), 'HANDLE_NOT_MOVABLE');
         throwsCode(() => a.send({ type: 1, handles: [x] }), 'BACKPRESSURE');
         b.close();
+        await a.closed;
         throwsCode(() => a.send({ type: 1, handles: [x] }), 'PEER_CLOSED');
         throwsCode(() => a.send({ type: 1 }, { onFull: 'drop' }), 'PEER_CLOSED');
         a.close();
@@ -461,6 +465,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         const [a, b] = await makePair();
         const [x, y] = Channel.pair();
         a.send({ type: 1, handles: [x] });
+        await delivered(b, 1);
         b.close();
         assert.equal(await y.closed, 'peer');
         throwsCode(() => y.send({ type: 1 }), 'PEER_CLOSED');
@@ -487,6 +492,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         a.send({ type: 2, data: new Uint8Array(5) });
         a.send({ type: 3 });
         a.send({ type: 4 }, { onFull: 'drop' });
+        await delivered(b, 3);
         await b.recv();
         assert.deepEqual(a.stats, {
           sent: 3,
@@ -509,9 +515,11 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
 
       it('publishes backpressure, drop and close through diagnostics_channel', async () => {
         const events: string[] = [];
+        // Only this pair: across processes, channels of earlier tests may still be closing.
+        const mine = new Set<unknown>();
         const on = (name: string) => (msg: unknown) => {
-          const m = msg as { onFull?: string; by?: string };
-          events.push(`${name}:${m.onFull ?? m.by ?? 'local'}`);
+          const m = msg as { channel: unknown; onFull?: string; by?: string };
+          if (mine.has(m.channel)) events.push(`${name}:${m.onFull ?? m.by ?? 'local'}`);
         };
         const handlers = {
           'ftl-ipc:channel:backpressure': on('backpressure'),
@@ -521,6 +529,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         for (const [name, fn] of Object.entries(handlers)) diagnosticsChannel.subscribe(name, fn);
         try {
           const [a, b] = await makePair({ capacity: 1 });
+          mine.add(a).add(b);
           a.send({ type: 1 });
           assert.throws(() => a.send({ type: 2 }));
           a.send({ type: 3 }, { onFull: 'drop' });

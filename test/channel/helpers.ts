@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
-import { type IpcErrorCode, isIpcError } from '../../src/index.js';
+import { type Channel, type IpcErrorCode, isIpcError } from '../../src/index.js';
 
 /** Asserts that `fn` throws an IpcError with `code`. */
 export function throwsCode(fn: () => unknown, code: IpcErrorCode): void {
@@ -39,4 +39,17 @@ export async function state(
 
 export function bytes(...values: number[]): Uint8Array {
   return Uint8Array.from(values);
+}
+
+/**
+ * Waits until `channel` has `count` messages queued. In one thread a send lands at once; across
+ * threads or processes it arrives a little later, and tests that inspect the receiver's queue
+ * right after sending wait for it here. Gives up after five seconds.
+ */
+export async function delivered(channel: Channel, count: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (channel.stats.queuedMessages < count) {
+    assert.ok(Date.now() < deadline, `only ${channel.stats.queuedMessages} of ${count} arrived`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }

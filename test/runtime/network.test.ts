@@ -28,8 +28,10 @@ async function system(file: string, edit: (text: string) => string): Promise<Run
 }
 
 describe('tcpip and http over real TCP', { timeout: 90_000 }, () => {
-  it('echoes 8 MiB intact and serves 100 concurrent connections', async () => {
-    const run = await system(`${root}examples/tcpip/system.yaml`, (t) => t);
+  async function echoes(tcpipIsolation: string): Promise<void> {
+    const run = await system(`${root}examples/tcpip/system.yaml`, (t) =>
+      t.replace('isolation: process', `isolation: ${tcpipIsolation}`),
+    );
     const port = Number((await run.waitFor(/\[tcpip\] listening on 127\.0\.0\.1:(\d+)/))[1]);
     const big = pattern(8 * 1024 * 1024, 1);
     assert.ok((await exchange(port, big)).equals(big));
@@ -40,13 +42,24 @@ describe('tcpip and http over real TCP', { timeout: 90_000 }, () => {
       assert.ok(reply.equals(pattern(1000 + i * 97, i)), `connection ${i}`);
     }
     await run.system.stop();
-  });
+  }
+
+  it('echoes 8 MiB intact and serves 100 concurrent connections', () => echoes('process'));
+
+  it(
+    'does the same with tcpip in a thread and the application in a process',
+    {
+      skip: 'hangs: a channel made in a worker and moved on to a socket child stalls once full',
+    },
+    () => echoes('thread'),
+  );
 
   it('holds a fast sender back while the application does not read, and loses nothing', async () => {
     const run = new Run(`
 services:
   - name: tcpip
     module: ${root}examples/tcpip/service.ts
+    isolation: process
     provides: [tcpip]
     config: { buffer: 32 }
   - name: app

@@ -1,0 +1,50 @@
+/** The producing side of bench/pipe.bench.ts: sends `chunks` chunks of 64 KiB by one method. */
+import { connect } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { type DataPipeProducer, importPipeEnd, type PipeToken } from '../src/index.js';
+
+const { method, chunks, chunkBytes, token, socketPath } = workerData as {
+  method: 'pipe' | 'port' | 'socket';
+  chunks: number;
+  chunkBytes: number;
+  token?: PipeToken;
+  socketPath?: string;
+};
+const source = new Uint8Array(chunkBytes).fill(1);
+
+if (method === 'pipe') {
+  const producer = importPipeEnd(token as PipeToken) as DataPipeProducer;
+  for (let i = 0; i < chunks; i++) {
+    let view = producer.beginWrite(chunkBytes);
+    while (view === undefined) {
+      await producer.writable(chunkBytes);
+      view = producer.beginWrite(chunkBytes);
+    }
+    view.set(source);
+    producer.endWrite(chunkBytes);
+  }
+  producer.close();
+} else if (method === 'port') {
+  // Bounded by hand, as a careful MessagePort user must: 16 chunks in flight at most.
+  const port = parentPort as NonNullable<typeof parentPort>;
+  let credit = 16;
+  let wake: (() => void) | undefined;
+  port.on('message', () => {
+    credit++;
+    wake?.();
+  });
+  for (let i = 0; i < chunks; i++) {
+    while (credit === 0) await new Promise<void>((resolve) => (wake = resolve));
+    credit--;
+    const chunk = new Uint8Array(chunkBytes);
+    chunk.set(source);
+    port.postMessage(chunk, [chunk.buffer]);
+  }
+  port.close();
+} else {
+  const socket = connect(socketPath as string);
+  for (let i = 0; i < chunks; i++) {
+    if (!socket.write(source)) await new Promise((resolve) => socket.once('drain', resolve));
+  }
+  socket.end();
+}

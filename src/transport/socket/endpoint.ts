@@ -1,0 +1,149 @@
+import { Deque } from '../../channel/deque.js';
+import {
+  type ChannelLimits,
+  type Endpoint,
+  type EndpointEvents,
+  type HandleState,
+  type RawMessage,
+  SEND_FULL,
+  SEND_OK,
+  SEND_PEER_CLOSED,
+  type SendStatus,
+} from '../../channel/endpoint.js';
+import { discardQueue, newCounters } from '../../channel/local.js';
+import { IpcError } from '../../errors.js';
+import type { Connection } from './connection.js';
+import { Link } from './link.js';
+
+/**
+ * A channel endpoint whose peer is across a socket. Its receive queue is bounded by the credits
+ * it granted; its sends spend the credits the far side granted, so `trySend` answers at once.
+ */
+export class SocketEndpoint extends Link implements Endpoint {
+  readonly kind = 'channel';
+  events: EndpointEvents | undefined;
+  readonly counters = newCounters();
+  peerClosed = false;
+  #queue = new Deque<RawMessage>();
+  #queuedBytes = 0;
+  #readableArmed = false;
+  #writableArmed = false;
+
+  constructor(
+    conn: Connection,
+    id: number,
+    sendLimits: ChannelLimits,
+    recvLimits: ChannelLimits,
+    send: { messages: number; bytes: number },
+  ) {
+    super(conn, id, sendLimits, recvLimits, send, {
+      messages: recvLimits.capacity,
+      bytes: recvLimits.capacityBytes,
+    });
+  }
+
+  get limits(): ChannelLimits {
+    return this.sendLimits;
+  }
+
+  get queuedMessages(): number {
+    return this.#queue.length;
+  }
+
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  canSend(bytes: number): SendStatus {
+    if (this.peerClosed) return SEND_PEER_CLOSED;
+    return this.sendMessages >= 1 && this.sendBytes >= bytes ? SEND_OK : SEND_FULL;
+  }
+
+  trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
+    const status = this.canSend(data.byteLength);
+    if (status !== SEND_OK) return status;
+    for (let i = 0; i < handles.length; i++) {
+      if ((handles[i] as HandleState).kind !== 'channel') {
+        throw new IpcError(
+          'HANDLE_NOT_MOVABLE',
+          `handles[${i}] is a '${(handles[i] as HandleState).kind}', which cannot cross a socket`,
+        );
+      }
+    }
+    this.conn.writeMessage(this.id, type, data, handles as readonly Endpoint[]);
+    this.sendMessages--;
+    this.sendBytes -= data.byteLength;
+    return SEND_OK;
+  }
+
+  room(): { messages: number; bytes: number } {
+    return this.peerClosed
+      ? { messages: 0, bytes: 0 }
+      : { messages: this.sendMessages, bytes: this.sendBytes };
+  }
+
+  take(): RawMessage | undefined {
+    const message = this.#queue.shift();
+    if (message === undefined) return undefined;
+    this.#queuedBytes -= message.data.byteLength;
+    if (!this.sentClose) this.grant(1, message.data.byteLength);
+    return message;
+  }
+
+  takeHeld(): RawMessage | undefined {
+    const message = this.#queue.shift();
+    if (message !== undefined) this.#queuedBytes -= message.data.byteLength;
+    return message;
+  }
+
+  release(messages: number, bytes: number): void {
+    if (!this.sentClose) this.grant(messages, bytes);
+  }
+
+  armReadable(): void {
+    this.#readableArmed = true;
+  }
+
+  armWritable(): void {
+    this.#writableArmed = true;
+  }
+
+  isPeer(): boolean {
+    return false;
+  }
+
+  close(): void {
+    this.events = undefined;
+    discardQueue(this.#queue, this.counters);
+    this.#queuedBytes = 0;
+    this.closeLink();
+  }
+
+  deliver(type: number, data: Uint8Array, handles: HandleState[]): void {
+    this.#queue.push({ type, data, handles });
+    this.#queuedBytes += data.byteLength;
+    if (this.#queue.length > this.counters.highWaterMark) {
+      this.counters.highWaterMark = this.#queue.length;
+    }
+    if (this.#readableArmed) {
+      this.#readableArmed = false;
+      this.events?.readable();
+    }
+  }
+
+  credit(messages: number, bytes: number): void {
+    this.sendMessages += messages;
+    this.sendBytes += bytes;
+    if (this.#writableArmed) {
+      this.#writableArmed = false;
+      this.events?.writable();
+    }
+  }
+
+  farClosed(): void {
+    if (this.peerClosed) return;
+    this.peerClosed = true;
+    this.#writableArmed = false;
+    this.events?.peerClosed();
+  }
+}

@@ -1,0 +1,12 @@
+export { type ConnectionOptions, socketDiagnostics } from './connection.js';
+export {
+  type ConnectOptions,
+  channelOverSocket,
+  connect,
+  Listener,
+  type ListenOptions,
+  listen,
+  privateSocketPath,
+  type SocketAddress,
+} from './listen.js';
+export { parentChannels, type SpawnedProcess, type SpawnOptions, spawnProcess } from './spawn.js';

@@ -1,0 +1,190 @@
+import { chmod, mkdtemp, stat } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { Channel } from '../../channel/channel.js';
+import { Deque } from '../../channel/deque.js';
+import { IpcError } from '../../errors.js';
+import { Connection, type ConnectionOptions } from './connection.js';
+
+/** Where to listen or connect: a Unix socket path, or a TCP host and port. */
+export type SocketAddress = { path: string } | { host: string; port: number };
+
+export interface ListenOptions extends ConnectionOptions {
+  /** Serve TLS with these options (key and cert at least). TCP only. */
+  tls?: tls.TlsOptions;
+  /** Connected channels waiting to be taken; connections beyond this are refused. Default 64. */
+  backlog?: number;
+}
+
+export interface ConnectOptions extends ConnectionOptions {
+  /** Connect with TLS using these options (`ca` for a private CA, `servername`...). */
+  tls?: tls.ConnectionOptions;
+}
+
+/** Creates a directory only this user may enter, for Unix sockets: `<tmp>/ftl-ipc-XXXXXX/<name>`. */
+export async function privateSocketPath(name = 'ipc.sock'): Promise<string> {
+  return join(await mkdtemp(join(tmpdir(), 'ftl-ipc-')), name);
+}
+
+/** Yields one Channel (the root of a new connection) per accepted connection. */
+export class Listener implements AsyncIterable<Channel> {
+  readonly #server: net.Server;
+  readonly #ready = new Deque<Channel>();
+  readonly #waiters = new Deque<(channel: Channel | undefined) => void>();
+  readonly #backlog: number;
+  #closed = false;
+
+  constructor(server: net.Server, backlog: number) {
+    this.#server = server;
+    this.#backlog = backlog;
+  }
+
+  /** The bound address: a path, or `{ address, port }` (useful after listening on port 0). */
+  get address(): string | net.AddressInfo {
+    return this.#server.address() as string | net.AddressInfo;
+  }
+
+  /** The next connected channel; undefined once the listener is closed. */
+  accept(): Promise<Channel | undefined> {
+    const ready = this.#ready.shift();
+    if (ready !== undefined || this.#closed) return Promise.resolve(ready);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Channel, void, undefined> {
+    for (let ch = await this.accept(); ch !== undefined; ch = await this.accept()) yield ch;
+  }
+
+  /** Stops accepting. Channels already taken stay open; those not yet taken are closed. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const ch of this.#ready.drain()) ch.close();
+      for (const w of this.#waiters.drain()) w(undefined);
+    }
+    // net.Server.close() calls back only when every connection has ended; accepted channels
+    // outlive the listener, so this resolves once it stops listening.
+    if (this.#server.listening) this.#server.close();
+    return Promise.resolve();
+  }
+
+  /** @internal */
+  offer(channel: Channel): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter(channel);
+    else if (!this.#closed && this.#ready.length < this.#backlog) this.#ready.push(channel);
+    else channel.close();
+  }
+}
+
+function assertAddress(address: SocketAddress): void {
+  if ('path' in address) {
+    if (typeof address.path !== 'string' || address.path === '') {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `path must be a non-empty string, got ${String(address.path)}`,
+      );
+    }
+    return;
+  }
+  const { host, port } = address as { host: unknown; port: unknown };
+  if (
+    typeof host !== 'string' ||
+    !Number.isInteger(port) ||
+    (port as number) < 0 ||
+    (port as number) > 65535
+  ) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `expected { path } or { host, port } with a port from 0 to 65535, got host ${String(host)} port ${String(port)}`,
+    );
+  }
+}
+
+/** Refuses a socket directory that other users could enter: they could connect to the socket. */
+async function assertPrivateDirectory(path: string): Promise<void> {
+  const dir = dirname(path);
+  const info = await stat(dir);
+  const uid = process.getuid?.();
+  if ((uid !== undefined && info.uid !== uid) || (info.mode & 0o077) !== 0) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `socket directory ${dir} has mode ${(info.mode & 0o777).toString(8)} and owner ${info.uid}; it must belong to this user with no access for others (use privateSocketPath())`,
+    );
+  }
+}
+
+/**
+ * Listens on a Unix socket (mode 0600, in a directory only this user may enter) or on TCP.
+ * Each connection that completes the handshake yields its root channel.
+ */
+export async function listen(
+  address: SocketAddress,
+  options: ListenOptions = {},
+): Promise<Listener> {
+  assertAddress(address);
+  if ('path' in address) {
+    if (options.tls !== undefined) {
+      throw new IpcError('INVALID_ARGUMENT', 'tls is for TCP; a Unix socket is already private');
+    }
+    await assertPrivateDirectory(address.path);
+  }
+  const onSocket = (socket: net.Socket) => {
+    const conn = new Connection(socket, false, options);
+    conn.handshake(options.handshakeTimeoutMs).then(
+      (root) => listener.offer(new Channel(root)),
+      // The failure was published on ftl-ipc:socket:error; the listener carries on.
+      () => {},
+    );
+  };
+  const server =
+    options.tls === undefined
+      ? net.createServer(onSocket)
+      : tls.createServer(options.tls, onSocket);
+  const listener = new Listener(server, options.backlog ?? 64);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(new IpcError('CONNECTION_FAILED', `cannot listen: ${err.message}`, { cause: err })),
+    );
+    if ('path' in address) server.listen(address.path, resolve);
+    else server.listen(address.port, address.host, resolve);
+  });
+  if ('path' in address) await chmod(address.path, 0o600);
+  return listener;
+}
+
+/** Connects to a listener; resolves with the root channel once the handshake is done. */
+export async function connect(
+  address: SocketAddress,
+  options: ConnectOptions = {},
+): Promise<Channel> {
+  assertAddress(address);
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const fail = (err: Error) =>
+      reject(new IpcError('CONNECTION_FAILED', `cannot connect: ${err.message}`, { cause: err }));
+    let s: net.Socket;
+    if (options.tls !== undefined) {
+      const target =
+        'path' in address ? { path: address.path } : { host: address.host, port: address.port };
+      s = tls.connect({ ...options.tls, ...target }, () => resolve(s));
+    } else {
+      s = 'path' in address ? net.connect(address.path) : net.connect(address.port, address.host);
+      s.once('connect', () => resolve(s));
+    }
+    s.once('error', fail);
+  });
+  return channelOverSocket(socket, true, options);
+}
+
+/** Runs the handshake on an already connected stream (a socketpair, for example). */
+export async function channelOverSocket(
+  socket: net.Socket,
+  client: boolean,
+  options: ConnectionOptions = {},
+): Promise<Channel> {
+  return new Channel(
+    await new Connection(socket, client, options).handshake(options.handshakeTimeoutMs),
+  );
+}

@@ -1,0 +1,7 @@
+/** Sends every message it receives straight back, handles included: a relay for the tests. */
+import { parentChannels } from '../../../../src/index.js';
+
+const { relay } = await parentChannels();
+if (relay === undefined) throw new Error('no relay channel');
+for await (const m of relay) await relay.sendWait(m);
+relay.close();
