@@ -1,6 +1,6 @@
 /**
  * What the IPC hops cost an HTTP server: the http example system (TCP in the tcpip service's
- * thread, HTTP in its own process, channels between) against the same handler in a plain
+ * process, HTTP in its own, channels between) against the same handler in a plain
  * node:http server, measured with autocannon in one run, as ratios.
  * Run: npm run build && node dist/bench/http.bench.js [seconds per run, default 5]
  */
