@@ -96,24 +96,44 @@ export class ByteRing {
 
   /** Consumer: a view of the contiguous buffered bytes, empty when there are none. */
   readable(): Uint8Array {
-    let read = Atomics.load(this.#header, READ) >>> 0;
-    if (
-      Atomics.load(this.#header, HAS_SKIP) === 1 &&
-      read === Atomics.load(this.#header, SKIP_AT) >>> 0
-    ) {
-      read = (read + this.capacity - (read % this.capacity)) >>> 0;
-      Atomics.store(this.#header, READ, read | 0);
+    const read = Atomics.load(this.#header, READ) >>> 0;
+    const from = this.readFrom(read);
+    if (from !== read) {
+      Atomics.store(this.#header, READ, from | 0);
       Atomics.store(this.#header, HAS_SKIP, 0);
     }
-    const used = this.used;
-    const pos = read % this.capacity;
-    let end = pos + Math.min(used, this.capacity - pos);
+    return this.peek(from);
+  }
+
+  /**
+   * Consumer read-ahead (the socket transport sends bytes before it releases them): where the
+   * bytes at absolute index `at` (READ or past it) start, past the skipped tail if `at` is its start.
+   */
+  readFrom(at: number): number {
+    if (
+      Atomics.load(this.#header, HAS_SKIP) === 1 &&
+      at === Atomics.load(this.#header, SKIP_AT) >>> 0
+    ) {
+      return (at + this.capacity - (at % this.capacity)) >>> 0;
+    }
+    return at;
+  }
+
+  /** Consumer read-ahead: the contiguous bytes from `from` (as given by `readFrom`), not released. */
+  peek(from: number): Uint8Array {
+    const available = (Atomics.load(this.#header, WRITE) - from) >>> 0;
+    const pos = from % this.capacity;
+    let end = pos + Math.min(available, this.capacity - pos);
     if (Atomics.load(this.#header, HAS_SKIP) === 1) {
-      const skipAt = Atomics.load(this.#header, SKIP_AT) >>> 0;
-      const untilSkip = (skipAt - read) >>> 0;
+      const untilSkip = ((Atomics.load(this.#header, SKIP_AT) >>> 0) - from) >>> 0;
       if (untilSkip < end - pos) end = pos + untilSkip;
     }
     return this.#data.subarray(pos, end);
+  }
+
+  /** Consumer: the absolute index of the next byte to read. */
+  get readIndex(): number {
+    return Atomics.load(this.#header, READ) >>> 0;
   }
 
   /** Consumer: releases `n` bytes read from the view from `readable`. */
