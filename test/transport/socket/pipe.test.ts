@@ -1,15 +1,34 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { rm } from 'node:fs/promises';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import {
   Channel,
   DataPipe,
+  type DataPipeConsumer,
   type DataPipeProducer,
   type Handle,
+  type Listener,
+  listen,
+  privateSocketPath,
   spawnProcess,
 } from '../../../src/index.js';
+import {
+  DESCRIPTOR_BYTES,
+  encodeHello,
+  FRAME_CREDIT,
+  FRAME_MSG,
+  HEADER_BYTES,
+  KIND_CHANNEL,
+  KIND_PIPE_CONSUMER,
+  KIND_PIPE_PRODUCER,
+  writeDescriptor,
+  writeHeader,
+} from '../../../src/transport/socket/frame.js';
 import { rejectsCode, throwsCode } from '../../channel/helpers.js';
-import { child } from './helpers.js';
+import { child, socketErrors, until } from './helpers.js';
 
 // Requests understood by children/piper.ts.
 const COPY = 1;
@@ -165,3 +184,119 @@ async function writeAllTwoPhase(p: DataPipeProducer, bytes: Uint8Array): Promise
     at += n;
   }
 }
+
+describe('a peer that breaks the pipe protocol', () => {
+  let path: string;
+  let listener: Listener;
+  before(async () => {
+    path = await privateSocketPath();
+    listener = await listen({ path });
+  });
+  after(async () => {
+    await listener.close();
+    await rm(dirname(path), { recursive: true, force: true });
+  });
+
+  function frame(type: number, id: number, arg: number, payload = Buffer.alloc(0), handles = 0) {
+    const buf = Buffer.alloc(HEADER_BYTES + payload.length);
+    writeHeader(buf, 0, payload.length, type, handles, id, arg);
+    payload.copy(buf, HEADER_BYTES);
+    return buf;
+  }
+
+  /** A root MSG opening id 1 as a pipe end of `kind` (1000 bytes), granting `credit` bytes. */
+  function openPipe(kind: number, credit = 0): Buffer {
+    const d = Buffer.alloc(DESCRIPTOR_BYTES);
+    const limits = { capacity: 0, capacityBytes: 1000, maxMessageBytes: 1000, maxHandles: 0 };
+    writeDescriptor(d, 0, { id: 1, kind, limits, creditMessages: 0, creditBytes: credit });
+    return frame(FRAME_MSG, 0, 0, d, 1);
+  }
+
+  /** Sends `frames` raw after the handshake; expects that connection alone closed with `reason`. */
+  async function expectRejected(frames: Buffer[], reason: RegExp): Promise<Handle | undefined> {
+    const seen = socketErrors();
+    const raw = net.connect(path);
+    raw.on('error', () => {});
+    raw.resume();
+    const closed = new Promise((resolve) => raw.on('close', resolve));
+    const limits = { capacity: 4, capacityBytes: 4096, maxMessageBytes: 4096, maxHandles: 4 };
+    raw.write(encodeHello({ flags: 0, nonce: randomBytes(32), limits, heartbeatMs: 0 }));
+    const root = (await listener.accept()) as Channel;
+    try {
+      for (const f of frames) raw.write(f);
+      await closed;
+      await until('the error', () => seen.errors.length > 0);
+    } finally {
+      seen.stop();
+    }
+    assert.equal(seen.errors[0]?.code, 'PROTOCOL_ERROR');
+    assert.match(seen.errors[0]?.message ?? '', reason);
+    const end = root.stats.queuedMessages > 0 ? root.tryRecv()?.handles[0] : undefined;
+    root.close();
+    return end;
+  }
+
+  it('sends more bytes than credited; what arrived before is still read, then PEER_CLOSED', async () => {
+    const end = (await expectRejected(
+      [
+        openPipe(KIND_PIPE_CONSUMER),
+        frame(FRAME_MSG, 1, 0, Buffer.alloc(600, 1)),
+        frame(FRAME_MSG, 1, 0, Buffer.alloc(401)),
+      ],
+      /401 bytes on pipe channel 1 exceed the 400 bytes of credit granted/,
+    )) as DataPipeConsumer;
+    let n = 0;
+    for await (const chunk of end) n += chunk.byteLength;
+    assert.equal(n, 600);
+  });
+
+  it('sends handles or a message type on a pipe id', async () => {
+    const d = Buffer.alloc(DESCRIPTOR_BYTES);
+    writeDescriptor(d, 0, {
+      id: 3,
+      kind: KIND_CHANNEL,
+      limits: { capacity: 1, capacityBytes: 1, maxMessageBytes: 1, maxHandles: 0 },
+      creditMessages: 0,
+      creditBytes: 0,
+    });
+    await expectRejected(
+      [openPipe(KIND_PIPE_CONSUMER), frame(FRAME_MSG, 1, 0, d, 1)],
+      /MSG of type 0 with 1 handles on pipe channel 1 \(pipes carry bytes only\)/,
+    );
+    await expectRejected(
+      [openPipe(KIND_PIPE_CONSUMER), frame(FRAME_MSG, 1, 9, Buffer.alloc(1))],
+      /MSG of type 9 with 0 handles on pipe channel 1/,
+    );
+  });
+
+  it('sends bytes or credits the wrong way', async () => {
+    const end = (await expectRejected(
+      [openPipe(KIND_PIPE_PRODUCER, 1000), frame(FRAME_MSG, 1, 0, Buffer.alloc(1))],
+      /MSG on pipe channel 1, whose bytes flow the other way/,
+    )) as DataPipeProducer;
+    await end.closed;
+    throwsCode(() => end.write(new Uint8Array(1)), 'PEER_CLOSED');
+    await expectRejected(
+      [openPipe(KIND_PIPE_CONSUMER), frame(FRAME_CREDIT, 1, 0, Buffer.alloc(4))],
+      /CREDIT on pipe channel 1, which only receives bytes/,
+    );
+    const five = Buffer.alloc(4);
+    five.writeUInt32LE(5);
+    await expectRejected(
+      [openPipe(KIND_PIPE_PRODUCER), frame(FRAME_CREDIT, 1, 0, five)],
+      /credit of 0 messages and 5 bytes on pipe channel 1, which has 0 bytes in flight/,
+    );
+  });
+
+  it('sends a descriptor of unknown kind or with bad pipe fields', async () => {
+    await expectRejected([openPipe(7)], /handle descriptor for channel 1 has unknown kind 7/);
+    await expectRejected(
+      [openPipe(KIND_PIPE_CONSUMER, 10)],
+      /pipe descriptor for channel 1 grants 10 bytes of credit \(at most 0\)/,
+    );
+    await expectRejected(
+      [openPipe(KIND_PIPE_PRODUCER, 1001)],
+      /pipe descriptor for channel 1 grants 1001 bytes of credit \(at most 1000\)/,
+    );
+  });
+});
