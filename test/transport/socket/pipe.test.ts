@@ -46,12 +46,17 @@ async function piper() {
     assert.equal(answer.type, type);
     return new TextDecoder().decode(answer.data);
   };
-  return { ctl, proc, ask };
+  /** Closes the control channel; the child then exits cleanly. */
+  const finish = async () => {
+    ctl.close();
+    assert.equal((await proc.exited).code, 0);
+  };
+  return { proc, ask, finish };
 }
 
 describe('data pipes over a socket', () => {
   it('several MiB both ways, random chunk sizes across the wrap-around, arrive intact', async () => {
-    const { ctl, proc, ask } = await piper();
+    const { ask, finish } = await piper();
     // Out through a consumer sent to the child, back through a producer sent to it.
     const [outP, outC] = DataPipe.create({ capacityBytes: 100_003 });
     const [backP, backC] = DataPipe.create({ capacityBytes: 77_777 });
@@ -82,12 +87,11 @@ describe('data pipes over a socket', () => {
     await writing;
     assert.equal(received, total);
     assert.equal(hash.digest('hex'), createHash('sha256').update(source).digest('hex'));
-    ctl.close();
-    assert.equal((await proc.exited).code, 0);
+    await finish();
   });
 
   it('holds the bound end to end: capacityBytes in all while the far consumer does not read', async () => {
-    const { ctl, proc, ask } = await piper();
+    const { ask, finish } = await piper();
     const capacity = 10_000;
     const [p, c] = DataPipe.create({ capacityBytes: capacity });
     await ask(HOLD, [c]);
@@ -108,12 +112,11 @@ describe('data pipes over a socket', () => {
     p.write(new Uint8Array(capacity));
     p.close();
     assert.equal(await draining, String(2 * capacity));
-    ctl.close();
-    assert.equal((await proc.exited).code, 0);
+    await finish();
   });
 
   it('producer close: the far consumer drains, then PEER_CLOSED; both ways', async () => {
-    const { ctl, proc, ask } = await piper();
+    const { ask, finish } = await piper();
     const [p, c] = DataPipe.create({ capacityBytes: 4096 });
     await ask(HOLD, [c]);
     p.write(new Uint8Array(3000));
@@ -129,12 +132,11 @@ describe('data pipes over a socket', () => {
     for await (const chunk of c2) n += chunk.byteLength;
     assert.equal(n, 2500);
     await rejectsCode(c2.read(), 'PEER_CLOSED');
-    ctl.close();
-    assert.equal((await proc.exited).code, 0);
+    await finish();
   });
 
   it('consumer close: the far producer fails with PEER_CLOSED; both ways', async () => {
-    const { ctl, proc, ask } = await piper();
+    const { ask, finish } = await piper();
     const [p, c] = DataPipe.create({ capacityBytes: 4096 });
     await ask(HOLD, [c]);
     p.write(new Uint8Array(100));
@@ -148,8 +150,7 @@ describe('data pipes over a socket', () => {
     // The CLOSE goes out within this turn; the request behind it on the same stream.
     await new Promise(setImmediate);
     assert.equal(await ask(WRITE, [], '10'), 'PEER_CLOSED');
-    ctl.close();
-    assert.equal((await proc.exited).code, 0);
+    await finish();
   });
 
   it('kill -9 of the child holding an end: the local end sees its peer closed', async () => {
