@@ -18,6 +18,9 @@ const CLOSED = 34;
 /** Set while that side sleeps on its watched word, so the other side notifies only then. */
 export const PRODUCER_SLEEPING = 35;
 export const CONSUMER_SLEEPING = 36;
+/** Set by the side that wakes a sleeper, reset by the sleeper: one notify per sleep, not one per commit. */
+export const PRODUCER_WOKEN = 37;
+export const CONSUMER_WOKEN = 38;
 const HEADER_INTS = 48;
 
 export const PRODUCER_CLOSED = 1;
