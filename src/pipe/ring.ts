@@ -1,7 +1,7 @@
 /**
  * A single-producer, single-consumer byte ring in a SharedArrayBuffer, so that the same buffer
- * serves a pipe whose ends are in one thread or in two. Indices are absolute byte counts modulo
- * 2^32; `write - read` is what is buffered.
+ * serves a pipe whose ends are in one thread or in two. WRITE and READ count bytes modulo twice
+ * the capacity; their distance is what is buffered.
  *
  * Two-phase writes need contiguous space. When the space left before the end of the buffer is too
  * short, the producer skips it: it records where the skip starts (SKIP_AT) and counts the skipped
@@ -18,6 +18,9 @@ const CLOSED = 34;
 /** Set while that side sleeps on its watched word, so the other side notifies only then. */
 export const PRODUCER_SLEEPING = 35;
 export const CONSUMER_SLEEPING = 36;
+/** Set by the side that wakes a sleeper, reset by the sleeper: one notify per sleep, not one per commit. */
+export const PRODUCER_WOKEN = 37;
+export const CONSUMER_WOKEN = 38;
 const HEADER_INTS = 48;
 
 export const PRODUCER_CLOSED = 1;
@@ -28,10 +31,18 @@ export class ByteRing {
   readonly #header: Int32Array;
   readonly #data: Uint8Array;
 
+  /**
+   * Indices run over [0, 2 × capacity), a multiple of the capacity that int32 holds for any
+   * capacity, so positions stay right however many bytes have passed; twice, so that a full
+   * ring (write - read = capacity) differs from an empty one.
+   */
+  readonly #lap: number;
+
   constructor(buffer: SharedArrayBuffer) {
     this.#header = new Int32Array(buffer, 0, HEADER_INTS);
     this.#data = new Uint8Array(buffer, HEADER_INTS * 4);
     this.capacity = this.#data.byteLength;
+    this.#lap = 2 * this.capacity;
   }
 
   static create(capacity: number): ByteRing {
@@ -49,14 +60,23 @@ export class ByteRing {
   }
 
   get used(): number {
-    return (Atomics.load(this.#header, WRITE) - Atomics.load(this.#header, READ)) >>> 0;
+    return this.#distance(Atomics.load(this.#header, READ), Atomics.load(this.#header, WRITE));
+  }
+
+  /** Index `i` moved on by `n` bytes. */
+  advance(i: number, n: number): number {
+    return (i + n) % this.#lap;
+  }
+
+  #distance(from: number, to: number): number {
+    return (to - from + this.#lap) % this.#lap;
   }
 
   /** Bytes the consumer can read: `used` less the skipped tail, if any. */
   get buffered(): number {
     const used = this.used;
     if (Atomics.load(this.#header, HAS_SKIP) === 0) return used;
-    const skipAt = Atomics.load(this.#header, SKIP_AT) >>> 0;
+    const skipAt = Atomics.load(this.#header, SKIP_AT);
     return used - (this.capacity - (skipAt % this.capacity));
   }
 
@@ -74,16 +94,16 @@ export class ByteRing {
 
   /** Producer: a view of at least `min` contiguous free bytes, or undefined if there is none. */
   writable(min: number): Uint8Array | undefined {
-    const write = Atomics.load(this.#header, WRITE) >>> 0;
+    const write = Atomics.load(this.#header, WRITE);
     const free = this.free;
     const pos = write % this.capacity;
     const tail = this.capacity - pos;
     if (tail >= min && free >= min) return this.#data.subarray(pos, pos + Math.min(tail, free));
     // Only skip when the start of the buffer then has room: skipping costs the tail's bytes.
     if (free - tail >= min && Atomics.load(this.#header, HAS_SKIP) === 0) {
-      Atomics.store(this.#header, SKIP_AT, write | 0);
+      Atomics.store(this.#header, SKIP_AT, write);
       Atomics.store(this.#header, HAS_SKIP, 1);
-      Atomics.store(this.#header, WRITE, (write + tail) | 0);
+      Atomics.store(this.#header, WRITE, this.advance(write, tail));
       return this.#data.subarray(0, free - tail);
     }
     return undefined;
@@ -91,33 +111,50 @@ export class ByteRing {
 
   /** Producer: publishes `n` bytes written into the view from `writable`. */
   commitWrite(n: number): void {
-    Atomics.add(this.#header, WRITE, n);
+    Atomics.store(this.#header, WRITE, this.advance(Atomics.load(this.#header, WRITE), n));
   }
 
   /** Consumer: a view of the contiguous buffered bytes, empty when there are none. */
   readable(): Uint8Array {
-    let read = Atomics.load(this.#header, READ) >>> 0;
-    if (
-      Atomics.load(this.#header, HAS_SKIP) === 1 &&
-      read === Atomics.load(this.#header, SKIP_AT) >>> 0
-    ) {
-      read = (read + this.capacity - (read % this.capacity)) >>> 0;
-      Atomics.store(this.#header, READ, read | 0);
+    const read = Atomics.load(this.#header, READ);
+    const from = this.readFrom(read);
+    if (from !== read) {
+      Atomics.store(this.#header, READ, from);
       Atomics.store(this.#header, HAS_SKIP, 0);
     }
-    const used = this.used;
-    const pos = read % this.capacity;
-    let end = pos + Math.min(used, this.capacity - pos);
+    return this.peek(from);
+  }
+
+  /**
+   * Consumer read-ahead (the socket transport sends bytes before it releases them): where the
+   * bytes at absolute index `at` (READ or past it) start, past the skipped tail if `at` is its start.
+   */
+  readFrom(at: number): number {
+    if (Atomics.load(this.#header, HAS_SKIP) === 1 && at === Atomics.load(this.#header, SKIP_AT)) {
+      return this.advance(at, this.capacity - (at % this.capacity));
+    }
+    return at;
+  }
+
+  /** Consumer read-ahead: the contiguous bytes from `from` (as given by `readFrom`), not released. */
+  peek(from: number): Uint8Array {
+    const available = this.#distance(from, Atomics.load(this.#header, WRITE));
+    const pos = from % this.capacity;
+    let end = pos + Math.min(available, this.capacity - pos);
     if (Atomics.load(this.#header, HAS_SKIP) === 1) {
-      const skipAt = Atomics.load(this.#header, SKIP_AT) >>> 0;
-      const untilSkip = (skipAt - read) >>> 0;
+      const untilSkip = this.#distance(from, Atomics.load(this.#header, SKIP_AT));
       if (untilSkip < end - pos) end = pos + untilSkip;
     }
     return this.#data.subarray(pos, end);
   }
 
+  /** Consumer: the absolute index of the next byte to read. */
+  get readIndex(): number {
+    return Atomics.load(this.#header, READ);
+  }
+
   /** Consumer: releases `n` bytes read from the view from `readable`. */
   commitRead(n: number): void {
-    Atomics.add(this.#header, READ, n);
+    Atomics.store(this.#header, READ, this.advance(Atomics.load(this.#header, READ), n));
   }
 }

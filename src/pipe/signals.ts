@@ -4,11 +4,20 @@ import { Deque } from '../channel/deque.js';
 import { waitInQueue } from '../channel/wait.js';
 import { IpcError } from '../errors.js';
 import {
+  holdThread,
+  releaseThread,
+  resolveWakePolicy,
+  Spinner,
+  waitAsync,
+} from '../transport/worker/wake.js';
+import {
   type ByteRing,
   CONSUMER_CLOSED,
   CONSUMER_SLEEPING,
+  CONSUMER_WOKEN,
   PRODUCER_CLOSED,
   PRODUCER_SLEEPING,
+  PRODUCER_WOKEN,
   READ,
   WRITE,
 } from './ring.js';
@@ -26,6 +35,10 @@ interface SideState {
   onClose: (() => void) | undefined;
   /** True while a `waitAsync` watches the ring for this side. */
   watching: boolean;
+  /** Once split: a short busy-wait before sleeping, under the thread's wake policy. */
+  spinner: Spinner | undefined;
+  /** A wake-up of this side is due when the current task ends. */
+  wakeQueued: boolean;
   /** Links to the other end's thread: it closes when that thread dies. */
   port: MessagePort | undefined;
 }
@@ -40,16 +53,9 @@ const SLEEPING_WORD: Record<PipeSide, number> = {
   producer: PRODUCER_SLEEPING,
   consumer: CONSUMER_SLEEPING,
 };
+const WOKEN_WORD: Record<PipeSide, number> = { producer: PRODUCER_WOKEN, consumer: CONSUMER_WOKEN };
 
-type WaitAsync = (
-  array: Int32Array,
-  index: number,
-  value: number,
-  timeoutMs: number,
-) => { async: false; value: string } | { async: true; value: Promise<string> };
 const RECHECK_MS = 100;
-/** ES2024's Atomics.waitAsync, which Node 20 has but the es2023 lib does not declare. */
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /**
  * Wake-ups between the two ends of a pipe. While both ends live in one thread, a commit wakes
@@ -61,8 +67,8 @@ export class PipeSignals {
   readonly ring: ByteRing;
   #split = false;
   readonly #sides: Record<PipeSide, SideState> = {
-    producer: { waiters: new Deque(), onClose: undefined, watching: false, port: undefined },
-    consumer: { waiters: new Deque(), onClose: undefined, watching: false, port: undefined },
+    producer: newSide(),
+    consumer: newSide(),
   };
 
   constructor(ring: ByteRing) {
@@ -102,6 +108,12 @@ export class PipeSignals {
   wait(side: PipeSide, ready: () => boolean, options: WaitOptions, what: string): Promise<void> {
     if (ready()) return Promise.resolve();
     if (this.isClosed(other(side))) return Promise.reject(peerClosed(side));
+    if (this.#split) {
+      // The other thread is usually mid-way through its next chunk: a short spin beats a sleep.
+      const state = this.#sides[side];
+      state.spinner ??= new Spinner(resolveWakePolicy());
+      if (state.spinner.spin(ready)) return Promise.resolve();
+    }
     const waiting = waitInQueue(
       this.#sides[side].waiters,
       options,
@@ -112,13 +124,33 @@ export class PipeSignals {
     return waiting;
   }
 
-  /** `side`'s counterpart made progress: wake `side`, here or in its thread. */
-  notify(side: PipeSide): void {
+  /**
+   * `side`'s counterpart made progress: wake `side`, here or in its thread. Across threads a
+   * wake-up costs microseconds, so a sleeping side is woken at once only when half the pipe is
+   * ready for it (or `now`, for a close); otherwise once, when this task's synchronous work ends.
+   */
+  notify(side: PipeSide, now = false): void {
+    this.#check(side);
+    if (!this.#split) return;
+    const ready = side === 'consumer' ? this.ring.buffered : this.ring.free;
+    if (now || ready * 2 >= this.ring.capacity) this.#wake(side);
+    else if (!this.#sides[side].wakeQueued) {
+      this.#sides[side].wakeQueued = true;
+      queueMicrotask(() => {
+        this.#sides[side].wakeQueued = false;
+        this.#wake(side);
+      });
+    }
+  }
+
+  #wake(side: PipeSide): void {
     const header = this.ring.header;
-    if (this.#split && Atomics.load(header, SLEEPING_WORD[side]) !== 0) {
+    if (
+      Atomics.load(header, SLEEPING_WORD[side]) !== 0 &&
+      Atomics.compareExchange(header, WOKEN_WORD[side], 0, 1) === 0
+    ) {
       Atomics.notify(header, WATCHED_WORD[side]);
     }
-    this.#check(side);
   }
 
   /** Calls `listener` when `side` closes (one listener a side: the live object of the other end). */
@@ -139,7 +171,7 @@ export class PipeSignals {
     for (const waiter of state.waiters.drain()) waiter.reject(err);
     state.port?.close();
     state.port = undefined;
-    this.notify(other(side));
+    this.notify(other(side), true);
     state.onClose?.();
   }
 
@@ -149,7 +181,7 @@ export class PipeSignals {
     port.on('close', () => {
       if (this.isClosed(far)) return;
       this.ring.markClosed(CLOSED_FLAG[far]);
-      this.notify(other(far));
+      this.notify(other(far), true);
       this.#sides[far].onClose?.();
     });
     port.unref();
@@ -171,8 +203,7 @@ export class PipeSignals {
     const state = this.#sides[side];
     if (state.watching) return;
     state.watching = true;
-    // A pending waitAsync does not keep the event loop alive; this timer does, while we wait.
-    const keepAlive = setInterval(() => {}, 2 ** 30);
+    holdThread();
     try {
       const header = this.ring.header;
       const word = WATCHED_WORD[side];
@@ -180,19 +211,35 @@ export class PipeSignals {
         // Flag first, then read the word: the other side either sees the flag and notifies, or
         // made its progress before our read, which the check below then finds.
         Atomics.store(header, SLEEPING_WORD[side], 1);
+        Atomics.store(header, WOKEN_WORD[side], 0);
         const seen = Atomics.load(header, word);
         this.#check(side);
         if (state.waiters.length === 0) break;
         // The timeout lets the loop notice waiters that gave up (timeout, abort) meanwhile.
         const result = waitAsync(header, word, seen, RECHECK_MS);
-        if (result.async) await result.value;
+        if (result.async) {
+          const slept = performance.now();
+          await result.value;
+          state.spinner?.slept((performance.now() - slept) * 1000);
+        }
       }
     } finally {
       Atomics.store(this.ring.header, SLEEPING_WORD[side], 0);
-      clearInterval(keepAlive);
+      releaseThread();
       state.watching = false;
     }
   }
+}
+
+function newSide(): SideState {
+  return {
+    waiters: new Deque(),
+    onClose: undefined,
+    watching: false,
+    spinner: undefined,
+    wakeQueued: false,
+    port: undefined,
+  };
 }
 
 function other(side: PipeSide): PipeSide {

@@ -54,7 +54,7 @@ export class Bridge extends Link {
       this.#pending = undefined;
       this.sendMessages--;
       this.sendBytes -= bytes;
-      this.conn.writeMessage(this.id, message.type, message.data, message.handles as Endpoint[]);
+      this.conn.writeMessage(this.id, message.type, message.data, message.handles);
     }
   }
 

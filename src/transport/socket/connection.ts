@@ -4,12 +4,17 @@ import type { Socket } from 'node:net';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
+import { PipeEndState } from '../../pipe/pipe.js';
+import { ByteRing } from '../../pipe/ring.js';
+import { PipeSignals } from '../../pipe/signals.js';
 import { Bridge } from './bridge.js';
 import { SocketEndpoint } from './endpoint.js';
 import {
   AUTH_BYTES,
   checkLimits,
+  checkPipeDescriptor,
   DESCRIPTOR_BYTES,
+  type Descriptor,
   decodeHello,
   encodeHello,
   FRAME_AUTH,
@@ -24,7 +29,11 @@ import {
   HELLO_BYTES,
   HELLO_FLAG_AUTH,
   type Hello,
+  KIND_CHANNEL,
+  KIND_PIPE_CONSUMER,
+  KIND_PIPE_PRODUCER,
   MAX_ERROR_BYTES,
+  MAX_PIPE_CAPACITY,
   NONCE_BYTES,
   ROOT_ID,
   readDescriptor,
@@ -32,6 +41,7 @@ import {
   writeHeader,
 } from './frame.js';
 import type { Link } from './link.js';
+import { PipeReceiver, PipeSender, pipeLimits } from './pipe.js';
 
 export interface ConnectionOptions extends ChannelOptions {
   /** Both sides must hold the same secret; checked by an HMAC handshake before any channel opens. */
@@ -170,7 +180,7 @@ export class Connection {
 
   // ---- writing -------------------------------------------------------------------------------
 
-  writeMessage(id: number, type: number, data: Uint8Array, handles: readonly Endpoint[]): void {
+  writeMessage(id: number, type: number, data: Uint8Array, handles: readonly HandleState[]): void {
     const count = handles.length;
     if (this.#nextId + 2 * count > 0xffff_ffff) {
       throw new IpcError('TOO_MANY_HANDLES', 'this connection ran out of channel ids');
@@ -184,21 +194,50 @@ export class Connection {
     // TypedArray#set has a fixed cost that dominates for a few bytes.
     else for (let i = 0, o = at + HEADER_BYTES; i < n; i++) out[o + i] = data[i] as number;
     if (count === 0) return;
-    const bridges: Bridge[] = [];
+    const started: (Bridge | PipeSender | PipeReceiver)[] = [];
     let d = at + HEADER_BYTES + data.byteLength;
     for (const inner of handles) {
-      const bridge = new Bridge(this, this.#allocateId(), inner);
-      this.#links.set(bridge.id, bridge);
-      writeDescriptor(out, d, {
-        id: bridge.id,
-        limits: inner.limits,
-        creditMessages: bridge.grantMessages,
-        creditBytes: bridge.grantBytes,
-      });
+      const id = this.#allocateId();
+      let link: Bridge | PipeSender | PipeReceiver;
+      if (inner.kind === 'channel') {
+        const bridge = new Bridge(this, id, inner as Endpoint);
+        writeDescriptor(out, d, {
+          id,
+          kind: KIND_CHANNEL,
+          limits: bridge.inner.limits,
+          creditMessages: bridge.grantMessages,
+          creditBytes: bridge.grantBytes,
+        });
+        link = bridge;
+      } else {
+        const state = inner as PipeEndState;
+        const capacity = state.ring.capacity;
+        // The producer or consumer of this end stays here; its new id relays the bytes.
+        if (state.kind === 'pipe-consumer') {
+          link = new PipeSender(this, id, state, capacity);
+        } else {
+          link = new PipeReceiver(this, id, state, state.ring.free);
+        }
+        writeDescriptor(out, d, {
+          id,
+          kind: state.kind === 'pipe-consumer' ? KIND_PIPE_CONSUMER : KIND_PIPE_PRODUCER,
+          limits: pipeLimits(capacity),
+          creditMessages: 0,
+          creditBytes: link.grantBytes,
+        });
+      }
+      this.#links.set(id, link);
       d += DESCRIPTOR_BYTES;
-      bridges.push(bridge);
+      started.push(link);
     }
-    for (const bridge of bridges) bridge.start();
+    for (const link of started) link.start();
+  }
+
+  /** One MSG of pipe bytes (type 0, no handles); the caller spent the byte credits. */
+  writePipeBytes(id: number, bytes: Uint8Array): void {
+    const at = this.#reserve(HEADER_BYTES + bytes.byteLength);
+    writeHeader(this.#out, at, bytes.byteLength, FRAME_MSG, 0, id, 0);
+    this.#out.set(bytes, at + HEADER_BYTES);
   }
 
   writeClose(link: Link): void {
@@ -369,7 +408,7 @@ export class Connection {
     if (dataBytes < 0) {
       return `MSG of ${length} bytes cannot hold ${handleCount} handle descriptors`;
     }
-    return link.refuse(dataBytes, handleCount);
+    return link.refuse(dataBytes, handleCount, get32(buf, at + 12));
   }
 
   #frame(buf: Buffer, at: number, length: number): void {
@@ -443,7 +482,7 @@ export class Connection {
     for (const h of handles) h.close();
   }
 
-  #import(buf: Buffer, at: number): SocketEndpoint | undefined {
+  #import(buf: Buffer, at: number): HandleState | undefined {
     const d = readDescriptor(buf, at);
     const peerParity = this.#client ? 0 : 1;
     let problem: string | undefined;
@@ -451,7 +490,7 @@ export class Connection {
       problem = `handle descriptor names channel id ${d.id}, which the peer may not open`;
     } else if (this.#links.size >= this.#maxChannels) {
       problem = `the peer opened more than ${this.#maxChannels} channels`;
-    } else {
+    } else if (d.kind === KIND_CHANNEL) {
       problem = checkLimits(d.limits, this.#ceiling);
       if (
         problem === undefined &&
@@ -459,11 +498,16 @@ export class Connection {
       ) {
         problem = `handle descriptor for channel ${d.id} grants more credits than its capacity`;
       }
+    } else if (d.kind === KIND_PIPE_PRODUCER || d.kind === KIND_PIPE_CONSUMER) {
+      problem = checkPipeDescriptor(d, Math.min(this.#ceiling.capacityBytes, MAX_PIPE_CAPACITY));
+    } else {
+      problem = `handle descriptor for channel ${d.id} has unknown kind ${d.kind}`;
     }
     if (problem !== undefined) {
       this.#protocolError(problem);
       return undefined;
     }
+    if (d.kind !== KIND_CHANNEL) return this.#importPipe(d);
     const limits = Object.freeze(d.limits);
     const endpoint = new SocketEndpoint(this, d.id, limits, limits, {
       messages: d.creditMessages,
@@ -471,6 +515,21 @@ export class Connection {
     });
     this.#links.set(d.id, endpoint);
     return endpoint;
+  }
+
+  /** A new local pipe whose other end is the far side's, relayed over the descriptor's id. */
+  #importPipe(d: Descriptor): HandleState {
+    const ring = ByteRing.create(d.limits.capacityBytes);
+    const signals = new PipeSignals(ring);
+    const producer = new PipeEndState('pipe-producer', ring, signals);
+    const consumer = new PipeEndState('pipe-consumer', ring, signals);
+    const link =
+      d.kind === KIND_PIPE_CONSUMER
+        ? new PipeReceiver(this, d.id, producer, ring.capacity)
+        : new PipeSender(this, d.id, consumer, d.creditBytes);
+    this.#links.set(d.id, link);
+    link.start();
+    return d.kind === KIND_PIPE_CONSUMER ? consumer : producer;
   }
 
   #hello(payload: Buffer): void {

@@ -11,7 +11,6 @@ import {
   type SendStatus,
 } from '../../channel/endpoint.js';
 import { discardQueue, newCounters } from '../../channel/local.js';
-import { IpcError } from '../../errors.js';
 import type { Connection } from './connection.js';
 import { Link } from './link.js';
 
@@ -62,15 +61,7 @@ export class SocketEndpoint extends Link implements Endpoint {
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     const status = this.canSend(data.byteLength);
     if (status !== SEND_OK) return status;
-    for (let i = 0; i < handles.length; i++) {
-      if ((handles[i] as HandleState).kind !== 'channel') {
-        throw new IpcError(
-          'HANDLE_NOT_MOVABLE',
-          `handles[${i}] is a '${(handles[i] as HandleState).kind}', which cannot cross a socket`,
-        );
-      }
-    }
-    this.conn.writeMessage(this.id, type, data, handles as readonly Endpoint[]);
+    this.conn.writeMessage(this.id, type, data, handles);
     this.sendMessages--;
     this.sendBytes -= data.byteLength;
     return SEND_OK;

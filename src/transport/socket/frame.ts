@@ -10,6 +10,8 @@ export const HELLO_BYTES = 60;
 export const AUTH_BYTES = 32;
 export const NONCE_BYTES = 32;
 export const MAX_ERROR_BYTES = 1024;
+/** DataPipe's own limit on `capacityBytes`. */
+export const MAX_PIPE_CAPACITY = 2 ** 30;
 export const MAGIC = 0x316c_7466; // the bytes 'ftl1' read as a little-endian uint32
 export const VERSION = 1;
 export const HELLO_FLAG_AUTH = 1;
@@ -69,9 +71,16 @@ export function writeHeader(
   put32(buf, at + 12, arg);
 }
 
+/** Descriptor kinds: what the new id carries. */
+export const KIND_CHANNEL = 0;
+export const KIND_PIPE_PRODUCER = 1;
+export const KIND_PIPE_CONSUMER = 2;
+
 /** What a handle descriptor carries: a new channel id and what the receiving end may do. */
 export interface Descriptor {
   id: number;
+  /** KIND_CHANNEL, or the pipe end the receiver gets (KIND_PIPE_PRODUCER, KIND_PIPE_CONSUMER). */
+  kind: number;
   limits: ChannelLimits;
   /** Initial send credits of the new end: room in its peer's queue at export time. */
   creditMessages: number;
@@ -84,7 +93,7 @@ export function writeDescriptor(buf: Buffer, at: number, d: Descriptor): void {
   buf.writeUInt32LE(d.limits.capacityBytes, at + 8);
   buf.writeUInt32LE(d.limits.maxMessageBytes, at + 12);
   buf.writeUInt16LE(d.limits.maxHandles, at + 16);
-  buf.writeUInt16LE(0, at + 18);
+  buf.writeUInt16LE(d.kind, at + 18);
   buf.writeUInt32LE(d.creditMessages, at + 20);
   buf.writeUInt32LE(d.creditBytes, at + 24);
   buf.writeUInt32LE(0, at + 28);
@@ -94,6 +103,7 @@ export function readDescriptor(buf: Uint8Array, at: number): Descriptor {
   const view = Buffer.from(buf.buffer, buf.byteOffset + at, DESCRIPTOR_BYTES);
   return {
     id: view.readUInt32LE(0),
+    kind: view.readUInt16LE(18),
     limits: {
       capacity: view.readUInt32LE(4),
       capacityBytes: view.readUInt32LE(8),
@@ -163,6 +173,28 @@ export function checkLimits(limits: ChannelLimits, ceiling: ChannelLimits): stri
   }
   if (maxHandles > ceiling.maxHandles) {
     return `maxHandles ${maxHandles} exceeds ${ceiling.maxHandles}`;
+  }
+  return undefined;
+}
+
+/** Why a pipe descriptor is unacceptable, or undefined when it is fine. */
+export function checkPipeDescriptor(d: Descriptor, maxCapacity: number): string | undefined {
+  const { capacity, capacityBytes, maxMessageBytes, maxHandles } = d.limits;
+  if (capacityBytes < 1 || capacityBytes > maxCapacity) {
+    return `pipe descriptor for channel ${d.id}: capacityBytes ${capacityBytes} is outside 1..${maxCapacity}`;
+  }
+  if (
+    capacity !== 0 ||
+    maxMessageBytes !== capacityBytes ||
+    maxHandles !== 0 ||
+    d.creditMessages !== 0
+  ) {
+    return `pipe descriptor for channel ${d.id}: capacity ${capacity}, maxMessageBytes ${maxMessageBytes}, maxHandles ${maxHandles}, message credits ${d.creditMessages} (must be 0, capacityBytes, 0, 0)`;
+  }
+  // The receiver of a consumer gets bytes only; the receiver of a producer may send what it is granted.
+  const maxCredit = d.kind === KIND_PIPE_PRODUCER ? capacityBytes : 0;
+  if (d.creditBytes > maxCredit) {
+    return `pipe descriptor for channel ${d.id} grants ${d.creditBytes} bytes of credit (at most ${maxCredit})`;
   }
   return undefined;
 }

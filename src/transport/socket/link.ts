@@ -45,7 +45,7 @@ export abstract class Link {
   }
 
   /** Why the far side may not send this message now, or undefined when it may. */
-  refuse(dataBytes: number, handleCount: number): string | undefined {
+  refuse(dataBytes: number, handleCount: number, _type: number): string | undefined {
     const { maxMessageBytes, maxHandles } = this.recvLimits;
     if (dataBytes > maxMessageBytes) {
       return `message of ${dataBytes} bytes on channel ${this.id} exceeds its maxMessageBytes ${maxMessageBytes}`;

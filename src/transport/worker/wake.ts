@@ -140,6 +140,7 @@ type WaitAsync = (
   array: Int32Array,
   index: number,
   value: number,
+  timeoutMs?: number,
 ) => { async: false; value: string } | { async: true; value: Promise<string> };
 
 /** ES2024's Atomics.waitAsync, which Node 20 has but the es2023 lib does not declare. */
