@@ -370,8 +370,16 @@ export class SharedEndpoint implements Endpoint {
     if (!this.#gone) this.#publishTaken(true);
   }
 
+  /**
+   * Reads the consumer's progress afresh (the cached view may be stale) and marks it, so that
+   * `armWritable` then waits for progress beyond what this room already counts.
+   */
   room(): { messages: number; bytes: number } {
-    if (this.canSend(0) === SEND_PEER_CLOSED) return { messages: 0, bytes: 0 };
+    if (this.#gone || this.peerClosed) return { messages: 0, bytes: 0 };
+    const i32 = this.#i32;
+    this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
+    this.#seenTakenBytes = Atomics.load(i32, this.#out + C_BYTES);
+    this.#writeMark = this.#seenTakenMsgs;
     return {
       messages: this.limits.capacity - ((this.#sentMsgs - this.#seenTakenMsgs) >>> 0),
       bytes: this.limits.capacityBytes - ((this.#sentBytes - this.#seenTakenBytes) >>> 0),
