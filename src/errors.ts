@@ -2,21 +2,25 @@
  * Every error the library throws on purpose is an {@link IpcError}; callers match on `code`,
  * which is stable across versions. docs/errors.md says when each code happens and what to do.
  */
-export type IpcErrorCode =
-  | 'BACKPRESSURE'
-  | 'PEER_CLOSED'
-  | 'CLOSED'
-  | 'TOO_LARGE'
-  | 'TOO_MANY_HANDLES'
-  | 'HANDLE_NOT_MOVABLE'
-  | 'INVALID_MESSAGE'
-  | 'INVALID_ARGUMENT'
-  | 'TIMEOUT'
-  | 'ABORTED'
-  | 'REMOTE_ERROR'
-  | 'PROTOCOL_ERROR'
-  | 'AUTH_FAILED'
-  | 'CONNECTION_FAILED';
+/** Every code, in the order docs/errors.md explains them. */
+export const IPC_ERROR_CODES = [
+  'BACKPRESSURE',
+  'PEER_CLOSED',
+  'CLOSED',
+  'TOO_LARGE',
+  'TOO_MANY_HANDLES',
+  'HANDLE_NOT_MOVABLE',
+  'INVALID_ARGUMENT',
+  'INVALID_MESSAGE',
+  'REMOTE_ERROR',
+  'TIMEOUT',
+  'ABORTED',
+  'PROTOCOL_ERROR',
+  'AUTH_FAILED',
+  'CONNECTION_FAILED',
+] as const;
+
+export type IpcErrorCode = (typeof IPC_ERROR_CODES)[number];
 
 export class IpcError extends Error {
   readonly code: IpcErrorCode;

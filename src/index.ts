@@ -1,5 +1,5 @@
 export * from './channel/index.js';
-export { IpcError, type IpcErrorCode, isIpcError } from './errors.js';
+export { IPC_ERROR_CODES, IpcError, type IpcErrorCode, isIpcError } from './errors.js';
 export * from './pipe/index.js';
 export * from './runtime/index.js';
 export * from './transport/socket/index.js';

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { it } from 'node:test';
 import { promisify } from 'node:util';
+import { IPC_ERROR_CODES } from '../src/index.js';
 
 const root = new URL('../../', import.meta.url);
 
@@ -18,4 +19,10 @@ it('the README usage example runs', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, [script.pathname]);
   assert.match(stdout, /^1 /m);
   assert.match(stdout, /^5 /m);
+});
+
+it('docs/errors.md explains every error code, in order', async () => {
+  const doc = await readFile(new URL('docs/errors.md', root), 'utf8');
+  const documented = [...doc.matchAll(/^\| `([A-Z_]+)`/gm)].map((m) => m[1]);
+  assert.deepEqual(documented, [...IPC_ERROR_CODES]);
 });
