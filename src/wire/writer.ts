@@ -94,6 +94,8 @@ export class Writer {
     );
   }
 
+  // Integer checks test typeof first: a bit operator would run an object's valueOf or toString,
+  // which may throw something other than INVALID_ARGUMENT, or lie.
   bool(field: string | number, v: boolean): void {
     if (typeof v !== 'boolean') this.#fail(field, v, 'a boolean');
     this.#ensure(1);
@@ -101,40 +103,43 @@ export class Writer {
   }
 
   u8(field: string | number, v: number): void {
-    if ((v & 0xff) !== v) this.#fail(field, v, 'a uint8 (0 to 255)');
+    if (typeof v !== 'number' || (v & 0xff) !== v) this.#fail(field, v, 'a uint8 (0 to 255)');
     this.#ensure(1);
     this.#buf[this.#pos++] = v;
   }
 
   i8(field: string | number, v: number): void {
-    if ((v << 24) >> 24 !== v) this.#fail(field, v, 'an int8 (-128 to 127)');
+    if (typeof v !== 'number' || (v << 24) >> 24 !== v)
+      this.#fail(field, v, 'an int8 (-128 to 127)');
     this.#ensure(1);
     this.#buf[this.#pos++] = v & 0xff;
   }
 
   u16(field: string | number, v: number): void {
-    if ((v & 0xffff) !== v) this.#fail(field, v, 'a uint16 (0 to 65535)');
+    if (typeof v !== 'number' || (v & 0xffff) !== v) this.#fail(field, v, 'a uint16 (0 to 65535)');
     this.#ensure(2);
     this.#view.setUint16(this.#pos, v, true);
     this.#pos += 2;
   }
 
   i16(field: string | number, v: number): void {
-    if ((v << 16) >> 16 !== v) this.#fail(field, v, 'an int16 (-32768 to 32767)');
+    if (typeof v !== 'number' || (v << 16) >> 16 !== v)
+      this.#fail(field, v, 'an int16 (-32768 to 32767)');
     this.#ensure(2);
     this.#view.setInt16(this.#pos, v, true);
     this.#pos += 2;
   }
 
   u32(field: string | number, v: number): void {
-    if (v >>> 0 !== v) this.#fail(field, v, 'a uint32 (0 to 4294967295)');
+    if (typeof v !== 'number' || v >>> 0 !== v) this.#fail(field, v, 'a uint32 (0 to 4294967295)');
     this.#ensure(4);
     this.#view.setUint32(this.#pos, v, true);
     this.#pos += 4;
   }
 
   i32(field: string | number, v: number): void {
-    if ((v | 0) !== v) this.#fail(field, v, 'an int32 (-2147483648 to 2147483647)');
+    if (typeof v !== 'number' || (v | 0) !== v)
+      this.#fail(field, v, 'an int32 (-2147483648 to 2147483647)');
     this.#ensure(4);
     this.#view.setInt32(this.#pos, v, true);
     this.#pos += 4;

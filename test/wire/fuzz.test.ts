@@ -214,6 +214,26 @@ describe('codec properties', () => {
     );
   });
 
+  it('an integer field given an object that cannot become a number is INVALID_ARGUMENT', () => {
+    const scalars = {
+      flag: false,
+      i8: 0,
+      i16: 0,
+      i32: 0,
+      i64: 0n,
+      u8: 0,
+      u16: 0,
+      u32: { toString: '' },
+      u64: 0n,
+      f32: 0,
+      f64: 0,
+    };
+    assert.throws(
+      () => encodeMessage(generatedOf('scalars') as CallDescriptor<Value, Value>, scalars, 1),
+      (err: unknown) => err instanceof IpcError && err.code === 'INVALID_ARGUMENT',
+    );
+  });
+
   it('encoding a wrong value fails with INVALID_ARGUMENT only (10,000 cases)', () => {
     const mangled = fc.oneof(
       ...messages.map((m) =>
