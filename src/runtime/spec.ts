@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, type Node, parseDocument, type YAMLMap } from 'yaml';
-import { type SpecDiagnostic, type SpecDiagnosticCode, SpecSource } from './diagnostics.js';
+import { SourceFile, type SpecDiagnostic, type SpecDiagnosticCode } from './diagnostics.js';
 
 /** What a service does when its `main` fails or its thread or process dies. */
 export type RestartPolicy =
@@ -62,15 +62,17 @@ export function parseSystemSpec(
   text: string,
   file: string,
 ): { spec?: SystemSpec; diagnostics: SpecDiagnostic[] } {
-  const source = new SpecSource(file, text);
+  const source = new SourceFile(file, text);
   const diagnostics: SpecDiagnostic[] = [];
   const report = (code: SpecDiagnosticCode, message: string, node: Node | null | undefined) => {
     const range = node?.range ?? [0, 0];
-    diagnostics.push(source.at(code, message, [range[0], range[1]]));
+    diagnostics.push(source.diagnostic(code, message, range[0], range[1]));
   };
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   for (const error of doc.errors) {
-    diagnostics.push(source.at('SPEC_SYNTAX', error.message.split('\n')[0]!, error.pos));
+    diagnostics.push(
+      source.diagnostic('SPEC_SYNTAX', error.message.split('\n')[0]!, error.pos[0], error.pos[1]),
+    );
   }
   if (diagnostics.length > 0) return { diagnostics };
 
