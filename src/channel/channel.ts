@@ -86,6 +86,16 @@ export const DEFAULT_LIMITS: ChannelLimits = Object.freeze({
 
 const UINT32_MAX = 0xffff_ffff;
 
+/** The strategy an `onFull` option names ('throw' when absent); anything else is rejected. */
+export function checkOnFull(onFull: OnFull | undefined): OnFull {
+  if (onFull === undefined) return 'throw';
+  if (onFull === 'throw' || onFull === 'drop' || onFull === 'close') return onFull;
+  throw new IpcError(
+    'INVALID_ARGUMENT',
+    `onFull must be 'throw', 'drop' or 'close', got ${String(onFull)}`,
+  );
+}
+
 function positiveInteger(name: string, value: unknown, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
     throw new IpcError(
@@ -204,22 +214,16 @@ export class Channel implements Handle {
    */
   send(message: OutgoingMessage, options?: SendOptions): boolean {
     const endpoint = this.#live();
+    const onFull = checkOnFull(options?.onFull);
     const status = this.#trySend(endpoint, message);
     if (status === SEND_OK) return true;
     if (status === SEND_PEER_CLOSED) throw peerClosedError();
-    const onFull = options?.onFull ?? 'throw';
     const bytes = message.data?.byteLength ?? 0;
     endpoint.counters.backpressured++;
     if (diagnostics.backpressure.hasSubscribers) {
       diagnostics.backpressure.publish({ channel: this, type: message.type, bytes, onFull });
     }
     if (onFull === 'throw') throw backpressureError(endpoint, bytes);
-    if (onFull !== 'drop' && onFull !== 'close') {
-      throw new IpcError(
-        'INVALID_ARGUMENT',
-        `onFull must be 'throw', 'drop' or 'close', got ${String(onFull)}`,
-      );
-    }
     endpoint.counters.dropped++;
     if (diagnostics.drop.hasSubscribers) {
       diagnostics.drop.publish({ channel: this, type: message.type, bytes, onFull });

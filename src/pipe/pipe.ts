@@ -1,5 +1,5 @@
 import { Readable, Writable } from 'node:stream';
-import type { OnFull, WaitOptions } from '../channel/channel.js';
+import { checkOnFull, type OnFull, type WaitOptions } from '../channel/channel.js';
 import type { HandleState } from '../channel/endpoint.js';
 import { type Handle, kHandleState, kRelease, registerHandleKind } from '../channel/handle.js';
 import { IpcError } from '../errors.js';
@@ -78,11 +78,14 @@ abstract class PipeEnd implements Handle {
   /** Length of the view handed out by the two-phase operation in progress, or -1. */
   protected phaseLength = -1;
   #resolveClosed!: () => void;
+  /** The counters of the state this object had, kept for `stats` after close or a move. */
+  readonly #counters: PipeEndState['stats'];
   /** Resolves when this end closes or is sent away, or the other end closes. Never rejects. */
   readonly closed: Promise<void>;
 
   constructor(state: PipeEndState) {
     this.#state = state;
+    this.#counters = state.stats;
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -96,10 +99,10 @@ abstract class PipeEnd implements Handle {
     return this.live().ring.capacity;
   }
 
+  /** Counters stay readable after close, as a channel's do; a closed end buffers nothing. */
   get stats(): PipeStats {
     const state = this.#state;
-    if (state === undefined)
-      return { bytes: 0, buffered: 0, free: 0, backpressured: 0, dropped: 0 };
+    if (state === undefined) return { ...this.#counters, buffered: 0, free: 0 };
     return { ...state.stats, buffered: state.ring.buffered, free: state.ring.free };
   }
 
@@ -140,7 +143,7 @@ abstract class PipeEnd implements Handle {
     throw new IpcError('CLOSED', 'this pipe end is closed or was sent away');
   }
 
-  protected startPhase(what: string): void {
+  protected assertIdle(what: string): void {
     if (this.phaseLength >= 0) {
       throw new IpcError('INVALID_ARGUMENT', `a two-phase ${what} is already in progress`);
     }
@@ -200,7 +203,7 @@ export class DataPipeProducer extends PipeEnd {
    */
   beginWrite(minBytes = 1): Uint8Array | undefined {
     const state = this.live();
-    this.startPhase('write');
+    this.assertIdle('write');
     checkMin(minBytes, state.ring.capacity);
     if (state.peerClosed) throw peerClosedError('producer');
     const view = state.ring.writable(minBytes);
@@ -225,7 +228,8 @@ export class DataPipeProducer extends PipeEnd {
     if (!(bytes instanceof Uint8Array)) {
       throw new IpcError('INVALID_ARGUMENT', 'write takes a Uint8Array');
     }
-    this.startPhase('write');
+    this.assertIdle('write');
+    const onFull = checkOnFull(options.onFull);
     if (state.peerClosed) throw peerClosedError('producer');
     const ring = state.ring;
     if (options.partial === true) return this.#copyIn(state, bytes.subarray(0, ring.free));
@@ -237,17 +241,10 @@ export class DataPipeProducer extends PipeEnd {
     }
     if (bytes.byteLength <= ring.free) return this.#copyIn(state, bytes);
     state.stats.backpressured++;
-    const onFull = options.onFull ?? 'throw';
     if (onFull === 'throw') {
       throw new IpcError(
         'BACKPRESSURE',
         `the pipe has ${ring.free} of ${ring.capacity} bytes free; a write of ${bytes.byteLength} bytes was not made`,
-      );
-    }
-    if (onFull !== 'drop' && onFull !== 'close') {
-      throw new IpcError(
-        'INVALID_ARGUMENT',
-        `onFull must be 'throw', 'drop' or 'close', got ${String(onFull)}`,
       );
     }
     state.stats.dropped += bytes.byteLength;
@@ -341,7 +338,7 @@ export class DataPipeConsumer extends PipeEnd {
    */
   beginRead(): Uint8Array | undefined {
     const state = this.live();
-    this.startPhase('read');
+    this.assertIdle('read');
     const view = state.ring.readable();
     if (view.byteLength === 0) {
       if (state.peerClosed && state.ring.buffered === 0) throw peerClosedError('consumer');

@@ -173,9 +173,13 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
       });
 
       it('rejects an unknown onFull strategy', async () => {
-        const [a] = await makePair({ capacity: 1 });
+        const [a, b] = await makePair({ capacity: 1 });
+        // Rejected whether or not the queue is full, and nothing is sent.
+        throwsCode(() => a.send({ type: 1 }, { onFull: 'later' as 'drop' }), 'INVALID_ARGUMENT');
         a.send({ type: 1 });
         throwsCode(() => a.send({ type: 2 }, { onFull: 'later' as 'drop' }), 'INVALID_ARGUMENT');
+        await delivered(b, 1);
+        assert.equal(b.stats.queuedMessages, 1);
         a.close();
       });
 

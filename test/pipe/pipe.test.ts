@@ -43,6 +43,8 @@ describe('data pipe', () => {
   it('is bounded in bytes: all-or-none writes and the three strategies', () => {
     const [producer, consumer] = DataPipe.create({ capacityBytes: 10 });
     assert.equal(producer.write(text('123456')), 6);
+    // An unknown strategy is rejected even when the bytes would fit, and nothing is written.
+    throwsCode(() => producer.write(text('1'), { onFull: 'x' as 'drop' }), 'INVALID_ARGUMENT');
     throwsCode(() => producer.write(text('12345')), 'BACKPRESSURE');
     assert.equal(producer.write(text('12345'), { onFull: 'drop' }), 0);
     assert.equal(producer.write(text('12345'), { partial: true }), 4);
@@ -51,12 +53,13 @@ describe('data pipe', () => {
     throwsCode(() => producer.write(new Uint8Array(11)), 'TOO_LARGE');
     assert.equal(producer.write(text('1'), { onFull: 'close' }), 0);
     throwsCode(() => producer.write(text('1')), 'CLOSED');
+    // Kept after close: 6 + 4 bytes written, 3 all-or-none writes that did not fit, 5 + 1 dropped.
     assert.deepEqual(producer.stats, {
-      bytes: 0,
+      bytes: 10,
       buffered: 0,
       free: 0,
-      backpressured: 0,
-      dropped: 0,
+      backpressured: 3,
+      dropped: 6,
     });
   });
 
