@@ -175,6 +175,8 @@ export class Channel implements Handle {
 
   /** Settles when either side has closed, or this object was moved away. Never rejects. */
   readonly closed: Promise<CloseReason>;
+  /** The limits this endpoint's messages are checked against; they never change. */
+  readonly limits: ChannelLimits;
 
   /** Wraps a transport endpoint. Applications get channels from `Channel.pair()` or transports. */
   constructor(endpoint: Endpoint) {
@@ -182,6 +184,7 @@ export class Channel implements Handle {
       this.#resolveClosed = resolve;
     });
     this.#endpoint = endpoint;
+    this.limits = endpoint.limits;
     this.#events = {
       readable: () => this.#serveReceivers(),
       writable: () => this.#serveSenders(),
@@ -195,11 +198,6 @@ export class Channel implements Handle {
   static pair(options?: ChannelOptions): [Channel, Channel] {
     const [a, b] = LocalEndpoint.pair(resolveLimits(options));
     return [new Channel(a), new Channel(b)];
-  }
-
-  /** The limits this endpoint's messages are checked against. */
-  get limits(): ChannelLimits {
-    return this.#endpoint?.limits ?? DEFAULT_LIMITS;
   }
 
   get stats(): ChannelStats {

@@ -281,6 +281,8 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         throwsCode(() => Channel.pair({ maxHandles: -1 }), 'INVALID_ARGUMENT');
         const [a] = Channel.pair({ capacityBytes: 100 });
         assert.equal(a.limits.maxMessageBytes, 100);
+        a.close();
+        assert.equal(a.limits.capacityBytes, 100, 'limits stay readable after close');
       });
 
       it('rejects a malformed message with INVALID_ARGUMENT', async () => {
