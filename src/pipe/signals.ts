@@ -120,7 +120,7 @@ export class PipeSignals {
       (resolve, reject) => ({ ready, resolve, reject }),
       what,
     );
-    if (this.#split) this.#watch(side);
+    if (this.#split) void this.#watch(side);
     return waiting;
   }
 
