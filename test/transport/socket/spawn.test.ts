@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { Channel, type IpcError, isIpcError, spawnProcess } from '../../../src/index.js';
+import { child } from './helpers.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The rejection of `promise`, which must be an IpcError with `code`. */
+async function failure(promise: Promise<unknown>, code: string): Promise<IpcError> {
+  const error = await promise.then(
+    () => assert.fail('expected a rejection'),
+    (e: unknown) => e,
+  );
+  assert.ok(isIpcError(error), String(error));
+  assert.equal(error.code, code, error.message);
+  return error;
+}
+
+function pidOf(error: IpcError): number {
+  const pid = /\(pid (\d+)\)/.exec(error.message)?.[1];
+  assert.ok(pid !== undefined, error.message);
+  return Number(pid);
+}
+
+describe('spawnProcess failures', () => {
+  it('kills and reaps a child that never calls parentChannels(), and says so', async () => {
+    const [, theirs] = Channel.pair();
+    const error = await failure(
+      spawnProcess(child('idle'), {
+        channels: { work: theirs },
+        stdio: 'pipe',
+        handshakeTimeoutMs: 500,
+      }),
+      'TIMEOUT',
+    );
+    assert.match(error.message, /did not call parentChannels\(\) in time .*it was killed/);
+    assert.match(error.message, /idle\.js/);
+    // Reaped before the rejection: no process by that id is left.
+    assert.equal(alive(pidOf(error)), false);
+  });
+
+  it('reports a child that exits first with its code and the first lines of its stderr', async () => {
+    const error = await failure(
+      spawnProcess(child('early-exit'), { stdio: 'pipe' }),
+      'CONNECTION_FAILED',
+    );
+    assert.match(error.message, /exited with code 3 before calling parentChannels\(\)/);
+    assert.match(error.message, /its stderr began:\n {2}early-exit: cannot read my config/);
+    assert.equal(alive(pidOf(error)), false);
+  });
+
+  it('reports a module that fails to load with the loader error from its stderr', async () => {
+    const error = await failure(
+      spawnProcess(child('bad-import'), { stdio: 'pipe' }),
+      'CONNECTION_FAILED',
+    );
+    assert.match(error.message, /exited with code 1/);
+    assert.match(error.message, /ERR_MODULE_NOT_FOUND|Cannot find module/);
+  });
+
+  it('says where the stderr went when it is not piped', async () => {
+    const error = await failure(
+      spawnProcess(child('early-exit'), { stdio: 'ignore' }),
+      'CONNECTION_FAILED',
+    );
+    assert.match(error.message, /its stderr was ignored/);
+  });
+
+  it('rejects a module that does not exist before starting anything, naming the path', async () => {
+    const error = await failure(spawnProcess('./no/such/child.js'), 'INVALID_ARGUMENT');
+    assert.ok(error.message.includes(`${process.cwd()}/no/such/child.js not found`), error.message);
+    assert.match(error.message, /new URL\('\.\/no\/such\/child\.js', import\.meta\.url\)/);
+  });
+
+  it('takes a file URL for a module beside the caller', async () => {
+    const [mine, theirs] = Channel.pair();
+    const proc = await spawnProcess(pathToFileURL(child('echo')), { channels: { relay: theirs } });
+    mine.send({ type: 7 });
+    assert.equal((await mine.recv()).type, 7);
+    mine.close();
+    await proc.exited;
+  });
+});
