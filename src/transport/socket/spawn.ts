@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { isMainThread } from 'node:worker_threads';
 import type { Channel } from '../../channel/channel.js';
 import { IpcError, isIpcError } from '../../errors.js';
 import { modulePath } from '../module-path.js';
+import { workerChannels } from '../worker/spawn.js';
 import type { ConnectionOptions } from './connection.js';
 import { channelOverSocket } from './listen.js';
 
@@ -181,10 +183,25 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined
 
 let fromParent: Promise<Record<string, Channel>> | undefined;
 
-/** In a child started by {@link spawnProcess}: the channels it was given, by name. */
+/**
+ * In code started by {@link spawnProcess} or `spawnWorker`: the channels it was given, by name.
+ * The same call in a child process and in a worker thread; `options` apply to a process's
+ * socket. Called again, it returns the same channels.
+ */
 export function parentChannels(options: ConnectionOptions = {}): Promise<Record<string, Channel>> {
-  fromParent ??= receiveFromParent(options);
+  fromParent ??= isMainThread ? receiveFromParent(options) : fromSpawner();
   return fromParent;
+}
+
+async function fromSpawner(): Promise<Record<string, Channel>> {
+  const channels = workerChannels();
+  if (channels === undefined) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      'this worker thread was not started by spawnWorker, so it has no parent channels; a worker made with new Worker gets a channel from importEndpoint(token)',
+    );
+  }
+  return channels;
 }
 
 async function receiveFromParent(options: ConnectionOptions): Promise<Record<string, Channel>> {

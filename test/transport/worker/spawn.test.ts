@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { Channel, type IpcError, isIpcError, spawnWorker } from '../../../src/index.js';
+import { child } from '../socket/helpers.js';
+
+/** The rejection of `promise`, which must be an IpcError with `code`. */
+async function failure(promise: Promise<unknown>, code: string): Promise<IpcError> {
+  const error = await promise.then(
+    () => assert.fail('expected a rejection'),
+    (e: unknown) => e,
+  );
+  assert.ok(isIpcError(error), String(error));
+  assert.equal(error.code, code, error.message);
+  return error;
+}
+
+describe('spawnWorker', () => {
+  it('hands channels to a worker that takes them with parentChannels(), as a process does', async () => {
+    // The same echo module the process tests run with spawnProcess.
+    const [mine, theirs] = Channel.pair({ capacity: 4 });
+    const { exited } = await spawnWorker(child('echo'), { channels: { relay: theirs } });
+    for (let i = 0; i < 20; i++) {
+      await mine.sendWait({ type: i });
+      assert.equal((await mine.recv()).type, i);
+    }
+    mine.close();
+    assert.deepEqual(await exited, { code: 0 });
+  });
+
+  it('reports a worker that exits before taking its channels, with its exit code', async () => {
+    const error = await failure(
+      spawnWorker(child('early-exit'), { stderr: true }),
+      'CONNECTION_FAILED',
+    );
+    assert.match(error.message, /early-exit\.js exited with code 3 before calling parentChannels/);
+  });
+
+  it('reports a module that fails to load with the loader error as the cause', async () => {
+    const error = await failure(spawnWorker(child('bad-import')), 'CONNECTION_FAILED');
+    assert.match(
+      error.message,
+      /exited with code 1 before calling parentChannels\(\): .*no-such-module/,
+    );
+    assert.equal((error.cause as { code?: string }).code, 'ERR_MODULE_NOT_FOUND');
+  });
+
+  it('terminates a worker that does not take its channels in time', async () => {
+    const error = await failure(
+      spawnWorker(child('idle'), { handshakeTimeoutMs: 300, stderr: true }),
+      'TIMEOUT',
+    );
+    assert.match(error.message, /did not call parentChannels\(\) within 300 ms; it was terminated/);
+  });
+
+  it('rejects a missing module before starting anything', async () => {
+    const error = await failure(spawnWorker('./no/such/worker.js'), 'INVALID_ARGUMENT');
+    assert.match(error.message, /no\/such\/worker\.js not found .*current directory/);
+  });
+
+  it('closes the channels it already took when one cannot be handed over', async () => {
+    const [mine, theirs] = Channel.pair();
+    const [dead] = Channel.pair();
+    dead.close();
+    await failure(spawnWorker(child('echo'), { channels: { ok: theirs, dead } }), 'CLOSED');
+    await assert.rejects(mine.recv(), (e: unknown) => isIpcError(e, 'PEER_CLOSED'));
+  });
+
+  it('tells a worker made with new Worker where its channels come from', async () => {
+    const worker = new Worker(new URL('./children/not-spawned.js', import.meta.url));
+    const [reply] = (await once(worker, 'message')) as [{ code: string; message: string }];
+    await once(worker, 'exit');
+    assert.equal(reply.code, 'INVALID_ARGUMENT');
+    assert.match(reply.message, /not started by spawnWorker.*importEndpoint/);
+  });
+});
