@@ -26,7 +26,9 @@ export type SystemEvent =
       readonly attempt: number;
       readonly delayMs: number;
     }
-  | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number };
+  | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number }
+  /** At shutdown: it did not return from `main` within the grace period; its exit follows. */
+  | { readonly service: string; readonly kind: 'terminate'; readonly graceMs: number };
 
 export interface SystemOptions {
   /** Each line a service writes, without its newline. */
@@ -153,6 +155,7 @@ export class System {
       clearTimeout(timer);
       if (exit !== undefined)
         return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
+      this.#options.onEvent?.({ service: record.spec.name, kind: 'terminate', graceMs });
       instance.terminate();
       const killed = await instance.exited;
       return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
