@@ -1,28 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { Channel, type IpcError, isIpcError, spawnProcess } from '../../../src/index.js';
+import { Channel, type IpcError, spawnProcess } from '../../../src/index.js';
+import { alive, failure } from '../spawn-helpers.js';
 import { child } from './helpers.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The rejection of `promise`, which must be an IpcError with `code`. */
-async function failure(promise: Promise<unknown>, code: string): Promise<IpcError> {
-  const error = await promise.then(
-    () => assert.fail('expected a rejection'),
-    (e: unknown) => e,
-  );
-  assert.ok(isIpcError(error), String(error));
-  assert.equal(error.code, code, error.message);
-  return error;
-}
 
 function pidOf(error: IpcError): number {
   const pid = /\(pid (\d+)\)/.exec(error.message)?.[1];

@@ -2,19 +2,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { Channel, type IpcError, isIpcError, spawnWorker } from '../../../src/index.js';
+import { Channel, isIpcError, spawnWorker } from '../../../src/index.js';
 import { child } from '../socket/helpers.js';
-
-/** The rejection of `promise`, which must be an IpcError with `code`. */
-async function failure(promise: Promise<unknown>, code: string): Promise<IpcError> {
-  const error = await promise.then(
-    () => assert.fail('expected a rejection'),
-    (e: unknown) => e,
-  );
-  assert.ok(isIpcError(error), String(error));
-  assert.equal(error.code, code, error.message);
-  return error;
-}
+import { failure } from '../spawn-helpers.js';
 
 describe('spawnWorker', () => {
   it('hands channels to a worker that takes them with parentChannels(), as a process does', async () => {
