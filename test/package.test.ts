@@ -131,3 +131,16 @@ it('packs an unbuilt checkout, installs it quietly and runs a worker, a child an
     await rm(tmp, { recursive: true, force: true });
   }
 });
+
+it('npm ci stays quiet: every dependency install script is approved or denied in allowScripts', async (t) => {
+  const listed = await sh('npm', ['install-scripts', 'ls', '--json'], root).catch(
+    (error: { stderr?: string }) => error,
+  );
+  if (!('stdout' in listed)) {
+    // npm before 11 has no install-script approvals, and no warning about them either.
+    t.skip(`npm install-scripts is not available: ${listed.stderr}`);
+    return;
+  }
+  const { allowScripts } = JSON.parse(listed.stdout as string) as { allowScripts: unknown[] };
+  assert.deepEqual(allowScripts, [], 'approve or deny these: npm install-scripts ls');
+});
