@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { isMainThread } from 'node:worker_threads';
 import type { Channel } from '../../channel/channel.js';
 import { IpcError, isIpcError } from '../../errors.js';
-import { modulePath } from '../module-path.js';
+import { checkChannels, modulePath } from '../spawn-args.js';
 import { workerChannels } from '../worker/spawn.js';
 import type { ConnectionOptions } from './connection.js';
 import { channelOverSocket } from './listen.js';
@@ -41,7 +41,7 @@ const EXIT_GRACE_MS = 500;
 /**
  * Starts `node module` with the given channels, over a socketpair on descriptor 3 that speaks
  * the socket protocol (the same transport as `connect`), and resolves once the child has called
- * {@link parentChannels} and holds them. A string `module` resolves against the current
+ * {@link parentChannels} (its channels are then on their way). A string `module` resolves against the current
  * directory; pass `new URL('./child.js', import.meta.url)` for a file beside the caller. When the
  * child cannot be started, exits before taking its channels, or does not take them within
  * `handshakeTimeoutMs`, it is killed and reaped, and the error says why: its exit code or signal
@@ -52,6 +52,7 @@ export async function spawnProcess(
   options: SpawnOptions = {},
 ): Promise<SpawnedProcess> {
   const path = modulePath(module, 'spawnProcess');
+  checkChannels(options.channels ?? {}, 'spawnProcess');
   const names = Object.keys(options.channels ?? {});
   const channels = Object.values(options.channels ?? {});
   const io = options.stdio ?? 'inherit';
@@ -76,6 +77,8 @@ export async function spawnProcess(
   try {
     root = await channelOverSocket(child.stdio[CHANNEL_FD] as net.Socket, false, options);
   } catch (error) {
+    // A spawn that failed reports why on the next tick.
+    if (child.pid === undefined) await new Promise((resolve) => setImmediate(resolve));
     throw await startFailure(child, exited, path, io, spawnError ?? error);
   }
   try {
@@ -85,7 +88,7 @@ export async function spawnProcess(
       handles: channels,
     });
   } catch (error) {
-    // A channel that cannot be moved: the caller's mistake, which the error already names.
+    // Checked above, so only a peer sent along with its own end gets here; the error names it.
     root.close();
     child.kill('SIGKILL');
     await exited;

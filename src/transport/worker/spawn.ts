@@ -13,7 +13,7 @@ import {
 } from 'node:worker_threads';
 import type { Channel } from '../../channel/channel.js';
 import { IpcError } from '../../errors.js';
-import { modulePath } from '../module-path.js';
+import { checkChannels, modulePath } from '../spawn-args.js';
 import { type EndpointToken, exportEndpoint, importEndpoint } from './index.js';
 
 /** The key of `workerData` that carries the channels; the rest of `workerData` is not used. */
@@ -60,11 +60,12 @@ export async function spawnWorker(
       `spawnWorker: handshakeTimeoutMs must be a positive integer, got ${handshakeTimeoutMs}`,
     );
   }
+  checkChannels(channels, 'spawnWorker');
   const tokens: EndpointToken[] = [];
   try {
     for (const channel of Object.values(channels)) tokens.push(exportEndpoint(channel));
   } catch (error) {
-    // Nothing was started: the channels exported so far are closed, so their peers hear of it.
+    // Too large a ring, say: the channels exported so far are closed, so their peers hear of it.
     for (const token of tokens) importEndpoint(token).close();
     throw error;
   }

@@ -69,4 +69,18 @@ describe('spawnProcess failures', () => {
     mine.close();
     await proc.exited;
   });
+
+  it('names a channel that cannot be handed over before starting anything', async () => {
+    const [dead] = Channel.pair();
+    dead.close();
+    const error = await failure(
+      spawnProcess(child('echo'), { channels: { dead } }),
+      'HANDLE_NOT_MOVABLE',
+    );
+    assert.equal(error.message, 'spawnProcess: channels.dead is closed or was already moved');
+    await failure(
+      spawnProcess(child('echo'), { channels: { x: 'nope' as unknown as Channel } }),
+      'INVALID_ARGUMENT',
+    );
+  });
 });

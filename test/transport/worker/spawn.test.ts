@@ -49,11 +49,31 @@ describe('spawnWorker', () => {
     assert.match(error.message, /no\/such\/worker\.js not found .*current directory/);
   });
 
-  it('closes the channels it already took when one cannot be handed over', async () => {
+  it('names a channel that cannot be handed over, and moves none', async () => {
     const [mine, theirs] = Channel.pair();
     const [dead] = Channel.pair();
     dead.close();
-    await failure(spawnWorker(child('echo'), { channels: { ok: theirs, dead } }), 'CLOSED');
+    const error = await failure(
+      spawnWorker(child('echo'), { channels: { ok: theirs, dead } }),
+      'HANDLE_NOT_MOVABLE',
+    );
+    assert.match(error.message, /channels\.dead is closed/);
+    theirs.send({ type: 1 });
+    assert.equal((await mine.recv()).type, 1);
+    const twice = await failure(
+      spawnWorker(child('echo'), { channels: { a: theirs, b: theirs } }),
+      'HANDLE_NOT_MOVABLE',
+    );
+    assert.match(twice.message, /channels\.b is the same channel as channels\.a/);
+  });
+
+  it('closes the channels it exported when a later one needs too large a ring', async () => {
+    const [mine, theirs] = Channel.pair();
+    const [, huge] = Channel.pair({ capacityBytes: 2 ** 31 });
+    await failure(
+      spawnWorker(child('echo'), { channels: { ok: theirs, huge } }),
+      'HANDLE_NOT_MOVABLE',
+    );
     await assert.rejects(mine.recv(), (e: unknown) => isIpcError(e, 'PEER_CLOSED'));
   });
 
