@@ -83,7 +83,7 @@ export async function run(
   let terminated = false;
   const stop = (why: string, graceMs = grace ?? spec.graceMs) => {
     if (stopping !== undefined) return;
-    say(`[run] ${why}: stopping (grace ${graceMs} ms; a signal terminates at once)\n`);
+    say(`[run] ${why}: stopping (grace ${graceMs} ms; SIGINT or SIGTERM terminates at once)\n`);
     stopping = system.stop(graceMs);
   };
   const stopWhenClientsEnded = () => {

@@ -119,7 +119,7 @@ services:
     const lines = err.split('\n').filter((l) => l !== '');
     assert.deepEqual(lines.slice(2), [
       '[run] client exited (code 0)',
-      '[run] every service without "provides" has ended (client): stopping (grace 5000 ms; a signal terminates at once)',
+      '[run] every service without "provides" has ended (client): stopping (grace 5000 ms; SIGINT or SIGTERM terminates at once)',
       '[run] server exited (code 0)',
       lines.at(-1),
     ]);
