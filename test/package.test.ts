@@ -52,6 +52,34 @@ for (const start of [spawnWorker, spawnProcess]) {
 console.log(got.join(', '));
 `;
 
+const TSCONFIG = {
+  compilerOptions: {
+    module: 'nodenext',
+    target: 'es2022',
+    strict: true,
+    noEmit: true,
+    types: ['node'],
+  },
+  include: ['typed.ts', 'ping.generated.ts'],
+};
+
+const TYPED = `import { Channel, isIpcError, type ServiceEnv, spawnWorker } from 'ftl-ipc';
+import { loadIdl } from 'ftl-ipc/idl';
+import { PingClient } from './ping.generated.js';
+export async function main(env: ServiceEnv<{ n: number }>): Promise<number> {
+  const [mine, theirs] = Channel.pair({ capacity: 4 });
+  const { worker } = await spawnWorker(new URL('./echo.js', import.meta.url), { channels: { relay: theirs } });
+  void worker.terminate();
+  void loadIdl(['ping.yaml']);
+  const client = new PingClient(mine);
+  try {
+    return (await client.ping({ value: env.config.n })).value;
+  } catch (error) {
+    return isIpcError(error, 'TIMEOUT') ? -1 : -2;
+  }
+}
+`;
+
 const IDL = `name: ping
 protocols:
   ping:
@@ -117,6 +145,14 @@ it('packs an unbuilt checkout, installs it quietly and runs a worker, a child an
     assert.match(generated, /from 'ftl-ipc'/);
     const version = await sh('npx', ['--no-install', 'ftl-ipc', '--version'], project);
     assert.equal(version.stdout, `${pkg.version}\n`);
+    // A TypeScript project set up as the README says type-checks against the shipped types.
+    await symlink(join(root, 'node_modules/@types'), join(project, 'node_modules/@types'), 'dir');
+    await writeFile(join(project, 'tsconfig.json'), JSON.stringify(TSCONFIG));
+    await writeFile(join(project, 'typed.ts'), TYPED);
+    const checked = await sh(join(root, 'node_modules/.bin/tsc'), ['-p', '.'], project).catch(
+      (error: { stdout: string }) => assert.fail(`tsc failed:\n${error.stdout}`),
+    );
+    assert.equal(checked.stdout, '');
     // CommonJS reaches it too, through Node's require of ES modules (Node >= 20.19).
     const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
     if (major > 20 || minor >= 19) {

@@ -38,6 +38,14 @@ describe('spawnProcess failures', () => {
     assert.equal(alive(pidOf(error)), false);
   });
 
+  it('reports a child killed by a signal before it took its channels', async () => {
+    const error = await failure(
+      spawnProcess(child('early-exit'), { stdio: 'pipe', args: ['signal'] }),
+      'CONNECTION_FAILED',
+    );
+    assert.match(error.message, /was killed by SIGTERM before calling parentChannels\(\)/);
+  });
+
   it('reports a module that fails to load with the loader error from its stderr', async () => {
     const error = await failure(
       spawnProcess(child('bad-import'), { stdio: 'pipe' }),
