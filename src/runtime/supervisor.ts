@@ -206,8 +206,13 @@ export class System {
         }
         void instance.exited.then((exit) => this.#exited(record, generation, exit));
       },
-      // Not started at all (no such executable, out of resources): a failure like any other.
-      () => this.#exited(record, generation, { code: null, signal: null }),
+      // Not started at all (out of resources, a host that died first): a failure like any
+      // other. The error says why, with what the host wrote, which no stream will show now.
+      (error: Error) => {
+        for (const line of error.message.split('\n'))
+          this.#options.onLog?.(spec.name, 'stderr', line);
+        this.#exited(record, generation, { code: null, signal: null });
+      },
     );
 
     // The startup channel holds what is sent before the service is up.
