@@ -44,8 +44,9 @@ const EXIT_GRACE_MS = 500;
  * {@link parentChannels} (its channels are then on their way). A string `module` resolves against the current
  * directory; pass `new URL('./child.js', import.meta.url)` for a file beside the caller. When the
  * child cannot be started, exits before taking its channels, or does not take them within
- * `handshakeTimeoutMs`, it is killed and reaped, and the error says why: its exit code or signal
- * and, with `stdio: 'pipe'`, the first lines of its stderr.
+ * `handshakeTimeoutMs`, it is killed and reaped, the channels are closed (their peers see
+ * PEER_CLOSED), and the error says why: its exit code or signal and, with `stdio: 'pipe'`, the
+ * first lines of its stderr.
  */
 export async function spawnProcess(
   module: string | URL,
@@ -79,6 +80,8 @@ export async function spawnProcess(
   } catch (error) {
     // A spawn that failed reports why on the next tick.
     if (child.pid === undefined) await new Promise((resolve) => setImmediate(resolve));
+    // As if they had gone with the child: their peers see PEER_CLOSED, as with spawnWorker.
+    for (const channel of channels) channel.close();
     throw await startFailure(child, exited, path, io, spawnError ?? error);
   }
   try {

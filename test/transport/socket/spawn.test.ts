@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { Channel, type IpcError, spawnProcess } from '../../../src/index.js';
+import { Channel, type IpcError, isIpcError, spawnProcess } from '../../../src/index.js';
 import { alive, failure } from '../spawn-helpers.js';
 import { child } from './helpers.js';
 
@@ -13,7 +13,7 @@ function pidOf(error: IpcError): number {
 
 describe('spawnProcess failures', () => {
   it('kills and reaps a child that never calls parentChannels(), and says so', async () => {
-    const [, theirs] = Channel.pair();
+    const [mine, theirs] = Channel.pair();
     const error = await failure(
       spawnProcess(child('idle'), {
         channels: { work: theirs },
@@ -26,6 +26,8 @@ describe('spawnProcess failures', () => {
     assert.match(error.message, /idle\.js/);
     // Reaped before the rejection: no process by that id is left.
     assert.equal(alive(pidOf(error)), false);
+    // Its channel went down with it.
+    await assert.rejects(mine.recv(), (e: unknown) => isIpcError(e, 'PEER_CLOSED'));
   });
 
   it('reports a child that exits first with its code and the first lines of its stderr', async () => {

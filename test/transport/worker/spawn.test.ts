@@ -20,10 +20,13 @@ describe('spawnWorker', () => {
   });
 
   it('reports a worker that exits before taking its channels, with its exit code', async () => {
+    const [mine, theirs] = Channel.pair();
     const error = await failure(
-      spawnWorker(child('early-exit'), { stderr: true }),
+      spawnWorker(child('early-exit'), { stderr: true, channels: { work: theirs } }),
       'CONNECTION_FAILED',
     );
+    // Its channel went down with it.
+    await assert.rejects(mine.recv(), (e: unknown) => isIpcError(e, 'PEER_CLOSED'));
     assert.match(error.message, /early-exit\.js exited with code 3 before calling parentChannels/);
   });
 
