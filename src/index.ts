@@ -11,4 +11,9 @@ export {
   setDefaultWakePolicy,
   type WakePolicy,
 } from './transport/worker/index.js';
+export {
+  type SpawnedWorker,
+  type SpawnWorkerOptions,
+  spawnWorker,
+} from './transport/worker/spawn.js';
 export * from './wire/index.js';

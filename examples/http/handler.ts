@@ -13,6 +13,8 @@ export interface Response {
   readonly status: number;
   readonly type: string;
   readonly body: Uint8Array;
+  /** For 405: the methods the path takes. */
+  readonly allow?: string;
 }
 
 const PAGE = new TextEncoder().encode(`<!doctype html>
@@ -28,14 +30,22 @@ service in its own process, and back.</p>
 `);
 
 const NOT_FOUND = new TextEncoder().encode('not found\n');
+const TEXT = 'text/plain; charset=utf-8';
+/** The methods each path takes; any other method on it is 405, not 404. */
+const ROUTES: Record<string, readonly string[]> = {
+  '/': ['GET', 'HEAD'],
+  '/echo': ['POST', 'PUT'],
+};
 
 export function handle(request: Request): Response {
-  if (request.path === '/' && (request.method === 'GET' || request.method === 'HEAD')) {
-    return { status: 200, type: 'text/html; charset=utf-8', body: PAGE };
+  const methods = ROUTES[request.path];
+  if (methods === undefined) return { status: 404, type: TEXT, body: NOT_FOUND };
+  if (!methods.includes(request.method)) {
+    const allow = methods.join(', ');
+    const body = new TextEncoder().encode(`${request.path} takes ${allow}\n`);
+    return { status: 405, type: TEXT, body, allow };
   }
-  if (request.path === '/echo' && (request.method === 'POST' || request.method === 'PUT')) {
-    const type = request.headers.get('content-type') ?? 'application/octet-stream';
-    return { status: 200, type, body: request.body };
-  }
-  return { status: 404, type: 'text/plain; charset=utf-8', body: NOT_FOUND };
+  if (request.path === '/') return { status: 200, type: 'text/html; charset=utf-8', body: PAGE };
+  const type = request.headers.get('content-type') ?? 'application/octet-stream';
+  return { status: 200, type, body: request.body };
 }

@@ -16,6 +16,7 @@ const REASONS: Record<number, string> = {
   200: 'OK',
   400: 'Bad Request',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   413: 'Content Too Large',
   431: 'Request Header Fields Too Large',
   501: 'Not Implemented',
@@ -110,6 +111,7 @@ async function send(conn: ConnectionClient, response: Response, close: boolean):
   const head = Buffer.from(
     `HTTP/1.1 ${response.status} ${REASONS[response.status]}\r\n` +
       `Content-Type: ${response.type}\r\nContent-Length: ${response.body.byteLength}\r\n` +
+      `${response.allow === undefined ? '' : `Allow: ${response.allow}\r\n`}` +
       `${close ? 'Connection: close\r\n' : ''}\r\n`,
   );
   // Small responses go out as one segment: one message, one socket write.

@@ -5,10 +5,18 @@ import { formatDiagnostic, SourceFile } from '../idl/diagnostics.js';
 import { loadOrReport } from './gen.js';
 import { type Command, UsageError } from './io.js';
 
+export const compatSummary = 'Checks that a new IDL can still talk to peers built from an old one.';
+
 export const compatUsage = `Usage: ftl-ipc compat --baseline <old file or folder>... <new file or folder>...
 
-Checks that the new IDL can talk to peers built from the old one (docs/idl.md, Evolution).
+${compatSummary}
+Every incompatible change is printed with its position; the rules are in docs/idl.md, Evolution.
+
+Options:
   --baseline <path>   the IDL as released (repeatable), e.g. a checkout of the last tag
+  -h, --help          show this help
+
+Exit status: 0 compatible, 1 incompatible changes or IDL problems, 2 bad usage.
 `;
 
 export const compat: Command = async (args, io) => {

@@ -7,12 +7,22 @@ import { findIdlFiles, loadIdl } from '../idl/load.js';
 import type { PackageDef } from '../idl/model.js';
 import { type Command, type CommandIo, UsageError } from './io.js';
 
+export const genSummary = 'Generates TypeScript clients and servers from IDL files.';
+
 export const genUsage = `Usage: ftl-ipc gen <file or folder>... [--out <dir>] [--check] [--runtime <module>]
 
-Generates TypeScript from IDL files (.yaml, .yml, .json; folders are searched).
+${genSummary}
+Reads .yaml, .yml and .json files (folders are searched) and writes a <name>.generated.ts for
+each; docs/idl.md is the reference.
+
+Options:
   --out <dir>         write every module here (default: beside each IDL file)
   --check             write nothing; exit 1 if a generated file differs from what is on disk
   --runtime <module>  where generated code imports the runtime from (default: ftl-ipc)
+  -h, --help          show this help
+
+Exit status: 0 done, 1 the IDL has problems (each is printed) or --check found a stale file,
+2 bad usage.
 `;
 
 /** Loads the IDL at `inputs`; on problems prints them all and returns undefined. */

@@ -1,27 +1,36 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { compat, compatUsage } from './compat.js';
-import { gen, genUsage } from './gen.js';
+import { compat, compatSummary, compatUsage } from './compat.js';
+import { gen, genSummary, genUsage } from './gen.js';
 import { type Command, type CommandIo, UsageError } from './io.js';
-import { run, runUsage } from './run.js';
+import { run, runSummary, runUsage } from './run.js';
 
 /** Subcommands by name; each parses its own options. */
-const commands: Record<string, { run: Command; usage: string }> = {
-  gen: { run: gen, usage: genUsage },
-  compat: { run: compat, usage: compatUsage },
-  run: { run, usage: runUsage },
+const commands: Record<string, { run: Command; summary: string; usage: string }> = {
+  gen: { run: gen, summary: genSummary, usage: genUsage },
+  compat: { run: compat, summary: compatSummary, usage: compatUsage },
+  run: { run, summary: runSummary, usage: runUsage },
 };
 
 const usage = `Usage: ftl-ipc <command> [options]
+       ftl-ipc --version
 
 Commands:
 ${Object.entries(commands)
-  .map(([name, c]) => `  ${name.padEnd(6)} ${c.usage.split('\n')[2]}`)
+  .map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`)
   .join('\n')}
 
-Run \`ftl-ipc <command> --help\` for its options.
+Options:
+  -h, --help     show this help; \`ftl-ipc <command> --help\` shows a command's
+  -v, --version  print the version of ftl-ipc
 `;
+
+/** The installed package's version; this file is dist/src/cli/main.js inside it. */
+function version(): string {
+  const pkg = new URL('../../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
 
 /** Runs the CLI; returns the exit status: 0 done, 1 the input has problems, 2 bad usage. */
 export async function main(argv: string[], io: CommandIo): Promise<number> {
@@ -29,6 +38,10 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h') {
     io.out(usage);
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    io.out(`${version()}\n`);
+    return 0;
   }
   const command = commands[name];
   if (command === undefined) {

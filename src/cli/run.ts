@@ -5,12 +5,26 @@ import { LiveStatus } from '../runtime/status.js';
 import { type ShutdownReport, System, type SystemEvent } from '../runtime/supervisor.js';
 import { type CommandIo, UsageError } from './io.js';
 
+export const runSummary = 'Runs a system of services: starts, connects, restarts and stops them.';
+
 export const runUsage = `Usage: ftl-ipc run <system.yaml> [--grace <ms>] [--status | --no-status]
 
-Runs a system of services: starts each as its spec asks, connects them, restarts them by their
-policy, and on SIGINT or SIGTERM stops them all (a second signal terminates them at once).
+${runSummary}
+Each service runs in a worker thread or a child process as its spec asks, gets a channel per
+dependency, and is restarted by its policy; docs/runtime.md is the reference.
+
+It ends by itself once every service without "provides" (a client or a job) has exited or
+failed for good: the others are then stopped. A system whose services all provide something
+runs until SIGINT or SIGTERM, which stop every service; a second signal terminates them at once.
+
+Options:
   --grace <ms>   how long services get to finish at shutdown (default: the spec's, or 5000)
   --status       draw a live status table on stderr (default: when stderr is a terminal)
+  --no-status    never draw it
+  -h, --help     show this help
+
+Exit status: 0 every service ended cleanly, 1 the spec has problems or a service failed or had
+to be terminated, 2 bad usage.
 `;
 
 interface RunContext {
@@ -62,20 +76,41 @@ export async function run(
     if (live === undefined) write(line);
     else live.log(line, write);
   };
+  // The services that serve nobody: when they have all ended, so has the system's purpose.
+  const clients = spec.services.filter((s) => s.provides.length === 0).map((s) => s.name);
+  let stopping: Promise<ShutdownReport> | undefined;
+  let finished = false;
+  let terminated = false;
+  const stop = (why: string, graceMs = grace ?? spec.graceMs) => {
+    if (stopping !== undefined) return;
+    say(`[run] ${why}: stopping (grace ${graceMs} ms; SIGINT or SIGTERM terminates at once)\n`);
+    stopping = system.stop(graceMs);
+  };
+  const stopWhenClientsEnded = () => {
+    const status = system.status();
+    const ended = (name: string) =>
+      ['exited', 'failed'].includes(status.find((s) => s.name === name)!.state);
+    if (finished || clients.length === 0 || !clients.every(ended)) return;
+    if (status.every((s) => s.state !== 'running' && s.state !== 'backoff')) return;
+    stop(`every service without "provides" has ended (${clients.join(', ')})`);
+  };
   const system = new System(spec, {
     onLog: (service, stream, line) =>
       say(`[${service}] ${line}\n`, stream === 'stdout' ? io.out : io.err),
-    onEvent: (event) => say(`[run] ${describe(event)}\n`),
+    onEvent: (event) => {
+      say(`[run] ${describe(event)}\n`);
+      if (event.kind === 'terminate') terminated = true;
+      // The service's new state is set right after its event.
+      if (event.kind === 'exit' || event.kind === 'give-up') setImmediate(stopWhenClientsEnded);
+    },
   });
   const signals = context.signals ?? process;
-  let stopping: Promise<ShutdownReport> | undefined;
   const onSignal = (signal: string) => {
-    if (stopping === undefined) {
-      say(
-        `[run] ${signal}: stopping (grace ${grace ?? spec.graceMs} ms; again to terminate now)\n`,
-      );
-      stopping = system.stop(grace);
-    } else void system.stop(0);
+    if (stopping === undefined) stop(signal);
+    else {
+      say(`[run] ${signal}: terminating every service now\n`);
+      void system.stop(0);
+    }
   };
   signals.on('SIGINT', onSignal);
   signals.on('SIGTERM', onSignal);
@@ -83,19 +118,16 @@ export async function run(
 
   system.start();
   await system.done;
+  finished = true;
   const report = await stopping;
   if (redraw !== undefined) clearInterval(redraw);
   live?.draw(system.status());
   signals.off('SIGINT', onSignal);
   signals.off('SIGTERM', onSignal);
 
-  for (const s of report?.services ?? []) {
-    say(`[run] ${s.name}: ${s.outcome}${s.code === null ? '' : ` (code ${s.code})`}\n`);
-  }
+  // Each exit was already told as it happened; only the total is left to say.
   if (report !== undefined) say(`[run] stopped in ${Math.round(report.ms)} ms\n`);
-  const failed =
-    system.status().some((s) => s.state === 'failed') ||
-    (report?.services.some((s) => s.outcome === 'terminated') ?? false);
+  const failed = system.status().some((s) => s.state === 'failed') || terminated;
   return failed ? 1 : 0;
 }
 
@@ -111,5 +143,7 @@ function describe(event: SystemEvent): string {
       return `${event.service} restarts in ${event.delayMs} ms (attempt ${event.attempt})`;
     case 'give-up':
       return `${event.service} failed after ${event.restarts} restart(s); not restarting`;
+    case 'terminate':
+      return `${event.service} did not stop within ${event.graceMs} ms: terminating it`;
   }
 }

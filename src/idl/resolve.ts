@@ -234,6 +234,18 @@ class Resolver {
 
   #type(spec: RawType, pkg: PackageDef): TypeSpec | undefined {
     const name = spec.type.value;
+    const builtins = [...primitiveNames, 'string', 'bytes', 'channel', 'pipe', 'array'];
+    const struct = this.#lookup(spec.type, pkg, (s) => s.structs);
+    const enumDef = this.#lookup(spec.type, pkg, (s) => s.enums);
+    if (!builtins.includes(name) && !struct && !enumDef) {
+      // A typo: the keys beside it (capacity, items, ...) would only draw follow-on errors.
+      this.#report(
+        spec.type,
+        'IDL_UNKNOWN_TYPE',
+        `unknown type "${name}"; built-in types are ${builtins.join(', ')}${this.#known(pkg, (s) => new Map<string, unknown>([...s.structs, ...s.enums]))}`,
+      );
+      return undefined;
+    }
     const needsCapacity = name === 'string' || name === 'bytes' || name === 'array';
     if (needsCapacity && !spec.capacity) {
       const unit = name === 'array' ? 'items' : 'bytes';
@@ -311,17 +323,8 @@ class Resolver {
     }
     if ((primitiveNames as readonly string[]).includes(name))
       return { kind: 'primitive', name: name as PrimitiveName };
-    const struct = this.#lookup(spec.type, pkg, (s) => s.structs);
     if (struct) return { kind: 'struct', struct };
-    const enumDef = this.#lookup(spec.type, pkg, (s) => s.enums);
-    if (enumDef) return { kind: 'enum', enum: enumDef };
-    const builtins = [...primitiveNames, 'string', 'bytes', 'channel', 'pipe', 'array'].join(', ');
-    this.#report(
-      spec.type,
-      'IDL_UNKNOWN_TYPE',
-      `unknown type "${name}"; built-in types are ${builtins}${this.#known(pkg, (s) => new Map<string, unknown>([...s.structs, ...s.enums]))}`,
-    );
-    return undefined;
+    return enumDef && { kind: 'enum', enum: enumDef };
   }
 
   /** `name` is local to the package; `other.name` names a definition in a direct import. */

@@ -1,16 +1,16 @@
 /**
  * The seam between the supervisor and the transports: start a service instance in a worker
  * thread or a child process, handing it only its startup channel (everything else moves over
- * that channel as handles). A thread gets the channel through the worker transport
- * (`exportEndpoint` in its `workerData`), a process through the socket transport
- * (`spawnProcess`).
+ * that channel as handles). A thread is started with `spawnWorker` (the worker transport), a
+ * process with `spawnProcess` (the socket transport); either way the service's host takes the
+ * channel with `parentChannels()`.
  */
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, Worker, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import type { Channel } from '../channel/index.js';
 import { parentChannels, spawnProcess } from '../transport/socket/index.js';
-import { type EndpointToken, exportEndpoint, importEndpoint } from '../transport/worker/index.js';
+import { spawnWorker } from '../transport/worker/spawn.js';
 import type { Isolation } from './spec.js';
 import type { BootInfo } from './startup.js';
 
@@ -32,12 +32,8 @@ export interface Instance {
 }
 
 const HOST = fileURLToPath(new URL('./host.js', import.meta.url));
+/** The boot info travels in the environment, which threads and processes both have. */
 const BOOT_ENV = 'FTL_IPC_BOOT';
-
-interface ThreadData {
-  readonly boot: BootInfo;
-  readonly token: EndpointToken;
-}
 
 /** Starts `boot.module` isolated as asked, with `startup` (moved) as its startup channel. */
 export async function launch(
@@ -45,36 +41,28 @@ export async function launch(
   boot: BootInfo,
   startup: Channel,
 ): Promise<Instance> {
-  return isolation === 'thread' ? launchThread(boot, startup) : launchProcess(boot, startup);
-}
-
-function launchThread(boot: BootInfo, startup: Channel): Instance {
-  const token = exportEndpoint(startup);
-  const data: ThreadData = { boot, token };
-  const worker = new Worker(HOST, {
-    workerData: data,
-    transferList: token.transfer,
-    stdout: true,
-    stderr: true,
-  });
-  // An uncaught error ends the worker with code 1; the host already wrote it to its stderr.
-  worker.on('error', () => {});
-  return {
-    id: `thread ${worker.threadId}`,
-    stdout: worker.stdout,
-    stderr: worker.stderr,
-    exited: new Promise((resolve) =>
-      worker.once('exit', (code) => resolve({ code, signal: null })),
-    ),
-    terminate: () => void worker.terminate(),
-  };
-}
-
-async function launchProcess(boot: BootInfo, startup: Channel): Promise<Instance> {
+  const env = { ...process.env, [BOOT_ENV]: JSON.stringify(boot) };
+  if (isolation === 'thread') {
+    const { worker, exited } = await spawnWorker(HOST, {
+      channels: { startup },
+      env,
+      stdout: true,
+      stderr: true,
+    });
+    // An uncaught error ends the worker with code 1; the host already wrote it to its stderr.
+    worker.on('error', () => {});
+    return {
+      id: `thread ${worker.threadId}`,
+      stdout: worker.stdout,
+      stderr: worker.stderr,
+      exited: exited.then(({ code }) => ({ code, signal: null })),
+      terminate: () => void worker.terminate(),
+    };
+  }
   const { child, exited } = await spawnProcess(HOST, {
     channels: { startup },
     stdio: 'pipe',
-    env: { ...process.env, [BOOT_ENV]: JSON.stringify(boot) },
+    env,
   });
   child.stdin?.end();
   return {
@@ -88,13 +76,9 @@ async function launchProcess(boot: BootInfo, startup: Channel): Promise<Instance
 
 /** In the service's thread or process: its boot info and startup channel. */
 export async function childStartup(): Promise<{ boot: BootInfo; startup: Channel }> {
-  if (!isMainThread) {
-    const { boot, token } = workerData as ThreadData;
-    return { boot, startup: importEndpoint(token) };
-  }
   const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as BootInfo;
   // Ctrl-C reaches the whole process group; the supervisor decides when this service stops.
-  process.on('SIGINT', () => {});
+  if (isMainThread) process.on('SIGINT', () => {});
   const { startup } = await parentChannels();
   return { boot, startup: startup! };
 }

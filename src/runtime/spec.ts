@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { isMap, isScalar, isSeq, type Node, parseDocument, type YAMLMap } from 'yaml';
 import { SourceFile, type SpecDiagnostic, type SpecDiagnosticCode } from './diagnostics.js';
 
@@ -269,11 +269,14 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
   const restart = readRestart(map, fields);
   const configNode = map.get('config', true) as Node | undefined;
   if (name === undefined || module === undefined) return undefined;
-  const path = resolveModule(resolve(dir, module));
+  const { found: path, tried } = resolveModule(resolve(dir, module));
   if (path === undefined) {
+    const build = /\.(c|m)?ts$/.test(module)
+      ? '; a .ts module runs from its compiled .js: build it'
+      : '';
     fields.report(
       'SPEC_MODULE_NOT_FOUND',
-      `module "${module}" not found (looked for it beside the spec and, for .ts, for its compiled .js)`,
+      `module "${module}" not found (relative to the spec's folder); looked for ${tried.map(shown).join(', ')}${build}`,
       moduleNode,
     );
   }
@@ -315,18 +318,76 @@ function readRestart(map: YAMLMap, fields: Fields): RestartPolicy | undefined {
 
 /**
  * Node 20 does not run TypeScript, so a `.ts` module (as written in a spec beside its sources)
- * runs from its compiled twin: beside it, or under the package's `dist/` as tsc lays it out.
+ * runs from its compiled twin: beside it, where the nearest tsconfig.json's `rootDir`/`outDir`
+ * put it, or under the package's `dist/` as tsc lays it out by default. Returns what exists, or
+ * every path that was looked at.
  */
-function resolveModule(path: string): string | undefined {
+function resolveModule(path: string): { found?: string; tried: string[] } {
+  if (!/\.(c|m)?ts$/.test(path))
+    return existsSync(path) ? { found: path, tried: [] } : { tried: [path] };
   const js = path.replace(/\.(c|m)?ts$/, '.$1js');
-  const candidates = [path, js];
+  const candidates = [js, ...compiledByTsconfig(js)];
   for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) {
     if (existsSync(join(dir, 'package.json'))) {
       candidates.push(join(dir, 'dist', relative(dir, js)));
       break;
     }
   }
-  return candidates.find((c) => !c.endsWith('ts') && existsSync(c));
+  const tried = [...new Set(candidates)];
+  const found = tried.find((c) => existsSync(c));
+  return found === undefined ? { tried } : { found, tried };
+}
+
+/** Where the nearest tsconfig.json above `js` (a source path, renamed) compiles it to. */
+function compiledByTsconfig(js: string): string[] {
+  for (let dir = dirname(js); dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'tsconfig.json');
+    if (!existsSync(file)) continue;
+    const { rootDir, outDir } = compilerDirs(file, 0);
+    if (outDir === undefined) return [];
+    // Without rootDir, tsc uses the common folder of the sources: the config's or one below it.
+    const top = relative(dir, js).split(sep)[0]!;
+    const roots = rootDir === undefined ? [dir, join(dir, top)] : [rootDir];
+    return roots
+      .filter((root) => !relative(root, js).startsWith('..'))
+      .map((root) => join(outDir, relative(root, js)));
+  }
+  return [];
+}
+
+/** `rootDir` and `outDir` of a tsconfig, absolute, following `extends` to local files. */
+function compilerDirs(file: string, depth: number): { rootDir?: string; outDir?: string } {
+  let config: { extends?: unknown; compilerOptions?: { rootDir?: unknown; outDir?: unknown } };
+  try {
+    config = JSON.parse(withoutComments(readFileSync(file, 'utf8')));
+  } catch {
+    return {};
+  }
+  const base =
+    typeof config.extends === 'string' && config.extends.startsWith('.') && depth < 8
+      ? compilerDirs(resolve(dirname(file), config.extends), depth + 1)
+      : {};
+  const dir = (value: unknown) =>
+    typeof value === 'string' ? resolve(dirname(file), value) : undefined;
+  const rootDir = dir(config.compilerOptions?.rootDir) ?? base.rootDir;
+  const outDir = dir(config.compilerOptions?.outDir) ?? base.outDir;
+  return {
+    ...(rootDir !== undefined && { rootDir }),
+    ...(outDir !== undefined && { outDir }),
+  };
+}
+
+/** tsconfig.json is JSON with comments and trailing commas. */
+function withoutComments(text: string): string {
+  return text
+    .replace(/("(?:[^"\\]|\\.)*")|\/\/[^\n]*|\/\*[\s\S]*?\*\//g, (_match, string) => string ?? '')
+    .replace(/("(?:[^"\\]|\\.)*")|,(\s*[}\]])/g, (_match, string, close) => string ?? close);
+}
+
+/** A path as people read it: from the current directory when it is below it. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
 }
 
 function resolveDependencies(draft: Draft, all: readonly Draft[], report: Report): ServiceSpec {

@@ -26,7 +26,9 @@ export type SystemEvent =
       readonly attempt: number;
       readonly delayMs: number;
     }
-  | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number };
+  | { readonly service: string; readonly kind: 'give-up'; readonly restarts: number }
+  /** At shutdown: it did not return from `main` within the grace period; its exit follows. */
+  | { readonly service: string; readonly kind: 'terminate'; readonly graceMs: number };
 
 export interface SystemOptions {
   /** Each line a service writes, without its newline. */
@@ -153,6 +155,7 @@ export class System {
       clearTimeout(timer);
       if (exit !== undefined)
         return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
+      this.#options.onEvent?.({ service: record.spec.name, kind: 'terminate', graceMs });
       instance.terminate();
       const killed = await instance.exited;
       return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
@@ -203,8 +206,13 @@ export class System {
         }
         void instance.exited.then((exit) => this.#exited(record, generation, exit));
       },
-      // Not started at all (no such executable, out of resources): a failure like any other.
-      () => this.#exited(record, generation, { code: null, signal: null }),
+      // Not started at all (out of resources, a host that died first): a failure like any
+      // other. The error says why, with what the host wrote, which no stream will show now.
+      (error: Error) => {
+        for (const line of error.message.split('\n'))
+          this.#options.onLog?.(spec.name, 'stderr', line);
+        this.#exited(record, generation, { code: null, signal: null });
+      },
     );
 
     // The startup channel holds what is sent before the service is up.

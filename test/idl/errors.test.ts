@@ -22,6 +22,26 @@ const where = (ds: readonly Diagnostic[]) =>
     .map((d) => `${d.code}@${d.line}:${d.col}`);
 
 describe('IDL errors', () => {
+  it('a misspelt type is the one error, without follow-ons about the keys beside it', () => {
+    const { diagnostics } = load({
+      'a.yaml': [
+        'name: kv',
+        'protocols:',
+        '  kv:',
+        '    - name: get',
+        '      type: call',
+        '      params: [{ name: key, type: strin, capacity: 64 }]',
+        '      returns: [{ name: values, type: arry, capacity: 4, items: { type: string } }]',
+        '',
+      ].join('\n'),
+    });
+    // Unsorted on purpose: the order the user reads them in.
+    assert.deepEqual(
+      diagnostics.map((d) => `${d.code}@${d.line}:${d.col}`),
+      ['IDL_UNKNOWN_TYPE@6:35', 'IDL_UNKNOWN_TYPE@7:39'],
+    );
+  });
+
   it('reports every problem of a file at once, with positions', () => {
     const { diagnostics } = load({
       'a.yaml': [

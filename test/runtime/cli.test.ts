@@ -5,18 +5,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { alive } from '../transport/spawn-helpers.js';
 import { fixture, root } from './helpers.js';
 
 const BIN = `${root}dist/src/cli/main.js`;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function gone(pids: readonly number[], timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -50,6 +42,10 @@ async function start(
   return { child, err, pids };
 }
 
+function count(text: string, line: string): number {
+  return text.split('\n').filter((l) => l.includes(line)).length;
+}
+
 describe('ftl-ipc run', { timeout: 60_000 }, () => {
   let dir = '';
   let spec = '';
@@ -75,9 +71,14 @@ services:
     const [code] = await once(child, 'exit');
     const text = err.join('');
     assert.equal(code, 1, text);
-    assert.match(text, /\[run\] server: exited \(code 0\)/);
-    assert.match(text, /\[run\] stubborn: terminated/);
-    assert.match(text, /\[run\] worker: terminated/);
+    // One line per event: each exit once, a terminated service's termination then its exit.
+    assert.equal(count(text, '[run] server exited (code 0)'), 1, text);
+    for (const name of ['stubborn', 'worker']) {
+      assert.equal(count(text, `[run] ${name} did not stop within 500 ms: terminating it`), 1);
+      assert.equal(count(text, `[run] ${name} exited`), 1, text);
+    }
+    assert.match(text, /\[run\] stubborn exited \(SIGKILL\)/);
+    assert.doesNotMatch(text, /: exited|: terminated|: down/);
     // The live table, redrawn in place: cursor up and clear before each new drawing.
     assert.match(text, /SERVICE +ISOLATION +STATE +ID +RESTARTS\nserver +process +/);
     assert.ok(text.includes('\x1b[J'), 'the table is erased before it is drawn again');
@@ -90,5 +91,38 @@ services:
     await once(child, 'exit');
     // They notice the supervisor is gone and exit, at the latest after their grace period.
     assert.ok(await gone(pids, 5000), `left behind: ${pids.filter(alive)}`);
+  });
+
+  it('ends by itself once every service without "provides" has ended', async () => {
+    const system = join(dir, 'ping.yaml');
+    await writeFile(
+      system,
+      `services:
+  - { name: server, module: ${root}examples/ping/server.ts, provides: [ping] }
+  - name: client
+    module: ${root}examples/ping/client.ts
+    isolation: process
+    depends: [{ name: ping, protocol: ping }]
+    config: { count: 2 }
+`,
+    );
+    const child = spawn(process.execPath, [BIN, 'run', system], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+    child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0, err);
+    assert.equal(out, '[client] pong 1\n[client] pong 3\n');
+    const lines = err.split('\n').filter((l) => l !== '');
+    assert.deepEqual(lines.slice(2), [
+      '[run] client exited (code 0)',
+      '[run] every service without "provides" has ended (client): stopping (grace 5000 ms; SIGINT or SIGTERM terminates at once)',
+      '[run] server exited (code 0)',
+      lines.at(-1),
+    ]);
+    assert.match(lines.at(-1)!, /^\[run\] stopped in \d+ ms$/);
   });
 });

@@ -114,6 +114,9 @@ services:
     assert.equal(await echo.text(), 'ping pong');
     assert.equal(echo.headers.get('content-type'), 'text/plain');
     assert.equal((await fetch(`${url}missing`)).status, 404);
+    const wrongMethod = await fetch(`${url}echo`);
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'POST, PUT');
     const big = pattern(300_000, 9);
     const bigEcho = await fetch(`${url}echo`, { method: 'POST', body: big });
     assert.ok(Buffer.from(await bigEcho.arrayBuffer()).equals(big));

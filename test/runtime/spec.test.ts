@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { run } from '../../src/cli/run.js';
 import { formatSpecDiagnostic, parseSystemSpec } from '../../src/index.js';
@@ -139,5 +139,72 @@ services:
     assert.equal(await run([join(dir, 'missing.yaml')], io), 1);
     await assert.rejects(run([], io), { name: 'UsageError' });
     await rm(dir, { recursive: true });
+  });
+});
+
+describe('system spec module paths', () => {
+  /** A project in a temporary folder: `files` by relative path, then the spec's modules. */
+  async function project(files: Record<string, string>, spec: string) {
+    const dir = await mkdtemp(join(tmpdir(), 'ftl-layout-'));
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), text);
+    }
+    const parsed = parseSystemSpec(spec, join(dir, 'src/system.yaml'));
+    return { dir, ...parsed, done: () => rm(dir, { recursive: true }) };
+  }
+  const kv = 'services:\n  - { name: kv, module: ./kvservice.ts }\n';
+
+  it('finds a .ts module compiled by the rootDir/outDir of the nearest tsconfig.json', async () => {
+    const { dir, spec, diagnostics, done } = await project(
+      {
+        'package.json': '{}',
+        // tsconfig.json allows comments and trailing commas.
+        'tsconfig.json':
+          '{\n  // the common layout\n  "compilerOptions": { "rootDir": "src", "outDir": "build", /* not dist */ },\n}\n',
+        'src/kvservice.ts': '',
+        'build/kvservice.js': '',
+      },
+      kv,
+    );
+    assert.deepEqual(diagnostics, []);
+    assert.equal(spec?.services[0]?.module, join(dir, 'build/kvservice.js'));
+    await done();
+  });
+
+  it('follows extends, and without rootDir takes the sources folder as tsc does', async () => {
+    const { dir, spec, diagnostics, done } = await project(
+      {
+        'tsconfig.base.json': '{ "compilerOptions": { "outDir": "out" } }',
+        'tsconfig.json': '{ "extends": "./tsconfig.base.json", "include": ["src"] }',
+        'src/kvservice.ts': '',
+        'out/kvservice.js': '',
+      },
+      kv,
+    );
+    assert.deepEqual(diagnostics, []);
+    assert.equal(spec?.services[0]?.module, join(dir, 'out/kvservice.js'));
+    await done();
+  });
+
+  it('SPEC_MODULE_NOT_FOUND lists every path it tried', async () => {
+    const { dir, diagnostics, done } = await project(
+      {
+        'package.json': '{}',
+        'tsconfig.json': '{ "compilerOptions": { "rootDir": "src", "outDir": "build" } }',
+        'src/kvservice.ts': '',
+      },
+      kv,
+    );
+    assert.deepEqual(
+      diagnostics.map((d) => d.code),
+      ['SPEC_MODULE_NOT_FOUND'],
+    );
+    const message = diagnostics[0]!.message;
+    for (const path of ['src/kvservice.js', 'build/kvservice.js', 'dist/src/kvservice.js']) {
+      assert.ok(message.includes(join(dir, path)), `${path} is not in: ${message}`);
+    }
+    assert.match(message, /relative to the spec's folder.*build it$/);
+    await done();
   });
 });

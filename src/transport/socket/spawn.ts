@@ -1,7 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { isMainThread } from 'node:worker_threads';
 import type { Channel } from '../../channel/channel.js';
-import { IpcError } from '../../errors.js';
+import { IpcError, isIpcError } from '../../errors.js';
+import { checkChannels, modulePath } from '../spawn-args.js';
+import { workerChannels } from '../worker/spawn.js';
 import type { ConnectionOptions } from './connection.js';
 import { channelOverSocket } from './listen.js';
 
@@ -26,47 +30,184 @@ export interface SpawnedProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+type Exit = Awaited<SpawnedProcess['exited']>;
+
+/** What a failure report quotes of a piped stderr. */
+const STDERR_LINES = 10;
+const STDERR_BYTES = 16 * 1024;
+/** A child whose handshake broke is most likely exiting: it gets this long before it is killed. */
+const EXIT_GRACE_MS = 500;
+
 /**
  * Starts `node module` with the given channels, over a socketpair on descriptor 3 that speaks
- * the socket protocol (the same transport as `connect`). The child calls {@link parentChannels}.
+ * the socket protocol (the same transport as `connect`), and resolves once the child has called
+ * {@link parentChannels} (its channels are then on their way). A string `module` resolves against the current
+ * directory; pass `new URL('./child.js', import.meta.url)` for a file beside the caller. When the
+ * child cannot be started, exits before taking its channels, or does not take them within
+ * `handshakeTimeoutMs`, it is killed and reaped, the channels are closed (their peers see
+ * PEER_CLOSED), and the error says why: its exit code or signal and, with `stdio: 'pipe'`, the
+ * first lines of its stderr.
  */
 export async function spawnProcess(
-  module: string,
+  module: string | URL,
   options: SpawnOptions = {},
 ): Promise<SpawnedProcess> {
+  const path = modulePath(module, 'spawnProcess');
+  checkChannels(options.channels ?? {}, 'spawnProcess');
   const names = Object.keys(options.channels ?? {});
   const channels = Object.values(options.channels ?? {});
   const io = options.stdio ?? 'inherit';
   const child = spawn(
     process.execPath,
-    [...(options.execArgv ?? []), module, ...(options.args ?? [])],
+    [...(options.execArgv ?? []), path, ...(options.args ?? [])],
     {
       stdio: [io, io, io, 'pipe'],
       env: { ...(options.env ?? process.env), [FD_ENV]: String(CHANNEL_FD) },
     },
   );
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+  const exited = new Promise<Exit>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const root = await channelOverSocket(child.stdio[CHANNEL_FD] as net.Socket, false, options);
+  // Without a listener a failed spawn (EAGAIN, EMFILE) would crash this process.
+  let spawnError: Error | undefined;
+  const onError = (error: Error) => {
+    spawnError ??= error;
+  };
+  child.on('error', onError);
+  let root: Channel;
+  try {
+    root = await channelOverSocket(child.stdio[CHANNEL_FD] as net.Socket, false, options);
+  } catch (error) {
+    // A spawn that failed reports why on the next tick.
+    if (child.pid === undefined) await new Promise((resolve) => setImmediate(resolve));
+    // As if they had gone with the child: their peers see PEER_CLOSED, as with spawnWorker.
+    for (const channel of channels) channel.close();
+    throw await startFailure(child, exited, path, io, spawnError ?? error);
+  }
   try {
     root.send({
       type: BOOTSTRAP_TYPE,
       data: Buffer.from(JSON.stringify(names)),
       handles: channels,
     });
-  } finally {
+  } catch (error) {
+    // Checked above, so only a peer sent along with its own end gets here; the error names it.
     root.close();
+    child.kill('SIGKILL');
+    await exited;
+    throw error;
   }
+  root.close();
+  child.off('error', onError);
   return { child, exited };
+}
+
+/** Kills and reaps a child that did not take its channels; the error says what became of it. */
+async function startFailure(
+  child: ChildProcess,
+  exited: Promise<Exit>,
+  path: string,
+  io: NonNullable<SpawnOptions['stdio']>,
+  error: unknown,
+): Promise<IpcError> {
+  const who = `the child process${child.pid === undefined ? '' : ` (pid ${child.pid})`} running ${path}`;
+  if (child.pid === undefined) {
+    return new IpcError(
+      'CONNECTION_FAILED',
+      `${who} could not be started: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const stderr = io === 'pipe' ? head(child.stderr!) : undefined;
+  const timedOut = isIpcError(error, 'TIMEOUT');
+  let exit = timedOut ? undefined : await within(exited, EXIT_GRACE_MS);
+  const killed = exit === undefined;
+  if (killed) {
+    child.kill('SIGKILL');
+    exit = await exited;
+  }
+  let what: string;
+  if (timedOut)
+    what = `did not call parentChannels() in time (${(error as Error).message}); it was killed`;
+  else if (killed) what = `broke the handshake (${(error as Error).message}); it was killed`;
+  else if (exit!.signal !== null)
+    what = `was killed by ${exit!.signal} before calling parentChannels()`;
+  else what = `exited with code ${exit!.code} before calling parentChannels()`;
+  const code = killed && isIpcError(error) ? error.code : 'CONNECTION_FAILED';
+  return new IpcError(code, `${who} ${what}; ${await describeStderr(io, stderr)}`, {
+    cause: error,
+  });
+}
+
+async function describeStderr(
+  io: NonNullable<SpawnOptions['stdio']>,
+  stderr: Promise<string> | undefined,
+): Promise<string> {
+  if (io === 'inherit') return "its stderr is this process's stderr";
+  if (io === 'ignore') return "its stderr was ignored (stdio: 'ignore')";
+  const lines = (await stderr)!.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return 'it wrote nothing to stderr';
+  const shown = lines.slice(0, STDERR_LINES).map((l) => `  ${l}`);
+  const more = lines.length > STDERR_LINES ? `\n  (${lines.length - STDERR_LINES} more lines)` : '';
+  return `its stderr began:\n${shown.join('\n')}${more}`;
+}
+
+/** The start of what a dead child wrote to a pipe: bounded in bytes and in time. */
+function head(stream: Readable): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const done = () => {
+      clearTimeout(timer);
+      stream.destroy();
+      resolve(Buffer.concat(chunks).toString('utf8', 0, Math.min(bytes, STDERR_BYTES)));
+    };
+    // A grandchild may hold the pipe open after the child is gone.
+    const timer = setTimeout(done, 1000);
+    stream.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      bytes += chunk.byteLength;
+      if (bytes >= STDERR_BYTES) done();
+    });
+    stream.once('end', done);
+    stream.once('error', done);
+  });
+}
+
+/** `promise`'s value if it settles within `ms`, else undefined. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 let fromParent: Promise<Record<string, Channel>> | undefined;
 
-/** In a child started by {@link spawnProcess}: the channels it was given, by name. */
+/**
+ * In code started by {@link spawnProcess} or `spawnWorker`: the channels it was given, by name.
+ * The same call in a child process and in a worker thread; `options` apply to a process's
+ * socket. Called again, it returns the same channels.
+ */
 export function parentChannels(options: ConnectionOptions = {}): Promise<Record<string, Channel>> {
-  fromParent ??= receiveFromParent(options);
+  fromParent ??= isMainThread ? receiveFromParent(options) : fromSpawner();
   return fromParent;
+}
+
+async function fromSpawner(): Promise<Record<string, Channel>> {
+  const channels = workerChannels();
+  if (channels === undefined) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      'this worker thread was not started by spawnWorker, so it has no parent channels; a worker made with new Worker gets a channel from importEndpoint(token)',
+    );
+  }
+  return channels;
 }
 
 async function receiveFromParent(options: ConnectionOptions): Promise<Record<string, Channel>> {
