@@ -9,6 +9,7 @@ import {
   encodeReply,
   isCall,
   type MessageDescriptor,
+  type MessageTable,
   type Received,
 } from './message.js';
 import { Peer } from './rpc.js';
@@ -136,7 +137,7 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
    */
   protected async dispatch(handlers: object, options: ServeOptions = {}): Promise<void> {
     try {
-      await new Dispatcher(this, handlers as AnyHandlers, options).run();
+      await new Dispatcher(this, this.table, handlers as AnyHandlers, options).run();
     } finally {
       this.close();
     }
@@ -146,6 +147,7 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
 /** One `serve()`: reads in batches, runs up to `concurrency` handlers, replies as each ends. */
 class Dispatcher<In extends Received> {
   readonly #server: RpcServer<In>;
+  readonly #table: MessageTable<In>;
   readonly #handlers: AnyHandlers;
   readonly #options: ServeOptions;
   readonly #replyOptions: SendOptions;
@@ -162,8 +164,14 @@ class Dispatcher<In extends Received> {
   #over: IpcError | undefined;
   #wake: (() => void) | undefined;
 
-  constructor(server: RpcServer<In>, handlers: AnyHandlers, options: ServeOptions) {
+  constructor(
+    server: RpcServer<In>,
+    table: MessageTable<In>,
+    handlers: AnyHandlers,
+    options: ServeOptions,
+  ) {
     this.#server = server;
+    this.#table = table;
     this.#handlers = handlers;
     this.#options = options;
     this.#replyOptions = { onFull: options.replyOnFull ?? 'close' };
@@ -226,7 +234,7 @@ class Dispatcher<In extends Received> {
 
   /** False when the message was invalid and the channel is closed because of it. */
   #accept(message: Message): boolean {
-    const table = this.#server['table'];
+    const table = this.#table;
     let job: Job;
     try {
       const control = readControl(message);

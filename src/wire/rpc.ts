@@ -104,8 +104,8 @@ class ClientCall {
  * wait for them and pushes to `recv()`.
  *
  * Calls are windowed: one is sent only while the replies of all calls in flight, its own
- * included, fit in this end's receive queue (`capacity` messages, `capacityBytes` bytes at the
- * reply's largest size), so a reply never meets a full queue because of this client's own calls.
+ * included, fit in half this end's receive queue (`capacity` messages, `capacityBytes` bytes at
+ * the reply's largest size), so a reply never meets a full queue because of this client's calls.
  * Calls beyond the window wait in order. While calls are in flight the client reads its queue
  * at once, holding pushes nobody reads yet, up to `capacity` of them; with that many held it
  * stops reading (the server feels backpressure) and fails the calls waiting for replies with
@@ -235,11 +235,17 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     return this.#lastTxid;
   }
 
+  /**
+   * Half the queue: across a socket the server sees room only when the credit for a reply this
+   * client took comes back, which may be after the call that took the reply's place. With the
+   * taken-but-uncredited replies and those in flight each at most half, replies always fit.
+   */
   #fits(call: ClientCall): boolean {
     const limits = this.channel.limits;
+    if (this.#inFlight.size === 0) return true;
     return (
-      this.#inFlight.size < limits.capacity &&
-      this.#inFlightBytes + call.reserve <= limits.capacityBytes
+      this.#inFlight.size < Math.max(1, limits.capacity >> 1) &&
+      this.#inFlightBytes + call.reserve <= limits.capacityBytes / 2
     );
   }
 
