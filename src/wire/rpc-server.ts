@@ -253,6 +253,11 @@ class Dispatcher<In extends Received> {
       }
       const request = table.decode(control.message);
       const d = table.get(message.type)!;
+      if (control.timeoutMs !== undefined && !isCall(d))
+        throw new IpcError(
+          'INVALID_MESSAGE',
+          `(message): ${d.name} is a push but carries a deadline`,
+        );
       let context: HandlerContext | undefined;
       if (isCall(d)) {
         const deadline =
