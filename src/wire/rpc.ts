@@ -125,6 +125,8 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
   readonly #defaultTimeoutMs: number | undefined;
   #lastTxid = 0;
   #reading = false;
+  /** Why receiving ended for good: the channel closed, or the server went away. */
+  #broken: IpcError | undefined;
 
   constructor(channel: Channel, table: MessageTable<In>, options: ClientOptions = {}) {
     super(channel, table);
@@ -139,6 +141,7 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
           cause: signal.reason,
         }),
       );
+    if (this.#broken !== undefined) return Promise.reject(this.#broken);
     if (this.#heldFull()) return Promise.reject(this.#unreadPushes(d.name));
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
     let resolve!: (value: unknown) => void;
@@ -374,8 +377,12 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     }
   }
 
+  /** The channel is unusable: no reply will come, so no call keeps its room either. */
   #failAll(reason: IpcError): void {
+    this.#broken ??= reason;
     for (const call of this.#inFlight.values()) this.#settle(call, reason);
+    this.#inFlight.clear();
+    this.#inFlightBytes = 0;
     this.#failWaiting(() => reason);
   }
 
