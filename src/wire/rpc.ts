@@ -6,7 +6,7 @@ import type {
   WaitOptions,
 } from '../channel/index.js';
 import { IpcError, isIpcError } from '../errors.js';
-import { encodeCancel, withDeadline } from './control.js';
+import { encodeCancel, setTxid, withDeadline } from './control.js';
 import { ERROR_CODE_CAPACITY, ERROR_TEXT_CAPACITY, HEADER_BYTES } from './frame.js';
 import {
   type CallDescriptor,
@@ -289,7 +289,7 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
         if (!this.#fits(call)) break;
         const txid = this.#nextTxid();
         let message = call.message!;
-        new DataView(message.data!.buffer, message.data!.byteOffset).setUint32(4, txid, true);
+        setTxid(message.data!, txid);
         if (call.deadline !== undefined)
           message = withDeadline(message, call.deadline - performance.now());
         try {
