@@ -264,15 +264,18 @@ class Dispatcher<In extends Received> {
           control.timeoutMs === undefined ? undefined : Date.now() + control.timeoutMs;
         context = new HandlerContext(request.txid!, deadline);
         if (this.#over !== undefined) context.abort(this.#over);
-        this.#calls.set(context.txid, context);
       }
       job = { d, request, context };
     } catch (error) {
       discard(message);
       return this.#invalid(error as IpcError, message);
     }
-    if (this.#active < this.#concurrency && this.#heldCount === 0) this.#start(job);
-    else this.#held.push(job);
+    if (this.#active < this.#concurrency && this.#heldCount === 0) {
+      this.#start(job);
+    } else {
+      this.#held.push(job);
+      if (job.context !== undefined) this.#calls.set(job.context.txid, job.context);
+    }
     return true;
   }
 
@@ -307,12 +310,16 @@ class Dispatcher<In extends Received> {
       this.#finish(job, undefined, { error });
       return;
     }
-    if (typeof (result as { then?: unknown } | null | undefined)?.then === 'function')
+    if (typeof (result as { then?: unknown } | null | undefined)?.then === 'function') {
+      // Only calls that outlive this turn can be cancelled: a synchronous one is answered now.
+      if (context !== undefined) this.#calls.set(context.txid, context);
       (result as PromiseLike<unknown>).then(
         (value) => this.#finish(job, value, undefined),
         (error: unknown) => this.#finish(job, undefined, { error }),
       );
-    else this.#finish(job, result, undefined);
+    } else {
+      this.#finish(job, result, undefined);
+    }
   }
 
   #finish(job: Job, value: unknown, failed: { error: unknown } | undefined): void {
@@ -320,7 +327,8 @@ class Dispatcher<In extends Received> {
     const { d, request, context } = job;
     let failure = failed;
     if (context !== undefined) {
-      if (this.#calls.get(context.txid) === context) this.#calls.delete(context.txid);
+      if (this.#calls.size > 0 && this.#calls.get(context.txid) === context)
+        this.#calls.delete(context.txid);
       // A handler that gave up because it was told to has not failed.
       if (context.aborted) failure = undefined;
       const call = d as CallDescriptor<unknown, unknown>;
