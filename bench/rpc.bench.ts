@@ -212,7 +212,7 @@ const loadBefore = load();
 for (let round = 0; round < ROUNDS; round++) {
   for (const peer of peers) {
     const running = await peer.start();
-    for (let i = 0; i < 300; i++) await running.call(i); // warm up: JIT, connections
+    await throughput(running, 64); // warm up: JIT, connections, the peers' own buffers
     for (const n of IN_FLIGHT) record(peer, `${n} in flight`, await throughput(running, n));
     const { p50, p99 } = await latency(running);
     record(peer, 'p50', p50);
