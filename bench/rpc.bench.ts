@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MessageChannel, type MessagePort, type Transferable, Worker } from 'node:worker_threads';
+import { MessageChannel, type Transferable, Worker } from 'node:worker_threads';
 import { createBirpc } from 'birpc';
 import * as Comlink from 'comlink';
 import { PingClient } from '../examples/ping/ping.generated.js';
