@@ -65,9 +65,10 @@ class HandlerContext implements CallContext {
 export interface ServeOptions {
   /**
    * Handlers running at once, calls and pushes together. Default: the server end's queue
-   * `capacity` (32 by default), which is also the window of a client with the same limits, so
-   * each of its calls can run; `1` runs them one at a time, in order. Requests beyond it are
-   * held, up to `capacity` more, then the server stops reading and the client feels it.
+   * `capacity` (32 by default), twice the call window of a client with the same limits, so all
+   * its calls can run and the handlers stay bounded; `1` runs them one at a time, in order.
+   * Requests beyond it are held, up to `capacity` more, then the server stops reading and the
+   * client feels it.
    */
   concurrency?: number;
   /**

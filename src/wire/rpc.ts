@@ -326,10 +326,10 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     if (call.txid === 0) return;
     const cancel = encodeCancel(call.d.id, call.txid);
     try {
-      if (!this.channel.send(cancel, { onFull: 'drop' }))
-        this.channel.sendWait(cancel).catch(() => {});
-    } catch {
-      // The channel is closed or the server gone: the call is over there as well.
+      this.channel.send(cancel);
+    } catch (error) {
+      // Behind a full queue the cancel waits its turn; a closed channel ended the call anyway.
+      if (isIpcError(error, 'BACKPRESSURE')) this.channel.sendWait(cancel).catch(() => {});
     }
   }
 
