@@ -161,6 +161,29 @@ describe('cancellation reaches the handler', () => {
     await child.exited;
   });
 
+  it("gives the handler the client's deadline, and none without a timeout", async () => {
+    const [a, b] = Channel.pair();
+    const deadlines: (number | undefined)[] = [];
+    const serving = serveWith(b, {
+      add: ({ value }, context) => {
+        deadlines.push(context.deadline);
+        return { value };
+      },
+      hang: () => ({}),
+      noisy: ({ value }) => ({ value }),
+    });
+    const client = new WorkClient(a);
+    const before = Date.now();
+    await client.add({ value: 1 }, { timeoutMs: 5000 });
+    await client.add({ value: 2 });
+    const [withTimeout, without] = deadlines;
+    assert.ok(withTimeout !== undefined && withTimeout >= before + 4900, String(withTimeout));
+    assert.ok(withTimeout <= Date.now() + 5000, String(withTimeout));
+    assert.equal(without, undefined);
+    client.close();
+    await serving;
+  });
+
   it('a call cancelled while it waits for a handler slot never runs', async () => {
     const [a, b] = Channel.pair();
     const started: number[] = [];
