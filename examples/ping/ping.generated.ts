@@ -2,6 +2,7 @@
 /** FTL's ping service: the server counts the pings of each client. */
 
 import {
+  type CallContext,
   type CallDescriptor,
   type CallOptions,
   type Channel,
@@ -53,6 +54,7 @@ export const ping: CallDescriptor<Ping, PingReply> = {
   replyId: 0xbb297402,
   encodeReply: encodePingReply,
   decodeReply: decodePingReply,
+  maxReplyBytes: 12,
 };
 
 // Protocol ping.ping
@@ -80,7 +82,7 @@ export class PingClient extends RpcClient<PingEvent> {
 
 /** One handler per message a ping.ping client sends; a call's handler returns the reply. */
 export interface PingHandlers {
-  ping(value: Ping): PingReply | Promise<PingReply>;
+  ping(value: Ping, context: CallContext): PingReply | Promise<PingReply>;
 }
 
 /** The server end of a channel speaking ping.ping. */

@@ -10,6 +10,7 @@ import type {
 } from '../idl/model.js';
 import { names } from '../idl/names.js';
 import { minBytes, optionalTailStart } from '../idl/size.js';
+import { HEADER_BYTES } from '../wire/frame.js';
 
 export interface GenerateOptions {
   /** Module generated code imports the runtime from. Default 'ftl-ipc'. */
@@ -46,6 +47,27 @@ const writerMethods = {
   float32: 'f32',
   float64: 'f64',
 } as const;
+
+/** The most bytes a value of this type takes on the wire; every variable length has a capacity. */
+function maxBytes(type: TypeSpec): number {
+  switch (type.kind) {
+    case 'string':
+    case 'bytes':
+      return 4 + type.capacity;
+    case 'array':
+      return 4 + type.capacity * maxBytes(type.items);
+    case 'struct':
+      return fieldsMaxBytes(type.struct.fields);
+    default:
+      return minBytes(type);
+  }
+}
+
+function fieldsMaxBytes(fields: readonly FieldDef[]): number {
+  let sum = 0;
+  for (const f of fields) sum += (f.optional ? 1 : 0) + maxBytes(f.type);
+  return sum;
+}
 
 export function outputPath(pkg: PackageDef, options: GenerateOptions): string {
   return join(options.outDir ?? dirname(pkg.file), `${pkg.name}.generated.ts`);
@@ -268,6 +290,7 @@ class ModuleWriter {
         `  replyId: ${hex(m.replyId!)},`,
         `  encodeReply: ${names.encode(reply)},`,
         `  decodeReply: ${names.decode(reply)},`,
+        `  maxReplyBytes: ${HEADER_BYTES + fieldsMaxBytes(m.returns ?? [])},`,
       );
     }
     this.#emit('};', '');
@@ -372,8 +395,10 @@ class ModuleWriter {
       this.#emit(`export interface ${names.handlers(p.name)} {`);
       for (const m of fromClient) {
         const result = m.kind === 'call' ? names.reply(m.name) : 'void';
+        // A handler that ignores the context still fits: it may declare fewer parameters.
+        const context = m.kind === 'call' ? `, context: ${this.#use('CallContext')}` : '';
         this.#emit(
-          `  ${names.method(m.name)}(value: ${names.type(m.name)}): ${result} | Promise<${result}>;`,
+          `  ${names.method(m.name)}(value: ${names.type(m.name)}${context}): ${result} | Promise<${result}>;`,
         );
       }
       this.#emit('}', '');
@@ -422,6 +447,7 @@ class ModuleWriter {
     for (const p of pkg.protocols) for (const m of p.messages) this.#message(m);
     for (const p of pkg.protocols) this.#protocol(p);
     const typeOnly = new Set([
+      'CallContext',
       'CallDescriptor',
       'CallOptions',
       'Channel',

@@ -11,11 +11,11 @@ export {
   type Received,
 } from './message.js';
 export { Reader } from './reader.js';
+export { type CallOptions, type ClientOptions, RpcClient } from './rpc.js';
 export {
-  type CallOptions,
-  type ClientOptions,
-  RpcClient,
+  type CallContext,
+  invalidRequestChannel,
   RpcServer,
   type ServeOptions,
-} from './rpc.js';
+} from './rpc-server.js';
 export { Writer } from './writer.js';

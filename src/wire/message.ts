@@ -20,6 +20,8 @@ export interface CallDescriptor<Req, Rep> extends MessageDescriptor<Req> {
   readonly replyId: number;
   readonly encodeReply: (w: Writer, value: Rep) => void;
   readonly decodeReply: (r: Reader) => Rep;
+  /** The most bytes a reply takes (header included); clients without it assume `maxMessageBytes`. */
+  readonly maxReplyBytes?: number;
 }
 
 export function isCall<T>(d: MessageDescriptor<T>): d is CallDescriptor<T, unknown> {

@@ -14,7 +14,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export class Reader {
   readonly #data: Uint8Array;
-  readonly #view: DataView;
+  /** Made on first use: `.buffer` of a small Uint8Array moves it off V8's heap, a costly step. */
+  #view: DataView | undefined;
   readonly #handles: readonly Handle[];
   readonly #path = new FieldPath();
   #pos: number;
@@ -26,7 +27,6 @@ export class Reader {
   constructor(message: Message) {
     const data = message.data;
     this.#data = data;
-    this.#view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.#handles = message.handles;
     this.#pos = HEADER_BYTES;
     if (data.length < HEADER_BYTES)
@@ -38,7 +38,18 @@ export class Reader {
     this.flags = data[3]!;
     if ((this.flags & ~KNOWN_FLAGS) !== 0)
       this.#fail(undefined, `unknown flags 0x${hex(this.flags)}`);
-    this.txid = this.#view.getUint32(4, true);
+    this.txid = this.#u32At(4);
+  }
+
+  #dataView(): DataView {
+    const data = this.#data;
+    this.#view ??= new DataView(data.buffer, data.byteOffset, data.byteLength);
+    return this.#view;
+  }
+
+  #u32At(at: number): number {
+    const d = this.#data;
+    return (d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24)) >>> 0;
   }
 
   get isReply(): boolean {
@@ -89,35 +100,36 @@ export class Reader {
   }
 
   u16(field: string | number): number {
-    return this.#view.getUint16(this.#take(field, 2), true);
+    const at = this.#take(field, 2);
+    return this.#data[at]! | (this.#data[at + 1]! << 8);
   }
 
   i16(field: string | number): number {
-    return this.#view.getInt16(this.#take(field, 2), true);
+    return (this.u16(field) << 16) >> 16;
   }
 
   u32(field: string | number): number {
-    return this.#view.getUint32(this.#take(field, 4), true);
+    return this.#u32At(this.#take(field, 4));
   }
 
   i32(field: string | number): number {
-    return this.#view.getInt32(this.#take(field, 4), true);
+    return this.#u32At(this.#take(field, 4)) | 0;
   }
 
   u64(field: string | number): bigint {
-    return this.#view.getBigUint64(this.#take(field, 8), true);
+    return this.#dataView().getBigUint64(this.#take(field, 8), true);
   }
 
   i64(field: string | number): bigint {
-    return this.#view.getBigInt64(this.#take(field, 8), true);
+    return this.#dataView().getBigInt64(this.#take(field, 8), true);
   }
 
   f32(field: string | number): number {
-    return this.#view.getFloat32(this.#take(field, 4), true);
+    return this.#dataView().getFloat32(this.#take(field, 4), true);
   }
 
   f64(field: string | number): number {
-    return this.#view.getFloat64(this.#take(field, 8), true);
+    return this.#dataView().getFloat64(this.#take(field, 8), true);
   }
 
   #length(field: string | number, capacity: number, unit: string, minItemBytes: number): number {
