@@ -41,12 +41,30 @@ export interface Message {
   handles: Handle[];
 }
 
+/**
+ * A received message lent by {@link Channel.tryRecvView}: the same object on every call, valid
+ * until the next receive on this channel. Copy what must outlive it (`data` may then be reused).
+ */
+export interface MessageView {
+  readonly type: number;
+  readonly data: Uint8Array;
+  /** The handles are the caller's to keep: they stay valid after the view moves on. */
+  readonly handles: readonly Handle[];
+}
+
 /** What to do when the peer's queue is full. */
 export type OnFull = 'throw' | 'drop' | 'close';
 
 export interface SendOptions {
   /** 'throw' (default) throws BACKPRESSURE; 'drop' drops the message; 'close' drops it and closes. */
   onFull?: OnFull;
+}
+
+export interface SendBatchOptions {
+  /** Index of the first message to send. Default 0. */
+  start?: number;
+  /** Index after the last message to send. Default `messages.length`. */
+  end?: number;
 }
 
 export interface WaitOptions {
@@ -85,6 +103,11 @@ export const DEFAULT_LIMITS: ChannelLimits = Object.freeze({
 });
 
 const UINT32_MAX = 0xffff_ffff;
+/**
+ * How long a woken sender waits for the low-water mark before it takes whatever room there is: a
+ * receiver that stopped reading until this sender moves on must not deadlock with it.
+ */
+const RESUME_GRACE_MS = 1;
 
 /** The strategy an `onFull` option names ('throw' when absent); anything else is rejected. */
 export function checkOnFull(onFull: OnFull | undefined): OnFull {
@@ -140,9 +163,9 @@ export function resolveLimits(options: ChannelOptions = {}): ChannelLimits {
 }
 
 interface RecvWaiter {
-  /** 0 for recv(); the batch size for recvBatch(). */
+  /** 0 for recv(); the batch size for recvBatch(); READABLE for readable(). */
   max: number;
-  resolve(value: Message | Message[]): void;
+  resolve(value: Message | Message[] | undefined): void;
   reject(err: IpcError): void;
 }
 
@@ -172,6 +195,13 @@ export class Channel implements Handle {
   #recvWaiters = new Deque<RecvWaiter>();
   #sendWaiters = new Deque<SendWaiter>();
   #writableWaiters = new Deque<WritableWaiter>();
+  /** Set while woken senders wait for the low-water mark; see #serveSenders. */
+  #resumeGrace: NodeJS.Timeout | undefined;
+  readonly #view: { type: number; data: Uint8Array; handles: readonly Handle[] } = {
+    type: 0,
+    data: EMPTY,
+    handles: NO_ADOPTED,
+  };
 
   /** Settles when either side has closed, or this object was moved away. Never rejects. */
   readonly closed: Promise<CloseReason>;
@@ -228,6 +258,45 @@ export class Channel implements Handle {
     }
     if (onFull === 'close') this.close();
     return false;
+  }
+
+  /**
+   * Sends `messages[start..end)` in order, as many as fit in the peer's queue now, and returns how
+   * many it sent: a hot loop's one step instead of one `send` per message. Each message is all or
+   * nothing (its handles move only when it is sent). A full queue ends the batch (never
+   * BACKPRESSURE, counted once in `stats.backpressured`); so does a message that would throw, and
+   * then the call throws only if it is the first, so a later call reports it. Throws as `send`.
+   */
+  sendBatch(messages: readonly OutgoingMessage[], options?: SendBatchOptions): number {
+    const endpoint = this.#live();
+    if (!Array.isArray(messages)) {
+      throw new IpcError('INVALID_ARGUMENT', `messages must be an array, got ${String(messages)}`);
+    }
+    const start = options?.start ?? 0;
+    const end = options?.end ?? messages.length;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end) {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `start and end must be integers with 0 <= start <= end, got ${String(start)} and ${String(end)}`,
+      );
+    }
+    const last = Math.min(end, messages.length);
+    let i = start;
+    for (; i < last; i++) {
+      let status: SendStatus;
+      try {
+        status = this.#trySend(endpoint, messages[i] as OutgoingMessage);
+      } catch (err) {
+        if (i === start) throw err;
+        break;
+      }
+      if (status === SEND_OK) continue;
+      if (status === SEND_PEER_CLOSED) {
+        if (i === start) throw peerClosedError();
+      } else endpoint.counters.backpressured++;
+      break;
+    }
+    return i - start;
   }
 
   /**
@@ -301,11 +370,33 @@ export class Channel implements Handle {
   /** Takes the oldest message if there is one. Throws PEER_CLOSED once drained, or CLOSED. */
   tryRecv(): Message | undefined {
     const endpoint = this.#live();
-    if (this.#recvWaiters.length > 0) return undefined;
-    const raw = endpoint.take();
-    if (raw !== undefined) return this.#deliver(endpoint, raw);
-    if (endpoint.peerClosed) throw peerClosedError();
-    return undefined;
+    const raw = this.#tryTake(endpoint);
+    return raw === undefined ? undefined : this.#deliver(endpoint, raw);
+  }
+
+  /**
+   * As `tryRecv`, without a `Message` object per message: returns the same {@link MessageView}
+   * each time, valid until the next receive on this channel. With {@link readable}, a receive
+   * loop that allocates nothing of its own per message.
+   */
+  tryRecvView(): MessageView | undefined {
+    const endpoint = this.#live();
+    const raw = this.#tryTake(endpoint);
+    if (raw === undefined) return undefined;
+    endpoint.counters.received++;
+    const view = this.#view;
+    view.type = raw.type;
+    view.data = raw.data;
+    view.handles = raw.handles.length === 0 ? NO_ADOPTED : raw.handles.map(adoptHandle);
+    return view;
+  }
+
+  /**
+   * Resolves when a message is queued here, taking none; rejects as `recv` does (PEER_CLOSED
+   * once drained, or CLOSED). Waits in line with `recv` calls.
+   */
+  readable(): Promise<void> {
+    return this.#receive(READABLE) as Promise<void>;
   }
 
   /** Yields messages until the peer has closed and the queue is drained, or this side closes. */
@@ -421,7 +512,15 @@ export class Channel implements Handle {
     return states;
   }
 
-  #receive(max: number): Promise<Message | Message[]> {
+  /** Takes the oldest message unless receivers wait; throws PEER_CLOSED once drained. */
+  #tryTake(endpoint: Endpoint): RawMessage | undefined {
+    if (this.#recvWaiters.length > 0) return undefined;
+    const raw = endpoint.take();
+    if (raw === undefined && endpoint.peerClosed) throw peerClosedError();
+    return raw;
+  }
+
+  #receive(max: number): Promise<Message | Message[] | undefined> {
     let endpoint: Endpoint;
     try {
       endpoint = this.#live();
@@ -438,7 +537,8 @@ export class Channel implements Handle {
     });
   }
 
-  #takeFor(endpoint: Endpoint, max: number): Message | Message[] {
+  #takeFor(endpoint: Endpoint, max: number): Message | Message[] | undefined {
+    if (max === READABLE) return undefined;
     if (max === 0) return this.#deliver(endpoint, endpoint.take() as RawMessage);
     // What is queued now, not what a producer in another thread adds while this loop runs:
     // otherwise one batch could grow without bound and hold far more than the queue's limits.
@@ -471,9 +571,33 @@ export class Channel implements Handle {
     if (this.#recvWaiters.length > 0) endpoint.armReadable();
   }
 
+  /**
+   * The peer's queue gained room. Waiting senders resume once it is at most half full (the
+   * low-water mark), so each wake-up is followed by a run of sends rather than one: `send` itself
+   * still succeeds up to capacity. If the receiver stops short of the mark, they resume after
+   * RESUME_GRACE_MS with whatever room there is.
+   */
   #serveSenders(): void {
     const endpoint = this.#endpoint;
     if (endpoint === undefined) return;
+    if (!drainedToLowWater(endpoint)) {
+      endpoint.armWritable();
+      this.#resumeGrace ??= setTimeout(this.#graceOver, RESUME_GRACE_MS).unref();
+      return;
+    }
+    this.#resumeSenders(endpoint);
+  }
+
+  readonly #graceOver = () => {
+    this.#resumeGrace = undefined;
+    if (this.#endpoint !== undefined) this.#resumeSenders(this.#endpoint);
+  };
+
+  #resumeSenders(endpoint: Endpoint): void {
+    if (this.#resumeGrace !== undefined) {
+      clearTimeout(this.#resumeGrace);
+      this.#resumeGrace = undefined;
+    }
     for (let waiter = this.#sendWaiters.peek(); waiter !== undefined; ) {
       let failure: IpcError | undefined;
       try {
@@ -498,6 +622,8 @@ export class Channel implements Handle {
   }
 
   #onPeerClosed(): void {
+    clearTimeout(this.#resumeGrace);
+    this.#resumeGrace = undefined;
     this.#settleClosed('peer');
     const err = peerClosedError();
     for (const w of this.#sendWaiters.drain()) w.reject(err);
@@ -514,6 +640,8 @@ export class Channel implements Handle {
     this.#finalStats = statsOf(endpoint);
     this.#endpoint = undefined;
     this.#closeReason = reason;
+    clearTimeout(this.#resumeGrace);
+    this.#resumeGrace = undefined;
     // A transport that took the endpoint in trySend (a socket bridge) may already own it.
     if (endpoint.events === this.#events) endpoint.events = undefined;
     this.#settleClosed(reason);
@@ -543,6 +671,16 @@ export class Channel implements Handle {
 
 const EMPTY = new Uint8Array(0);
 const NO_HANDLES: HandleState[] = [];
+const NO_ADOPTED: readonly Handle[] = Object.freeze([]);
+/** The `max` of a receive waiter that takes nothing: `readable()`. */
+const READABLE = -1;
+
+/** Is the peer's queue at most half full, in messages and in bytes: room worth waking for? */
+function drainedToLowWater(endpoint: Endpoint): boolean {
+  const room = endpoint.room();
+  const { capacity, capacityBytes } = endpoint.limits;
+  return room.messages >= Math.ceil(capacity / 2) && room.bytes >= Math.ceil(capacityBytes / 2);
+}
 
 function statsOf(endpoint: Endpoint): ChannelStats {
   return {
