@@ -6,7 +6,9 @@
  * to the peer as the median of the per-run ratios.
  *
  * Run: npm run build && node dist/bench/natural.bench.js [--runs=5] [--count=300000]
- *      [--only=worker|socket] [--sizes=16,256]
+ *      [--only=worker|socket] [--sizes=16,256] [--rows=text]
+ * Profile one loop on both sides: node --cpu-prof dist/bench/natural.bench.js --only=worker
+ *      --rows='sendWait' --runs=1 (workers and forked children inherit --cpu-prof).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { rm } from 'node:fs/promises';
@@ -35,6 +37,7 @@ const RUNS = Number(arg('runs') ?? 5);
 const COUNT = Number(arg('count') ?? 300_000);
 const SIZES = (arg('sizes') ?? '16,256').split(',').map(Number);
 const only = arg('only');
+const rowFilter = arg('rows');
 const BATCH = 256;
 
 type Loop = 'sendWait' | 'writable' | 'batch';
@@ -291,14 +294,15 @@ const load = () =>
 console.log(`node ${process.version}, ${COUNT} messages, ${RUNS} runs, load average ${load()}`);
 for (const placement of placements) {
   if (only !== undefined && only !== placement.name) continue;
+  // --rows=text keeps the rows whose name contains it (for profiling one loop): no ratios then.
+  const all = [placement.peer, ...placement.rows].filter(
+    (row) => rowFilter === undefined || row.name.includes(rowFilter),
+  );
+  const peerIn = all[0] === placement.peer;
   for (const size of SIZES) {
-    const all = [placement.peer, ...placement.rows];
     const rates = all.map(() => [] as number[]);
     for (let run = 0; run < RUNS; run++) {
-      for (const [i, row] of all.entries()) {
-        if (process.env.BENCH_TRACE) console.error(`run ${run + 1}: ${row.name}`);
-        rates[i]?.push(await row.measure(size));
-      }
+      for (const [i, row] of all.entries()) rates[i]?.push(await row.measure(size));
     }
     const peerRates = rates[0] as number[];
     console.log(
@@ -307,9 +311,8 @@ for (const placement of placements) {
     for (const [i, row] of all.entries()) {
       const mine = rates[i] as number[];
       const ratios = mine.map((r, k) => r / (peerRates[k] as number));
-      console.log(
-        `| ${row.name} | ${rate(median(mine))} | ${spread(mine, rate)} | ${ratio(median(ratios))} | ${spread(ratios, ratio)} |`,
-      );
+      const vs = peerIn ? `${ratio(median(ratios))} | ${spread(ratios, ratio)}` : '- | -';
+      console.log(`| ${row.name} | ${rate(median(mine))} | ${spread(mine, rate)} | ${vs} |`);
     }
   }
 }

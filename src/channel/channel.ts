@@ -7,6 +7,7 @@ import {
   type EndpointEvents,
   type HandleState,
   type RawMessage,
+  type Room,
   SEND_OK,
   SEND_PEER_CLOSED,
   type SendStatus,
@@ -104,8 +105,8 @@ export const DEFAULT_LIMITS: ChannelLimits = Object.freeze({
 
 const UINT32_MAX = 0xffff_ffff;
 /**
- * How long a woken sender waits for the low-water mark before it takes whatever room there is: a
- * receiver that stopped reading until this sender moves on must not deadlock with it.
+ * How long waiting senders wait for the low-water mark before any room will do: a receiver that
+ * stopped reading until this sender moves on must not deadlock with it.
  */
 const RESUME_GRACE_MS = 1;
 
@@ -195,8 +196,11 @@ export class Channel implements Handle {
   #recvWaiters = new Deque<RecvWaiter>();
   #sendWaiters = new Deque<SendWaiter>();
   #writableWaiters = new Deque<WritableWaiter>();
-  /** Set while woken senders wait for the low-water mark; see #serveSenders. */
-  #resumeGrace: NodeJS.Timeout | undefined;
+  /** Room worth waking a waiting sender for: half the peer's queue. See #armForRoom. */
+  readonly #lowWater: Room;
+  /** When waiting senders began to wait for the low-water mark; -1 when none wait. */
+  #waitingSince = -1;
+  #graceExpired = false;
   readonly #view: { type: number; data: Uint8Array; handles: readonly Handle[] } = {
     type: 0,
     data: EMPTY,
@@ -215,6 +219,10 @@ export class Channel implements Handle {
     });
     this.#endpoint = endpoint;
     this.limits = endpoint.limits;
+    this.#lowWater = Object.freeze({
+      messages: Math.ceil(this.limits.capacity / 2),
+      bytes: Math.ceil(this.limits.capacityBytes / 2),
+    });
     this.#events = {
       readable: () => this.#serveReceivers(),
       writable: () => this.#serveSenders(),
@@ -323,7 +331,7 @@ export class Channel implements Handle {
         "no room in the peer's queue",
         this.#roomWaiterGaveUp,
       );
-      endpoint.armWritable();
+      this.#armForRoom(endpoint);
       return waiting;
     } catch (err) {
       return Promise.reject(err);
@@ -348,7 +356,7 @@ export class Channel implements Handle {
       "no room in the peer's queue",
       this.#roomWaiterGaveUp,
     );
-    endpoint.armWritable();
+    this.#armForRoom(endpoint);
     return waiting;
   }
 
@@ -572,32 +580,37 @@ export class Channel implements Handle {
   }
 
   /**
-   * The peer's queue gained room. Waiting senders resume once it is at most half full (the
-   * low-water mark), so each wake-up is followed by a run of sends rather than one: `send` itself
-   * still succeeds up to capacity. If the receiver stops short of the mark, they resume after
-   * RESUME_GRACE_MS with whatever room there is.
+   * Waiting senders wake when the peer's queue is down to the low-water mark (half free), so a
+   * wake-up is followed by a run of sends rather than one: the endpoint is told the mark and a
+   * transport that knows it waits for it. `send` itself still succeeds up to capacity. Should the
+   * receiver stop short of the mark, the grace check arms for any room after RESUME_GRACE_MS.
    */
+  #armForRoom(endpoint: Endpoint): void {
+    if (this.#waitingSince < 0) {
+      this.#waitingSince = performance.now();
+      watchGrace(this.#graceCheck);
+    }
+    endpoint.armWritable(this.#graceExpired ? undefined : this.#lowWater);
+  }
+
+  /** Waiting senders are served (or gone): the next stall waits for the mark again. */
+  #endGrace(): void {
+    if (this.#waitingSince >= 0) graceWatched.delete(this.#graceCheck);
+    this.#waitingSince = -1;
+    this.#graceExpired = false;
+  }
+
+  readonly #graceCheck = (now: number): void => {
+    if (now - this.#waitingSince < RESUME_GRACE_MS) return;
+    graceWatched.delete(this.#graceCheck);
+    this.#graceExpired = true;
+    if (this.#endpoint !== undefined) this.#serveSenders();
+  };
+
   #serveSenders(): void {
     const endpoint = this.#endpoint;
     if (endpoint === undefined) return;
-    if (!drainedToLowWater(endpoint)) {
-      endpoint.armWritable();
-      this.#resumeGrace ??= setTimeout(this.#graceOver, RESUME_GRACE_MS).unref();
-      return;
-    }
-    this.#resumeSenders(endpoint);
-  }
-
-  readonly #graceOver = () => {
-    this.#resumeGrace = undefined;
-    if (this.#endpoint !== undefined) this.#resumeSenders(this.#endpoint);
-  };
-
-  #resumeSenders(endpoint: Endpoint): void {
-    if (this.#resumeGrace !== undefined) {
-      clearTimeout(this.#resumeGrace);
-      this.#resumeGrace = undefined;
-    }
+    let served = 0;
     for (let waiter = this.#sendWaiters.peek(); waiter !== undefined; ) {
       let failure: IpcError | undefined;
       try {
@@ -608,22 +621,26 @@ export class Channel implements Handle {
         failure = err as IpcError;
       }
       this.#sendWaiters.shift();
+      served++;
       if (failure === undefined) waiter.resolve();
       else waiter.reject(failure);
       waiter = this.#sendWaiters.peek();
     }
     if (this.#sendWaiters.length === 0) {
       for (const w of this.#writableWaiters.drain()) {
-        if (endpoint.canSend(w.bytes) === SEND_OK) w.resolve();
-        else this.#writableWaiters.push(w);
+        if (endpoint.canSend(w.bytes) === SEND_OK) {
+          served++;
+          w.resolve();
+        } else this.#writableWaiters.push(w);
       }
     }
-    if (this.#sendWaiters.length > 0 || this.#writableWaiters.length > 0) endpoint.armWritable();
+    if (served > 0) this.#endGrace();
+    if (this.#sendWaiters.length > 0 || this.#writableWaiters.length > 0)
+      this.#armForRoom(endpoint);
   }
 
   #onPeerClosed(): void {
-    clearTimeout(this.#resumeGrace);
-    this.#resumeGrace = undefined;
+    this.#endGrace();
     this.#settleClosed('peer');
     const err = peerClosedError();
     for (const w of this.#sendWaiters.drain()) w.reject(err);
@@ -640,8 +657,7 @@ export class Channel implements Handle {
     this.#finalStats = statsOf(endpoint);
     this.#endpoint = undefined;
     this.#closeReason = reason;
-    clearTimeout(this.#resumeGrace);
-    this.#resumeGrace = undefined;
+    this.#endGrace();
     // A transport that took the endpoint in trySend (a socket bridge) may already own it.
     if (endpoint.events === this.#events) endpoint.events = undefined;
     this.#settleClosed(reason);
@@ -664,6 +680,7 @@ export class Channel implements Handle {
   /** A sendWait or writable timed out or was aborted: is anybody still waiting for room? */
   readonly #roomWaiterGaveUp = () => {
     if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
+      this.#endGrace();
       this.#endpoint?.disarmWritable?.();
     }
   };
@@ -675,11 +692,24 @@ const NO_ADOPTED: readonly Handle[] = Object.freeze([]);
 /** The `max` of a receive waiter that takes nothing: `readable()`. */
 const READABLE = -1;
 
-/** Is the peer's queue at most half full, in messages and in bytes: room worth waking for? */
-function drainedToLowWater(endpoint: Endpoint): boolean {
-  const room = endpoint.room();
-  const { capacity, capacityBytes } = endpoint.limits;
-  return room.messages >= Math.ceil(capacity / 2) && room.bytes >= Math.ceil(capacityBytes / 2);
+/**
+ * The grace checks of channels whose senders wait for the low-water mark, and one timer for all
+ * of them, running only while there are any: a stall costs a set entry, not a timer of its own.
+ * The timer is ref'd so that a receiver and sender waiting on each other get past the grace.
+ */
+const graceWatched = new Set<(now: number) => void>();
+let graceTimer: NodeJS.Timeout | undefined;
+
+function watchGrace(check: (now: number) => void): void {
+  graceWatched.add(check);
+  graceTimer ??= setTimeout(graceTick, RESUME_GRACE_MS);
+}
+
+function graceTick(): void {
+  graceTimer = undefined;
+  const now = performance.now();
+  for (const check of graceWatched) check(now);
+  if (graceWatched.size > 0) graceTimer = setTimeout(graceTick, RESUME_GRACE_MS);
 }
 
 function statsOf(endpoint: Endpoint): ChannelStats {

@@ -30,6 +30,12 @@ export interface RawMessage {
   readonly handles: readonly HandleState[];
 }
 
+/** Room in a queue, or an amount of it. */
+export interface Room {
+  readonly messages: number;
+  readonly bytes: number;
+}
+
 export const SEND_OK = 0;
 export const SEND_FULL = 1;
 export const SEND_PEER_CLOSED = 2;
@@ -90,7 +96,13 @@ export interface Endpoint extends HandleState {
   /** Stops counting messages taken with `takeHeld`; may wake a waiting sender. */
   release(messages: number, bytes: number): void;
   armReadable(): void;
-  armWritable(): void;
+  /**
+   * Calls `events.writable` once the peer's queue gains room. With `lowWater`, the Channel's
+   * waiting senders want that much room (its low-water mark): a transport should wait for it,
+   * to wake them once per run of sends rather than once per message taken. One that ignores it
+   * only costs wake-ups: the Channel sends what fits and arms again.
+   */
+  armWritable(lowWater?: Room): void;
   /**
    * Nobody waits for room any more (the last waiter timed out or was aborted). A transport that
    * watches for room from another thread may stop, and release what keeps its thread alive.
