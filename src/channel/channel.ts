@@ -698,18 +698,20 @@ const READABLE = -1;
  * The timer is ref'd so that a receiver and sender waiting on each other get past the grace.
  */
 const graceWatched = new Set<(now: number) => void>();
-let graceTimer: NodeJS.Timeout | undefined;
+let graceTicking = false;
 
 function watchGrace(check: (now: number) => void): void {
   graceWatched.add(check);
-  graceTimer ??= setTimeout(graceTick, RESUME_GRACE_MS);
+  if (graceTicking) return;
+  graceTicking = true;
+  setTimeout(graceTick, RESUME_GRACE_MS);
 }
 
 function graceTick(): void {
-  graceTimer = undefined;
   const now = performance.now();
   for (const check of graceWatched) check(now);
-  if (graceWatched.size > 0) graceTimer = setTimeout(graceTick, RESUME_GRACE_MS);
+  if (graceWatched.size > 0) setTimeout(graceTick, RESUME_GRACE_MS);
+  else graceTicking = false;
 }
 
 function statsOf(endpoint: Endpoint): ChannelStats {
