@@ -581,11 +581,16 @@ export class Channel implements Handle {
 
   /**
    * Waiting senders wake when the peer's queue is down to the low-water mark (half free), so a
-   * wake-up is followed by a run of sends rather than one: the endpoint is told the mark and a
-   * transport that knows it waits for it. `send` itself still succeeds up to capacity. Should the
+   * wake-up is followed by a run of sends rather than one: a transport that honours the mark is
+   * told it and waits for it. `send` itself still succeeds up to capacity. Should the
    * receiver stop short of the mark, the grace check arms for any room after RESUME_GRACE_MS.
    */
   #armForRoom(endpoint: Endpoint): void {
+    // A transport that wakes on any room needs no grace: the mark then costs nothing.
+    if (endpoint.honoursLowWater !== true) {
+      endpoint.armWritable();
+      return;
+    }
     if (this.#waitingSince < 0) {
       this.#waitingSince = performance.now();
       watchGrace(this.#graceCheck);

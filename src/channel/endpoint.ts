@@ -97,12 +97,16 @@ export interface Endpoint extends HandleState {
   release(messages: number, bytes: number): void;
   armReadable(): void;
   /**
-   * Calls `events.writable` once the peer's queue gains room. With `lowWater`, the Channel's
-   * waiting senders want that much room (its low-water mark): a transport should wait for it,
-   * to wake them once per run of sends rather than once per message taken. One that ignores it
-   * only costs wake-ups: the Channel sends what fits and arms again.
+   * Calls `events.writable` once the peer's queue gains room; when `honoursLowWater`, only once
+   * it has `lowWater` of room (the Channel's low-water mark), if given.
    */
   armWritable(lowWater?: Room): void;
+  /**
+   * True when `armWritable` waits for its `lowWater`: waiting senders then wake once per run of
+   * sends rather than once per message taken, and the Channel keeps a grace timer so that a
+   * receiver stopping short of the mark cannot deadlock them. Absent: wakes on any room.
+   */
+  readonly honoursLowWater?: boolean;
   /**
    * Nobody waits for room any more (the last waiter timed out or was aborted). A transport that
    * watches for room from another thread may stop, and release what keeps its thread alive.

@@ -95,6 +95,10 @@ export class LocalEndpoint implements Endpoint {
     return this.#remote?.queuedBytes ?? this.#queuedBytes;
   }
 
+  get honoursLowWater(): boolean {
+    return this.#remote === undefined || this.#remote.honoursLowWater === true;
+  }
+
   /** @internal The transport endpoint this end forwards to since its peer left the thread. */
   get remote(): Endpoint | undefined {
     return this.#remote;
