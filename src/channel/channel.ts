@@ -64,7 +64,7 @@ export interface SendOptions {
 export interface SendBatchOptions {
   /** Index of the first message to send. Default 0. */
   start?: number;
-  /** Index after the last message to send. Default `messages.length`. */
+  /** Index after the last message to send. Default, and at most, `messages.length`. */
   end?: number;
 }
 
