@@ -7,6 +7,7 @@ import {
   type EndpointEvents,
   type HandleState,
   type RawMessage,
+  type Room,
   SEND_OK,
   SEND_PEER_CLOSED,
   type SendStatus,
@@ -41,12 +42,30 @@ export interface Message {
   handles: Handle[];
 }
 
+/**
+ * A received message lent by {@link Channel.tryRecvView}: the same object on every call, valid
+ * until the next receive on this channel. Copy what must outlive it (`data` may then be reused).
+ */
+export interface MessageView {
+  readonly type: number;
+  readonly data: Uint8Array;
+  /** The handles are the caller's to keep: they stay valid after the view moves on. */
+  readonly handles: readonly Handle[];
+}
+
 /** What to do when the peer's queue is full. */
 export type OnFull = 'throw' | 'drop' | 'close';
 
 export interface SendOptions {
   /** 'throw' (default) throws BACKPRESSURE; 'drop' drops the message; 'close' drops it and closes. */
   onFull?: OnFull;
+}
+
+export interface SendBatchOptions {
+  /** Index of the first message to send. Default 0. */
+  start?: number;
+  /** Index after the last message to send. Default, and at most, `messages.length`. */
+  end?: number;
 }
 
 export interface WaitOptions {
@@ -85,6 +104,11 @@ export const DEFAULT_LIMITS: ChannelLimits = Object.freeze({
 });
 
 const UINT32_MAX = 0xffff_ffff;
+/**
+ * How long waiting senders wait for the low-water mark before any room will do: a receiver that
+ * stopped reading until this sender moves on must not deadlock with it.
+ */
+const RESUME_GRACE_MS = 1;
 
 /** The strategy an `onFull` option names ('throw' when absent); anything else is rejected. */
 export function checkOnFull(onFull: OnFull | undefined): OnFull {
@@ -140,9 +164,9 @@ export function resolveLimits(options: ChannelOptions = {}): ChannelLimits {
 }
 
 interface RecvWaiter {
-  /** 0 for recv(); the batch size for recvBatch(). */
+  /** 0 for recv(); the batch size for recvBatch(); READABLE for readable(). */
   max: number;
-  resolve(value: Message | Message[]): void;
+  resolve(value: Message | Message[] | undefined): void;
   reject(err: IpcError): void;
 }
 
@@ -172,6 +196,16 @@ export class Channel implements Handle {
   #recvWaiters = new Deque<RecvWaiter>();
   #sendWaiters = new Deque<SendWaiter>();
   #writableWaiters = new Deque<WritableWaiter>();
+  /** Room worth waking a waiting sender for: half the peer's queue. See #armForRoom. */
+  readonly #lowWater: Room;
+  /** When waiting senders began to wait for the low-water mark; -1 when none wait. */
+  #waitingSince = -1;
+  #graceExpired = false;
+  readonly #view: { type: number; data: Uint8Array; handles: readonly Handle[] } = {
+    type: 0,
+    data: EMPTY,
+    handles: NO_ADOPTED,
+  };
 
   /** Settles when either side has closed, or this object was moved away. Never rejects. */
   readonly closed: Promise<CloseReason>;
@@ -185,6 +219,10 @@ export class Channel implements Handle {
     });
     this.#endpoint = endpoint;
     this.limits = endpoint.limits;
+    this.#lowWater = Object.freeze({
+      messages: Math.ceil(this.limits.capacity / 2),
+      bytes: Math.ceil(this.limits.capacityBytes / 2),
+    });
     this.#events = {
       readable: () => this.#serveReceivers(),
       writable: () => this.#serveSenders(),
@@ -231,6 +269,45 @@ export class Channel implements Handle {
   }
 
   /**
+   * Sends `messages[start..end)` in order, as many as fit in the peer's queue now, and returns how
+   * many it sent: a hot loop's one step instead of one `send` per message. Each message is all or
+   * nothing (its handles move only when it is sent). A full queue ends the batch (never
+   * BACKPRESSURE, counted once in `stats.backpressured`); so does a message that would throw, and
+   * then the call throws only if it is the first, so a later call reports it. Throws as `send`.
+   */
+  sendBatch(messages: readonly OutgoingMessage[], options?: SendBatchOptions): number {
+    const endpoint = this.#live();
+    if (!Array.isArray(messages)) {
+      throw new IpcError('INVALID_ARGUMENT', `messages must be an array, got ${String(messages)}`);
+    }
+    const start = options?.start ?? 0;
+    const end = options?.end ?? messages.length;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end) {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `start and end must be integers with 0 <= start <= end, got ${String(start)} and ${String(end)}`,
+      );
+    }
+    const last = Math.min(end, messages.length);
+    let i = start;
+    for (; i < last; i++) {
+      let status: SendStatus;
+      try {
+        status = this.#trySend(endpoint, messages[i] as OutgoingMessage);
+      } catch (err) {
+        if (i === start) throw err;
+        break;
+      }
+      if (status === SEND_OK) continue;
+      if (status === SEND_PEER_CLOSED) {
+        if (i === start) throw peerClosedError();
+      } else endpoint.counters.backpressured++;
+      break;
+    }
+    return i - start;
+  }
+
+  /**
    * Sends, waiting while the peer's queue is full. Waiting senders are served first come first
    * served. Rejects with TIMEOUT, ABORTED, PEER_CLOSED or CLOSED, and then the message was not
    * sent and its handles are still the caller's; invalid messages reject at once.
@@ -254,7 +331,7 @@ export class Channel implements Handle {
         "no room in the peer's queue",
         this.#roomWaiterGaveUp,
       );
-      endpoint.armWritable();
+      this.#armForRoom(endpoint);
       return waiting;
     } catch (err) {
       return Promise.reject(err);
@@ -279,7 +356,7 @@ export class Channel implements Handle {
       "no room in the peer's queue",
       this.#roomWaiterGaveUp,
     );
-    endpoint.armWritable();
+    this.#armForRoom(endpoint);
     return waiting;
   }
 
@@ -301,11 +378,33 @@ export class Channel implements Handle {
   /** Takes the oldest message if there is one. Throws PEER_CLOSED once drained, or CLOSED. */
   tryRecv(): Message | undefined {
     const endpoint = this.#live();
-    if (this.#recvWaiters.length > 0) return undefined;
-    const raw = endpoint.take();
-    if (raw !== undefined) return this.#deliver(endpoint, raw);
-    if (endpoint.peerClosed) throw peerClosedError();
-    return undefined;
+    const raw = this.#tryTake(endpoint);
+    return raw === undefined ? undefined : this.#deliver(endpoint, raw);
+  }
+
+  /**
+   * As `tryRecv`, without a `Message` object per message: returns the same {@link MessageView}
+   * each time, valid until the next receive on this channel. With {@link readable}, a receive
+   * loop that allocates nothing of its own per message.
+   */
+  tryRecvView(): MessageView | undefined {
+    const endpoint = this.#live();
+    const raw = this.#tryTake(endpoint);
+    if (raw === undefined) return undefined;
+    endpoint.counters.received++;
+    const view = this.#view;
+    view.type = raw.type;
+    view.data = raw.data;
+    view.handles = raw.handles.length === 0 ? NO_ADOPTED : raw.handles.map(adoptHandle);
+    return view;
+  }
+
+  /**
+   * Resolves when a message is queued here, taking none; rejects as `recv` does (PEER_CLOSED
+   * once drained, or CLOSED). Waits in line with `recv` calls.
+   */
+  readable(): Promise<void> {
+    return this.#receive(READABLE) as Promise<void>;
   }
 
   /** Yields messages until the peer has closed and the queue is drained, or this side closes. */
@@ -421,7 +520,15 @@ export class Channel implements Handle {
     return states;
   }
 
-  #receive(max: number): Promise<Message | Message[]> {
+  /** Takes the oldest message unless receivers wait; throws PEER_CLOSED once drained. */
+  #tryTake(endpoint: Endpoint): RawMessage | undefined {
+    if (this.#recvWaiters.length > 0) return undefined;
+    const raw = endpoint.take();
+    if (raw === undefined && endpoint.peerClosed) throw peerClosedError();
+    return raw;
+  }
+
+  #receive(max: number): Promise<Message | Message[] | undefined> {
     let endpoint: Endpoint;
     try {
       endpoint = this.#live();
@@ -438,7 +545,8 @@ export class Channel implements Handle {
     });
   }
 
-  #takeFor(endpoint: Endpoint, max: number): Message | Message[] {
+  #takeFor(endpoint: Endpoint, max: number): Message | Message[] | undefined {
+    if (max === READABLE) return undefined;
     if (max === 0) return this.#deliver(endpoint, endpoint.take() as RawMessage);
     // What is queued now, not what a producer in another thread adds while this loop runs:
     // otherwise one batch could grow without bound and hold far more than the queue's limits.
@@ -471,9 +579,43 @@ export class Channel implements Handle {
     if (this.#recvWaiters.length > 0) endpoint.armReadable();
   }
 
+  /**
+   * Waiting senders wake when the peer's queue is down to the low-water mark (half free), so a
+   * wake-up is followed by a run of sends rather than one: a transport that honours the mark is
+   * told it and waits for it. `send` itself still succeeds up to capacity. Should the
+   * receiver stop short of the mark, the grace check arms for any room after RESUME_GRACE_MS.
+   */
+  #armForRoom(endpoint: Endpoint): void {
+    // A transport that wakes on any room needs no grace: the mark then costs nothing.
+    if (endpoint.honoursLowWater !== true) {
+      endpoint.armWritable();
+      return;
+    }
+    if (this.#waitingSince < 0) {
+      this.#waitingSince = performance.now();
+      watchGrace(this.#graceCheck);
+    }
+    endpoint.armWritable(this.#graceExpired ? undefined : this.#lowWater);
+  }
+
+  /** Waiting senders are served (or gone): the next stall waits for the mark again. */
+  #endGrace(): void {
+    if (this.#waitingSince >= 0) graceWatched.delete(this.#graceCheck);
+    this.#waitingSince = -1;
+    this.#graceExpired = false;
+  }
+
+  readonly #graceCheck = (now: number): void => {
+    if (now - this.#waitingSince < RESUME_GRACE_MS) return;
+    graceWatched.delete(this.#graceCheck);
+    this.#graceExpired = true;
+    if (this.#endpoint !== undefined) this.#serveSenders();
+  };
+
   #serveSenders(): void {
     const endpoint = this.#endpoint;
     if (endpoint === undefined) return;
+    let served = 0;
     for (let waiter = this.#sendWaiters.peek(); waiter !== undefined; ) {
       let failure: IpcError | undefined;
       try {
@@ -484,20 +626,26 @@ export class Channel implements Handle {
         failure = err as IpcError;
       }
       this.#sendWaiters.shift();
+      served++;
       if (failure === undefined) waiter.resolve();
       else waiter.reject(failure);
       waiter = this.#sendWaiters.peek();
     }
     if (this.#sendWaiters.length === 0) {
       for (const w of this.#writableWaiters.drain()) {
-        if (endpoint.canSend(w.bytes) === SEND_OK) w.resolve();
-        else this.#writableWaiters.push(w);
+        if (endpoint.canSend(w.bytes) === SEND_OK) {
+          served++;
+          w.resolve();
+        } else this.#writableWaiters.push(w);
       }
     }
-    if (this.#sendWaiters.length > 0 || this.#writableWaiters.length > 0) endpoint.armWritable();
+    if (served > 0) this.#endGrace();
+    if (this.#sendWaiters.length > 0 || this.#writableWaiters.length > 0)
+      this.#armForRoom(endpoint);
   }
 
   #onPeerClosed(): void {
+    this.#endGrace();
     this.#settleClosed('peer');
     const err = peerClosedError();
     for (const w of this.#sendWaiters.drain()) w.reject(err);
@@ -514,6 +662,7 @@ export class Channel implements Handle {
     this.#finalStats = statsOf(endpoint);
     this.#endpoint = undefined;
     this.#closeReason = reason;
+    this.#endGrace();
     // A transport that took the endpoint in trySend (a socket bridge) may already own it.
     if (endpoint.events === this.#events) endpoint.events = undefined;
     this.#settleClosed(reason);
@@ -536,6 +685,7 @@ export class Channel implements Handle {
   /** A sendWait or writable timed out or was aborted: is anybody still waiting for room? */
   readonly #roomWaiterGaveUp = () => {
     if (this.#sendWaiters.length === 0 && this.#writableWaiters.length === 0) {
+      this.#endGrace();
       this.#endpoint?.disarmWritable?.();
     }
   };
@@ -543,6 +693,31 @@ export class Channel implements Handle {
 
 const EMPTY = new Uint8Array(0);
 const NO_HANDLES: HandleState[] = [];
+const NO_ADOPTED: readonly Handle[] = Object.freeze([]);
+/** The `max` of a receive waiter that takes nothing: `readable()`. */
+const READABLE = -1;
+
+/**
+ * The grace checks of channels whose senders wait for the low-water mark, and one timer for all
+ * of them, running only while there are any: a stall costs a set entry, not a timer of its own.
+ * The timer is ref'd so that a receiver and sender waiting on each other get past the grace.
+ */
+const graceWatched = new Set<(now: number) => void>();
+let graceTicking = false;
+
+function watchGrace(check: (now: number) => void): void {
+  graceWatched.add(check);
+  if (graceTicking) return;
+  graceTicking = true;
+  setTimeout(graceTick, RESUME_GRACE_MS);
+}
+
+function graceTick(): void {
+  const now = performance.now();
+  for (const check of graceWatched) check(now);
+  if (graceWatched.size > 0) setTimeout(graceTick, RESUME_GRACE_MS);
+  else graceTicking = false;
+}
 
 function statsOf(endpoint: Endpoint): ChannelStats {
   return {

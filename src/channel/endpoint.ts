@@ -30,6 +30,12 @@ export interface RawMessage {
   readonly handles: readonly HandleState[];
 }
 
+/** Room in a queue, or an amount of it. */
+export interface Room {
+  readonly messages: number;
+  readonly bytes: number;
+}
+
 export const SEND_OK = 0;
 export const SEND_FULL = 1;
 export const SEND_PEER_CLOSED = 2;
@@ -90,7 +96,17 @@ export interface Endpoint extends HandleState {
   /** Stops counting messages taken with `takeHeld`; may wake a waiting sender. */
   release(messages: number, bytes: number): void;
   armReadable(): void;
-  armWritable(): void;
+  /**
+   * Calls `events.writable` once the peer's queue gains room; when `honoursLowWater`, only once
+   * it has `lowWater` of room (the Channel's low-water mark), if given.
+   */
+  armWritable(lowWater?: Room): void;
+  /**
+   * True when `armWritable` waits for its `lowWater`: waiting senders then wake once per run of
+   * sends rather than once per message taken, and the Channel keeps a grace timer so that a
+   * receiver stopping short of the mark cannot deadlock them. Absent: wakes on any room.
+   */
+  readonly honoursLowWater?: boolean;
   /**
    * Nobody waits for room any more (the last waiter timed out or was aborted). A transport that
    * watches for room from another thread may stop, and release what keeps its thread alive.

@@ -5,8 +5,10 @@ export {
   type CloseReason,
   DEFAULT_LIMITS,
   type Message,
+  type MessageView,
   type OnFull,
   type OutgoingMessage,
+  type SendBatchOptions,
   type SendOptions,
   type WaitOptions,
 } from './channel.js';

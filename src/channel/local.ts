@@ -7,6 +7,7 @@ import {
   type EndpointEvents,
   type HandleState,
   type RawMessage,
+  type Room,
   SEND_FULL,
   SEND_OK,
   SEND_PEER_CLOSED,
@@ -61,8 +62,10 @@ export class LocalEndpoint implements Endpoint {
   #heldMessages = 0;
   #heldBytes = 0;
   #readableArmed = false;
-  /** Set on the receiving end when its peer waits for room in this queue. */
+  /** Set on the receiving end when its peer waits for room in this queue... */
   #peerWantsWritable = false;
+  /** ...this much of it (see Endpoint.armWritable). */
+  #wakeAt: Room | undefined;
 
   private constructor(limits: ChannelLimits) {
     this.limits = limits;
@@ -90,6 +93,10 @@ export class LocalEndpoint implements Endpoint {
 
   get queuedBytes(): number {
     return this.#remote?.queuedBytes ?? this.#queuedBytes;
+  }
+
+  get honoursLowWater(): boolean {
+    return this.#remote === undefined || this.#remote.honoursLowWater === true;
   }
 
   /** @internal The transport endpoint this end forwards to since its peer left the thread. */
@@ -142,7 +149,7 @@ export class LocalEndpoint implements Endpoint {
         peerClosed: () => peer.events?.peerClosed(),
       };
       if (peer.#readableArmed) remote.armReadable();
-      if (this.#peerWantsWritable) remote.armWritable();
+      if (this.#peerWantsWritable) remote.armWritable(this.#wakeAt);
     }
     return own;
   }
@@ -215,10 +222,17 @@ export class LocalEndpoint implements Endpoint {
   }
 
   #wakeWriter(): void {
-    if (this.#peerWantsWritable) {
-      this.#peerWantsWritable = false;
-      this.#peer?.events?.writable();
+    if (!this.#peerWantsWritable) return;
+    const at = this.#wakeAt;
+    if (
+      at !== undefined &&
+      (this.limits.capacity - this.#queue.length - this.#heldMessages < at.messages ||
+        this.limits.capacityBytes - this.#queuedBytes - this.#heldBytes < at.bytes)
+    ) {
+      return;
     }
+    this.#peerWantsWritable = false;
+    this.#peer?.events?.writable();
   }
 
   armReadable(): void {
@@ -226,9 +240,12 @@ export class LocalEndpoint implements Endpoint {
     else this.#readableArmed = true;
   }
 
-  armWritable(): void {
-    if (this.#remote !== undefined) this.#remote.armWritable();
-    else if (this.#peer !== undefined) this.#peer.#peerWantsWritable = true;
+  armWritable(lowWater?: Room): void {
+    if (this.#remote !== undefined) this.#remote.armWritable(lowWater);
+    else if (this.#peer !== undefined) {
+      this.#peer.#peerWantsWritable = true;
+      this.#peer.#wakeAt = lowWater;
+    }
   }
 
   disarmWritable(): void {

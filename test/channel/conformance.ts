@@ -491,6 +491,100 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
       });
     });
 
+    describe('batches and borrowed views', () => {
+      it('sendBatch sends as many as fit, in order, and says how many', async () => {
+        const [a, b] = await makePair({ capacity: 4 });
+        const batch = Array.from({ length: 6 }, (_, type) => ({ type, data: bytes(type) }));
+        assert.equal(a.sendBatch(batch), 4);
+        assert.equal(a.stats.sent, 4);
+        assert.equal(a.stats.backpressured, 1);
+        assert.equal(a.sendBatch(batch, { start: 4 }), 0, 'full: nothing, and no exception');
+        const got: number[] = [];
+        while (got.length < 4) for (const m of await b.recvBatch()) got.push(m.data[0] as number);
+        await a.writable();
+        assert.equal(a.sendBatch(batch, { start: 4, end: 5 }), 1);
+        assert.equal(a.sendBatch(batch, { start: 5, end: 99 }), 1);
+        assert.equal(a.sendBatch(batch, { start: 6 }), 0);
+        while (got.length < 6) for (const m of await b.recvBatch()) got.push(m.data[0] as number);
+        assert.deepEqual(got, [0, 1, 2, 3, 4, 5]);
+        throwsCode(() => a.sendBatch(batch, { start: 3, end: 2 }), 'INVALID_ARGUMENT');
+        throwsCode(() => a.sendBatch(batch, { start: -1 }), 'INVALID_ARGUMENT');
+        throwsCode(() => a.sendBatch('x' as never), 'INVALID_ARGUMENT');
+        a.close();
+      });
+
+      it('sendBatch is all or nothing per message, handles included', async () => {
+        const [a, b] = await makePair({ capacity: 2 });
+        const [x1, y1] = Channel.pair();
+        const [x2, y2] = Channel.pair();
+        const batch = [{ type: 0 }, { type: 1, handles: [x1] }, { type: 2, handles: [x2] }];
+        assert.equal(a.sendBatch(batch), 2);
+        throwsCode(() => x1.send({ type: 1 }), 'CLOSED');
+        x2.send({ type: 7 }); // not sent: still the sender's
+        assert.equal((await y2.recv()).type, 7);
+        assert.equal((await b.recv()).type, 0);
+        const [moved] = (await b.recv()).handles as [Channel];
+        moved.send({ type: 8 });
+        assert.equal((await y1.recv()).type, 8);
+        await a.writable();
+        assert.equal(a.sendBatch(batch, { start: 2 }), 1);
+        throwsCode(() => x2.send({ type: 1 }), 'CLOSED');
+        assert.equal((await b.recv()).handles.length, 1);
+        a.close();
+        y1.close();
+        y2.close();
+      });
+
+      it('sendBatch stops before a message that would throw, which the next call throws', async () => {
+        const [a, b] = await makePair({ capacity: 8, maxMessageBytes: 4 });
+        const [x] = Channel.pair();
+        x.close();
+        const batch = [
+          { type: 1 },
+          { type: 2, data: new Uint8Array(5) },
+          { type: 3, handles: [x] },
+        ];
+        assert.equal(a.sendBatch(batch), 1);
+        throwsCode(() => a.sendBatch(batch, { start: 1 }), 'TOO_LARGE');
+        throwsCode(() => a.sendBatch(batch, { start: 2 }), 'HANDLE_NOT_MOVABLE');
+        assert.equal(a.stats.sent, 1);
+        b.close();
+        await a.closed;
+        throwsCode(() => a.sendBatch(batch), 'PEER_CLOSED');
+        a.close();
+        throwsCode(() => a.sendBatch(batch), 'CLOSED');
+      });
+
+      it('tryRecvView lends one object per channel; readable waits without taking', async () => {
+        const [a, b] = await makePair();
+        const pending = b.readable();
+        assert.equal(await state(pending), 'pending');
+        const [x, y] = Channel.pair();
+        a.send({ type: 1, data: bytes(1, 2) });
+        a.send({ type: 2, handles: [x] });
+        await pending;
+        await delivered(b, 2);
+        const first = b.tryRecvView();
+        assert.ok(first);
+        assert.equal(first.type, 1);
+        assert.deepEqual(first.data, bytes(1, 2));
+        assert.equal(first.handles.length, 0);
+        const second = b.tryRecvView();
+        assert.equal(second, first, 'the same view, moved on');
+        assert.ok(second);
+        assert.equal(second.type, 2);
+        const [moved] = second.handles as [Channel];
+        assert.equal(b.tryRecvView(), undefined);
+        assert.equal(b.stats.received, 2);
+        moved.send({ type: 9 });
+        assert.equal((await y.recv()).type, 9);
+        a.close();
+        await rejectsCode(b.readable(), 'PEER_CLOSED');
+        throwsCode(() => b.tryRecvView(), 'PEER_CLOSED');
+        y.close();
+      });
+    });
+
     describe('stats and diagnostics', () => {
       it('counts sent, received, dropped, backpressured, queue depth and high water', async () => {
         const [a, b] = await makePair({ capacity: 3 });

@@ -225,3 +225,132 @@ it('waiting senders and receivers deliver everything in order under any interlea
     { numRuns: 1000 },
   );
 });
+
+/**
+ * The low-water mark: waiting senders (sendWait, writable) resume only once the peer's queue is
+ * at most half full, while `send` still succeeds up to capacity exactly. Random sends, waits and
+ * receives on one pair, checked after each step against a model; every step runs in microtasks
+ * only, so the grace timer (a macrotask) never fires here.
+ */
+interface WaitModel {
+  capacity: number;
+  queue: number[];
+  sendWaiting: number[];
+  writableWaiting: number[];
+  resolved: Set<number>;
+  nextId: number;
+}
+
+interface WaitReal {
+  a: Channel;
+  b: Channel;
+  resolved: Set<number>;
+}
+
+type WaitCommand = fc.AsyncCommand<WaitModel, WaitReal>;
+/** Waits still pending when a run ends reject with CLOSED as its pair closes. */
+const ignoreClosed = () => {};
+
+/** Serves the model's waiters as the channel must after the receiver took a message. */
+function serveModel(model: WaitModel): void {
+  const free = model.capacity - model.queue.length;
+  if (free < Math.ceil(model.capacity / 2)) return;
+  while (model.sendWaiting.length > 0 && model.queue.length < model.capacity) {
+    const id = model.sendWaiting.shift() as number;
+    model.queue.push(id);
+    model.resolved.add(id);
+  }
+  if (model.sendWaiting.length > 0 || model.queue.length >= model.capacity) return;
+  for (const id of model.writableWaiting) model.resolved.add(id);
+  model.writableWaiting = [];
+}
+
+async function checkWaits(model: WaitModel, real: WaitReal): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.equal(real.b.stats.queuedMessages, model.queue.length);
+  assert.ok(model.queue.length <= model.capacity, 'the bound holds');
+  assert.deepEqual([...real.resolved].sort(), [...model.resolved].sort());
+}
+
+const waitStep = (
+  name: string,
+  step: (model: WaitModel, real: WaitReal) => void,
+): fc.Arbitrary<WaitCommand> =>
+  fc.constant({
+    check: () => true,
+    async run(model: WaitModel, real: WaitReal) {
+      step(model, real);
+      await checkWaits(model, real);
+    },
+    toString: () => name,
+  });
+
+const waitCommands = fc.commands(
+  [
+    waitStep('send', (model, real) => {
+      const id = model.nextId++;
+      const room = model.queue.length < model.capacity;
+      assert.equal(real.a.send({ type: id }, { onFull: 'drop' }), room, 'send fails at capacity');
+      if (room) model.queue.push(id);
+    }),
+    waitStep('sendWait', (model, real) => {
+      const id = model.nextId++;
+      real.a.sendWait({ type: id }).then(() => real.resolved.add(id), ignoreClosed);
+      if (model.sendWaiting.length === 0 && model.queue.length < model.capacity) {
+        model.queue.push(id);
+        model.resolved.add(id);
+      } else model.sendWaiting.push(id);
+    }),
+    waitStep('writable', (model, real) => {
+      const id = model.nextId++;
+      real.a.writable().then(() => real.resolved.add(id), ignoreClosed);
+      if (model.sendWaiting.length === 0 && model.queue.length < model.capacity) {
+        model.resolved.add(id);
+      } else model.writableWaiting.push(id);
+    }),
+    waitStep('tryRecv', (model, real) => {
+      assert.equal(real.b.tryRecv()?.type, model.queue.shift());
+      serveModel(model);
+    }),
+    waitStep('tryRecv', (model, real) => {
+      assert.equal(real.b.tryRecv()?.type, model.queue.shift());
+      serveModel(model);
+    }),
+  ],
+  { maxCommands: 80 },
+);
+
+it('waiting senders resume at the low-water mark; send still fails exactly at capacity', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.integer({ min: 1, max: 6 }), waitCommands, async (capacity, cmds) => {
+      const [a, b] = Channel.pair({ capacity });
+      const model: WaitModel = {
+        capacity,
+        queue: [],
+        sendWaiting: [],
+        writableWaiting: [],
+        resolved: new Set(),
+        nextId: 1,
+      };
+      await fc.asyncModelRun(() => ({ model, real: { a, b, resolved: new Set() } }), cmds);
+      a.close();
+      b.close();
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+it('a receiver that stops short of the low-water mark still lets a waiting sender go', async () => {
+  const [a, b] = Channel.pair({ capacity: 8 });
+  for (let i = 0; i < 8; i++) a.send({ type: i });
+  let sent = false;
+  const waiting = a.sendWait({ type: 8 }).then(() => {
+    sent = true;
+  });
+  b.tryRecv();
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.equal(sent, false, 'one free slot of eight is below the mark');
+  await waiting; // after the grace period
+  assert.equal(b.stats.queuedMessages, 8);
+  a.close();
+});

@@ -66,6 +66,13 @@ export const socketDiagnostics = {
   error: diagnosticsChannel.channel('ftl-ipc:socket:error'),
 } as const;
 
+/**
+ * Limits of a connection's root channel when the options name none. Credits return one round
+ * trip after a receive, so a window of `capacity` messages caps a channel at capacity / round
+ * trip: FTL's 32 would stop near 0.3 M msg/s at 100 µs. docs/socket-transport.md, "Default
+ * limits and throughput".
+ */
+export const SOCKET_DEFAULT_LIMITS = { capacity: 1024, capacityBytes: 1024 * 1024 } as const;
 const DEFAULT_CEILING: ChannelOptions = {
   capacity: 1 << 20,
   capacityBytes: 64 * 1024 * 1024,
@@ -123,7 +130,11 @@ export class Connection {
     this.socket = socket;
     this.#client = client;
     this.#nextId = client ? 1 : 2;
-    this.#limits = resolveLimits(options);
+    this.#limits = resolveLimits({
+      ...options,
+      capacity: options.capacity ?? SOCKET_DEFAULT_LIMITS.capacity,
+      capacityBytes: options.capacityBytes ?? SOCKET_DEFAULT_LIMITS.capacityBytes,
+    });
     this.#ceiling = resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits });
     this.#maxChannels = options.maxChannels ?? 4096;
     this.#secret =

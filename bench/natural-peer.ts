@@ -1,0 +1,68 @@
+/**
+ * The receiving side of bench/natural.bench.ts, as a worker thread (workerData set) or a child
+ * process (argv: mode, count, socket path, limits as JSON). It reads with `recvBatch()` as a user
+ * would, says `ready` once it can receive and `done` when it has `count` messages.
+ */
+import { isMainThread, type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import {
+  type Channel,
+  type ChannelOptions,
+  connect,
+  type EndpointToken,
+  importEndpoint,
+} from '../src/index.js';
+
+export type WorkerJob =
+  | { kind: 'ftl'; token: EndpointToken; count: number; view: boolean }
+  | { kind: 'port'; port: MessagePort; count: number };
+
+/** Drains `count` messages, with `recvBatch()` or with borrowed views. */
+async function drain(ch: Channel, count: number, view: boolean): Promise<number> {
+  let bytes = 0;
+  for (let got = 0; got < count; ) {
+    if (view) {
+      await ch.readable();
+      for (let m = ch.tryRecvView(); m !== undefined; m = ch.tryRecvView()) {
+        bytes += m.data.byteLength;
+        got++;
+      }
+    } else {
+      for (const m of await ch.recvBatch()) {
+        bytes += m.data.byteLength;
+        got++;
+      }
+    }
+  }
+  return bytes;
+}
+
+async function inWorker(job: WorkerJob, port: MessagePort): Promise<void> {
+  if (job.kind === 'port') {
+    let got = 0;
+    job.port.on('message', () => {
+      if (++got === job.count) port.postMessage('done');
+    });
+    port.postMessage('ready');
+    return;
+  }
+  const ch = importEndpoint(job.token);
+  port.postMessage('ready');
+  await drain(ch, job.count, job.view);
+  port.postMessage('done');
+  ch.close();
+}
+
+async function inChild(): Promise<void> {
+  const [mode, count, path, limits] = process.argv.slice(2) as [string, string, string, string];
+  const ch = await connect({ path }, JSON.parse(limits) as ChannelOptions);
+  process.stdout.write('ready\n');
+  await drain(ch, Number(count), mode === 'view');
+  process.stdout.write('done\n');
+  for await (const _ of ch) {
+    // Until the parent closes.
+  }
+  ch.close();
+}
+
+if (!isMainThread) await inWorker(workerData as WorkerJob, parentPort as MessagePort);
+else await inChild();
