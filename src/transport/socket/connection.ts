@@ -3,6 +3,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
+import { newCounters } from '../../channel/local.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
 import { ByteRing } from '../../pipe/ring.js';
@@ -59,6 +60,15 @@ export interface ConnectionOptions extends ChannelOptions {
   maxLimits?: ChannelOptions;
   /** Most channels open at once on one connection. Default 4096. */
   maxChannels?: number;
+  /**
+   * Most bytes of output held in user space (not yet taken by the kernel); beyond it, sends meet
+   * BACKPRESSURE until the socket drains, whatever credits the peer returned. Default 1 MiB.
+   */
+  maxOutputBytes?: number;
+  /** Most `capacityBytes` the peer may announce in all for the channels and pipes it opens here. Default 64 MiB. */
+  maxPeerBytes?: number;
+  /** The same, before the application has taken the connection from `listen`'s backlog. Default 1 MiB. */
+  maxUnacceptedBytes?: number;
 }
 
 /** Published when a connection is closed because of what the peer did (or failed to do). */
@@ -73,10 +83,80 @@ const DEFAULT_CEILING: ChannelOptions = {
   maxHandles: 1024,
 };
 const OUT_CHUNK = 256 * 1024;
+const MiB = 1024 * 1024;
+/** A peer's announced heartbeat only sets our timeout, and only within this range. */
+const MIN_PEER_HEARTBEAT_MS = 100;
+const MAX_PEER_HEARTBEAT_MS = 3_600_000;
+/** The largest delay setTimeout takes without overflowing to 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const PING = Buffer.alloc(HEADER_BYTES);
+writeHeader(PING, 0, 0, FRAME_PING, 0, ROOT_ID, 0);
+const EMPTY_OUT = Buffer.alloc(0);
+
+function integerOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
+    );
+  }
+  return v;
+}
+
+/** Checks every option (INVALID_ARGUMENT) and fills in the defaults. */
+export function resolveConnectionOptions(options: ConnectionOptions) {
+  const timeout = options.heartbeatTimeoutMs;
+  return {
+    limits: resolveLimits(options),
+    ceiling: resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits }),
+    maxChannels: integerOption('maxChannels', options.maxChannels, 4096, 1, 2 ** 31),
+    maxOutputBytes: integerOption('maxOutputBytes', options.maxOutputBytes, MiB, 1, 2 ** 31),
+    maxPeerBytes: integerOption('maxPeerBytes', options.maxPeerBytes, 64 * MiB, 0, 2 ** 42),
+    maxUnacceptedBytes: integerOption(
+      'maxUnacceptedBytes',
+      options.maxUnacceptedBytes,
+      MiB,
+      0,
+      2 ** 42,
+    ),
+    heartbeatMs: integerOption('heartbeatMs', options.heartbeatMs, 5000, 0, MAX_TIMER_MS),
+    heartbeatTimeoutMs:
+      timeout === undefined
+        ? undefined
+        : integerOption('heartbeatTimeoutMs', timeout, 0, 1, MAX_TIMER_MS),
+    handshakeTimeoutMs: integerOption(
+      'handshakeTimeoutMs',
+      options.handshakeTimeoutMs,
+      10_000,
+      1,
+      MAX_TIMER_MS,
+    ),
+  };
+}
+
+/** Every open connection of this process, for {@link flushSockets}. */
+const live = new Set<Connection>();
+
+/**
+ * Resolves once every socket connection of this process has handed what was sent to the kernel
+ * (or died). `close()` already writes at once what the kernel takes; await this before
+ * `process.exit()` when a peer may have stopped reading.
+ */
+export async function flushSockets(): Promise<void> {
+  await Promise.all([...live].map((conn) => conn.flushed()));
+}
 const SMALL_COPY = 64;
 const AUTH_LABEL = 'ftl-ipc socket auth v1';
 const ERROR_CODES: IpcErrorCode[] = ['PROTOCOL_ERROR', 'AUTH_FAILED', 'TIMEOUT'];
 const NO_HANDLES: HandleState[] = [];
+const NO_COUNTERS = newCounters();
 
 type Phase = 'hello' | 'auth' | 'open' | 'dead';
 
@@ -91,6 +171,15 @@ export class Connection {
   readonly #limits: ChannelLimits;
   readonly #ceiling: ChannelLimits;
   readonly #maxChannels: number;
+  readonly #maxOutput: number;
+  readonly #maxPeerBytes: number;
+  readonly #maxUnacceptedBytes: number;
+  /** Taken from `listen`'s backlog by the application (always, for other connections). */
+  #accepted: boolean;
+  /** `capacityBytes` announced by the open ids the peer opened. */
+  #peerBytes = 0;
+  /** Ids this side has not closed: while there are none, the socket does not hold the process. */
+  #openHere = 0;
   readonly #secret: Buffer | undefined;
   readonly #nonce = randomBytes(NONCE_BYTES);
   readonly #heartbeatMs: number;
@@ -100,40 +189,49 @@ export class Connection {
   #links = new Map<number, Link>();
   #nextId: number;
   #ending = false;
-  // Output batching.
-  #out = Buffer.allocUnsafe(OUT_CHUNK);
+  // Output batching; the buffer is allocated when there is something to write.
+  #out = EMPTY_OUT;
   #outStart = 0;
   #outEnd = 0;
   #flushScheduled = false;
   #creditDue: Link[] = [];
-  // Input reassembly: bytes of an incomplete frame.
-  #partial: Buffer[] = [];
+  /** Links that found the output over budget; told when it drains. */
+  #outputWaiters: Link[] = [];
+  // Input reassembly: a partial header, then one buffer for the frame, sized from its checked header.
+  #head = Buffer.alloc(HEADER_BYTES);
+  #partial: Buffer | undefined;
   #partialBytes = 0;
   #partialNeed = 0;
   /** The link named by the header `#checkHeader` last accepted: saves a lookup per frame. */
   #checked: Link | undefined;
   // Liveness.
-  #timer: NodeJS.Timeout | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #deadTimer: NodeJS.Timeout | undefined;
   #lastReceived = Date.now();
   #wroteSinceTick = false;
   #settle: { resolve(root: SocketEndpoint): void; reject(err: IpcError): void } | undefined;
   #failure: IpcError | undefined;
 
-  constructor(socket: Socket, client: boolean, options: ConnectionOptions = {}) {
+  constructor(socket: Socket, client: boolean, options: ConnectionOptions = {}, accepted = true) {
     this.socket = socket;
     this.#client = client;
+    this.#accepted = accepted;
     this.#nextId = client ? 1 : 2;
-    this.#limits = resolveLimits(options);
-    this.#ceiling = resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits });
-    this.#maxChannels = options.maxChannels ?? 4096;
+    const o = resolveConnectionOptions(options);
+    this.#limits = o.limits;
+    this.#ceiling = o.ceiling;
+    this.#maxChannels = o.maxChannels;
+    this.#maxOutput = o.maxOutputBytes;
+    this.#maxPeerBytes = o.maxPeerBytes;
+    this.#maxUnacceptedBytes = o.maxUnacceptedBytes;
+    this.#heartbeatMs = o.heartbeatMs;
+    this.#timeoutOption = o.heartbeatTimeoutMs;
     this.#secret =
       options.secret === undefined
         ? undefined
         : Buffer.from(
             typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret,
           );
-    this.#heartbeatMs = options.heartbeatMs ?? 5000;
-    this.#timeoutOption = options.heartbeatTimeoutMs;
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => {
@@ -142,6 +240,7 @@ export class Connection {
       });
     });
     socket.on('close', () => this.#lost());
+    live.add(this);
   }
 
   /** Exchanges HELLO (and AUTH); resolves with the root channel's endpoint. */
@@ -178,7 +277,57 @@ export class Connection {
     return s.remoteAddress === undefined ? 'unix socket' : `${s.remoteAddress}:${s.remotePort}`;
   }
 
+  /** The application took this connection from `listen`'s backlog: the full peer budget applies. */
+  accept(): void {
+    this.#accepted = true;
+  }
+
+  /** Closes the connection without blaming the peer (a full backlog, a closing listener). */
+  close(): void {
+    if (this.#phase === 'dead') return;
+    this.#writeOut();
+    this.socket.end();
+    // A peer that does not read must not keep the socket open.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.#lost();
+  }
+
+  /** Resolves once what this connection was given to send is with the kernel, or it died. */
+  flushed(): Promise<void> {
+    this.#flush();
+    const socket = this.socket;
+    if (socket.writableLength === 0 || socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
+  }
+
   // ---- writing -------------------------------------------------------------------------------
+
+  /**
+   * Whether `bytes` more fit in the output budget now. When they do not, `link` is told
+   * (`outputReady`) once the socket has drained below it.
+   */
+  outputRoom(link: Link, bytes: number): boolean {
+    const held = this.#held();
+    if (held === 0 || held + HEADER_BYTES + bytes <= this.#maxOutput) return true;
+    if (!link.waitingOutput) {
+      link.waitingOutput = true;
+      this.#outputWaiters.push(link);
+    }
+    return false;
+  }
+
+  /** Output bytes in user space: in the batch buffer, or written and not yet taken by the kernel. */
+  #held(): number {
+    return this.socket.writableLength + this.#outEnd - this.#outStart;
+  }
 
   writeMessage(id: number, type: number, data: Uint8Array, handles: readonly HandleState[]): void {
     const count = handles.length;
@@ -207,6 +356,8 @@ export class Connection {
           limits: bridge.inner.limits,
           creditMessages: bridge.grantMessages,
           creditBytes: bridge.grantBytes,
+          origin: bridge.origin,
+          counters: bridge.inner.counters,
         });
         link = bridge;
       } else {
@@ -224,9 +375,11 @@ export class Connection {
           limits: pipeLimits(capacity),
           creditMessages: 0,
           creditBytes: link.grantBytes,
+          origin: 0,
+          counters: NO_COUNTERS,
         });
       }
-      this.#links.set(id, link);
+      this.#add(link);
       d += DESCRIPTOR_BYTES;
       started.push(link);
     }
@@ -240,17 +393,28 @@ export class Connection {
     this.#out.set(bytes, at + HEADER_BYTES);
   }
 
+  /**
+   * Sends CLOSE, with the count of MSGs accepted on the id, and writes out at once: what was
+   * sent before a close reaches the kernel even if the process exits next.
+   */
   writeClose(link: Link): void {
     if (this.#phase === 'dead') return;
     const at = this.#reserve(HEADER_BYTES);
-    writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, 0);
+    writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, link.accepted >>> 0);
+    if (--this.#openHere === 0) this.socket.unref();
     if (link.gotClose) this.#free(link);
+    this.#flush();
   }
 
   /** `link` has credits to grant; they go out with the next flush, one frame per link. */
   creditDue(link: Link): void {
     this.#creditDue.push(link);
     this.#scheduleFlush();
+  }
+
+  #add(link: Link): void {
+    this.#links.set(link.id, link);
+    if (this.#openHere++ === 0) this.socket.ref();
   }
 
   /** Room for `n` bytes in the output buffer; a full buffer is written out first. */
@@ -278,8 +442,21 @@ export class Connection {
   #write(buf: Buffer): void {
     if (this.#phase === 'dead' || this.socket.destroyed) return;
     this.#wroteSinceTick = true;
-    this.socket.write(buf);
+    this.socket.write(buf, this.#written);
   }
+
+  /** A write reached the kernel: wake whoever waits for output room, once below the budget. */
+  #written = (): void => {
+    if (this.#outputWaiters.length + this.#creditDue.length === 0) return;
+    if (this.#held() > this.#maxOutput) return;
+    if (this.#creditDue.length > 0) this.#scheduleFlush();
+    const waiters = this.#outputWaiters;
+    this.#outputWaiters = [];
+    for (const link of waiters) {
+      link.waitingOutput = false;
+      link.outputReady();
+    }
+  };
 
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
@@ -290,7 +467,8 @@ export class Connection {
   #flush = (): void => {
     this.#flushScheduled = false;
     const due = this.#creditDue;
-    if (due.length > 0) {
+    // Credits wait while the peer does not read: it cannot make this side buffer without bound.
+    if (due.length > 0 && this.#held() <= this.#maxOutput) {
       this.#creditDue = [];
       for (const link of due) this.#writeCredit(link);
     }
@@ -319,6 +497,7 @@ export class Connection {
 
   #free(link: Link): void {
     this.#links.delete(link.id);
+    this.#peerBytes -= link.announcedBytes;
     if (this.#links.size === 0) {
       // Nothing is left to talk about: end gracefully once the last frames are out.
       this.#ending = true;
@@ -330,52 +509,66 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     this.#lastReceived = Date.now();
-    const buf = chunk;
-    let at = 0;
-    if (this.#partialBytes > 0) {
-      this.#partial.push(chunk);
-      this.#partialBytes += chunk.length;
-      if (this.#partialNeed === 0 && this.#partialBytes >= HEADER_BYTES) {
-        const head = Buffer.concat(this.#partial, HEADER_BYTES);
-        const length = get32(head, 0);
-        const problem = this.#checkHeader(head, 0, length);
-        if (problem !== undefined) {
-          this.#protocolError(problem);
-          return;
-        }
-        this.#partialNeed = HEADER_BYTES + length;
-      }
-      const need = this.#partialNeed;
-      if (need === 0 || this.#partialBytes < need) return;
-      // Assemble exactly the one frame; the rest of this chunk is parsed where it lies, so
-      // large messages are copied once, not once per chunk they share with the next one.
-      at = need - (this.#partialBytes - chunk.length);
-      const frame = Buffer.concat(this.#partial, need);
-      this.#partial = [];
-      this.#partialBytes = 0;
-      this.#partialNeed = 0;
-      this.#frame(frame, 0, need - HEADER_BYTES);
-    }
-    while (this.#phase !== 'dead') {
-      const left = buf.length - at;
+    let at = this.#partialBytes > 0 ? this.#continuePartial(chunk) : 0;
+    while (this.#phase !== 'dead' && at >= 0) {
+      const left = chunk.length - at;
       if (left < HEADER_BYTES) break;
-      const length = get32(buf, at);
-      const problem = this.#checkHeader(buf, at, length);
+      const length = get32(chunk, at);
+      const problem = this.#checkHeader(chunk, at, length);
       if (problem !== undefined) {
         this.#protocolError(problem);
         return;
       }
-      if (left < HEADER_BYTES + length) {
-        this.#partialNeed = HEADER_BYTES + length;
-        break;
-      }
-      this.#frame(buf, at, length);
+      if (left < HEADER_BYTES + length) break;
+      this.#frame(chunk, at, length);
       at += HEADER_BYTES + length;
     }
-    if (at < buf.length && this.#phase !== 'dead') {
-      this.#partial = [buf.subarray(at)];
-      this.#partialBytes = buf.length - at;
+    if (at < 0 || at === chunk.length || this.#phase === 'dead') return;
+    // An incomplete frame: keep its header, or one buffer of exactly the size it announced.
+    const left = chunk.length - at;
+    if (left < HEADER_BYTES) {
+      chunk.copy(this.#head, 0, at);
+    } else {
+      this.#partialNeed = HEADER_BYTES + get32(chunk, at);
+      this.#partial = Buffer.allocUnsafeSlow(this.#partialNeed);
+      chunk.copy(this.#partial, 0, at);
     }
+    this.#partialBytes = left;
+  }
+
+  /**
+   * Feeds `chunk` to the incomplete frame; returns where the rest of the chunk starts, or -1 when
+   * all of it was taken (or the connection died).
+   */
+  #continuePartial(chunk: Buffer): number {
+    let at = 0;
+    if (this.#partial === undefined) {
+      const n = Math.min(HEADER_BYTES - this.#partialBytes, chunk.length);
+      chunk.copy(this.#head, this.#partialBytes, 0, n);
+      this.#partialBytes += n;
+      at = n;
+      if (this.#partialBytes < HEADER_BYTES) return -1;
+      const length = get32(this.#head, 0);
+      const problem = this.#checkHeader(this.#head, 0, length);
+      if (problem !== undefined) {
+        this.#protocolError(problem);
+        return -1;
+      }
+      this.#partialNeed = HEADER_BYTES + length;
+      this.#partial = Buffer.allocUnsafeSlow(this.#partialNeed);
+      this.#head.copy(this.#partial);
+    }
+    const frame = this.#partial;
+    const n = Math.min(this.#partialNeed - this.#partialBytes, chunk.length - at);
+    chunk.copy(frame, this.#partialBytes, at, at + n);
+    this.#partialBytes += n;
+    at += n;
+    if (this.#partialBytes < this.#partialNeed) return -1;
+    this.#partial = undefined;
+    this.#partialBytes = 0;
+    this.#frame(frame, 0, this.#partialNeed - HEADER_BYTES);
+    this.#partialNeed = 0;
+    return at;
   }
 
   /** Checks a header before its payload is awaited or allocated; says what is wrong, if anything. */
@@ -433,6 +626,11 @@ export class Connection {
       }
       case FRAME_CLOSE: {
         const link = this.#checked as Link;
+        const problem = link.closedAfter(arg);
+        if (problem !== undefined) {
+          this.#protocolError(problem);
+          return;
+        }
         link.gotClose = true;
         if (link.sentClose) this.#free(link);
         else link.farClosed();
@@ -475,7 +673,7 @@ export class Connection {
       }
     }
     if (!link.sentClose) {
-      link.deliver(type, data, handles);
+      if (link.deliver(type, data, handles)) link.accepted++;
       return;
     }
     // This side already closed the channel: the message dies here, and so do its handles.
@@ -490,6 +688,8 @@ export class Connection {
       problem = `handle descriptor names channel id ${d.id}, which the peer may not open`;
     } else if (this.#links.size >= this.#maxChannels) {
       problem = `the peer opened more than ${this.#maxChannels} channels`;
+    } else if (this.#peerBytes + d.limits.capacityBytes > this.#peerBudget()) {
+      problem = `channel ${d.id} announces capacityBytes ${d.limits.capacityBytes}; with the ${this.#peerBytes} bytes the peer's open channels announced, that exceeds the ${this.#peerBudget()} bytes allowed${this.#accepted ? '' : ' before the connection is accepted'}`;
     } else if (d.kind === KIND_CHANNEL) {
       problem = checkLimits(d.limits, this.#ceiling);
       if (
@@ -507,14 +707,25 @@ export class Connection {
       this.#protocolError(problem);
       return undefined;
     }
+    this.#peerBytes += d.limits.capacityBytes;
     if (d.kind !== KIND_CHANNEL) return this.#importPipe(d);
     const limits = Object.freeze(d.limits);
-    const endpoint = new SocketEndpoint(this, d.id, limits, limits, {
-      messages: d.creditMessages,
-      bytes: d.creditBytes,
-    });
-    this.#links.set(d.id, endpoint);
+    const endpoint = new SocketEndpoint(
+      this,
+      d.id,
+      limits,
+      limits,
+      { messages: d.creditMessages, bytes: d.creditBytes },
+      d.origin,
+      d.counters,
+    );
+    endpoint.announcedBytes = limits.capacityBytes;
+    this.#add(endpoint);
     return endpoint;
+  }
+
+  #peerBudget(): number {
+    return this.#accepted ? this.#maxPeerBytes : this.#maxUnacceptedBytes;
   }
 
   /** A new local pipe whose other end is the far side's, relayed over the descriptor's id. */
@@ -527,7 +738,8 @@ export class Connection {
       d.kind === KIND_PIPE_CONSUMER
         ? new PipeReceiver(this, d.id, producer, ring.capacity)
         : new PipeSender(this, d.id, consumer, d.creditBytes);
-    this.#links.set(d.id, link);
+    link.announcedBytes = d.limits.capacityBytes;
+    this.#add(link);
     link.start();
     return d.kind === KIND_PIPE_CONSUMER ? consumer : producer;
   }
@@ -593,7 +805,7 @@ export class Connection {
       messages: peer.capacity,
       bytes: peer.capacityBytes,
     });
-    this.#links.set(ROOT_ID, root);
+    this.#add(root);
     this.#startHeartbeat();
     const settle = this.#settle;
     this.#settle = undefined;
@@ -602,28 +814,32 @@ export class Connection {
 
   // ---- liveness and failure ------------------------------------------------------------------
 
+  /**
+   * Our PINGs follow our own interval. The peer's announced interval only sets when we give up on
+   * it (clamped, so a peer cannot make us wake often or overflow a timer); 0 means never.
+   */
   #startHeartbeat(): void {
-    const peerMs = (this.#peerHello as Hello).heartbeatMs;
-    const timeoutMs = peerMs === 0 ? 0 : (this.#timeoutOption ?? 3 * peerMs);
-    const periods = [this.#heartbeatMs, timeoutMs / 4].filter((ms) => ms > 0);
-    if (periods.length === 0) return;
-    this.#timer = setInterval(
-      () => {
-        if (timeoutMs > 0 && Date.now() - this.#lastReceived > timeoutMs) {
-          this.fail(
-            new IpcError('TIMEOUT', `no heartbeat from ${this.remote} for ${timeoutMs} ms`),
-          );
-          return;
-        }
-        if (this.#heartbeatMs > 0 && !this.#wroteSinceTick) {
-          const at = this.#reserve(HEADER_BYTES);
-          writeHeader(this.#out, at, 0, FRAME_PING, 0, ROOT_ID, 0);
-        }
+    if (this.#heartbeatMs > 0) {
+      this.#pingTimer = setInterval(() => {
+        // Idle means nothing written since the last tick and nothing waiting to be written.
+        if (!this.#wroteSinceTick && this.#held() === 0) this.#write(PING);
         this.#wroteSinceTick = false;
-      },
-      Math.min(...periods),
-    );
-    this.#timer.unref();
+      }, this.#heartbeatMs);
+      this.#pingTimer.unref();
+    }
+    const peerMs = (this.#peerHello as Hello).heartbeatMs;
+    if (peerMs === 0) return;
+    const clamped = Math.min(Math.max(peerMs, MIN_PEER_HEARTBEAT_MS), MAX_PEER_HEARTBEAT_MS);
+    const timeoutMs = this.#timeoutOption ?? 3 * clamped;
+    const check = () => {
+      const idle = Date.now() - this.#lastReceived;
+      if (idle < timeoutMs) {
+        this.#deadTimer = setTimeout(check, timeoutMs - idle).unref();
+        return;
+      }
+      this.fail(new IpcError('TIMEOUT', `no heartbeat from ${this.remote} for ${timeoutMs} ms`));
+    };
+    this.#deadTimer = setTimeout(check, timeoutMs).unref();
   }
 
   #protocolError(problem: string): void {
@@ -648,21 +864,31 @@ export class Connection {
       text.copy(buf, HEADER_BYTES);
       this.#writeOut();
       this.#write(buf);
-      this.socket.end();
-      // A peer that does not read must not keep the socket open.
-      setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.close();
     } else {
       this.socket.destroy();
+      this.#lost();
     }
-    this.#lost();
   }
 
   /** The socket is gone: every channel on it is closed from the far side. */
   #lost(): void {
     if (this.#phase === 'dead') return;
+    if (this.#partialBytes > 0 && this.#failure === undefined) {
+      const need = this.#partialNeed === 0 ? HEADER_BYTES : this.#partialNeed;
+      this.#failure = new IpcError(
+        'PROTOCOL_ERROR',
+        `protocol error from ${this.remote}: the connection ended ${this.#partialBytes} bytes into a frame of ${need}`,
+      );
+      socketDiagnostics.error.publish({ error: this.#failure, remote: this.remote });
+    }
     this.#phase = 'dead';
-    clearInterval(this.#timer);
-    this.#partial = [];
+    live.delete(this);
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#deadTimer);
+    this.#partial = undefined;
+    this.#partialBytes = 0;
+    this.#outputWaiters = [];
     const links = [...this.#links.values()];
     this.#links.clear();
     for (const link of links) link.farClosed();

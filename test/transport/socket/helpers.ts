@@ -1,6 +1,10 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
+import { newCounters } from '../../../src/channel/local.js';
 import type { IpcError } from '../../../src/index.js';
+
+/** The descriptor fields a raw test peer leaves empty: no origin, fresh statistics. */
+export const NO_STATS = { origin: 0, counters: newCounters() };
 
 export function child(name: string): string {
   return fileURLToPath(new URL(`./children/${name}.js`, import.meta.url));

@@ -28,7 +28,7 @@ import {
   writeHeader,
 } from '../../../src/transport/socket/frame.js';
 import { rejectsCode, throwsCode } from '../../channel/helpers.js';
-import { child, socketErrors, until } from './helpers.js';
+import { child, NO_STATS, socketErrors, until } from './helpers.js';
 
 // Requests understood by children/piper.ts.
 const COPY = 1;
@@ -209,7 +209,14 @@ describe('a peer that breaks the pipe protocol', () => {
   function openPipe(kind: number, credit = 0): Buffer {
     const d = Buffer.alloc(DESCRIPTOR_BYTES);
     const limits = { capacity: 0, capacityBytes: 1000, maxMessageBytes: 1000, maxHandles: 0 };
-    writeDescriptor(d, 0, { id: 1, kind, limits, creditMessages: 0, creditBytes: credit });
+    writeDescriptor(d, 0, {
+      id: 1,
+      kind,
+      limits,
+      creditMessages: 0,
+      creditBytes: credit,
+      ...NO_STATS,
+    });
     return frame(FRAME_MSG, 0, 0, d, 1);
   }
 
@@ -259,6 +266,7 @@ describe('a peer that breaks the pipe protocol', () => {
       limits: { capacity: 1, capacityBytes: 1, maxMessageBytes: 1, maxHandles: 0 },
       creditMessages: 0,
       creditBytes: 0,
+      ...NO_STATS,
     });
     await expectRejected(
       [openPipe(KIND_PIPE_CONSUMER), frame(FRAME_MSG, 1, 0, d, 1)],
