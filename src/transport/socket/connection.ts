@@ -146,8 +146,8 @@ const live = new Set<Connection>();
 
 /**
  * Resolves once every socket connection of this process has handed what was sent to the kernel
- * (or died). `close()` already writes at once what the kernel takes; await this before
- * `process.exit()` when a peer may have stopped reading.
+ * and its peer has answered every CLOSE this side sent, or died. Await it before
+ * `process.exit()`: then the peer loses nothing that was sent before the close.
  */
 export async function flushSockets(): Promise<void> {
   await Promise.all([...live].map((conn) => conn.flushed()));
@@ -197,6 +197,7 @@ export class Connection {
   #creditDue: Link[] = [];
   /** Links that found the output over budget; told when it drains. */
   #outputWaiters: Link[] = [];
+  #flushWaiters: (() => void)[] = [];
   // Input reassembly: a partial header, then one buffer for the frame, sized from its checked header.
   #head = Buffer.alloc(HEADER_BYTES);
   #partial: Buffer | undefined;
@@ -292,20 +293,31 @@ export class Connection {
     this.#lost();
   }
 
-  /** Resolves once what this connection was given to send is with the kernel, or it died. */
+  /**
+   * Resolves once the output reached the kernel and the peer answered every CLOSE this side
+   * sent (so it read everything before it), or the connection died. Only then may this process
+   * exit without the peer losing data: a peer that writes to a socket whose process is gone
+   * gets EPIPE, and Node then discards what it had not read yet.
+   */
   flushed(): Promise<void> {
     this.#flush();
-    const socket = this.socket;
-    if (socket.writableLength === 0 || socket.destroyed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        socket.off('drain', done);
-        socket.off('close', done);
-        resolve();
-      };
-      socket.on('drain', done);
-      socket.on('close', done);
-    });
+    if (this.#isFlushed()) return Promise.resolve();
+    // The answer is awaited: until it comes, the socket keeps the process alive.
+    this.socket.ref();
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
+  }
+
+  #isFlushed(): boolean {
+    if (this.#phase === 'dead') return true;
+    if (this.#held() > 0) return false;
+    for (const link of this.#links.values()) if (link.sentClose && !link.gotClose) return false;
+    return true;
+  }
+
+  #checkFlushed(): void {
+    if (this.#flushWaiters.length === 0 || !this.#isFlushed()) return;
+    if (this.#openHere === 0) this.socket.unref();
+    for (const resolve of this.#flushWaiters.splice(0)) resolve();
   }
 
   // ---- writing -------------------------------------------------------------------------------
@@ -447,6 +459,7 @@ export class Connection {
 
   /** A write reached the kernel: wake whoever waits for output room, once below the budget. */
   #written = (): void => {
+    this.#checkFlushed();
     if (this.#outputWaiters.length + this.#creditDue.length === 0) return;
     if (this.#held() > this.#maxOutput) return;
     if (this.#creditDue.length > 0) this.#scheduleFlush();
@@ -498,6 +511,7 @@ export class Connection {
   #free(link: Link): void {
     this.#links.delete(link.id);
     this.#peerBytes -= link.announcedBytes;
+    this.#checkFlushed();
     if (this.#links.size === 0) {
       // Nothing is left to talk about: end gracefully once the last frames are out.
       this.#ending = true;
@@ -889,6 +903,7 @@ export class Connection {
     this.#partial = undefined;
     this.#partialBytes = 0;
     this.#outputWaiters = [];
+    this.#checkFlushed();
     const links = [...this.#links.values()];
     this.#links.clear();
     for (const link of links) link.farClosed();
