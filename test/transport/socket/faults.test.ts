@@ -226,8 +226,15 @@ describe('socket faults', () => {
       return bytes;
     })();
     const server = b as Channel;
-    for (let i = 0; i < 32; i++) {
-      await server.sendWait({ type: i, data: new Uint8Array(1024) }, { timeoutMs: 2000 });
+    try {
+      for (let i = 0; i < 32; i++) {
+        await server.sendWait({ type: i, data: new Uint8Array(1024) }, { timeoutMs: 2000 });
+      }
+    } catch (err) {
+      // Both ends closed, so that a failure here ends the run instead of holding it open.
+      a.close();
+      server.close();
+      throw err;
     }
     server.close();
     assert.equal(await reading, 32 * 1024);
