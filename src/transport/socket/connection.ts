@@ -2,6 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
+import { copyRange } from '../../channel/copy.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
 import { newCounters } from '../../channel/local.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
@@ -670,8 +671,12 @@ export class Connection {
     const count = (buf[at + 6] as number) | ((buf[at + 7] as number) << 8);
     const dataBytes = length - count * DESCRIPTOR_BYTES;
     const start = at + HEADER_BYTES;
-    // A view, not a copy: the chunk stays alive while a message from it does.
-    const data = new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes);
+    // A view when the message is at least half of its read chunk (or has a buffer of its own),
+    // else a copy: a small message must not keep a 64 KiB chunk alive for a peer to multiply.
+    const data =
+      2 * dataBytes >= buf.length
+        ? new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes)
+        : copyRange(buf, start, dataBytes);
     link.grantMessages--;
     link.grantBytes -= dataBytes;
     let handles = NO_HANDLES;
