@@ -142,6 +142,14 @@ export function resolveConnectionOptions(options: ConnectionOptions) {
   };
 }
 
+/** What a queued message costs besides its data (object, queue slot): counted per capacity slot. */
+const MESSAGE_COST = 64;
+
+/** The most an id the peer opens can make this side hold: its bytes and its message slots. */
+function peerCost(d: Descriptor): number {
+  return d.limits.capacityBytes + d.limits.capacity * MESSAGE_COST;
+}
+
 /** Every open connection of this process, for {@link flushSockets}. */
 const live = new Set<Connection>();
 
@@ -707,8 +715,8 @@ export class Connection {
       problem = `handle descriptor names channel id ${d.id}, which the peer may not open`;
     } else if (this.#links.size >= this.#maxChannels) {
       problem = `the peer opened more than ${this.#maxChannels} channels`;
-    } else if (this.#peerBytes + d.limits.capacityBytes > this.#peerBudget()) {
-      problem = `channel ${d.id} announces capacityBytes ${d.limits.capacityBytes}; with the ${this.#peerBytes} bytes the peer's open channels announced, that exceeds the ${this.#peerBudget()} bytes allowed${this.#accepted ? '' : ' before the connection is accepted'}`;
+    } else if (this.#peerBytes + peerCost(d) > this.#peerBudget()) {
+      problem = `channel ${d.id} may hold ${peerCost(d)} bytes (capacityBytes ${d.limits.capacityBytes} + ${d.limits.capacity} messages x ${MESSAGE_COST}); with the ${this.#peerBytes} bytes of the peer's open channels, that exceeds the ${this.#peerBudget()} bytes allowed${this.#accepted ? '' : ' before the connection is accepted'}`;
     } else if (d.kind === KIND_CHANNEL) {
       problem = checkLimits(d.limits, this.#ceiling);
       if (
@@ -726,7 +734,7 @@ export class Connection {
       this.#protocolError(problem);
       return undefined;
     }
-    this.#peerBytes += d.limits.capacityBytes;
+    this.#peerBytes += peerCost(d);
     if (d.kind !== KIND_CHANNEL) return this.#importPipe(d);
     const limits = Object.freeze(d.limits);
     const endpoint = new SocketEndpoint(
@@ -738,7 +746,7 @@ export class Connection {
       d.origin,
       d.counters,
     );
-    endpoint.announcedBytes = limits.capacityBytes;
+    endpoint.announcedBytes = peerCost(d);
     this.#add(endpoint);
     return endpoint;
   }
@@ -757,7 +765,7 @@ export class Connection {
       d.kind === KIND_PIPE_CONSUMER
         ? new PipeReceiver(this, d.id, producer, ring.capacity)
         : new PipeSender(this, d.id, consumer, d.creditBytes);
-    link.announcedBytes = d.limits.capacityBytes;
+    link.announcedBytes = peerCost(d);
     this.#add(link);
     link.start();
     return d.kind === KIND_PIPE_CONSUMER ? consumer : producer;

@@ -27,7 +27,7 @@ export abstract class Link {
   gotClose = false;
   /** MSGs accepted here before this side's CLOSE; the CLOSE tells the far side (modulo 2^32). */
   accepted = 0;
-  /** `capacityBytes` the peer announced when it opened this id (0 for ids this side opened). */
+  /** What the peer's descriptor lets it make this side hold on this id (0 for ids opened here). */
   announcedBytes = 0;
   /** Waiting in the connection's list for room in its output. */
   waitingOutput = false;

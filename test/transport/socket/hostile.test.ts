@@ -60,6 +60,9 @@ function openChannel(id: number, capacityBytes: number): Buffer {
   return frame(FRAME_MSG, 0, 0, d, 1);
 }
 
+/** What one channel of `openChannel(id, MiB)` counts against the budget: bytes and 64 slots. */
+const CHANNEL_COST = MiB + 64 * 64;
+
 const ROOT = { capacity: 64, capacityBytes: MiB, maxMessageBytes: 64 * KiB, maxHandles: 4 };
 
 describe('hostile peers: what one can make this side hold', () => {
@@ -70,7 +73,7 @@ describe('hostile peers: what one can make this side hold', () => {
 
   before(async () => {
     path = await privateSocketPath();
-    listener = await listen({ path }, { ...ROOT, heartbeatMs: 0, maxPeerBytes: 4 * MiB });
+    listener = await listen({ path }, { ...ROOT, heartbeatMs: 0, maxPeerBytes: 4 * CHANNEL_COST });
   });
   after(async () => {
     for (const p of peers) p.destroy();
@@ -147,7 +150,7 @@ describe('hostile peers: what one can make this side hold', () => {
     for (const { raw } of drips) raw.destroy();
   });
 
-  it('many channels: the peer may announce maxPeerBytes in all (4 MiB here), and fill them', async (t) => {
+  it('many channels: the peer may announce maxPeerBytes in all (4 MiB + slots here), and fill them', async (t) => {
     const seen = socketErrors();
     try {
       const { raw, root } = await accepted();
@@ -169,7 +172,7 @@ describe('hostile peers: what one can make this side hold', () => {
       assert.equal(seen.errors[0]?.code, 'PROTOCOL_ERROR');
       assert.match(
         seen.errors[0]?.message ?? '',
-        /channel 9 announces capacityBytes 1; with the 4194304 bytes the peer's open channels announced, that exceeds the 4194304 bytes allowed/,
+        /channel 9 may hold 4097 bytes \(capacityBytes 1 \+ 64 messages x 64\); with the 4210688 bytes of the peer's open channels, that exceeds the 4210688 bytes allowed/,
       );
       for (const e of ends) e.close();
     } finally {
@@ -185,12 +188,12 @@ describe('hostile peers: what one can make this side hold', () => {
       raw.resume();
       const closed = new Promise((resolve) => raw.on('close', resolve));
       raw.write(rawHello(ROOT));
-      raw.write(openChannel(1, MiB));
+      raw.write(openChannel(1, MiB - 64 * 64));
       raw.write(openChannel(3, 1));
       await closed;
       assert.match(
         seen.errors[0]?.message ?? '',
-        /channel 3 announces capacityBytes 1; .* exceeds the 1048576 bytes allowed before the connection is accepted/,
+        /channel 3 may hold 4097 bytes .* exceeds the 1048576 bytes allowed before the connection is accepted/,
       );
     } finally {
       seen.stop();
