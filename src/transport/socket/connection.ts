@@ -166,6 +166,7 @@ const AUTH_LABEL = 'ftl-ipc socket auth v1';
 const ERROR_CODES: IpcErrorCode[] = ['PROTOCOL_ERROR', 'AUTH_FAILED', 'TIMEOUT'];
 const NO_HANDLES: HandleState[] = [];
 const NO_COUNTERS = newCounters();
+const NO_BYTES = new Uint8Array(0);
 
 type Phase = 'hello' | 'auth' | 'open' | 'dead';
 
@@ -212,6 +213,8 @@ export class Connection {
   #partial: Buffer | undefined;
   #partialBytes = 0;
   #partialNeed = 0;
+  #plainOf: Buffer | undefined;
+  #plainView: Uint8Array = NO_BYTES;
   /** The link named by the header `#checkHeader` last accepted: saves a lookup per frame. */
   #checked: Link | undefined;
   // Liveness.
@@ -532,6 +535,13 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     this.#lastReceived = Date.now();
+    this.#parse(chunk);
+    // The cached view must not keep the chunk alive once it is parsed.
+    this.#plainOf = undefined;
+    this.#plainView = NO_BYTES;
+  }
+
+  #parse(chunk: Buffer): void {
     let at = this.#partialBytes > 0 ? this.#continuePartial(chunk) : 0;
     while (this.#phase !== 'dead' && at >= 0) {
       const left = chunk.length - at;
@@ -684,7 +694,7 @@ export class Connection {
     const data =
       2 * dataBytes >= buf.length
         ? new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes)
-        : copyRange(buf, start, dataBytes);
+        : copyRange(this.#plain(buf), start, dataBytes);
     link.grantMessages--;
     link.grantBytes -= dataBytes;
     let handles = NO_HANDLES;
@@ -705,6 +715,15 @@ export class Connection {
     }
     // This side already closed the channel: the message dies here, and so do its handles.
     for (const h of handles) h.close();
+  }
+
+  /** `chunk` as a plain Uint8Array (cached per chunk): copyRange slices those in one step. */
+  #plain(chunk: Buffer): Uint8Array {
+    if (this.#plainOf !== chunk) {
+      this.#plainOf = chunk;
+      this.#plainView = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    }
+    return this.#plainView;
   }
 
   #import(buf: Buffer, at: number): HandleState | undefined {
