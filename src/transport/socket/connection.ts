@@ -66,7 +66,11 @@ export interface ConnectionOptions extends ChannelOptions {
    * BACKPRESSURE until the socket drains, whatever credits the peer returned. Default 1 MiB.
    */
   maxOutputBytes?: number;
-  /** Most `capacityBytes` the peer may announce in all for the channels and pipes it opens here. Default 64 MiB. */
+  /**
+   * Most the channels and pipes the peer opens here may make this side hold, in all
+   * (`capacityBytes` + 64 bytes per message slot each). Default 1 GiB: a thousand channels of
+   * the default 1 MiB, as a busy service holds; lower it for peers that are not trusted.
+   */
   maxPeerBytes?: number;
   /** The same, before the application has taken the connection from `listen`'s backlog. Default 1 MiB. */
   maxUnacceptedBytes?: number;
@@ -119,7 +123,7 @@ export function resolveConnectionOptions(options: ConnectionOptions) {
     ceiling: resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits }),
     maxChannels: integerOption('maxChannels', options.maxChannels, 4096, 1, 2 ** 31),
     maxOutputBytes: integerOption('maxOutputBytes', options.maxOutputBytes, MiB, 1, 2 ** 31),
-    maxPeerBytes: integerOption('maxPeerBytes', options.maxPeerBytes, 64 * MiB, 0, 2 ** 42),
+    maxPeerBytes: integerOption('maxPeerBytes', options.maxPeerBytes, 1024 * MiB, 0, 2 ** 42),
     maxUnacceptedBytes: integerOption(
       'maxUnacceptedBytes',
       options.maxUnacceptedBytes,
