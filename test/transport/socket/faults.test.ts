@@ -216,6 +216,20 @@ describe('socket faults', () => {
     for (const ch of [moved, y, client, server]) ch.close();
   });
 
+  it('bad connection options are INVALID_ARGUMENT before any socket is opened', async () => {
+    await assert.rejects(listen({ path }, { maxOutputBytes: -1 }), {
+      code: 'INVALID_ARGUMENT',
+      message: /maxOutputBytes must be an integer from 1 to 2147483648, got -1/,
+    });
+    await assert.rejects(connect(listener.address, { heartbeatMs: 0xffff_ffff }), {
+      code: 'INVALID_ARGUMENT',
+      message: /heartbeatMs must be an integer from 0 to 2147483647/,
+    });
+    await assert.rejects(connect(listener.address, { maxPeerBytes: Number.NaN }), {
+      code: 'INVALID_ARGUMENT',
+    });
+  });
+
   it('returns byte credits: 8 x capacityBytes pass through sendWait, each within 2 s', async () => {
     // The client's root holds 4 KiB: the server can send 32 KiB only as byte credits come back.
     const small = { capacity: 64, capacityBytes: 4096, maxMessageBytes: 1024 };
