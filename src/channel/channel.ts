@@ -14,7 +14,7 @@ import {
 } from './endpoint.js';
 import { adoptHandle, type Handle, kHandleState, kRelease, registerHandleKind } from './handle.js';
 import { LocalEndpoint } from './local.js';
-import { waitInQueue } from './wait.js';
+import { checkWaitOptions, waitInQueue } from './wait.js';
 
 export interface ChannelOptions {
   /** Messages each endpoint's receive queue holds. Default 32, as in FTL. */
@@ -315,6 +315,9 @@ export class Channel implements Handle {
   sendWait(message: OutgoingMessage, options: WaitOptions = {}): Promise<void> {
     try {
       const endpoint = this.#live();
+      // Before the queue: an aborted signal sends nothing, even when there is room.
+      const invalid = checkWaitOptions(options);
+      if (invalid !== undefined) throw invalid;
       if (this.#sendWaiters.length === 0) {
         const status = this.#trySend(endpoint, message);
         if (status === SEND_OK) return Promise.resolve();
@@ -343,6 +346,14 @@ export class Channel implements Handle {
     let endpoint: Endpoint;
     try {
       endpoint = this.#live();
+      if (!Number.isInteger(bytes) || bytes < 0) {
+        throw new IpcError(
+          'INVALID_ARGUMENT',
+          `bytes must be an integer >= 0, got ${typeof bytes === 'string' ? `'${bytes}'` : String(bytes)}`,
+        );
+      }
+      const invalid = checkWaitOptions(options);
+      if (invalid !== undefined) throw invalid;
     } catch (err) {
       return Promise.reject(err);
     }

@@ -15,6 +15,27 @@ function aborted(signal: AbortSignal | undefined): IpcError {
   return new IpcError('ABORTED', 'the operation was aborted', { cause: signal?.reason });
 }
 
+/** The largest delay setTimeout takes without overflowing to 1 ms. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * What is wrong with wait options, checked before any queue is looked at: an already-aborted
+ * signal (ABORTED) or a timeoutMs that is not a number from 0 to 2^31 - 1 (INVALID_ARGUMENT).
+ */
+export function checkWaitOptions({ timeoutMs, signal }: WaitOptions): IpcError | undefined {
+  if (signal?.aborted) return aborted(signal);
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMEOUT_MS))
+  ) {
+    return new IpcError(
+      'INVALID_ARGUMENT',
+      `timeoutMs must be a number from 0 to ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`,
+    );
+  }
+  return undefined;
+}
+
 /**
  * Queues a waiter that gives up on `timeoutMs` (TIMEOUT) or `signal` (ABORTED), removing itself
  * from the queue and then calling `gaveUp`; whoever serves the queue calls the waiter's resolve
@@ -22,17 +43,14 @@ function aborted(signal: AbortSignal | undefined): IpcError {
  */
 export function waitInQueue<W extends Waiter>(
   queue: WaiterQueue<W>,
-  { timeoutMs, signal }: WaitOptions,
+  options: WaitOptions,
   make: (resolve: () => void, reject: (err: IpcError) => void) => W,
   what: string,
   gaveUp?: () => void,
 ): Promise<void> {
-  if (signal?.aborted) return Promise.reject(aborted(signal));
-  if (timeoutMs !== undefined && !(timeoutMs >= 0)) {
-    return Promise.reject(
-      new IpcError('INVALID_ARGUMENT', `timeoutMs must be >= 0, got ${String(timeoutMs)}`),
-    );
-  }
+  const invalid = checkWaitOptions(options);
+  if (invalid !== undefined) return Promise.reject(invalid);
+  const { timeoutMs, signal } = options;
   return new Promise<void>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => giveUp(aborted(signal));

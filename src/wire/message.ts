@@ -35,6 +35,13 @@ export function encodeMessage<T>(
   txid = 0,
   transient = false,
 ): OutgoingMessage {
+  // Every message is a struct: anything else would fail deep in the encoder with a TypeError.
+  if (typeof value !== 'object' || value === null) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${d.name} must be encoded from an object, got ${value === null ? 'null' : typeof value}`,
+    );
+  }
   return sharedWriter.message(d.id, txid, 0, d.encode, value, transient);
 }
 

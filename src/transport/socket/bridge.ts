@@ -6,7 +6,9 @@ import {
 } from '../../channel/endpoint.js';
 import { closeHandles } from '../../channel/local.js';
 import type { Connection } from './connection.js';
+import { SocketEndpoint } from './endpoint.js';
 import { Link } from './link.js';
+import { forgetOrigin, registerOrigin } from './origin.js';
 
 /**
  * Stands in for an endpoint that was sent through this connection while its peer stays behind
@@ -17,13 +19,19 @@ import { Link } from './link.js';
  */
 export class Bridge extends Link {
   readonly inner: Endpoint;
-  /** Taken (held) but waiting for byte credits. */
+  /** The descriptor's origin: the inner end's own when it came through a socket, else a new one. */
+  readonly origin: number;
+  readonly #registered: boolean;
+  /** Taken (held) but waiting for byte credits or output room. */
   #pending: RawMessage | undefined;
 
   constructor(conn: Connection, id: number, inner: Endpoint) {
     const full = { messages: inner.limits.capacity, bytes: inner.limits.capacityBytes };
     super(conn, id, inner.limits, inner.limits, full, inner.room());
     this.inner = inner;
+    const passedOn = inner instanceof SocketEndpoint ? inner.origin : 0;
+    this.#registered = passedOn === 0;
+    this.origin = this.#registered ? registerOrigin(inner) : passedOn;
     inner.events = {
       readable: () => this.pump(),
       writable: () => this.#regrant(),
@@ -47,7 +55,7 @@ export class Bridge extends Link {
         return;
       }
       const bytes = message.data.byteLength;
-      if (this.sendMessages < 1 || this.sendBytes < bytes) {
+      if (this.sendMessages < 1 || this.sendBytes < bytes || !this.conn.outputRoom(this, bytes)) {
         this.#pending = message;
         return;
       }
@@ -72,12 +80,23 @@ export class Bridge extends Link {
   /** The inner endpoint's peer closed and everything it sent went out: close this id. */
   #finish(): void {
     this.inner.close();
+    this.#closeBridge();
+  }
+
+  #closeBridge(): void {
+    if (this.#registered && !this.sentClose) forgetOrigin(this.origin);
     this.closeLink();
   }
 
-  deliver(type: number, data: Uint8Array, handles: HandleState[]): void {
+  deliver(type: number, data: Uint8Array, handles: HandleState[]): boolean {
     // Fits by construction (the grant never exceeds the room); fails only if the peer closed.
-    if (this.inner.trySend(type, data, handles) !== SEND_OK) closeHandles({ type, data, handles });
+    if (this.inner.trySend(type, data, handles) === SEND_OK) return true;
+    closeHandles({ type, data, handles });
+    return false;
+  }
+
+  override outputReady(): void {
+    this.pump();
   }
 
   credit(messages: number, bytes: number): void {
@@ -91,6 +110,6 @@ export class Bridge extends Link {
     if (this.#pending !== undefined) closeHandles(this.#pending);
     this.#pending = undefined;
     this.inner.close();
-    this.closeLink();
+    this.#closeBridge();
   }
 }

@@ -2,7 +2,9 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
+import { copyRange } from '../../channel/copy.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
+import { newCounters } from '../../channel/local.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
 import { ByteRing } from '../../pipe/ring.js';
@@ -59,6 +61,19 @@ export interface ConnectionOptions extends ChannelOptions {
   maxLimits?: ChannelOptions;
   /** Most channels open at once on one connection. Default 4096. */
   maxChannels?: number;
+  /**
+   * Most bytes of output held in user space (not yet taken by the kernel); beyond it, sends meet
+   * BACKPRESSURE until the socket drains, whatever credits the peer returned. Default 1 MiB.
+   */
+  maxOutputBytes?: number;
+  /**
+   * Most the channels and pipes the peer opens here may make this side hold, in all
+   * (`capacityBytes` + 64 bytes per message slot each). Default 1 GiB: a thousand channels of
+   * the default 1 MiB, as a busy service holds; lower it for peers that are not trusted.
+   */
+  maxPeerBytes?: number;
+  /** The same, before the application has taken the connection from `listen`'s backlog. Default 1 MiB. */
+  maxUnacceptedBytes?: number;
 }
 
 /** Published when a connection is closed because of what the peer did (or failed to do). */
@@ -80,10 +95,93 @@ const DEFAULT_CEILING: ChannelOptions = {
   maxHandles: 1024,
 };
 const OUT_CHUNK = 256 * 1024;
+const MiB = 1024 * 1024;
+/** A peer's announced heartbeat only sets our timeout, and only within this range. */
+const MIN_PEER_HEARTBEAT_MS = 100;
+const MAX_PEER_HEARTBEAT_MS = 3_600_000;
+/** The largest delay setTimeout takes without overflowing to 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const PING = Buffer.alloc(HEADER_BYTES);
+writeHeader(PING, 0, 0, FRAME_PING, 0, ROOT_ID, 0);
+const EMPTY_OUT = Buffer.alloc(0);
+
+function integerOption(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
+    );
+  }
+  return v;
+}
+
+/** Checks every option (INVALID_ARGUMENT) and fills in the defaults. */
+export function resolveConnectionOptions(options: ConnectionOptions) {
+  const timeout = options.heartbeatTimeoutMs;
+  return {
+    limits: resolveLimits({
+      ...options,
+      capacity: options.capacity ?? SOCKET_DEFAULT_LIMITS.capacity,
+      capacityBytes: options.capacityBytes ?? SOCKET_DEFAULT_LIMITS.capacityBytes,
+    }),
+    ceiling: resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits }),
+    maxChannels: integerOption('maxChannels', options.maxChannels, 4096, 1, 2 ** 31),
+    maxOutputBytes: integerOption('maxOutputBytes', options.maxOutputBytes, MiB, 1, 2 ** 31),
+    maxPeerBytes: integerOption('maxPeerBytes', options.maxPeerBytes, 1024 * MiB, 0, 2 ** 42),
+    maxUnacceptedBytes: integerOption(
+      'maxUnacceptedBytes',
+      options.maxUnacceptedBytes,
+      MiB,
+      0,
+      2 ** 42,
+    ),
+    heartbeatMs: integerOption('heartbeatMs', options.heartbeatMs, 5000, 0, MAX_TIMER_MS),
+    heartbeatTimeoutMs:
+      timeout === undefined
+        ? undefined
+        : integerOption('heartbeatTimeoutMs', timeout, 0, 1, MAX_TIMER_MS),
+    handshakeTimeoutMs: integerOption(
+      'handshakeTimeoutMs',
+      options.handshakeTimeoutMs,
+      10_000,
+      1,
+      MAX_TIMER_MS,
+    ),
+  };
+}
+
+/** What a queued message costs besides its data (object, queue slot): counted per capacity slot. */
+const MESSAGE_COST = 64;
+
+/** The most an id the peer opens can make this side hold: its bytes and its message slots. */
+function peerCost(d: Descriptor): number {
+  return d.limits.capacityBytes + d.limits.capacity * MESSAGE_COST;
+}
+
+/** Every open connection of this process, for {@link flushSockets}. */
+const live = new Set<Connection>();
+
+/**
+ * Resolves once every socket connection of this process has handed what was sent to the kernel
+ * and its peer has answered every CLOSE this side sent, or died. Await it before
+ * `process.exit()`: then the peer loses nothing that was sent before the close.
+ */
+export async function flushSockets(): Promise<void> {
+  await Promise.all([...live].map((conn) => conn.flushed()));
+}
 const SMALL_COPY = 64;
 const AUTH_LABEL = 'ftl-ipc socket auth v1';
 const ERROR_CODES: IpcErrorCode[] = ['PROTOCOL_ERROR', 'AUTH_FAILED', 'TIMEOUT'];
 const NO_HANDLES: HandleState[] = [];
+const NO_COUNTERS = newCounters();
+const NO_BYTES = new Uint8Array(0);
 
 type Phase = 'hello' | 'auth' | 'open' | 'dead';
 
@@ -98,6 +196,15 @@ export class Connection {
   readonly #limits: ChannelLimits;
   readonly #ceiling: ChannelLimits;
   readonly #maxChannels: number;
+  readonly #maxOutput: number;
+  readonly #maxPeerBytes: number;
+  readonly #maxUnacceptedBytes: number;
+  /** Taken from `listen`'s backlog by the application (always, for other connections). */
+  #accepted: boolean;
+  /** `capacityBytes` announced by the open ids the peer opened. */
+  #peerBytes = 0;
+  /** Ids this side has not closed: while there are none, the socket does not hold the process. */
+  #openHere = 0;
   readonly #secret: Buffer | undefined;
   readonly #nonce = randomBytes(NONCE_BYTES);
   readonly #heartbeatMs: number;
@@ -107,44 +214,52 @@ export class Connection {
   #links = new Map<number, Link>();
   #nextId: number;
   #ending = false;
-  // Output batching.
-  #out = Buffer.allocUnsafe(OUT_CHUNK);
+  // Output batching; the buffer is allocated when there is something to write.
+  #out = EMPTY_OUT;
   #outStart = 0;
   #outEnd = 0;
   #flushScheduled = false;
   #creditDue: Link[] = [];
-  // Input reassembly: bytes of an incomplete frame.
-  #partial: Buffer[] = [];
+  /** Links that found the output over budget; told when it drains. */
+  #outputWaiters: Link[] = [];
+  #flushWaiters: (() => void)[] = [];
+  // Input reassembly: a partial header, then one buffer for the frame, sized from its checked header.
+  #head = Buffer.alloc(HEADER_BYTES);
+  #partial: Buffer | undefined;
   #partialBytes = 0;
   #partialNeed = 0;
+  #plainOf: Buffer | undefined;
+  #plainView: Uint8Array = NO_BYTES;
   /** The link named by the header `#checkHeader` last accepted: saves a lookup per frame. */
   #checked: Link | undefined;
   // Liveness.
-  #timer: NodeJS.Timeout | undefined;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #deadTimer: NodeJS.Timeout | undefined;
   #lastReceived = Date.now();
   #wroteSinceTick = false;
   #settle: { resolve(root: SocketEndpoint): void; reject(err: IpcError): void } | undefined;
   #failure: IpcError | undefined;
 
-  constructor(socket: Socket, client: boolean, options: ConnectionOptions = {}) {
+  constructor(socket: Socket, client: boolean, options: ConnectionOptions = {}, accepted = true) {
     this.socket = socket;
     this.#client = client;
+    this.#accepted = accepted;
     this.#nextId = client ? 1 : 2;
-    this.#limits = resolveLimits({
-      ...options,
-      capacity: options.capacity ?? SOCKET_DEFAULT_LIMITS.capacity,
-      capacityBytes: options.capacityBytes ?? SOCKET_DEFAULT_LIMITS.capacityBytes,
-    });
-    this.#ceiling = resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits });
-    this.#maxChannels = options.maxChannels ?? 4096;
+    const o = resolveConnectionOptions(options);
+    this.#limits = o.limits;
+    this.#ceiling = o.ceiling;
+    this.#maxChannels = o.maxChannels;
+    this.#maxOutput = o.maxOutputBytes;
+    this.#maxPeerBytes = o.maxPeerBytes;
+    this.#maxUnacceptedBytes = o.maxUnacceptedBytes;
+    this.#heartbeatMs = o.heartbeatMs;
+    this.#timeoutOption = o.heartbeatTimeoutMs;
     this.#secret =
       options.secret === undefined
         ? undefined
         : Buffer.from(
             typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret,
           );
-    this.#heartbeatMs = options.heartbeatMs ?? 5000;
-    this.#timeoutOption = options.heartbeatTimeoutMs;
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => {
@@ -153,6 +268,7 @@ export class Connection {
       });
     });
     socket.on('close', () => this.#lost());
+    live.add(this);
   }
 
   /** Exchanges HELLO (and AUTH); resolves with the root channel's endpoint. */
@@ -189,7 +305,68 @@ export class Connection {
     return s.remoteAddress === undefined ? 'unix socket' : `${s.remoteAddress}:${s.remotePort}`;
   }
 
+  /** The application took this connection from `listen`'s backlog: the full peer budget applies. */
+  accept(): void {
+    this.#accepted = true;
+  }
+
+  /** Closes the connection without blaming the peer (a full backlog, a closing listener). */
+  close(): void {
+    if (this.#phase === 'dead') return;
+    this.#writeOut();
+    this.socket.end();
+    // A peer that does not read must not keep the socket open.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.#lost();
+  }
+
+  /**
+   * Resolves once the output reached the kernel and the peer answered every CLOSE this side
+   * sent (so it read everything before it), or the connection died. Only then may this process
+   * exit without the peer losing data: a peer that writes to a socket whose process is gone
+   * gets EPIPE, and Node then discards what it had not read yet.
+   */
+  flushed(): Promise<void> {
+    this.#flush();
+    if (this.#isFlushed()) return Promise.resolve();
+    // The answer is awaited: until it comes, the socket keeps the process alive.
+    this.socket.ref();
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
+  }
+
+  #isFlushed(): boolean {
+    if (this.#phase === 'dead') return true;
+    if (this.#held() > 0) return false;
+    for (const link of this.#links.values()) if (link.sentClose && !link.gotClose) return false;
+    return true;
+  }
+
+  #checkFlushed(): void {
+    if (this.#flushWaiters.length === 0 || !this.#isFlushed()) return;
+    if (this.#openHere === 0) this.socket.unref();
+    for (const resolve of this.#flushWaiters.splice(0)) resolve();
+  }
+
   // ---- writing -------------------------------------------------------------------------------
+
+  /**
+   * Whether `bytes` more fit in the output budget now. When they do not, `link` is told
+   * (`outputReady`) once the socket has drained below it.
+   */
+  outputRoom(link: Link, bytes: number): boolean {
+    const held = this.#held();
+    if (held === 0 || held + HEADER_BYTES + bytes <= this.#maxOutput) return true;
+    if (!link.waitingOutput) {
+      link.waitingOutput = true;
+      this.#outputWaiters.push(link);
+    }
+    return false;
+  }
+
+  /** Output bytes in user space: in the batch buffer, or written and not yet taken by the kernel. */
+  #held(): number {
+    return this.socket.writableLength + this.#outEnd - this.#outStart;
+  }
 
   writeMessage(id: number, type: number, data: Uint8Array, handles: readonly HandleState[]): void {
     const count = handles.length;
@@ -218,6 +395,8 @@ export class Connection {
           limits: bridge.inner.limits,
           creditMessages: bridge.grantMessages,
           creditBytes: bridge.grantBytes,
+          origin: bridge.origin,
+          counters: bridge.inner.counters,
         });
         link = bridge;
       } else {
@@ -235,9 +414,11 @@ export class Connection {
           limits: pipeLimits(capacity),
           creditMessages: 0,
           creditBytes: link.grantBytes,
+          origin: 0,
+          counters: NO_COUNTERS,
         });
       }
-      this.#links.set(id, link);
+      this.#add(link);
       d += DESCRIPTOR_BYTES;
       started.push(link);
     }
@@ -251,17 +432,28 @@ export class Connection {
     this.#out.set(bytes, at + HEADER_BYTES);
   }
 
+  /**
+   * Sends CLOSE, with the count of MSGs accepted on the id, and writes out at once: what was
+   * sent before a close reaches the kernel even if the process exits next.
+   */
   writeClose(link: Link): void {
     if (this.#phase === 'dead') return;
     const at = this.#reserve(HEADER_BYTES);
-    writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, 0);
+    writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, link.accepted >>> 0);
+    if (--this.#openHere === 0) this.socket.unref();
     if (link.gotClose) this.#free(link);
+    this.#flush();
   }
 
   /** `link` has credits to grant; they go out with the next flush, one frame per link. */
   creditDue(link: Link): void {
     this.#creditDue.push(link);
     this.#scheduleFlush();
+  }
+
+  #add(link: Link): void {
+    this.#links.set(link.id, link);
+    if (this.#openHere++ === 0) this.socket.ref();
   }
 
   /** Room for `n` bytes in the output buffer; a full buffer is written out first. */
@@ -289,8 +481,22 @@ export class Connection {
   #write(buf: Buffer): void {
     if (this.#phase === 'dead' || this.socket.destroyed) return;
     this.#wroteSinceTick = true;
-    this.socket.write(buf);
+    this.socket.write(buf, this.#written);
   }
+
+  /** A write reached the kernel: wake whoever waits for output room, once below the budget. */
+  #written = (): void => {
+    this.#checkFlushed();
+    if (this.#outputWaiters.length + this.#creditDue.length === 0) return;
+    if (this.#held() > this.#maxOutput) return;
+    if (this.#creditDue.length > 0) this.#scheduleFlush();
+    const waiters = this.#outputWaiters;
+    this.#outputWaiters = [];
+    for (const link of waiters) {
+      link.waitingOutput = false;
+      link.outputReady();
+    }
+  };
 
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
@@ -301,7 +507,8 @@ export class Connection {
   #flush = (): void => {
     this.#flushScheduled = false;
     const due = this.#creditDue;
-    if (due.length > 0) {
+    // Credits wait while the peer does not read: it cannot make this side buffer without bound.
+    if (due.length > 0 && this.#held() <= this.#maxOutput) {
       this.#creditDue = [];
       for (const link of due) this.#writeCredit(link);
     }
@@ -330,6 +537,8 @@ export class Connection {
 
   #free(link: Link): void {
     this.#links.delete(link.id);
+    this.#peerBytes -= link.announcedBytes;
+    this.#checkFlushed();
     if (this.#links.size === 0) {
       // Nothing is left to talk about: end gracefully once the last frames are out.
       this.#ending = true;
@@ -341,52 +550,73 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     this.#lastReceived = Date.now();
-    const buf = chunk;
-    let at = 0;
-    if (this.#partialBytes > 0) {
-      this.#partial.push(chunk);
-      this.#partialBytes += chunk.length;
-      if (this.#partialNeed === 0 && this.#partialBytes >= HEADER_BYTES) {
-        const head = Buffer.concat(this.#partial, HEADER_BYTES);
-        const length = get32(head, 0);
-        const problem = this.#checkHeader(head, 0, length);
-        if (problem !== undefined) {
-          this.#protocolError(problem);
-          return;
-        }
-        this.#partialNeed = HEADER_BYTES + length;
-      }
-      const need = this.#partialNeed;
-      if (need === 0 || this.#partialBytes < need) return;
-      // Assemble exactly the one frame; the rest of this chunk is parsed where it lies, so
-      // large messages are copied once, not once per chunk they share with the next one.
-      at = need - (this.#partialBytes - chunk.length);
-      const frame = Buffer.concat(this.#partial, need);
-      this.#partial = [];
-      this.#partialBytes = 0;
-      this.#partialNeed = 0;
-      this.#frame(frame, 0, need - HEADER_BYTES);
-    }
-    while (this.#phase !== 'dead') {
-      const left = buf.length - at;
+    this.#parse(chunk);
+    // The cached view must not keep the chunk alive once it is parsed.
+    this.#plainOf = undefined;
+    this.#plainView = NO_BYTES;
+  }
+
+  #parse(chunk: Buffer): void {
+    let at = this.#partialBytes > 0 ? this.#continuePartial(chunk) : 0;
+    while (this.#phase !== 'dead' && at >= 0) {
+      const left = chunk.length - at;
       if (left < HEADER_BYTES) break;
-      const length = get32(buf, at);
-      const problem = this.#checkHeader(buf, at, length);
+      const length = get32(chunk, at);
+      const problem = this.#checkHeader(chunk, at, length);
       if (problem !== undefined) {
         this.#protocolError(problem);
         return;
       }
-      if (left < HEADER_BYTES + length) {
-        this.#partialNeed = HEADER_BYTES + length;
-        break;
-      }
-      this.#frame(buf, at, length);
+      if (left < HEADER_BYTES + length) break;
+      this.#frame(chunk, at, length);
       at += HEADER_BYTES + length;
     }
-    if (at < buf.length && this.#phase !== 'dead') {
-      this.#partial = [buf.subarray(at)];
-      this.#partialBytes = buf.length - at;
+    if (at < 0 || at === chunk.length || this.#phase === 'dead') return;
+    // An incomplete frame: keep its header, or one buffer of exactly the size it announced.
+    const left = chunk.length - at;
+    if (left < HEADER_BYTES) {
+      chunk.copy(this.#head, 0, at);
+    } else {
+      this.#partialNeed = HEADER_BYTES + get32(chunk, at);
+      this.#partial = Buffer.allocUnsafeSlow(this.#partialNeed);
+      chunk.copy(this.#partial, 0, at);
     }
+    this.#partialBytes = left;
+  }
+
+  /**
+   * Feeds `chunk` to the incomplete frame; returns where the rest of the chunk starts, or -1 when
+   * all of it was taken (or the connection died).
+   */
+  #continuePartial(chunk: Buffer): number {
+    let at = 0;
+    if (this.#partial === undefined) {
+      const n = Math.min(HEADER_BYTES - this.#partialBytes, chunk.length);
+      chunk.copy(this.#head, this.#partialBytes, 0, n);
+      this.#partialBytes += n;
+      at = n;
+      if (this.#partialBytes < HEADER_BYTES) return -1;
+      const length = get32(this.#head, 0);
+      const problem = this.#checkHeader(this.#head, 0, length);
+      if (problem !== undefined) {
+        this.#protocolError(problem);
+        return -1;
+      }
+      this.#partialNeed = HEADER_BYTES + length;
+      this.#partial = Buffer.allocUnsafeSlow(this.#partialNeed);
+      this.#head.copy(this.#partial);
+    }
+    const frame = this.#partial;
+    const n = Math.min(this.#partialNeed - this.#partialBytes, chunk.length - at);
+    chunk.copy(frame, this.#partialBytes, at, at + n);
+    this.#partialBytes += n;
+    at += n;
+    if (this.#partialBytes < this.#partialNeed) return -1;
+    this.#partial = undefined;
+    this.#partialBytes = 0;
+    this.#frame(frame, 0, this.#partialNeed - HEADER_BYTES);
+    this.#partialNeed = 0;
+    return at;
   }
 
   /** Checks a header before its payload is awaited or allocated; says what is wrong, if anything. */
@@ -444,6 +674,11 @@ export class Connection {
       }
       case FRAME_CLOSE: {
         const link = this.#checked as Link;
+        const problem = link.closedAfter(arg);
+        if (problem !== undefined) {
+          this.#protocolError(problem);
+          return;
+        }
         link.gotClose = true;
         if (link.sentClose) this.#free(link);
         else link.farClosed();
@@ -469,8 +704,12 @@ export class Connection {
     const count = (buf[at + 6] as number) | ((buf[at + 7] as number) << 8);
     const dataBytes = length - count * DESCRIPTOR_BYTES;
     const start = at + HEADER_BYTES;
-    // A view, not a copy: the chunk stays alive while a message from it does.
-    const data = new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes);
+    // A view when the message is at least half of its read chunk (or has a buffer of its own),
+    // else a copy: a small message must not keep a 64 KiB chunk alive for a peer to multiply.
+    const data =
+      2 * dataBytes >= buf.length
+        ? new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes)
+        : copyRange(this.#plain(buf), start, dataBytes);
     link.grantMessages--;
     link.grantBytes -= dataBytes;
     let handles = NO_HANDLES;
@@ -486,11 +725,20 @@ export class Connection {
       }
     }
     if (!link.sentClose) {
-      link.deliver(type, data, handles);
+      if (link.deliver(type, data, handles)) link.accepted++;
       return;
     }
     // This side already closed the channel: the message dies here, and so do its handles.
     for (const h of handles) h.close();
+  }
+
+  /** `chunk` as a plain Uint8Array (cached per chunk): copyRange slices those in one step. */
+  #plain(chunk: Buffer): Uint8Array {
+    if (this.#plainOf !== chunk) {
+      this.#plainOf = chunk;
+      this.#plainView = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    }
+    return this.#plainView;
   }
 
   #import(buf: Buffer, at: number): HandleState | undefined {
@@ -501,6 +749,8 @@ export class Connection {
       problem = `handle descriptor names channel id ${d.id}, which the peer may not open`;
     } else if (this.#links.size >= this.#maxChannels) {
       problem = `the peer opened more than ${this.#maxChannels} channels`;
+    } else if (this.#peerBytes + peerCost(d) > this.#peerBudget()) {
+      problem = `channel ${d.id} may hold ${peerCost(d)} bytes (capacityBytes ${d.limits.capacityBytes} + ${d.limits.capacity} messages x ${MESSAGE_COST}); with the ${this.#peerBytes} bytes of the peer's open channels, that exceeds the ${this.#peerBudget()} bytes allowed${this.#accepted ? '' : ' before the connection is accepted'}`;
     } else if (d.kind === KIND_CHANNEL) {
       problem = checkLimits(d.limits, this.#ceiling);
       if (
@@ -518,14 +768,25 @@ export class Connection {
       this.#protocolError(problem);
       return undefined;
     }
+    this.#peerBytes += peerCost(d);
     if (d.kind !== KIND_CHANNEL) return this.#importPipe(d);
     const limits = Object.freeze(d.limits);
-    const endpoint = new SocketEndpoint(this, d.id, limits, limits, {
-      messages: d.creditMessages,
-      bytes: d.creditBytes,
-    });
-    this.#links.set(d.id, endpoint);
+    const endpoint = new SocketEndpoint(
+      this,
+      d.id,
+      limits,
+      limits,
+      { messages: d.creditMessages, bytes: d.creditBytes },
+      d.origin,
+      d.counters,
+    );
+    endpoint.announcedBytes = peerCost(d);
+    this.#add(endpoint);
     return endpoint;
+  }
+
+  #peerBudget(): number {
+    return this.#accepted ? this.#maxPeerBytes : this.#maxUnacceptedBytes;
   }
 
   /** A new local pipe whose other end is the far side's, relayed over the descriptor's id. */
@@ -538,7 +799,8 @@ export class Connection {
       d.kind === KIND_PIPE_CONSUMER
         ? new PipeReceiver(this, d.id, producer, ring.capacity)
         : new PipeSender(this, d.id, consumer, d.creditBytes);
-    this.#links.set(d.id, link);
+    link.announcedBytes = peerCost(d);
+    this.#add(link);
     link.start();
     return d.kind === KIND_PIPE_CONSUMER ? consumer : producer;
   }
@@ -604,7 +866,7 @@ export class Connection {
       messages: peer.capacity,
       bytes: peer.capacityBytes,
     });
-    this.#links.set(ROOT_ID, root);
+    this.#add(root);
     this.#startHeartbeat();
     const settle = this.#settle;
     this.#settle = undefined;
@@ -613,28 +875,32 @@ export class Connection {
 
   // ---- liveness and failure ------------------------------------------------------------------
 
+  /**
+   * Our PINGs follow our own interval. The peer's announced interval only sets when we give up on
+   * it (clamped, so a peer cannot make us wake often or overflow a timer); 0 means never.
+   */
   #startHeartbeat(): void {
-    const peerMs = (this.#peerHello as Hello).heartbeatMs;
-    const timeoutMs = peerMs === 0 ? 0 : (this.#timeoutOption ?? 3 * peerMs);
-    const periods = [this.#heartbeatMs, timeoutMs / 4].filter((ms) => ms > 0);
-    if (periods.length === 0) return;
-    this.#timer = setInterval(
-      () => {
-        if (timeoutMs > 0 && Date.now() - this.#lastReceived > timeoutMs) {
-          this.fail(
-            new IpcError('TIMEOUT', `no heartbeat from ${this.remote} for ${timeoutMs} ms`),
-          );
-          return;
-        }
-        if (this.#heartbeatMs > 0 && !this.#wroteSinceTick) {
-          const at = this.#reserve(HEADER_BYTES);
-          writeHeader(this.#out, at, 0, FRAME_PING, 0, ROOT_ID, 0);
-        }
+    if (this.#heartbeatMs > 0) {
+      this.#pingTimer = setInterval(() => {
+        // Idle means nothing written since the last tick and nothing waiting to be written.
+        if (!this.#wroteSinceTick && this.#held() === 0) this.#write(PING);
         this.#wroteSinceTick = false;
-      },
-      Math.min(...periods),
-    );
-    this.#timer.unref();
+      }, this.#heartbeatMs);
+      this.#pingTimer.unref();
+    }
+    const peerMs = (this.#peerHello as Hello).heartbeatMs;
+    if (peerMs === 0) return;
+    const clamped = Math.min(Math.max(peerMs, MIN_PEER_HEARTBEAT_MS), MAX_PEER_HEARTBEAT_MS);
+    const timeoutMs = this.#timeoutOption ?? 3 * clamped;
+    const check = () => {
+      const idle = Date.now() - this.#lastReceived;
+      if (idle < timeoutMs) {
+        this.#deadTimer = setTimeout(check, timeoutMs - idle).unref();
+        return;
+      }
+      this.fail(new IpcError('TIMEOUT', `no heartbeat from ${this.remote} for ${timeoutMs} ms`));
+    };
+    this.#deadTimer = setTimeout(check, timeoutMs).unref();
   }
 
   #protocolError(problem: string): void {
@@ -659,21 +925,32 @@ export class Connection {
       text.copy(buf, HEADER_BYTES);
       this.#writeOut();
       this.#write(buf);
-      this.socket.end();
-      // A peer that does not read must not keep the socket open.
-      setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.close();
     } else {
       this.socket.destroy();
+      this.#lost();
     }
-    this.#lost();
   }
 
   /** The socket is gone: every channel on it is closed from the far side. */
   #lost(): void {
     if (this.#phase === 'dead') return;
+    if (this.#partialBytes > 0 && this.#failure === undefined) {
+      const need = this.#partialNeed === 0 ? HEADER_BYTES : this.#partialNeed;
+      this.#failure = new IpcError(
+        'PROTOCOL_ERROR',
+        `protocol error from ${this.remote}: the connection ended ${this.#partialBytes} bytes into a frame of ${need}`,
+      );
+      socketDiagnostics.error.publish({ error: this.#failure, remote: this.remote });
+    }
     this.#phase = 'dead';
-    clearInterval(this.#timer);
-    this.#partial = [];
+    live.delete(this);
+    clearInterval(this.#pingTimer);
+    clearTimeout(this.#deadTimer);
+    this.#partial = undefined;
+    this.#partialBytes = 0;
+    this.#outputWaiters = [];
+    this.#checkFlushed();
     const links = [...this.#links.values()];
     this.#links.clear();
     for (const link of links) link.farClosed();

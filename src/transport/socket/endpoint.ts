@@ -2,6 +2,7 @@ import { Deque } from '../../channel/deque.js';
 import {
   type ChannelLimits,
   type Endpoint,
+  type EndpointCounters,
   type EndpointEvents,
   type HandleState,
   type RawMessage,
@@ -13,6 +14,12 @@ import {
 import { discardQueue, newCounters } from '../../channel/local.js';
 import type { Connection } from './connection.js';
 import { Link } from './link.js';
+import { originEndpoint } from './origin.js';
+
+/** The endpoint in this process that `state` leads to through sockets, or `state` itself. */
+function destination(state: HandleState): HandleState {
+  return state instanceof SocketEndpoint ? (originEndpoint(state.origin) ?? state) : state;
+}
 
 /**
  * A channel endpoint whose peer is across a socket. Its receive queue is bounded by the credits
@@ -21,8 +28,12 @@ import { Link } from './link.js';
 export class SocketEndpoint extends Link implements Endpoint {
   readonly kind = 'channel';
   events: EndpointEvents | undefined;
-  readonly counters = newCounters();
+  readonly counters: EndpointCounters;
+  /** What the descriptor that opened this id named as its destination (0: none, or the root). */
+  readonly origin: number;
   peerClosed = false;
+  /** MSGs sent on this id: the far side's CLOSE says how many of them it accepted. */
+  #sentHere = 0;
   #queue = new Deque<RawMessage>();
   #queuedBytes = 0;
   #readableArmed = false;
@@ -34,11 +45,15 @@ export class SocketEndpoint extends Link implements Endpoint {
     sendLimits: ChannelLimits,
     recvLimits: ChannelLimits,
     send: { messages: number; bytes: number },
+    origin = 0,
+    counters = newCounters(),
   ) {
     super(conn, id, sendLimits, recvLimits, send, {
       messages: recvLimits.capacity,
       bytes: recvLimits.capacityBytes,
     });
+    this.origin = origin;
+    this.counters = counters;
   }
 
   get limits(): ChannelLimits {
@@ -55,13 +70,16 @@ export class SocketEndpoint extends Link implements Endpoint {
 
   canSend(bytes: number): SendStatus {
     if (this.peerClosed) return SEND_PEER_CLOSED;
-    return this.sendMessages >= 1 && this.sendBytes >= bytes ? SEND_OK : SEND_FULL;
+    if (this.sendMessages < 1 || this.sendBytes < bytes) return SEND_FULL;
+    // Credits say the far queue has room; the output budget says the socket is draining.
+    return this.conn.outputRoom(this, bytes) ? SEND_OK : SEND_FULL;
   }
 
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     const status = this.canSend(data.byteLength);
     if (status !== SEND_OK) return status;
     this.conn.writeMessage(this.id, type, data, handles);
+    this.#sentHere++;
     this.sendMessages--;
     this.sendBytes -= data.byteLength;
     return SEND_OK;
@@ -99,8 +117,29 @@ export class SocketEndpoint extends Link implements Endpoint {
     this.#writableArmed = true;
   }
 
-  isPeer(): boolean {
-    return false;
+  /** True when `other` is, through sockets, the endpoint this one leads to or that one's peer. */
+  isPeer(other: HandleState): boolean {
+    const here = destination(this);
+    if (here === this) return false;
+    const there = destination(other);
+    return there === here || (here as Endpoint).isPeer(there);
+  }
+
+  /** Sends the far side dropped after its CLOSE are not `sent`: they count as `dropped`. */
+  override closedAfter(accepted: number): string | undefined {
+    const lost = (this.#sentHere - accepted) % 2 ** 32;
+    if (lost < 0 || lost > this.#sentHere) {
+      return `CLOSE on channel ${this.id} says ${accepted} messages were accepted of the ${this.#sentHere} sent`;
+    }
+    this.counters.sent -= lost;
+    this.counters.dropped += lost;
+    return undefined;
+  }
+
+  override outputReady(): void {
+    if (!this.#writableArmed) return;
+    this.#writableArmed = false;
+    this.events?.writable();
   }
 
   close(): void {
@@ -110,7 +149,7 @@ export class SocketEndpoint extends Link implements Endpoint {
     this.closeLink();
   }
 
-  deliver(type: number, data: Uint8Array, handles: HandleState[]): void {
+  deliver(type: number, data: Uint8Array, handles: HandleState[]): boolean {
     this.#queue.push({ type, data, handles });
     this.#queuedBytes += data.byteLength;
     if (this.#queue.length > this.counters.highWaterMark) {
@@ -120,6 +159,7 @@ export class SocketEndpoint extends Link implements Endpoint {
       this.#readableArmed = false;
       this.events?.readable();
     }
+    return true;
   }
 
   credit(messages: number, bytes: number): void {

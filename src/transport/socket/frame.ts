@@ -2,10 +2,10 @@
  * The socket framing protocol; docs/socket-transport.md is its normative description. Every
  * frame is a 16-byte little-endian header followed by `length` payload bytes.
  */
-import type { ChannelLimits } from '../../channel/endpoint.js';
+import type { ChannelLimits, EndpointCounters } from '../../channel/endpoint.js';
 
 export const HEADER_BYTES = 16;
-export const DESCRIPTOR_BYTES = 32;
+export const DESCRIPTOR_BYTES = 64;
 export const HELLO_BYTES = 60;
 export const AUTH_BYTES = 32;
 export const NONCE_BYTES = 32;
@@ -13,7 +13,7 @@ export const MAX_ERROR_BYTES = 1024;
 /** DataPipe's own limit on `capacityBytes`. */
 export const MAX_PIPE_CAPACITY = 2 ** 30;
 export const MAGIC = 0x316c_7466; // the bytes 'ftl1' read as a little-endian uint32
-export const VERSION = 1;
+export const VERSION = 2;
 export const HELLO_FLAG_AUTH = 1;
 
 export const FRAME_HELLO = 1;
@@ -85,7 +85,20 @@ export interface Descriptor {
   /** Initial send credits of the new end: room in its peer's queue at export time. */
   creditMessages: number;
   creditBytes: number;
+  /** Names the endpoint this id leads to, in the process that holds it (0: none). */
+  origin: number;
+  /** The moved end's statistics: they travel with it (each modulo 2^32). */
+  counters: EndpointCounters;
 }
+
+const COUNTER_FIELDS = [
+  'sent',
+  'received',
+  'dropped',
+  'backpressured',
+  'discarded',
+  'highWaterMark',
+] as const;
 
 export function writeDescriptor(buf: Buffer, at: number, d: Descriptor): void {
   buf.writeUInt32LE(d.id, at);
@@ -96,7 +109,11 @@ export function writeDescriptor(buf: Buffer, at: number, d: Descriptor): void {
   buf.writeUInt16LE(d.kind, at + 18);
   buf.writeUInt32LE(d.creditMessages, at + 20);
   buf.writeUInt32LE(d.creditBytes, at + 24);
-  buf.writeUInt32LE(0, at + 28);
+  buf.writeUInt32LE(d.origin, at + 28);
+  COUNTER_FIELDS.forEach((field, i) => {
+    buf.writeUInt32LE(d.counters[field] >>> 0, at + 32 + 4 * i);
+  });
+  buf.fill(0, at + 56, at + DESCRIPTOR_BYTES);
 }
 
 export function readDescriptor(buf: Uint8Array, at: number): Descriptor {
@@ -112,6 +129,15 @@ export function readDescriptor(buf: Uint8Array, at: number): Descriptor {
     },
     creditMessages: view.readUInt32LE(20),
     creditBytes: view.readUInt32LE(24),
+    origin: view.readUInt32LE(28),
+    counters: {
+      sent: view.readUInt32LE(32),
+      received: view.readUInt32LE(36),
+      dropped: view.readUInt32LE(40),
+      backpressured: view.readUInt32LE(44),
+      discarded: view.readUInt32LE(48),
+      highWaterMark: view.readUInt32LE(52),
+    },
   };
 }
 
@@ -144,7 +170,8 @@ export function decodeHello(payload: Uint8Array): Hello | string {
   const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   if (buf.readUInt32LE(0) !== MAGIC) return 'the peer does not speak the ftl-ipc socket protocol';
   const version = buf.readUInt16LE(4);
-  if (version !== VERSION) return `unsupported protocol version ${version} (this side speaks 1)`;
+  if (version !== VERSION)
+    return `unsupported protocol version ${version} (this side speaks ${VERSION})`;
   const at = 8 + NONCE_BYTES;
   return {
     flags: buf.readUInt16LE(6),

@@ -1,4 +1,4 @@
-export { type ConnectionOptions, socketDiagnostics } from './connection.js';
+export { type ConnectionOptions, flushSockets, socketDiagnostics } from './connection.js';
 export {
   type ConnectOptions,
   channelOverSocket,

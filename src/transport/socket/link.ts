@@ -25,6 +25,12 @@ export abstract class Link {
   sentClose = false;
   /** The far side sent CLOSE. The id is free once both have. */
   gotClose = false;
+  /** MSGs accepted here before this side's CLOSE; the CLOSE tells the far side (modulo 2^32). */
+  accepted = 0;
+  /** What the peer's descriptor lets it make this side hold on this id (0 for ids opened here). */
+  announcedBytes = 0;
+  /** Waiting in the connection's list for room in its output. */
+  waitingOutput = false;
 
   constructor(
     conn: Connection,
@@ -83,8 +89,22 @@ export abstract class Link {
     this.conn.writeClose(this);
   }
 
-  /** A message arrived (its credits already taken); never called after this side's CLOSE. */
-  abstract deliver(type: number, data: Uint8Array, handles: HandleState[]): void;
+  /**
+   * The far side closed after this side accepted `accepted` of the MSGs it sent here: says what
+   * is wrong with that count, if anything. Only an endpoint keeps the books this checks.
+   */
+  closedAfter(_accepted: number): string | undefined {
+    return undefined;
+  }
+
+  /** The connection's output has room again after this link found it full. */
+  outputReady(): void {}
+
+  /**
+   * A message arrived (its credits already taken); never called after this side's CLOSE.
+   * Returns false when it was dropped here (its handles closed).
+   */
+  abstract deliver(type: number, data: Uint8Array, handles: HandleState[]): boolean;
   /** The far side returned credits. */
   abstract credit(messages: number, bytes: number): void;
   /** The far side closed, or the connection is gone. */

@@ -6,7 +6,8 @@ import tls from 'node:tls';
 import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
-import { Connection, type ConnectionOptions } from './connection.js';
+import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
+import type { SocketEndpoint } from './endpoint.js';
 
 /** Where to listen or connect: a Unix socket path, or a TCP host and port. */
 export type SocketAddress = { path: string } | { host: string; port: number };
@@ -14,7 +15,7 @@ export type SocketAddress = { path: string } | { host: string; port: number };
 export interface ListenOptions extends ConnectionOptions {
   /** Serve TLS with these options (key and cert at least). TCP only. */
   tls?: tls.TlsOptions;
-  /** Connected channels waiting to be taken; connections beyond this are refused. Default 64. */
+  /** Connected channels waiting to be taken; connections beyond this are closed. Default 64. */
   backlog?: number;
 }
 
@@ -31,7 +32,7 @@ export async function privateSocketPath(name = 'ipc.sock'): Promise<string> {
 /** Yields one Channel (the root of a new connection) per accepted connection. */
 export class Listener implements AsyncIterable<Channel> {
   readonly #server: net.Server;
-  readonly #ready = new Deque<Channel>();
+  readonly #ready = new Deque<SocketEndpoint>();
   readonly #waiters = new Deque<(channel: Channel | undefined) => void>();
   readonly #backlog: number;
   #closed = false;
@@ -41,15 +42,22 @@ export class Listener implements AsyncIterable<Channel> {
     this.#backlog = backlog;
   }
 
-  /** The bound address: a path, or `{ address, port }` (useful after listening on port 0). */
-  get address(): string | net.AddressInfo {
+  /** The bound address, as `connect` takes it: `{ path }`, or `{ host, port }` (after port 0). */
+  get address(): SocketAddress {
+    const bound = this.serverAddress;
+    return typeof bound === 'string' ? { path: bound } : { host: bound.address, port: bound.port };
+  }
+
+  /** What `net.Server#address()` says: the path, or Node's `AddressInfo` (with `family`). */
+  get serverAddress(): string | net.AddressInfo {
     return this.#server.address() as string | net.AddressInfo;
   }
 
   /** The next connected channel; undefined once the listener is closed. */
   accept(): Promise<Channel | undefined> {
     const ready = this.#ready.shift();
-    if (ready !== undefined || this.#closed) return Promise.resolve(ready);
+    if (ready !== undefined) return Promise.resolve(taken(ready));
+    if (this.#closed) return Promise.resolve(undefined);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
@@ -61,7 +69,7 @@ export class Listener implements AsyncIterable<Channel> {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      for (const ch of this.#ready.drain()) ch.close();
+      for (const root of this.#ready.drain()) root.conn.close();
       for (const w of this.#waiters.drain()) w(undefined);
     }
     // net.Server.close() calls back only when every connection has ended; accepted channels
@@ -70,13 +78,20 @@ export class Listener implements AsyncIterable<Channel> {
     return Promise.resolve();
   }
 
-  /** @internal */
-  offer(channel: Channel): void {
+  /** @internal A connection finished its handshake: hand it out, queue it, or close it. */
+  offer(root: SocketEndpoint): void {
     const waiter = this.#waiters.shift();
-    if (waiter !== undefined) waiter(channel);
-    else if (!this.#closed && this.#ready.length < this.#backlog) this.#ready.push(channel);
-    else channel.close();
+    if (waiter !== undefined) waiter(taken(root));
+    else if (!this.#closed && this.#ready.length < this.#backlog) this.#ready.push(root);
+    // The whole connection, not only its root: a peer must not keep it open by ignoring a CLOSE.
+    else root.conn.close();
   }
+}
+
+/** The application takes a connection: from now on the peer may open channels up to its budget. */
+function taken(root: SocketEndpoint): Channel {
+  root.conn.accept();
+  return new Channel(root);
 }
 
 function assertAddress(address: SocketAddress): void {
@@ -125,6 +140,7 @@ export async function listen(
   options: ListenOptions = {},
 ): Promise<Listener> {
   assertAddress(address);
+  resolveConnectionOptions(options);
   if ('path' in address) {
     if (options.tls !== undefined) {
       throw new IpcError('INVALID_ARGUMENT', 'tls is for TCP; a Unix socket is already private');
@@ -132,9 +148,9 @@ export async function listen(
     await assertPrivateDirectory(address.path);
   }
   const onSocket = (socket: net.Socket) => {
-    const conn = new Connection(socket, false, options);
+    const conn = new Connection(socket, false, options, false);
     conn.handshake(options.handshakeTimeoutMs).then(
-      (root) => listener.offer(new Channel(root)),
+      (root) => listener.offer(root),
       // The failure was published on ftl-ipc:socket:error; the listener carries on.
       () => {},
     );
@@ -161,6 +177,7 @@ export async function connect(
   options: ConnectOptions = {},
 ): Promise<Channel> {
   assertAddress(address);
+  resolveConnectionOptions(options);
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const fail = (err: Error) =>
       reject(new IpcError('CONNECTION_FAILED', `cannot connect: ${err.message}`, { cause: err }));

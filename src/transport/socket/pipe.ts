@@ -53,8 +53,9 @@ export class PipeSender extends Link {
         } else this.#wait();
         return;
       }
-      if (this.sendBytes === 0) return; // credit() pumps again
       const n = Math.min(view.byteLength, this.sendBytes, PIPE_CHUNK);
+      // credit() or outputReady() pumps again.
+      if (n === 0 || !this.conn.outputRoom(this, n)) return;
       this.conn.writePipeBytes(this.id, view.subarray(0, n));
       this.#cursor = ring.advance(from, n);
       this.sendBytes -= n;
@@ -91,8 +92,13 @@ export class PipeSender extends Link {
     return undefined;
   }
 
-  deliver(): void {
+  deliver(): boolean {
     // Unreachable: refuse() turns every MSG on this id into a protocol error.
+    return false;
+  }
+
+  override outputReady(): void {
+    this.#pump();
   }
 
   credit(_messages: number, bytes: number): void {
@@ -166,10 +172,10 @@ export class PipeReceiver extends Link {
     return `CREDIT on pipe channel ${this.id}, which only receives bytes`;
   }
 
-  deliver(_type: number, data: Uint8Array, _handles: HandleState[]): void {
+  deliver(_type: number, data: Uint8Array, _handles: HandleState[]): boolean {
     const state = this.#state;
     // A closed consumer discards; the CLOSE that tells the far side is on its way.
-    if (state.peerClosed) return;
+    if (state.peerClosed) return false;
     const ring = state.ring;
     for (let written = 0; written < data.byteLength; ) {
       // Fits by construction (credits never exceed the room); copies never need a skip.
@@ -180,6 +186,7 @@ export class PipeReceiver extends Link {
       written += n;
     }
     state.signals.notify('consumer');
+    return true;
   }
 
   credit(): void {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname } from 'node:path';
@@ -13,25 +12,17 @@ import {
 } from '../../../src/index.js';
 import {
   DESCRIPTOR_BYTES,
-  encodeHello,
   FRAME_CREDIT,
   FRAME_MSG,
   HEADER_BYTES,
   writeHeader,
 } from '../../../src/transport/socket/frame.js';
-import { socketErrors, until } from './helpers.js';
+import { frame, rawHello, socketErrors, until } from './helpers.js';
 
 const LIMITS = { capacity: 2, capacityBytes: 1024, maxMessageBytes: 512, maxHandles: 4 };
 
 function hello(): Buffer {
-  return encodeHello({ flags: 0, nonce: randomBytes(32), limits: LIMITS, heartbeatMs: 0 });
-}
-
-function frame(type: number, id: number, arg: number, payload = Buffer.alloc(0), handles = 0) {
-  const buf = Buffer.alloc(HEADER_BYTES + payload.length);
-  writeHeader(buf, 0, payload.length, type, handles, id, arg);
-  payload.copy(buf, HEADER_BYTES);
-  return buf;
+  return rawHello(LIMITS);
 }
 
 function header(type: number, id: number, length: number): Buffer {

@@ -17,18 +17,15 @@ import {
 } from '../../../src/index.js';
 import {
   DESCRIPTOR_BYTES,
-  encodeHello,
   FRAME_CREDIT,
   FRAME_MSG,
-  HEADER_BYTES,
   KIND_CHANNEL,
   KIND_PIPE_CONSUMER,
   KIND_PIPE_PRODUCER,
   writeDescriptor,
-  writeHeader,
 } from '../../../src/transport/socket/frame.js';
 import { rejectsCode, throwsCode } from '../../channel/helpers.js';
-import { child, socketErrors, until } from './helpers.js';
+import { child, frame, NO_STATS, rawHello, socketErrors, until } from './helpers.js';
 
 // Requests understood by children/piper.ts.
 const COPY = 1;
@@ -198,18 +195,18 @@ describe('a peer that breaks the pipe protocol', () => {
     await rm(dirname(path), { recursive: true, force: true });
   });
 
-  function frame(type: number, id: number, arg: number, payload = Buffer.alloc(0), handles = 0) {
-    const buf = Buffer.alloc(HEADER_BYTES + payload.length);
-    writeHeader(buf, 0, payload.length, type, handles, id, arg);
-    payload.copy(buf, HEADER_BYTES);
-    return buf;
-  }
-
   /** A root MSG opening id 1 as a pipe end of `kind` (1000 bytes), granting `credit` bytes. */
   function openPipe(kind: number, credit = 0): Buffer {
     const d = Buffer.alloc(DESCRIPTOR_BYTES);
     const limits = { capacity: 0, capacityBytes: 1000, maxMessageBytes: 1000, maxHandles: 0 };
-    writeDescriptor(d, 0, { id: 1, kind, limits, creditMessages: 0, creditBytes: credit });
+    writeDescriptor(d, 0, {
+      id: 1,
+      kind,
+      limits,
+      creditMessages: 0,
+      creditBytes: credit,
+      ...NO_STATS,
+    });
     return frame(FRAME_MSG, 0, 0, d, 1);
   }
 
@@ -221,7 +218,7 @@ describe('a peer that breaks the pipe protocol', () => {
     raw.resume();
     const closed = new Promise((resolve) => raw.on('close', resolve));
     const limits = { capacity: 4, capacityBytes: 4096, maxMessageBytes: 4096, maxHandles: 4 };
-    raw.write(encodeHello({ flags: 0, nonce: randomBytes(32), limits, heartbeatMs: 0 }));
+    raw.write(rawHello(limits));
     const root = (await listener.accept()) as Channel;
     try {
       for (const f of frames) raw.write(f);
@@ -259,6 +256,7 @@ describe('a peer that breaks the pipe protocol', () => {
       limits: { capacity: 1, capacityBytes: 1, maxMessageBytes: 1, maxHandles: 0 },
       creditMessages: 0,
       creditBytes: 0,
+      ...NO_STATS,
     });
     await expectRejected(
       [openPipe(KIND_PIPE_CONSUMER), frame(FRAME_MSG, 1, 0, d, 1)],

@@ -29,10 +29,8 @@ async function connected(
         ? { host: '127.0.0.1', port: 0 }
         : address;
   const listener = await listen(where, server);
-  const bound = listener.address;
-  const target =
-    typeof bound === 'string' ? { path: bound } : { host: '127.0.0.1', port: bound.port };
-  const [a, b] = await Promise.all([connect(target, client), listener.accept()]);
+  // listener.address is what connect takes, whether the listener is on a path or on port 0.
+  const [a, b] = await Promise.all([connect(listener.address, client), listener.accept()]);
   return {
     a,
     b: b as Channel,
