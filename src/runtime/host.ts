@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import type { Channel } from '../channel/index.js';
 import { isIpcError } from '../errors.js';
+import { flushSockets } from '../transport/socket/index.js';
 import { Env, type ServiceMain } from './env.js';
 import { childStartup } from './isolation.js';
 import { type BootInfo, decoder, encoder, StartupMessage } from './startup.js';
@@ -39,10 +40,11 @@ async function host(boot: BootInfo, startup: Channel): Promise<void> {
   clearInterval(stats);
   env.closeAll();
   startup.close();
-  // Ending on an empty event loop lets a transport send what is still queued. A service that
-  // left timers or sockets open is cut off a moment later.
-  process.exitCode = code;
+  // What the service sent reaches its peers before the exit (flushSockets); a peer that does not
+  // answer, or a service that left timers or sockets open, is cut off a second later at most.
   setTimeout(() => process.exit(code), 1000).unref();
+  await flushSockets();
+  process.exit(code);
 }
 
 /** Feeds the env from the startup channel; resolves once every dependency has its channel. */

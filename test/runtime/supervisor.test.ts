@@ -26,6 +26,23 @@ describe('service runtime', { timeout: 60_000 }, () => {
     await run.system.done;
   });
 
+  it('delivers everything a process service sent before it returned', async () => {
+    // The host flushes the service's sockets before it exits: none of the 2,000 is lost.
+    const run = new Run(`
+services:
+  - name: sink
+    module: ${fixture('counting-sink')}
+    provides: [sink]
+  - name: burst
+    module: ${fixture('burst-sender')}
+    isolation: process
+    depends: [{ name: sink, protocol: sink }]
+`);
+    await run.waitFor(/\[sink\] received/);
+    assert.ok(run.lines.includes('[sink] received 2000'), run.lines.join('\n'));
+    await run.system.stop();
+  });
+
   it('restarts a crashed server; its client sees PEER_CLOSED and reconnects', async () => {
     const run = new Run(`
 services:
