@@ -517,7 +517,8 @@ export class Channel implements Handle {
       if (state === undefined) {
         throw new IpcError('HANDLE_NOT_MOVABLE', `handles[${i}] is closed or was already moved`);
       }
-      if (state === endpoint || endpoint.isPeer(state)) {
+      // Both ways round: only one side may know the path (a socket end sees through its bridge).
+      if (state === endpoint || endpoint.isPeer(state) || isPeerOf(state, endpoint)) {
         throw new IpcError(
           'HANDLE_NOT_MOVABLE',
           `handles[${i}] is this channel or its peer; an endpoint cannot travel through its own channel`,
@@ -751,3 +752,7 @@ function backpressureError(endpoint: Endpoint, bytes: number): IpcError {
 }
 
 registerHandleKind('channel', (state) => new Channel(state as Endpoint));
+
+function isPeerOf(state: HandleState, endpoint: Endpoint): boolean {
+  return state.kind === 'channel' && (state as Endpoint).isPeer(endpoint);
+}

@@ -64,6 +64,8 @@ describe('socket faults', () => {
     server.send({ type: 2, handles: [a1] });
     const a2 = (await client.recv()).handles[0] as Channel;
     throwsCode(() => a2.send({ type: 99, handles: [b] }), 'HANDLE_NOT_MOVABLE');
+    // The mirror image: b sent through itself toward a2.
+    throwsCode(() => b.send({ type: 99, handles: [a2] }), 'HANDLE_NOT_MOVABLE');
     // Still a working end of the pair, through both bridges; b is still ours.
     a2.send({ type: 5 });
     assert.equal((await b.recv()).type, 5);
@@ -79,6 +81,7 @@ describe('socket faults', () => {
     await relay.sendWait({ type: 1, handles: [a] });
     const a2 = (await relay.recv()).handles[0] as Channel;
     throwsCode(() => a2.send({ type: 99, handles: [b] }), 'HANDLE_NOT_MOVABLE');
+    throwsCode(() => b.send({ type: 99, handles: [a2] }), 'HANDLE_NOT_MOVABLE');
     a2.send({ type: 5 });
     assert.equal((await b.recv()).type, 5);
     for (const ch of [a2, b, relay]) ch.close();
