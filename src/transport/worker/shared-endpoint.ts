@@ -1,12 +1,11 @@
 /**
  * One side of a channel pair whose two sides may live in different threads: messages go
- * through a SharedArrayBuffer ring per direction, and only handles (which carry ports) go
- * through the pair's data port. A second port, which never carries anything, tells a side
- * when its peer's thread died: a port reports its peer's close only once every message queued
- * before it was read, so a data port with unread handles would hide a death.
+ * through a ring per direction in the shared arena of the process (src/shm/arena.ts), handles
+ * as small descriptors in arena blocks. No MessagePort belongs to a pair: a token is plain data,
+ * a move transfers nothing, and a closed pair returns its memory at once. A side learns that
+ * its peer's thread died from that thread's parent, which marks what the thread owned (see
+ * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
-import { randomFillSync } from 'node:crypto';
-import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { copyRange } from '../../channel/copy.js';
 import type {
   ChannelLimits,
@@ -21,36 +20,17 @@ import { SEND_FULL, SEND_OK, SEND_PEER_CLOSED } from '../../channel/endpoint.js'
 import { LocalEndpoint, newCounters } from '../../channel/local.js';
 import { IpcError } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
+import { checkPipeMovable, readPipeHandle, writePipeHandle } from '../../pipe/thread.js';
 import {
-  isPipeToken,
-  type PipeToken,
-  pipeStateFromToken,
-  pipeStateToToken,
-} from '../../pipe/thread.js';
-import {
-  C_BYTES,
-  C_MSGS,
-  C_TAIL,
-  CLOSED,
-  checkRingLimits,
-  GENERATION,
-  HWM,
-  P_BYTES,
-  P_HEAD,
-  P_MSGS,
-  PAIR_ID,
-  pairBytes,
-  READER_WAKE,
-  READER_WOKEN_AT,
-  RECORD_HEADER,
-  recordSize,
-  ringBytes,
-  ringControl,
-  ringData,
-  WRAP,
-  WRITER_WAKE,
-  WRITER_WOKEN_AT,
-} from './layout.js';
+  type Arena,
+  allocate,
+  arenaOf,
+  exhausted,
+  KIND_RING,
+  KIND_SLOT,
+  onThreadsDied,
+  onThreadWake,
+} from '../../shm/arena.js';
 import {
   holdThread,
   type ResolvedWakePolicy,
@@ -59,34 +39,64 @@ import {
   Spinner,
   type WakePolicy,
   waitAsync,
-} from './wake.js';
+} from '../../shm/wake.js';
+import {
+  C_BYTES,
+  C_MSGS,
+  C_RING,
+  C_TAIL,
+  CLOSED,
+  checkRingLimits,
+  GENERATION,
+  HANDLE_BYTES,
+  HWM,
+  MIN_RING_BLOCK,
+  MOVED,
+  maxRingBytes,
+  OWNER,
+  P_BYTES,
+  P_HEAD,
+  P_MSGS,
+  P_RING,
+  P_RING_START,
+  PAIR_ID,
+  R_NEXT,
+  READER_WAKE,
+  READER_WOKEN_AT,
+  RECORD_HEADER,
+  RELEASED,
+  RING_HEADER,
+  recordSize,
+  ringControl,
+  SHRINK_ABOVE,
+  SLOT_BYTES,
+  WRAP,
+  WRITER_WAKE,
+  WRITER_WOKEN_AT,
+} from './layout.js';
 
 const NO_HANDLES: HandleState[] = [];
-const TOKEN_VERSION = 'ftl-ipc/channel@1';
+const TOKEN_VERSION = 'ftl-ipc/channel@2';
+/** Kinds of handle descriptors in a message. */
+const HANDLE_CHANNEL = 1;
+const HANDLE_PIPE = 2;
 
 /**
- * A channel endpoint on its way to another thread: structured-cloneable once the ports in
- * `transfer` are in the transfer list. Import it exactly once.
+ * A channel endpoint on its way to another thread: structured-cloneable data (the arena is a
+ * SharedArrayBuffer, shared on clone). Import it exactly once.
  */
 export interface EndpointToken {
   readonly version: typeof TOKEN_VERSION;
   readonly memory: SharedArrayBuffer;
+  readonly arena: number;
+  readonly slot: number;
   readonly side: number;
   readonly generation: number;
-  readonly port: MessagePort;
-  readonly life: MessagePort;
-  /** What `postMessage` or `new Worker` must transfer with the token. */
-  readonly transfer: MessagePort[];
+  readonly pairId: number;
+  /** What `postMessage` or `new Worker` must transfer with the token: nothing, now. */
+  readonly transfer: [];
   readonly limits: ChannelLimits;
   readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
-}
-
-type Transferable = MessagePort;
-/** A handle on its way: a channel endpoint, or a data pipe end (whose module moves it). */
-type HandleToken = EndpointToken | PipeToken;
-
-function importState(token: HandleToken): HandleState {
-  return isPipeToken(token) ? pipeStateFromToken(token) : SharedEndpoint.fromToken(token);
 }
 
 interface Watch {
@@ -126,31 +136,64 @@ function epochNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+function randomPairId(): number {
+  return (Math.random() * 2 ** 31) | 0 || 1;
+}
+
 /**
- * The sides living in this thread, by pair. A close wakes a peer in the same thread directly:
- * its port's 'close' event would come later, and does not keep the event loop alive.
+ * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
+ * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
 const sidesHere = new Map<number, (WeakRef<SharedEndpoint> | undefined)[]>();
+
+function pairKey(arena: Arena, slot: number): number {
+  return arena.id * 2 ** 31 + slot;
+}
+
+/**
+ * Lets go of side `side` of a slot; the second side to do so frees the slot and every ring in
+ * it, whichever thread it is in.
+ */
+function release(arena: Arena, slot: number, side: number): void {
+  const i32 = arena.i32;
+  const c = slot >> 2;
+  const before = Atomics.or(i32, c + RELEASED, 1 << side);
+  if (before !== 1 << (1 - side)) return;
+  for (let ring = 0; ring < 2; ring++) {
+    let r = Atomics.load(i32, c + ringControl(ring) + C_RING);
+    while (r !== 0) {
+      const next = i32[(r + R_NEXT) >> 2] as number;
+      arena.free(r);
+      r = next;
+    }
+  }
+  arena.free(slot);
+}
 
 export class SharedEndpoint implements Endpoint {
   readonly kind = 'channel';
   events: EndpointEvents | undefined;
   readonly limits: ChannelLimits;
   readonly counters: EndpointCounters;
-  readonly #memory: SharedArrayBuffer;
+  readonly #arena: Arena;
+  readonly #slot: number;
   readonly #pairId: number;
-  readonly #i32: Int32Array;
-  readonly #f64: Float64Array;
-  readonly #u8: Uint8Array;
+  #i32: Int32Array;
+  #f64: Float64Array;
+  #u8: Uint8Array;
   readonly #side: number;
-  readonly #port: MessagePort;
-  readonly #life: MessagePort;
-  readonly #ringSize: number;
-  /** Control index and data byte offset of the ring this side writes, and of the one it reads. */
+  /** Int32 index of the slot, of the direction this side writes, and of the one it reads. */
+  readonly #c: number;
   readonly #out: number;
-  readonly #outData: number;
   readonly #in: number;
-  readonly #inData: number;
+  /** Largest ring data a direction needs under these limits. */
+  readonly #maxRing: number;
+  /** Producer: its ring (block payload offset, 0 before the first send), data start and size. */
+  #outRing: number;
+  #outData = 0;
+  #outSize = 0;
+  /** Messages written before the current ring: the consumer's tail is in it only past them. */
+  #ringStart: number;
   /** Producer cursor, and what it last saw of its consumer's progress. */
   #head: number;
   #sentMsgs: number;
@@ -158,7 +201,10 @@ export class SharedEndpoint implements Endpoint {
   #seenTakenMsgs: number;
   #seenTakenBytes: number;
   #hwm: number;
-  /** Consumer cursor, and what it last saw of its producer's progress. */
+  /** Consumer: the ring it reads (0 before the first message), its data start and size. */
+  #inRing: number;
+  #inData = 0;
+  #inSize = 0;
   #tail: number;
   #takenMsgs: number;
   #takenBytes: number;
@@ -177,69 +223,62 @@ export class SharedEndpoint implements Endpoint {
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
   #peerReported = false;
-  /** Closed here or moved to another thread: nothing in this object may touch the rings. */
+  /** Closed here or moved to another thread: nothing in this object may touch the slot. */
   #gone = false;
-  /** Set once this thread saw a port close: a closed port can no longer be transferred. */
-  #portClosed = false;
-  #lifeClosed = false;
-  readonly #onPortClose = () => {
-    this.#portClosed = true;
-    this.#peerDied();
-  };
-  readonly #onLifeClose = () => {
-    this.#lifeClosed = true;
-    this.#peerDied();
-  };
   /** Waiting for a message to read, and for room (the consumer's progress) to send. */
   readonly #read: Watch;
   readonly #room: Watch;
 
   private constructor(
-    memory: SharedArrayBuffer,
+    arena: Arena,
+    slot: number,
     side: number,
-    port: MessagePort,
-    life: MessagePort,
     limits: ChannelLimits,
     counters: Omit<EndpointCounters, 'highWaterMark'>,
     policy: ResolvedWakePolicy,
   ) {
-    this.#memory = memory;
-    this.#i32 = new Int32Array(memory);
-    this.#f64 = new Float64Array(memory);
-    this.#u8 = new Uint8Array(memory);
-    this.#pairId = (this.#i32[PAIR_ID] as number) * 2 ** 32 + (this.#i32[PAIR_ID + 1] as number);
-    this.#side = side;
-    this.#port = port;
-    this.#life = life;
-    this.limits = limits;
-    this.#ringSize = ringBytes(limits);
-    this.#publishEvery = Math.min(64, Math.ceil(limits.capacity / 4));
-    this.#out = ringControl(side);
-    this.#outData = ringData(side, this.#ringSize);
-    this.#in = ringControl(1 - side);
-    this.#inData = ringData(1 - side, this.#ringSize);
+    this.#arena = arena;
+    this.#slot = slot;
+    arena.cover(slot + SLOT_BYTES);
+    this.#i32 = arena.i32;
+    this.#f64 = arena.f64;
+    this.#u8 = arena.u8;
     const i32 = this.#i32;
+    const c = slot >> 2;
+    this.#c = c;
+    this.#pairId = i32[c + PAIR_ID] as number;
+    this.#side = side;
+    this.limits = limits;
+    this.#maxRing = maxRingBytes(limits);
+    this.#publishEvery = Math.min(64, Math.ceil(limits.capacity / 4));
+    this.#out = c + ringControl(side);
+    this.#in = c + ringControl(1 - side);
     this.#head = i32[this.#out + P_HEAD] as number;
+    this.#outRing = i32[this.#out + P_RING] as number;
+    this.#ringStart = i32[this.#out + P_RING_START] as number;
     this.#sentMsgs = i32[this.#out + P_MSGS] as number;
     this.#sentBytes = i32[this.#out + P_BYTES] as number;
     this.#hwm = i32[this.#out + HWM] as number;
     this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
     this.#seenTakenBytes = Atomics.load(i32, this.#out + C_BYTES);
     this.#tail = i32[this.#in + C_TAIL] as number;
+    this.#inRing = Atomics.load(i32, this.#in + C_RING);
     this.#takenMsgs = i32[this.#in + C_MSGS] as number;
     this.#takenBytes = i32[this.#in + C_BYTES] as number;
     this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
+    if (this.#outRing !== 0) this.#enterOut(this.#outRing);
+    if (this.#inRing !== 0) this.#enterIn(this.#inRing);
     this.#read = watch(
       this.#in + READER_WAKE,
       this.#in + READER_WOKEN_AT,
       policy,
-      () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
+      () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs,
     );
     this.#room = watch(
       this.#out + WRITER_WAKE,
       this.#out + WRITER_WOKEN_AT,
       policy,
-      () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
+      () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark,
     );
     const inHwm = this.#in + HWM;
     this.counters = {
@@ -252,38 +291,34 @@ export class SharedEndpoint implements Endpoint {
     // The previous owner may have left its wake words set when it moved away.
     Atomics.store(i32, this.#in + READER_WAKE, 0);
     Atomics.store(i32, this.#out + WRITER_WAKE, 0);
-    // The port's 'close' event fires once and only for listeners present then.
-    this.#lifeClosed = stopGuarding(life);
-    if (this.#lifeClosed) Atomics.store(this.#i32, CLOSED + 1 - side, 1);
-    life.on('close', this.#onLifeClose);
-    life.unref();
-    port.on('close', this.#onPortClose);
-    port.unref();
-    const sides = sidesHere.get(this.#pairId) ?? [];
+    Atomics.store(i32, c + OWNER + side, arena.thread);
+    const key = pairKey(arena, slot);
+    const sides = sidesHere.get(key) ?? [];
     sides[side] = new WeakRef(this);
-    sidesHere.set(this.#pairId, sides);
+    sidesHere.set(key, sides);
     // A peer that closed before this side arrived is seen by the adopting Channel itself.
     this.#peerReported = this.peerClosed;
   }
 
-  /** Creates both sides of a new pair in this thread. */
+  /** Creates both sides of a new pair in this thread, in a slot of this thread's arena. */
   static pair(
     limits: ChannelLimits,
     counters: [EndpointCounters, EndpointCounters],
     policy: ResolvedWakePolicy,
   ): [SharedEndpoint, SharedEndpoint] {
     checkRingLimits(limits);
-    const memory = new SharedArrayBuffer(pairBytes(limits));
-    const i32 = new Int32Array(memory);
-    randomFillSync(i32.subarray(PAIR_ID, PAIR_ID + 2));
+    const { arena, offset } = allocate(SLOT_BYTES, KIND_SLOT);
+    const i32 = arena.i32;
+    const c = offset >> 2;
+    // A reused block holds what its last pair left.
+    i32.fill(0, c, c + SLOT_BYTES / 4);
+    i32[c + PAIR_ID] = randomPairId();
     // Each side's receive queue keeps its high-water mark across the move into shared memory.
-    i32[ringControl(1) + HWM] = counters[0].highWaterMark;
-    i32[ringControl(0) + HWM] = counters[1].highWaterMark;
-    const data = new MessageChannel();
-    const life = new MessageChannel();
+    i32[c + ringControl(1) + HWM] = counters[0].highWaterMark;
+    i32[c + ringControl(0) + HWM] = counters[1].highWaterMark;
     return [
-      new SharedEndpoint(memory, 0, data.port1, life.port1, limits, counters[0], policy),
-      new SharedEndpoint(memory, 1, data.port2, life.port2, limits, counters[1], policy),
+      new SharedEndpoint(arena, offset, 0, limits, counters[0], policy),
+      new SharedEndpoint(arena, offset, 1, limits, counters[1], policy),
     ];
   }
 
@@ -291,31 +326,46 @@ export class SharedEndpoint implements Endpoint {
   static fromToken(token: EndpointToken, policy?: WakePolicy): SharedEndpoint {
     checkToken(token);
     const resolved = resolveWakePolicy(policy);
-    const i32 = new Int32Array(token.memory);
-    const generation = GENERATION + token.side;
-    if (
-      Atomics.compareExchange(i32, generation, token.generation, token.generation + 1) !==
-      token.generation
-    ) {
-      throw new IpcError(
-        'INVALID_ARGUMENT',
-        `this endpoint token (side ${token.side}, generation ${token.generation}) was already imported`,
-      );
-    }
-    const limits = Object.freeze({ ...token.limits });
-    return new SharedEndpoint(
-      token.memory,
+    const arena = arenaOf(token.arena, token.memory);
+    return SharedEndpoint.#adopt(
+      arena,
+      token.slot,
       token.side,
-      token.port,
-      token.life,
-      limits,
+      token.generation,
+      token.pairId,
+      Object.freeze({ ...token.limits }),
       token.counters,
       resolved,
     );
   }
 
+  static #adopt(
+    arena: Arena,
+    slot: number,
+    side: number,
+    generation: number,
+    pairId: number,
+    limits: ChannelLimits,
+    counters: Omit<EndpointCounters, 'highWaterMark'>,
+    policy: ResolvedWakePolicy,
+  ): SharedEndpoint {
+    arena.cover(slot + SLOT_BYTES);
+    const i32 = arena.i32;
+    const c = slot >> 2;
+    if (
+      (i32[c + PAIR_ID] as number) !== pairId ||
+      Atomics.compareExchange(i32, c + GENERATION + side, generation, generation + 1) !== generation
+    ) {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `this endpoint token (side ${side}, generation ${generation}) was already imported`,
+      );
+    }
+    return new SharedEndpoint(arena, slot, side, limits, counters, policy);
+  }
+
   get peerClosed(): boolean {
-    return Atomics.load(this.#i32, CLOSED + 1 - this.#side) === 1;
+    return Atomics.load(this.#i32, this.#c + CLOSED + 1 - this.#side) === 1;
   }
 
   get queuedMessages(): number {
@@ -345,13 +395,8 @@ export class SharedEndpoint implements Endpoint {
     const bytes = data.byteLength;
     const status = this.canSend(bytes);
     if (status !== SEND_OK) return status;
-    if (handles.length > 0) {
-      // Posted before the record is published, so the reader finds the tokens when it needs them.
-      const transfer: Transferable[] = [];
-      const tokens = handles.map((h) => exportState(h, transfer));
-      this.#port.postMessage(tokens, transfer);
-    }
-    this.#write(type, data, handles.length);
+    const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
+    this.#write(type, data, handles.length, block);
     return SEND_OK;
   }
 
@@ -386,23 +431,62 @@ export class SharedEndpoint implements Endpoint {
     };
   }
 
+  /** Points the producer at `ring`, refreshing the views if another thread grew the arena. */
+  #enterOut(ring: number): void {
+    this.#outRing = ring;
+    this.#outData = ring + RING_HEADER;
+    this.#outSize = this.#arena.sizeOf(ring) - RING_HEADER;
+    this.#refresh(this.#outData + this.#outSize);
+  }
+
+  #enterIn(ring: number): void {
+    this.#inRing = ring;
+    this.#inData = ring + RING_HEADER;
+    this.#inSize = this.#arena.sizeOf(ring) - RING_HEADER;
+    this.#refresh(this.#inData + this.#inSize);
+  }
+
+  #refresh(end: number): void {
+    const arena = this.#arena;
+    arena.cover(end);
+    this.#i32 = arena.i32;
+    this.#f64 = arena.f64;
+    this.#u8 = arena.u8;
+  }
+
   #take(hold: boolean): RawMessage | undefined {
     if (this.#gone) return undefined;
-    const i32 = this.#i32;
+    let i32 = this.#i32;
     if (this.#seenSentMsgs === this.#takenMsgs) {
       this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
       if (this.#seenSentMsgs === this.#takenMsgs) return undefined;
     }
+    if (this.#inRing === 0) {
+      this.#enterIn(Atomics.load(i32, this.#in + C_RING));
+      i32 = this.#i32;
+    }
     let at = this.#tail;
-    if (i32[(this.#inData + at) >> 2] === WRAP) at = 0;
+    for (;;) {
+      const len = i32[(this.#inData + at) >> 2] as number;
+      if (len === WRAP) {
+        at = 0;
+      } else if (len === MOVED) {
+        at = 0;
+        this.#nextInRing();
+        i32 = this.#i32;
+      } else {
+        break;
+      }
+    }
     const word = (this.#inData + at) >> 2;
     const bytes = i32[word] as number;
     const type = (i32[word + 1] as number) >>> 0;
     const handleCount = i32[word + 2] as number;
+    const block = i32[word + 3] as number;
     const start = this.#inData + at + RECORD_HEADER;
     const data = copyRange(this.#u8, start, bytes);
     at += recordSize(bytes);
-    this.#tail = at === this.#ringSize ? 0 : at;
+    this.#tail = at === this.#inSize ? 0 : at;
     this.#takenMsgs = (this.#takenMsgs + 1) | 0;
     this.#takenBytes = (this.#takenBytes + bytes) | 0;
     if (hold) {
@@ -410,8 +494,20 @@ export class SharedEndpoint implements Endpoint {
       this.#heldBytes += bytes;
     }
     this.#taken();
-    const handles = handleCount === 0 ? NO_HANDLES : this.#receiveHandles(handleCount);
+    const handles = handleCount === 0 ? NO_HANDLES : this.#readHandles(handleCount, block);
     return { type, data, handles };
+  }
+
+  /** The producer moved on to the next ring: follow it and free the one it left. */
+  #nextInRing(): void {
+    const old = this.#inRing;
+    const next = this.#i32[(old + R_NEXT) >> 2] as number;
+    this.#enterIn(next);
+    this.#tail = 0;
+    // Tail before ring: a producer that sees the new ring finds the tail that goes with it.
+    Atomics.store(this.#i32, this.#in + C_TAIL, 0);
+    Atomics.store(this.#i32, this.#in + C_RING, next);
+    this.#arena.free(old);
   }
 
   /**
@@ -435,6 +531,8 @@ export class SharedEndpoint implements Endpoint {
     if (this.#unpublished === 0 && !force) return;
     this.#unpublished = 0;
     const i32 = this.#i32;
+    // Ring space is free once read, held or not: the data was copied out.
+    Atomics.store(i32, this.#in + C_TAIL, this.#tail);
     i32[this.#in + C_BYTES] = (this.#takenBytes - this.#heldBytes) | 0;
     Atomics.store(i32, this.#in + C_MSGS, (this.#takenMsgs - this.#heldMsgs) | 0);
     wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
@@ -458,7 +556,8 @@ export class SharedEndpoint implements Endpoint {
     const state = other instanceof LocalEndpoint ? (other.remote ?? other) : other;
     return (
       state instanceof SharedEndpoint &&
-      state.#pairId === this.#pairId &&
+      state.#arena === this.#arena &&
+      state.#slot === this.#slot &&
       state.#side !== this.#side
     );
   }
@@ -466,7 +565,8 @@ export class SharedEndpoint implements Endpoint {
   close(): void {
     if (this.#gone) return;
     const i32 = this.#i32;
-    Atomics.store(i32, CLOSED + this.#side, 1);
+    const c = this.#c;
+    Atomics.store(i32, c + CLOSED + this.#side, 1);
     // The peer may sleep on either of its words; it re-checks `closed` when it wakes.
     Atomics.notify(i32, this.#out + READER_WAKE);
     Atomics.notify(i32, this.#in + WRITER_WAKE);
@@ -474,38 +574,124 @@ export class SharedEndpoint implements Endpoint {
       this.counters.discarded++;
       for (const handle of m.handles) handle.close();
     }
-    const peer = sidesHere.get(this.#pairId)?.[1 - this.#side]?.deref();
+    const peer = sidesHere.get(pairKey(this.#arena, this.#slot))?.[1 - this.#side]?.deref();
+    if (peer === undefined) this.#arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - this.#side));
     this.#leave();
-    this.#port.close();
-    this.#life.close();
     if (peer !== undefined) peer.#peerDied();
+    release(this.#arena, this.#slot, this.#side);
   }
 
   /** Hands this side to a token for another thread; this object is dead afterwards. */
-  moveOut(transfer: Transferable[]): EndpointToken {
-    const i32 = this.#i32;
-    i32[this.#out + P_HEAD] = this.#head;
-    i32[this.#in + C_TAIL] = this.#tail;
-    const generation = Atomics.add(i32, GENERATION + this.#side, 1) + 1;
-    this.#leave();
-    // A port closed by its peer's death cannot travel; the peer is gone, so a new one will do
-    // (a closed data port has nothing queued: its close came after everything sent).
-    const port = this.#portClosed ? new MessageChannel().port1 : this.#port;
-    const life = this.#lifeClosed ? new MessageChannel().port1 : this.#life;
-    guard(life);
-    transfer.push(port, life);
-    const { sent, received, dropped, backpressured, discarded } = this.counters;
+  moveOut(): EndpointToken {
+    const { generation, sent, received, dropped, backpressured, discarded } = this.#moveOut();
     return {
       version: TOKEN_VERSION,
-      memory: this.#memory,
+      memory: this.#arena.buffer,
+      arena: this.#arena.id,
+      slot: this.#slot,
       side: this.#side,
       generation,
-      port,
-      life,
-      transfer: [port, life],
+      pairId: this.#pairId,
+      transfer: [],
       limits: this.limits,
       counters: { sent, received, dropped, backpressured, discarded },
     };
+  }
+
+  #moveOut(): Omit<EndpointCounters, 'highWaterMark'> & { generation: number } {
+    const i32 = this.#i32;
+    i32[this.#out + P_HEAD] = this.#head;
+    i32[this.#out + P_RING] = this.#outRing;
+    i32[this.#out + P_RING_START] = this.#ringStart;
+    Atomics.store(i32, this.#c + OWNER + this.#side, 0);
+    const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
+    this.#leave();
+    const { sent, received, dropped, backpressured, discarded } = this.counters;
+    return { generation, sent, received, dropped, backpressured, discarded };
+  }
+
+  /** Writes this side as a handle descriptor at int32 index `w` of `arena`'s memory. */
+  #describe(arena: Arena, w: number): void {
+    const moved = this.#moveOut();
+    const i32 = arena.i32;
+    i32[w] = HANDLE_CHANNEL;
+    i32[w + 1] = this.#arena.id;
+    i32[w + 2] = this.#slot;
+    i32[w + 3] = this.#side;
+    i32[w + 4] = moved.generation;
+    i32[w + 5] = this.#pairId;
+    i32[w + 6] = this.limits.capacity;
+    i32[w + 7] = this.limits.capacityBytes;
+    i32[w + 8] = this.limits.maxMessageBytes;
+    i32[w + 9] = this.limits.maxHandles;
+    const f = (w + 10) >> 1;
+    const f64 = arena.f64;
+    f64[f] = moved.sent;
+    f64[f + 1] = moved.received;
+    f64[f + 2] = moved.dropped;
+    f64[f + 3] = moved.backpressured;
+    f64[f + 4] = moved.discarded;
+  }
+
+  static #fromDescriptor(arena: Arena, w: number): SharedEndpoint {
+    const i32 = arena.i32;
+    const f64 = arena.f64;
+    const f = (w + 10) >> 1;
+    const limits = Object.freeze({
+      capacity: i32[w + 6] as number,
+      capacityBytes: i32[w + 7] as number,
+      maxMessageBytes: i32[w + 8] as number,
+      maxHandles: i32[w + 9] as number,
+    });
+    const counters = {
+      sent: f64[f] as number,
+      received: f64[f + 1] as number,
+      dropped: f64[f + 2] as number,
+      backpressured: f64[f + 3] as number,
+      discarded: f64[f + 4] as number,
+    };
+    return SharedEndpoint.#adopt(
+      arenaOf(i32[w + 1] as number),
+      i32[w + 2] as number,
+      i32[w + 3] as number,
+      i32[w + 4] as number,
+      i32[w + 5] as number,
+      limits,
+      counters,
+      resolveWakePolicy(),
+    );
+  }
+
+  /** Moves `handles` into a block of this pair's arena; the reader frees it. */
+  #writeHandles(handles: readonly HandleState[]): number {
+    const arena = this.#arena;
+    const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
+    if (block === 0) throw exhausted();
+    this.#refresh(block + handles.length * HANDLE_BYTES);
+    for (let i = 0; i < handles.length; i++) {
+      exportHandle(handles[i] as HandleState, arena, (block + i * HANDLE_BYTES) >> 2);
+    }
+    return block;
+  }
+
+  #readHandles(count: number, block: number): HandleState[] {
+    const arena = this.#arena;
+    this.#refresh(block + count * HANDLE_BYTES);
+    const handles: HandleState[] = [];
+    let error: unknown;
+    for (let i = 0; i < count; i++) {
+      try {
+        handles.push(importHandle(arena, (block + i * HANDLE_BYTES) >> 2));
+      } catch (err) {
+        error ??= err;
+      }
+    }
+    arena.free(block);
+    if (error !== undefined) {
+      for (const handle of handles) handle.close();
+      throw error;
+    }
+    return handles;
   }
 
   #fits(bytes: number): boolean {
@@ -514,23 +700,85 @@ export class SharedEndpoint implements Endpoint {
     return queued < this.limits.capacity && queuedBytes + bytes <= this.limits.capacityBytes;
   }
 
-  /** Appends a record the limits admitted: layout.ts sizes the ring so it always fits. */
-  #write(type: number, data: Uint8Array, handleCount: number): void {
+  /**
+   * Where a record of `size` bytes goes in the current ring, or -1 when it has no room. The
+   * consumer's published tail counts only once it reads this ring; before, nothing of it is
+   * free. The ring never fills completely, so head = tail means empty.
+   */
+  #placeFor(size: number): number {
     const i32 = this.#i32;
+    const head = this.#head;
+    const ringSize = this.#outSize;
+    const tail =
+      Atomics.load(i32, this.#out + C_RING) === this.#outRing
+        ? Atomics.load(i32, this.#out + C_TAIL)
+        : 0;
+    if (tail <= head) {
+      if (head + size < ringSize || (head + size === ringSize && tail !== 0)) return head;
+      return size < tail ? 0 : -1;
+    }
+    return head + size < tail ? head : -1;
+  }
+
+  /**
+   * Continues in a new ring that takes a record of `size` bytes: twice the old one (a message
+   * that found no room), or a small one again (a large ring whose queue emptied).
+   */
+  #switchRing(size: number, grow: boolean): void {
+    const wanted = grow
+      ? Math.max(2 * this.#outSize, size + RECORD_HEADER)
+      : Math.max(MIN_RING_BLOCK, 4 * size);
+    const bytes = Math.max(
+      Math.min(wanted, this.#maxRing),
+      size + RECORD_HEADER,
+      MIN_RING_BLOCK - 2 * RING_HEADER,
+    );
+    const ring = this.#arena.alloc(bytes + RING_HEADER, KIND_RING);
+    if (ring === 0) throw exhausted();
+    const old = this.#outRing;
+    const oldData = this.#outData;
+    this.#enterOut(ring);
+    const i32 = this.#i32;
+    i32[(ring + R_NEXT) >> 2] = 0;
+    if (old === 0) {
+      // The first ring: the consumer starts here.
+      Atomics.store(i32, this.#out + C_RING, ring);
+    } else {
+      i32[(old + R_NEXT) >> 2] = ring;
+      i32[(oldData + this.#head) >> 2] = MOVED;
+    }
+    this.#head = 0;
+    this.#ringStart = this.#sentMsgs;
+  }
+
+  /** Appends a record the limits admitted, in a larger ring when this one has no room. */
+  #write(type: number, data: Uint8Array, handleCount: number, block: number): void {
     const bytes = data.byteLength;
     const size = recordSize(bytes);
-    let at = this.#head;
-    if (at + size > this.#ringSize) {
-      i32[(this.#outData + at) >> 2] = WRAP;
+    if (this.#outRing === 0) this.#switchRing(size, true);
+    else if (
+      this.#outSize > SHRINK_ABOVE &&
+      this.#seenTakenMsgs === this.#sentMsgs &&
+      4 * size < this.#outSize &&
+      Atomics.load(this.#i32, this.#out + C_RING) === this.#outRing
+    ) {
+      this.#switchRing(size, false);
+    }
+    let at = this.#placeFor(size);
+    if (at < 0) {
+      this.#switchRing(size, true);
       at = 0;
     }
+    const i32 = this.#i32;
+    if (at === 0 && this.#head !== 0) i32[(this.#outData + this.#head) >> 2] = WRAP;
     const word = (this.#outData + at) >> 2;
     i32[word] = bytes;
     i32[word + 1] = type | 0;
     i32[word + 2] = handleCount;
+    i32[word + 3] = block;
     if (bytes > 0) this.#u8.set(data, this.#outData + at + RECORD_HEADER);
     at += size;
-    this.#head = at === this.#ringSize ? 0 : at;
+    this.#head = at === this.#outSize ? 0 : at;
     this.#sentMsgs = (this.#sentMsgs + 1) | 0;
     this.#sentBytes = (this.#sentBytes + bytes) | 0;
     // One fenced store per message: the byte count rides on the message count's release.
@@ -545,18 +793,6 @@ export class SharedEndpoint implements Endpoint {
       }
     }
     wakeIfSleeping(i32, this.#f64, this.#out + READER_WAKE, this.#out + READER_WOKEN_AT);
-  }
-
-  #receiveHandles(count: number): HandleState[] {
-    const received = receiveMessageOnPort(this.#port);
-    const tokens = received?.message as HandleToken[] | undefined;
-    if (!Array.isArray(tokens) || tokens.length !== count) {
-      throw new IpcError(
-        'INVALID_MESSAGE',
-        `a message announced ${count} handles but ${tokens?.length ?? 0} arrived with it`,
-      );
-    }
-    return tokens.map(importState);
   }
 
   /**
@@ -634,60 +870,72 @@ export class SharedEndpoint implements Endpoint {
     if (write.armed && !write.sleeping) this.#arm(write);
   }
 
-  /** The peer's ports closed: it closed (the flag is already set) or its thread died. */
+  /** The peer closed (its flag is set) or its thread died (its parent set the flag). */
   #peerDied(): void {
     if (this.#gone) return;
-    Atomics.store(this.#i32, CLOSED + 1 - this.#side, 1);
     // Wake this side's own sleepers so they stop holding the thread.
     Atomics.notify(this.#i32, this.#in + READER_WAKE);
     Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
     this.#dispatch();
   }
 
+  /** Reports a peer that closed in another thread; see `onThreadWake`. */
+  static poll(side: SharedEndpoint): void {
+    if (!side.#gone && !side.#peerReported && side.peerClosed) side.#peerDied();
+  }
+
+  /** Marks the sides owned by `dead` thread entries closed, and lets go of them. */
+  static reap(arena: Arena, dead: Set<number>, slot: number): void {
+    const i32 = arena.i32;
+    const c = slot >> 2;
+    for (let side = 0; side < 2; side++) {
+      if (!dead.has(Atomics.load(i32, c + OWNER + side))) continue;
+      if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) continue;
+      const out = c + ringControl(side);
+      const into = c + ringControl(1 - side);
+      Atomics.notify(i32, out + READER_WAKE);
+      Atomics.notify(i32, into + WRITER_WAKE);
+      arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side));
+      release(arena, slot, side);
+    }
+  }
+
+  static describe(state: SharedEndpoint, arena: Arena, w: number): void {
+    state.#describe(arena, w);
+  }
+
+  static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
+    return SharedEndpoint.#fromDescriptor(arena, w);
+  }
+
   #leave(): void {
     this.#publishTaken();
     this.#gone = true;
-    const sides = sidesHere.get(this.#pairId);
+    const key = pairKey(this.#arena, this.#slot);
+    const sides = sidesHere.get(key);
     if (sides !== undefined) {
       sides[this.#side] = undefined;
-      if (sides[1 - this.#side] === undefined) sidesHere.delete(this.#pairId);
+      if (sides[1 - this.#side] === undefined) sidesHere.delete(key);
     }
     this.events = undefined;
-    this.#port.off('close', this.#onPortClose);
-    this.#life.off('close', this.#onLifeClose);
     // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
     Atomics.notify(this.#i32, this.#in + READER_WAKE);
     Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
   }
 }
 
-/**
- * Ports of tokens not yet imported, and whether their peer closed meanwhile: the 'close' event
- * would otherwise be lost, and an endpoint imported in this thread would wait forever. When
- * the token is transferred instead, this port object dies and the mark with it.
- */
-const guarded = new WeakMap<MessagePort, { closed: boolean; listener: () => void }>();
+onThreadWake(() => {
+  for (const sides of sidesHere.values()) {
+    for (const ref of sides) {
+      const side = ref?.deref();
+      if (side !== undefined) SharedEndpoint.poll(side);
+    }
+  }
+});
 
-function guard(port: MessagePort): void {
-  const entry = {
-    closed: false,
-    listener: () => {
-      entry.closed = true;
-    },
-  };
-  guarded.set(port, entry);
-  port.on('close', entry.listener);
-  port.unref();
-}
-
-/** Ends the guard of a token's port; says whether the port closed while it was guarded. */
-function stopGuarding(port: MessagePort): boolean {
-  const entry = guarded.get(port);
-  if (entry === undefined) return false;
-  guarded.delete(port);
-  port.off('close', entry.listener);
-  return entry.closed;
-}
+onThreadsDied((arena, dead) => {
+  for (const slot of arena.blocks(KIND_SLOT)) SharedEndpoint.reap(arena, dead, slot);
+});
 
 function checkToken(token: EndpointToken): void {
   const t = token as Partial<EndpointToken> | null;
@@ -698,8 +946,9 @@ function checkToken(token: EndpointToken): void {
     !(t.memory instanceof SharedArrayBuffer) ||
     (t.side !== 0 && t.side !== 1) ||
     !Number.isInteger(t.generation) ||
-    typeof t.port?.postMessage !== 'function' ||
-    typeof t.life?.postMessage !== 'function' ||
+    !Number.isInteger(t.slot) ||
+    !Number.isInteger(t.arena) ||
+    !Number.isInteger(t.pairId) ||
     typeof t.limits !== 'object' ||
     typeof t.counters !== 'object'
   ) {
@@ -707,6 +956,10 @@ function checkToken(token: EndpointToken): void {
       'INVALID_ARGUMENT',
       `expected a token from exportEndpoint() (${TOKEN_VERSION}), got ${describe(token)}`,
     );
+  }
+  const slot = t.slot as number;
+  if (slot <= 0 || slot % 16 !== 0 || slot + SLOT_BYTES > t.memory.byteLength) {
+    throw new IpcError('INVALID_ARGUMENT', `an endpoint token names no slot at ${slot}`);
   }
 }
 
@@ -718,7 +971,11 @@ function describe(value: unknown): string {
 /** Throws HANDLE_NOT_MOVABLE for a handle this transport cannot carry to another thread. */
 export function checkMovable(state: HandleState): void {
   const target = state instanceof LocalEndpoint ? (state.remote ?? state) : state;
-  if (target instanceof SharedEndpoint || target instanceof PipeEndState) return;
+  if (target instanceof SharedEndpoint) return;
+  if (target instanceof PipeEndState) {
+    checkPipeMovable(target);
+    return;
+  }
   if (target instanceof LocalEndpoint) {
     checkRingLimits(target.limits);
     return;
@@ -729,28 +986,38 @@ export function checkMovable(state: HandleState): void {
   );
 }
 
-/**
- * Turns a handle state into a token for another thread; the state is dead afterwards. Data
- * pipe ends go as their own module makes them travel.
- */
-export function exportState(state: HandleState, transfer: Transferable[]): HandleToken {
-  checkMovable(state);
-  if (!(state instanceof PipeEndState)) return exportEndpointState(state, transfer);
-  const token = pipeStateToToken(state);
-  transfer.push(token.port);
-  return token;
+/** Writes a handle as a descriptor at int32 index `w` of `arena`; the state is dead after. */
+function exportHandle(state: HandleState, arena: Arena, w: number): void {
+  if (state instanceof PipeEndState) {
+    arena.i32[w] = HANDLE_PIPE;
+    writePipeHandle(state, arena, w + 1);
+    return;
+  }
+  SharedEndpoint.describe(toShared(state), arena, w);
+}
+
+function importHandle(arena: Arena, w: number): HandleState {
+  const kind = arena.i32[w];
+  if (kind === HANDLE_PIPE) return readPipeHandle(arena, w + 1);
+  if (kind === HANDLE_CHANNEL) return SharedEndpoint.fromDescriptor(arena, w);
+  throw new IpcError('INVALID_MESSAGE', `a message carries a handle of unknown kind ${kind}`);
 }
 
 /**
- * {@link exportState} for a channel endpoint that {@link checkMovable} accepted. A local end
- * whose peer stays becomes one side of a new shared pair: the peer forwards to the other side,
- * and the messages queued on both are replayed into the rings.
+ * {@link exportEndpointState} for a channel endpoint that {@link checkMovable} accepted. A
+ * local end whose peer stays becomes one side of a new shared pair: the peer forwards to the
+ * other side, and the messages queued on both are replayed into the rings.
  */
-export function exportEndpointState(state: HandleState, transfer: Transferable[]): EndpointToken {
-  if (state instanceof SharedEndpoint) return state.moveOut(transfer);
+export function exportEndpointState(state: HandleState): EndpointToken {
+  return toShared(state).moveOut();
+}
+
+/** The shared side that travels for `state`; a local end is made one first. */
+function toShared(state: HandleState): SharedEndpoint {
+  if (state instanceof SharedEndpoint) return state;
   const local = state as LocalEndpoint;
   const remote = local.takeRemote();
-  if (remote !== undefined) return exportEndpointState(remote, transfer);
+  if (remote !== undefined) return toShared(remote);
   let stay: SharedEndpoint | undefined;
   let leave: SharedEndpoint | undefined;
   let forPeer: RawMessage[] = [];
@@ -776,7 +1043,7 @@ export function exportEndpointState(state: HandleState, transfer: Transferable[]
     replay(stay, own.queued);
     replay(leave, forPeer);
   }
-  return leave.moveOut(transfer);
+  return leave;
 }
 
 function replay(into: SharedEndpoint, messages: RawMessage[]): void {
