@@ -28,7 +28,7 @@ import { IpcError } from '../errors.js';
 import { waitAsync } from './wake.js';
 
 /** Address space one arena reserves; committed only as blocks are first used. */
-export const ARENA_RESERVE = 2 ** 30;
+export const ARENA_RESERVE = 2 ** 29;
 const MIN_CLASS = 6;
 /** Largest block: 256 MiB. */
 export const MAX_BLOCK = 2 ** 28;

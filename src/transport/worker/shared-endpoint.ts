@@ -99,6 +99,17 @@ export interface EndpointToken {
   readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
 }
 
+/** A side on its way to another thread: what a token or a handle descriptor carries. */
+interface Travel {
+  readonly arena: Arena;
+  readonly slot: number;
+  readonly side: number;
+  readonly generation: number;
+  readonly pairId: number;
+  readonly limits: ChannelLimits;
+  readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
+}
+
 interface Watch {
   /** A Channel waits for this; one-shot, like the Endpoint's arm calls. */
   armed: boolean;
@@ -131,6 +142,11 @@ function wakeIfSleeping(i32: Int32Array, f64: Float64Array, word: number, wokenA
   }
 }
 
+/** Wakes whoever sleeps on `word` (1 sleeping, 2 already notified); only the sleeper clears it. */
+function notifyIfSleeping(i32: Int32Array, word: number): void {
+  if (Atomics.load(i32, word) !== 0) Atomics.notify(i32, word);
+}
+
 /** A clock that agrees across threads (performance.now() starts anew in each worker). */
 function epochNow(): number {
   return performance.timeOrigin + performance.now();
@@ -144,7 +160,7 @@ function randomPairId(): number {
  * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
  * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
-const sidesHere = new Map<number, (WeakRef<SharedEndpoint> | undefined)[]>();
+const sidesHere = new Map<number, (SharedEndpoint | undefined)[]>();
 
 function pairKey(arena: Arena, slot: number): number {
   return arena.id * 2 ** 31 + slot;
@@ -226,8 +242,9 @@ export class SharedEndpoint implements Endpoint {
   /** Closed here or moved to another thread: nothing in this object may touch the slot. */
   #gone = false;
   /** Waiting for a message to read, and for room (the consumer's progress) to send. */
-  readonly #read: Watch;
-  readonly #room: Watch;
+  #read: Watch | undefined;
+  #room: Watch | undefined;
+  readonly #policy: ResolvedWakePolicy;
 
   private constructor(
     arena: Arena,
@@ -268,18 +285,7 @@ export class SharedEndpoint implements Endpoint {
     this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
     if (this.#outRing !== 0) this.#enterOut(this.#outRing);
     if (this.#inRing !== 0) this.#enterIn(this.#inRing);
-    this.#read = watch(
-      this.#in + READER_WAKE,
-      this.#in + READER_WOKEN_AT,
-      policy,
-      () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs,
-    );
-    this.#room = watch(
-      this.#out + WRITER_WAKE,
-      this.#out + WRITER_WOKEN_AT,
-      policy,
-      () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark,
-    );
+    this.#policy = policy;
     const inHwm = this.#in + HWM;
     this.counters = {
       ...counters,
@@ -294,18 +300,21 @@ export class SharedEndpoint implements Endpoint {
     Atomics.store(i32, c + OWNER + side, arena.thread);
     const key = pairKey(arena, slot);
     const sides = sidesHere.get(key) ?? [];
-    sides[side] = new WeakRef(this);
+    sides[side] = this;
     sidesHere.set(key, sides);
     // A peer that closed before this side arrived is seen by the adopting Channel itself.
     this.#peerReported = this.peerClosed;
   }
 
-  /** Creates both sides of a new pair in this thread, in a slot of this thread's arena. */
-  static pair(
+  /**
+   * Creates a new pair in a slot of this thread's arena and side 0 of it here; side 1 is made
+   * only where it is adopted (see `travelOf`).
+   */
+  static open(
     limits: ChannelLimits,
     counters: [EndpointCounters, EndpointCounters],
     policy: ResolvedWakePolicy,
-  ): [SharedEndpoint, SharedEndpoint] {
+  ): SharedEndpoint {
     checkRingLimits(limits);
     const { arena, offset } = allocate(SLOT_BYTES, KIND_SLOT);
     const i32 = arena.i32;
@@ -316,10 +325,42 @@ export class SharedEndpoint implements Endpoint {
     // Each side's receive queue keeps its high-water mark across the move into shared memory.
     i32[c + ringControl(1) + HWM] = counters[0].highWaterMark;
     i32[c + ringControl(0) + HWM] = counters[1].highWaterMark;
-    return [
-      new SharedEndpoint(arena, offset, 0, limits, counters[0], policy),
-      new SharedEndpoint(arena, offset, 1, limits, counters[1], policy),
-    ];
+    return new SharedEndpoint(arena, offset, 0, limits, counters[0], policy);
+  }
+
+  /** Side 1 of a pair from `open`, adopted in this thread. */
+  static other(side0: SharedEndpoint, counters: EndpointCounters): SharedEndpoint {
+    return SharedEndpoint.#adopt(
+      side0.#arena,
+      side0.#slot,
+      1,
+      0,
+      side0.#pairId,
+      side0.limits,
+      counters,
+      side0.#policy,
+    );
+  }
+
+  /** Side 1 of a pair from `open`, never adopted anywhere, ready to travel. */
+  static otherTravelling(
+    side0: SharedEndpoint,
+    counters: Omit<EndpointCounters, 'highWaterMark'>,
+  ): Travel {
+    const { sent, received, dropped, backpressured, discarded } = counters;
+    return { ...side0.#fresh(), counters: { sent, received, dropped, backpressured, discarded } };
+  }
+
+  #fresh(): Omit<Travel, 'counters'> {
+    const generation = Atomics.add(this.#i32, this.#c + GENERATION + 1, 1) + 1;
+    return {
+      arena: this.#arena,
+      slot: this.#slot,
+      side: 1,
+      generation,
+      pairId: this.#pairId,
+      limits: this.limits,
+    };
   }
 
   /** Adopts a token in this thread; throws INVALID_ARGUMENT for anything else. */
@@ -539,17 +580,31 @@ export class SharedEndpoint implements Endpoint {
   }
 
   armReadable(): void {
+    this.#read ??= watch(
+      this.#in + READER_WAKE,
+      this.#in + READER_WOKEN_AT,
+      this.#policy,
+      () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs,
+    );
     this.#arm(this.#read);
   }
 
   armWritable(): void {
+    this.#room ??= watch(
+      this.#out + WRITER_WAKE,
+      this.#out + WRITER_WOKEN_AT,
+      this.#policy,
+      () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark,
+    );
     this.#arm(this.#room);
   }
 
   disarmWritable(): void {
-    this.#room.armed = false;
+    const room = this.#room;
+    if (room === undefined) return;
+    room.armed = false;
     // Ends our own wait, which would keep this thread alive for nobody.
-    if (this.#room.sleeping) Atomics.notify(this.#i32, this.#room.word);
+    if (room.sleeping) Atomics.notify(this.#i32, room.word);
   }
 
   isPeer(other: HandleState): boolean {
@@ -567,38 +622,23 @@ export class SharedEndpoint implements Endpoint {
     const i32 = this.#i32;
     const c = this.#c;
     Atomics.store(i32, c + CLOSED + this.#side, 1);
-    // The peer may sleep on either of its words; it re-checks `closed` when it wakes.
-    Atomics.notify(i32, this.#out + READER_WAKE);
-    Atomics.notify(i32, this.#in + WRITER_WAKE);
+    // A peer that sleeps on either of its words re-checks `closed` when it wakes; one that
+    // stores its flag after our store sees `closed` before it sleeps.
+    notifyIfSleeping(i32, this.#out + READER_WAKE);
+    notifyIfSleeping(i32, this.#in + WRITER_WAKE);
     for (let m = this.take(); m !== undefined; m = this.take()) {
       this.counters.discarded++;
       for (const handle of m.handles) handle.close();
     }
-    const peer = sidesHere.get(pairKey(this.#arena, this.#slot))?.[1 - this.#side]?.deref();
+    const peer = sidesHere.get(pairKey(this.#arena, this.#slot))?.[1 - this.#side];
     if (peer === undefined) this.#arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - this.#side));
     this.#leave();
     if (peer !== undefined) peer.#peerDied();
     release(this.#arena, this.#slot, this.#side);
   }
 
-  /** Hands this side to a token for another thread; this object is dead afterwards. */
-  moveOut(): EndpointToken {
-    const { generation, sent, received, dropped, backpressured, discarded } = this.#moveOut();
-    return {
-      version: TOKEN_VERSION,
-      memory: this.#arena.buffer,
-      arena: this.#arena.id,
-      slot: this.#slot,
-      side: this.#side,
-      generation,
-      pairId: this.#pairId,
-      transfer: [],
-      limits: this.limits,
-      counters: { sent, received, dropped, backpressured, discarded },
-    };
-  }
-
-  #moveOut(): Omit<EndpointCounters, 'highWaterMark'> & { generation: number } {
+  /** Hands this side over for another thread; this object is dead afterwards. */
+  moveOut(): Travel {
     const i32 = this.#i32;
     i32[this.#out + P_HEAD] = this.#head;
     i32[this.#out + P_RING] = this.#outRing;
@@ -607,30 +647,15 @@ export class SharedEndpoint implements Endpoint {
     const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
     this.#leave();
     const { sent, received, dropped, backpressured, discarded } = this.counters;
-    return { generation, sent, received, dropped, backpressured, discarded };
-  }
-
-  /** Writes this side as a handle descriptor at int32 index `w` of `arena`'s memory. */
-  #describe(arena: Arena, w: number): void {
-    const moved = this.#moveOut();
-    const i32 = arena.i32;
-    i32[w] = HANDLE_CHANNEL;
-    i32[w + 1] = this.#arena.id;
-    i32[w + 2] = this.#slot;
-    i32[w + 3] = this.#side;
-    i32[w + 4] = moved.generation;
-    i32[w + 5] = this.#pairId;
-    i32[w + 6] = this.limits.capacity;
-    i32[w + 7] = this.limits.capacityBytes;
-    i32[w + 8] = this.limits.maxMessageBytes;
-    i32[w + 9] = this.limits.maxHandles;
-    const f = (w + 10) >> 1;
-    const f64 = arena.f64;
-    f64[f] = moved.sent;
-    f64[f + 1] = moved.received;
-    f64[f + 2] = moved.dropped;
-    f64[f + 3] = moved.backpressured;
-    f64[f + 4] = moved.discarded;
+    return {
+      arena: this.#arena,
+      slot: this.#slot,
+      side: this.#side,
+      generation,
+      pairId: this.#pairId,
+      limits: this.limits,
+      counters: { sent, received, dropped, backpressured, discarded },
+    };
   }
 
   static #fromDescriptor(arena: Arena, w: number): SharedEndpoint {
@@ -848,11 +873,11 @@ export class SharedEndpoint implements Endpoint {
     if (this.#gone) return;
     const read = this.#read;
     const write = this.#room;
-    if (read.armed && read.ready()) {
+    if (read?.armed && read.ready()) {
       read.armed = false;
       this.events?.readable();
     }
-    if (write.armed && write.ready()) {
+    if (write?.armed && write.ready()) {
       write.armed = false;
       this.#writeMark = Atomics.load(this.#i32, this.#out + C_MSGS);
       this.events?.writable();
@@ -860,22 +885,20 @@ export class SharedEndpoint implements Endpoint {
     if (this.peerClosed) {
       if (!this.#peerReported) {
         this.#peerReported = true;
-        read.armed = false;
-        write.armed = false;
+        if (read !== undefined) read.armed = false;
+        if (write !== undefined) write.armed = false;
         this.events?.peerClosed();
       }
       return;
     }
-    if (read.armed && !read.sleeping) this.#arm(read);
-    if (write.armed && !write.sleeping) this.#arm(write);
+    if (read?.armed && !read.sleeping) this.#arm(read);
+    if (write?.armed && !write.sleeping) this.#arm(write);
   }
 
   /** The peer closed (its flag is set) or its thread died (its parent set the flag). */
   #peerDied(): void {
     if (this.#gone) return;
-    // Wake this side's own sleepers so they stop holding the thread.
-    Atomics.notify(this.#i32, this.#in + READER_WAKE);
-    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+    this.#wakeOwn();
     this.#dispatch();
   }
 
@@ -893,15 +916,11 @@ export class SharedEndpoint implements Endpoint {
       if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) continue;
       const out = c + ringControl(side);
       const into = c + ringControl(1 - side);
-      Atomics.notify(i32, out + READER_WAKE);
-      Atomics.notify(i32, into + WRITER_WAKE);
+      notifyIfSleeping(i32, out + READER_WAKE);
+      notifyIfSleeping(i32, into + WRITER_WAKE);
       arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side));
       release(arena, slot, side);
     }
-  }
-
-  static describe(state: SharedEndpoint, arena: Arena, w: number): void {
-    state.#describe(arena, w);
   }
 
   static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
@@ -919,17 +938,19 @@ export class SharedEndpoint implements Endpoint {
     }
     this.events = undefined;
     // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
-    Atomics.notify(this.#i32, this.#in + READER_WAKE);
-    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+    this.#wakeOwn();
+  }
+
+  /** Ends this side's own sleeps (a notify is a system call; skip it when nothing sleeps). */
+  #wakeOwn(): void {
+    if (this.#read?.sleeping) Atomics.notify(this.#i32, this.#read.word);
+    if (this.#room?.sleeping) Atomics.notify(this.#i32, this.#room.word);
   }
 }
 
 onThreadWake(() => {
   for (const sides of sidesHere.values()) {
-    for (const ref of sides) {
-      const side = ref?.deref();
-      if (side !== undefined) SharedEndpoint.poll(side);
-    }
+    for (const side of sides) if (side !== undefined) SharedEndpoint.poll(side);
   }
 });
 
@@ -993,7 +1014,29 @@ function exportHandle(state: HandleState, arena: Arena, w: number): void {
     writePipeHandle(state, arena, w + 1);
     return;
   }
-  SharedEndpoint.describe(toShared(state), arena, w);
+  describeTravel(travelOf(state), arena, w);
+}
+
+/** Writes a travelling side as a handle descriptor at int32 index `w` of `arena`. */
+function describeTravel(t: Travel, arena: Arena, w: number): void {
+  const i32 = arena.i32;
+  i32[w] = HANDLE_CHANNEL;
+  i32[w + 1] = t.arena.id;
+  i32[w + 2] = t.slot;
+  i32[w + 3] = t.side;
+  i32[w + 4] = t.generation;
+  i32[w + 5] = t.pairId;
+  i32[w + 6] = t.limits.capacity;
+  i32[w + 7] = t.limits.capacityBytes;
+  i32[w + 8] = t.limits.maxMessageBytes;
+  i32[w + 9] = t.limits.maxHandles;
+  const f = (w + 10) >> 1;
+  const f64 = arena.f64;
+  f64[f] = t.counters.sent;
+  f64[f + 1] = t.counters.received;
+  f64[f + 2] = t.counters.dropped;
+  f64[f + 3] = t.counters.backpressured;
+  f64[f + 4] = t.counters.discarded;
 }
 
 function importHandle(arena: Arena, w: number): HandleState {
@@ -1003,26 +1046,37 @@ function importHandle(arena: Arena, w: number): HandleState {
   throw new IpcError('INVALID_MESSAGE', `a message carries a handle of unknown kind ${kind}`);
 }
 
-/**
- * {@link exportEndpointState} for a channel endpoint that {@link checkMovable} accepted. A
- * local end whose peer stays becomes one side of a new shared pair: the peer forwards to the
- * other side, and the messages queued on both are replayed into the rings.
- */
+/** Turns a channel endpoint that {@link checkMovable} accepted into a token; it is dead after. */
 export function exportEndpointState(state: HandleState): EndpointToken {
-  return toShared(state).moveOut();
+  const t = travelOf(state);
+  return {
+    version: TOKEN_VERSION,
+    memory: t.arena.buffer,
+    arena: t.arena.id,
+    slot: t.slot,
+    side: t.side,
+    generation: t.generation,
+    pairId: t.pairId,
+    transfer: [],
+    limits: t.limits,
+    counters: t.counters,
+  };
 }
 
-/** The shared side that travels for `state`; a local end is made one first. */
-function toShared(state: HandleState): SharedEndpoint {
-  if (state instanceof SharedEndpoint) return state;
+/**
+ * The side that travels for `state`. A local end whose peer stays becomes side 1 of a new
+ * shared pair, the peer forwarding to side 0; the messages queued on both are replayed into
+ * the rings. Side 1 is built here only when it has messages to replay.
+ */
+function travelOf(state: HandleState): Travel {
+  if (state instanceof SharedEndpoint) return state.moveOut();
   const local = state as LocalEndpoint;
   const remote = local.takeRemote();
-  if (remote !== undefined) return toShared(remote);
+  if (remote !== undefined) return travelOf(remote);
   let stay: SharedEndpoint | undefined;
-  let leave: SharedEndpoint | undefined;
   let forPeer: RawMessage[] = [];
   const own = local.detach((peerSide) => {
-    [stay, leave] = SharedEndpoint.pair(
+    stay = SharedEndpoint.open(
       peerSide.limits,
       [peerSide.counters, local.counters],
       resolveWakePolicy(),
@@ -1030,20 +1084,18 @@ function toShared(state: HandleState): SharedEndpoint {
     forPeer = peerSide.queued;
     return stay;
   });
-  if (stay === undefined || leave === undefined) {
+  if (stay === undefined) {
     // The peer is gone already: the traveller still needs a ring to drain what it holds.
-    [stay, leave] = SharedEndpoint.pair(
-      own.limits,
-      [newCounters(), own.counters],
-      resolveWakePolicy(),
-    );
+    stay = SharedEndpoint.open(own.limits, [newCounters(), own.counters], resolveWakePolicy());
     replay(stay, own.queued);
     stay.close();
-  } else {
-    replay(stay, own.queued);
-    replay(leave, forPeer);
+    return SharedEndpoint.otherTravelling(stay, own.counters);
   }
-  return leave;
+  replay(stay, own.queued);
+  if (forPeer.length === 0) return SharedEndpoint.otherTravelling(stay, own.counters);
+  const leave = SharedEndpoint.other(stay, own.counters);
+  replay(leave, forPeer);
+  return leave.moveOut();
 }
 
 function replay(into: SharedEndpoint, messages: RawMessage[]): void {

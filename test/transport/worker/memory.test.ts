@@ -21,7 +21,7 @@ function arenaReserve(): number {
 }
 
 describe('memory of channels between threads', () => {
-  it('move churn for 20 s: a channel to a worker and back, a message each way, closed; RSS grows < 100 MiB', async () => {
+  it('move churn for 20 s: a channel to a worker and back, a message each way, closed; RSS grows < 100 MiB', async (t) => {
     const [ctrl, theirs] = Channel.pair();
     const worker = startWorker('bounce', exportEndpoint(theirs));
     const cycle = async (n: number) => {
@@ -43,13 +43,14 @@ describe('memory of channels between threads', () => {
     const live = sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
     ctrl.close();
     await exitCode(worker);
+    t.diagnostic(`${(moves / 20).toFixed(0)} moves/s, RSS +${(grown / MiB).toFixed(1)} MiB`);
     assert.ok(moves > 1000, `only ${moves} moves in 20 s`);
     assert.ok(grown < 100 * MiB, `RSS grew by ${(grown / MiB).toFixed(1)} MiB over ${moves} moves`);
     // Only the control pair is left: every moved pair returned its blocks on close.
     assert.ok(live < 64 * 1024, `${live} bytes of shared memory still in use`);
   });
 
-  it('100,000 live channels at defaults to a worker, each used once: < 10 s, <= 1 GiB RSS, <= 2 GiB reserved', async () => {
+  it('100,000 live channels at defaults to a worker, each used once: < 10 s, <= 1 GiB RSS, <= 2 GiB reserved', async (t) => {
     const count = 100_000;
     const [ctrl, theirs] = Channel.pair();
     const worker = startWorker('holdMany', exportEndpoint(theirs), { count, size: 16 });
@@ -77,8 +78,14 @@ describe('memory of channels between threads', () => {
     await exitCode(worker);
     for (const a of mine) a.close();
     ctrl.close();
+    t.diagnostic(
+      `${seconds.toFixed(1)} s, RSS ${(rss / MiB).toFixed(0)} MiB, reserved ${(reserved / MiB).toFixed(0)} MiB`,
+    );
     assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
-    assert.ok(rss <= 1024 * MiB, `RSS ${(rss / MiB).toFixed(0)} MiB (from ${(rssBefore / MiB).toFixed(0)})`);
+    assert.ok(
+      rss <= 1024 * MiB,
+      `RSS ${(rss / MiB).toFixed(0)} MiB (from ${(rssBefore / MiB).toFixed(0)})`,
+    );
     assert.ok(reserved <= 2048 * MiB, `reserved ${(reserved / MiB).toFixed(0)} MiB`);
   });
 });
