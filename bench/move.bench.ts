@@ -147,7 +147,8 @@ async function churn(cycle: (n: number) => Promise<void>): Promise<Churn> {
 
 async function churnFtl(): Promise<Churn> {
   const [ctrl, theirs] = Channel.pair();
-  const worker = start({ kind: 'ftl-bounce', token: exportEndpoint(theirs) });
+  const token = exportEndpoint(theirs);
+  const worker = start({ kind: 'ftl-bounce', token }, token.transfer);
   const result = await churn(async (n) => {
     const [a, b] = Channel.pair();
     a.send({ type: n, data: ONE });
@@ -202,7 +203,8 @@ interface Many {
 
 async function manyFtl(): Promise<Many> {
   const [ctrl, theirs] = Channel.pair();
-  const worker = start({ kind: 'ftl-hold', token: exportEndpoint(theirs), count: COUNT });
+  const token = exportEndpoint(theirs);
+  const worker = start({ kind: 'ftl-hold', token, count: COUNT }, token.transfer);
   const rss0 = process.memoryUsage().rss;
   const vm0 = reserved();
   const started = performance.now();

@@ -58,8 +58,13 @@ export const R_NEXT = 0;
 export const RING_HEADER = 16;
 /** The smallest ring block: its data holds fifteen 16-byte messages. */
 export const MIN_RING_BLOCK = 512;
-/** A ring larger than this is swapped for a small one when a send finds its queue empty. */
+/**
+ * A ring larger than this is swapped for a small one when a send finds its queue empty, after
+ * this many writes into it none of which needed a sixteenth of it: a burst is not followed by
+ * a shrink at every lull, which would grow the ring again through every size.
+ */
 export const SHRINK_ABOVE = 64 * 1024;
+export const SHRINK_AFTER = 1024;
 
 /** Record header: length (or WRAP, MOVED), type, handle count, the handles' block. */
 export const RECORD_HEADER = 16;

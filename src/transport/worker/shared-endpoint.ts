@@ -69,6 +69,7 @@ import {
   recordSize,
   ringControl,
   SHRINK_ABOVE,
+  SHRINK_AFTER,
   SLOT_BYTES,
   WRAP,
   WRITER_WAKE,
@@ -210,6 +211,9 @@ export class SharedEndpoint implements Endpoint {
   #outSize = 0;
   /** Messages written before the current ring: the consumer's tail is in it only past them. */
   #ringStart: number;
+  /** Writes into the current ring, and its largest record: whether it is larger than needed. */
+  #ringWrites = 0;
+  #ringLargest = 0;
   /** Producer cursor, and what it last saw of its consumer's progress. */
   #head: number;
   #sentMsgs: number;
@@ -774,6 +778,8 @@ export class SharedEndpoint implements Endpoint {
     }
     this.#head = 0;
     this.#ringStart = this.#sentMsgs;
+    this.#ringWrites = 0;
+    this.#ringLargest = 0;
   }
 
   /** Appends a record the limits admitted, in a larger ring when this one has no room. */
@@ -783,12 +789,15 @@ export class SharedEndpoint implements Endpoint {
     if (this.#outRing === 0) this.#switchRing(size, true);
     else if (
       this.#outSize > SHRINK_ABOVE &&
+      this.#ringWrites >= SHRINK_AFTER &&
       this.#seenTakenMsgs === this.#sentMsgs &&
-      4 * size < this.#outSize &&
+      16 * Math.max(size, this.#ringLargest) < this.#outSize &&
       Atomics.load(this.#i32, this.#out + C_RING) === this.#outRing
     ) {
       this.#switchRing(size, false);
     }
+    this.#ringWrites++;
+    if (size > this.#ringLargest) this.#ringLargest = size;
     let at = this.#placeFor(size);
     if (at < 0) {
       this.#switchRing(size, true);
