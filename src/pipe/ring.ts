@@ -197,22 +197,24 @@ export class ByteRing {
 }
 
 /**
- * Marks the ends of the arena ring at `offset` that dead threads held as closed, wakes the
- * other end's waiters and thread, and frees the block when both ends are then closed.
+ * Closes one end of the arena ring at `offset` for a thread that cannot: the one holding it
+ * died, or the end died unread inside a message. Wakes the other end and its thread, and
+ * frees the block once both ends are closed.
  */
-export function reapRing(arena: Arena, offset: number, dead: Set<number>): void {
+export function closeRingEnd(arena: Arena, offset: number, producer: boolean): void {
   const h = offset >> 2;
   const i32 = arena.i32;
-  const ends = [
-    [PRODUCER_CLOSED, PRODUCER_OWNER, CONSUMER_OWNER, WRITE],
-    [CONSUMER_CLOSED, CONSUMER_OWNER, PRODUCER_OWNER, READ],
-  ] as const;
-  for (const [flag, owner, otherOwner, otherWatches] of ends) {
-    if (!dead.has(Atomics.load(i32, h + owner))) continue;
-    const before = Atomics.or(i32, h + CLOSED, flag);
-    if ((before & flag) !== 0) continue;
-    Atomics.notify(i32, h + otherWatches);
-    arena.notifyThread(Atomics.load(i32, h + otherOwner));
-    if ((before | flag) === (PRODUCER_CLOSED | CONSUMER_CLOSED)) arena.free(offset);
-  }
+  const flag = producer ? PRODUCER_CLOSED : CONSUMER_CLOSED;
+  const before = Atomics.or(i32, h + CLOSED, flag);
+  if ((before & flag) !== 0) return;
+  Atomics.notify(i32, h + (producer ? WRITE : READ));
+  arena.notifyThread(Atomics.load(i32, h + (producer ? CONSUMER_OWNER : PRODUCER_OWNER)));
+  if ((before | flag) === (PRODUCER_CLOSED | CONSUMER_CLOSED)) arena.free(offset);
+}
+
+/** Closes the ends of the arena ring at `offset` that the `dead` thread entries held. */
+export function reapRing(arena: Arena, offset: number, dead: Set<number>): void {
+  const h = offset >> 2;
+  if (dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER))) closeRingEnd(arena, offset, true);
+  if (dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER))) closeRingEnd(arena, offset, false);
 }

@@ -3,7 +3,7 @@ import { kHandleState, kRelease } from '../channel/handle.js';
 import { IpcError } from '../errors.js';
 import { type Arena, arenaOf } from '../shm/arena.js';
 import { DataPipeConsumer, DataPipeProducer, PipeEndState, type PipeKind } from './pipe.js';
-import { ARRIVALS, ByteRing } from './ring.js';
+import { ARRIVALS, ByteRing, closeRingEnd } from './ring.js';
 import { PipeSignals } from './signals.js';
 
 /**
@@ -66,6 +66,12 @@ export function writePipeHandle(state: PipeEndState, arena: Arena, w: number): v
   i32[w + 1] = ring.offset;
   i32[w + 2] = ring.capacity;
   i32[w + 3] = state.kind === 'pipe-producer' ? 0 : 1;
+}
+
+/** A pipe end whose descriptor at index `w` of `arena` will never be read: it closes. */
+export function dropPipeHandle(arena: Arena, w: number): void {
+  const i32 = arena.i32;
+  closeRingEnd(arenaOf(i32[w] as number), i32[w + 1] as number, i32[w + 3] === 0);
 }
 
 export function readPipeHandle(arena: Arena, w: number): PipeEndState {

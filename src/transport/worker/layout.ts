@@ -35,6 +35,7 @@ export const C_MSGS = 16; // consumer: messages ever taken
 export const C_BYTES = 17; // consumer: data bytes ever taken
 export const C_TAIL = 18; // consumer: read position in its ring, published with its progress
 export const C_RING = 19; // consumer: the ring it reads; the producer sets the first one
+export const C_TAKEN = 20; // consumer: messages read from the ring, held ones included
 /** Wake words: 0 awake, 1 sleeping, 2 notified. Only the sleeper stores 0 or 1. */
 export const READER_WAKE = 32;
 export const WRITER_WAKE = 33;

@@ -20,7 +20,12 @@ import { SEND_FULL, SEND_OK, SEND_PEER_CLOSED } from '../../channel/endpoint.js'
 import { LocalEndpoint, newCounters } from '../../channel/local.js';
 import { IpcError } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
-import { checkPipeMovable, readPipeHandle, writePipeHandle } from '../../pipe/thread.js';
+import {
+  checkPipeMovable,
+  dropPipeHandle,
+  readPipeHandle,
+  writePipeHandle,
+} from '../../pipe/thread.js';
 import {
   type Arena,
   allocate,
@@ -45,6 +50,7 @@ import {
   C_MSGS,
   C_RING,
   C_TAIL,
+  C_TAKEN,
   CLOSED,
   checkRingLimits,
   GENERATION,
@@ -161,10 +167,16 @@ function randomPairId(): number {
  * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
  * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
-const sidesHere = new Map<number, (SharedEndpoint | undefined)[]>();
+const sidesHere = new Map<Arena, Map<number, SharedEndpoint>>();
 
-function pairKey(arena: Arena, slot: number): number {
-  return arena.id * 2 ** 31 + slot;
+/** The sides here in `arena`, by slot + side (slots are 16-byte aligned: the low bits are free). */
+function sidesIn(arena: Arena): Map<number, SharedEndpoint> {
+  let sides = sidesHere.get(arena);
+  if (sides === undefined) {
+    sides = new Map();
+    sidesHere.set(arena, sides);
+  }
+  return sides;
 }
 
 /**
@@ -176,6 +188,7 @@ function release(arena: Arena, slot: number, side: number): void {
   const c = slot >> 2;
   const before = Atomics.or(i32, c + RELEASED, 1 << side);
   if (before !== 1 << (1 - side)) return;
+  for (let ring = 0; ring < 2; ring++) dropUnread(arena, c + ringControl(ring));
   for (let ring = 0; ring < 2; ring++) {
     let r = Atomics.load(i32, c + ringControl(ring) + C_RING);
     while (r !== 0) {
@@ -185,6 +198,74 @@ function release(arena: Arena, slot: number, side: number): void {
     }
   }
   arena.free(slot);
+}
+
+/**
+ * Reads, in place of a consumer that died or will never arrive, the messages of the direction
+ * at `control`: the handles they carry are closed, so the far ends of those handles learn it,
+ * and their blocks and the rings passed are freed. Leaves the consumer's state where it
+ * stopped, so a later call sees only what came after.
+ */
+function dropUnread(arena: Arena, control: number): void {
+  arena.cover(arena.buffer.byteLength);
+  const i32 = arena.i32;
+  const sent = Atomics.load(i32, control + P_MSGS);
+  let count = (sent - Atomics.load(i32, control + C_TAKEN)) >>> 0;
+  let ring = Atomics.load(i32, control + C_RING);
+  let at = Atomics.load(i32, control + C_TAIL);
+  while (count > 0 && ring !== 0) {
+    const data = ring + RING_HEADER;
+    const len = i32[(data + at) >> 2] as number;
+    if (len === WRAP) {
+      at = 0;
+    } else if (len === MOVED) {
+      const next = i32[(ring + R_NEXT) >> 2] as number;
+      Atomics.store(i32, control + C_RING, next);
+      arena.free(ring);
+      ring = next;
+      at = 0;
+    } else {
+      const w = (data + at) >> 2;
+      const handles = i32[w + 2] as number;
+      const block = i32[w + 3] as number;
+      if (block !== 0) {
+        for (let i = 0; i < handles; i++) dropHandle(arena, (block + i * HANDLE_BYTES) >> 2);
+        arena.free(block);
+      }
+      at += recordSize(len);
+      if (at === arena.sizeOf(ring) - RING_HEADER) at = 0;
+      count--;
+    }
+  }
+  i32[control + C_TAKEN] = sent;
+  Atomics.store(i32, control + C_TAIL, at);
+}
+
+/**
+ * Closes side `side` of a slot for a thread that cannot (it died, or the side died unread in
+ * a message): wakes the peer and its thread, and lets go of the side.
+ */
+function closeSide(arena: Arena, slot: number, side: number): void {
+  const i32 = arena.i32;
+  const c = slot >> 2;
+  if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) return;
+  notifyIfSleeping(i32, c + ringControl(side) + READER_WAKE);
+  notifyIfSleeping(i32, c + ringControl(1 - side) + WRITER_WAKE);
+  arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side));
+  // What was sent to this side dies unread now, not when the peer closes too.
+  dropUnread(arena, c + ringControl(1 - side));
+  release(arena, slot, side);
+}
+
+function dropHandle(arena: Arena, w: number): void {
+  const i32 = arena.i32;
+  if (i32[w] === HANDLE_PIPE) {
+    dropPipeHandle(arena, w + 1);
+  } else if (i32[w] === HANDLE_CHANNEL) {
+    const home = arenaOf(i32[w + 1] as number);
+    home.cover(home.buffer.byteLength);
+    closeSide(home, i32[w + 2] as number, i32[w + 3] as number);
+  }
 }
 
 export class SharedEndpoint implements Endpoint {
@@ -236,10 +317,10 @@ export class SharedEndpoint implements Endpoint {
   #unpublished = 0;
   #publishQueued = false;
   readonly #publishEvery: number;
-  readonly #publishLater = () => {
-    this.#publishQueued = false;
-    if (!this.#gone) this.#publishTaken();
-  };
+  /** Made on the first take: many sides never read. */
+  #publishLater: (() => void) | undefined;
+  /** Messages taken since the sleeping producer was last woken; see #publishTaken(). */
+  #freedSinceWake = 0;
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
   #peerReported = false;
@@ -302,10 +383,7 @@ export class SharedEndpoint implements Endpoint {
     Atomics.store(i32, this.#in + READER_WAKE, 0);
     Atomics.store(i32, this.#out + WRITER_WAKE, 0);
     Atomics.store(i32, c + OWNER + side, arena.thread);
-    const key = pairKey(arena, slot);
-    const sides = sidesHere.get(key) ?? [];
-    sides[side] = this;
-    sidesHere.set(key, sides);
+    sidesIn(arena).set(slot + side, this);
     // A peer that closed before this side arrived is seen by the adopting Channel itself.
     this.#peerReported = this.peerClosed;
   }
@@ -538,9 +616,13 @@ export class SharedEndpoint implements Endpoint {
       this.#heldMsgs++;
       this.#heldBytes += bytes;
     }
+    // Taken, before the producer may reuse the record: a reader standing in for this one if
+    // this thread dies (see dropUnread) must not free the block again, though the progress
+    // published may not count this message yet.
+    if (handleCount !== 0) i32[word + 3] = 0;
     this.#taken();
-    const handles = handleCount === 0 ? NO_HANDLES : this.#readHandles(handleCount, block);
-    return { type, data, handles };
+    if (handleCount === 0) return { type, data, handles: NO_HANDLES };
+    return { type, data, handles: this.#readHandles(handleCount, block) };
   }
 
   /** The producer moved on to the next ring: follow it and free the one it left. */
@@ -549,7 +631,9 @@ export class SharedEndpoint implements Endpoint {
     const next = this.#i32[(old + R_NEXT) >> 2] as number;
     this.#enterIn(next);
     this.#tail = 0;
-    // Tail before ring: a producer that sees the new ring finds the tail that goes with it.
+    // Tail before ring: a producer that sees the new ring finds the tail that goes with it;
+    // and the count with both, for a reader standing in for this one (see dropUnread).
+    this.#i32[this.#in + C_TAKEN] = this.#takenMsgs;
     Atomics.store(this.#i32, this.#in + C_TAIL, 0);
     Atomics.store(this.#i32, this.#in + C_RING, next);
     this.#arena.free(old);
@@ -567,20 +651,40 @@ export class SharedEndpoint implements Endpoint {
       this.#publishTaken();
     } else if (!this.#publishQueued) {
       this.#publishQueued = true;
+      this.#publishLater ??= () => {
+        this.#publishQueued = false;
+        if (!this.#gone) this.#publishTaken(true);
+      };
       queueMicrotask(this.#publishLater);
     }
   }
 
-  /** Held messages (see `takeHeld`) are left out: the producer sees no room for them yet. */
-  #publishTaken(force = false): void {
-    if (this.#unpublished === 0 && !force) return;
+  /**
+   * Held messages (see `takeHeld`) are left out: the producer sees no room for them yet. A
+   * producer that spins sees every publication; one that sleeps is woken only once half the
+   * queue is free, the queue is drained, or this task ends (`wake`): a wake-up costs tens of
+   * microseconds on both sides, and one per few messages made a sender at the default
+   * capacity of 32 spend its time being woken for a handful of slots.
+   */
+  #publishTaken(wake = false): void {
+    const unpublished = this.#unpublished;
+    if (unpublished === 0 && !wake) return;
     this.#unpublished = 0;
     const i32 = this.#i32;
     // Ring space is free once read, held or not: the data was copied out.
+    i32[this.#in + C_TAKEN] = this.#takenMsgs;
     Atomics.store(i32, this.#in + C_TAIL, this.#tail);
     i32[this.#in + C_BYTES] = (this.#takenBytes - this.#heldBytes) | 0;
     Atomics.store(i32, this.#in + C_MSGS, (this.#takenMsgs - this.#heldMsgs) | 0);
-    wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
+    this.#freedSinceWake += unpublished;
+    if (
+      wake ||
+      this.#seenSentMsgs === this.#takenMsgs ||
+      2 * this.#freedSinceWake >= this.limits.capacity
+    ) {
+      this.#freedSinceWake = 0;
+      wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
+    }
   }
 
   armReadable(): void {
@@ -634,7 +738,7 @@ export class SharedEndpoint implements Endpoint {
       this.counters.discarded++;
       for (const handle of m.handles) handle.close();
     }
-    const peer = sidesHere.get(pairKey(this.#arena, this.#slot))?.[1 - this.#side];
+    const peer = sidesIn(this.#arena).get(this.#slot + 1 - this.#side);
     if (peer === undefined) this.#arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - this.#side));
     this.#leave();
     if (peer !== undefined) peer.#peerDied();
@@ -916,35 +1020,14 @@ export class SharedEndpoint implements Endpoint {
     if (!side.#gone && !side.#peerReported && side.peerClosed) side.#peerDied();
   }
 
-  /** Marks the sides owned by `dead` thread entries closed, and lets go of them. */
-  static reap(arena: Arena, dead: Set<number>, slot: number): void {
-    const i32 = arena.i32;
-    const c = slot >> 2;
-    for (let side = 0; side < 2; side++) {
-      if (!dead.has(Atomics.load(i32, c + OWNER + side))) continue;
-      if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) continue;
-      const out = c + ringControl(side);
-      const into = c + ringControl(1 - side);
-      notifyIfSleeping(i32, out + READER_WAKE);
-      notifyIfSleeping(i32, into + WRITER_WAKE);
-      arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side));
-      release(arena, slot, side);
-    }
-  }
-
   static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
     return SharedEndpoint.#fromDescriptor(arena, w);
   }
 
   #leave(): void {
-    this.#publishTaken();
+    this.#publishTaken(true);
     this.#gone = true;
-    const key = pairKey(this.#arena, this.#slot);
-    const sides = sidesHere.get(key);
-    if (sides !== undefined) {
-      sides[this.#side] = undefined;
-      if (sides[1 - this.#side] === undefined) sidesHere.delete(key);
-    }
+    sidesIn(this.#arena).delete(this.#slot + this.#side);
     this.events = undefined;
     // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
     this.#wakeOwn();
@@ -958,13 +1041,17 @@ export class SharedEndpoint implements Endpoint {
 }
 
 onThreadWake(() => {
-  for (const sides of sidesHere.values()) {
-    for (const side of sides) if (side !== undefined) SharedEndpoint.poll(side);
-  }
+  for (const sides of sidesHere.values())
+    for (const side of sides.values()) SharedEndpoint.poll(side);
 });
 
 onThreadsDied((arena, dead) => {
-  for (const slot of arena.blocks(KIND_SLOT)) SharedEndpoint.reap(arena, dead, slot);
+  for (const slot of arena.blocks(KIND_SLOT)) {
+    for (let side = 0; side < 2; side++) {
+      if (dead.has(Atomics.load(arena.i32, (slot >> 2) + OWNER + side)))
+        closeSide(arena, slot, side);
+    }
+  }
 });
 
 function checkToken(token: EndpointToken): void {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { describe, it } from 'node:test';
 import { Channel, exportEndpoint, sharedMemoryStats } from '../../../src/index.js';
 import { exitCode, nextMessage, startWorker } from './workers.js';
@@ -57,6 +58,7 @@ describe('memory of channels between threads', () => {
     const rssBefore = process.memoryUsage().rss;
     const reservedBefore = reservedBytes();
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const mine: Channel[] = [];
     for (let i = 0; i < count; i += 64) {
       const handles: Channel[] = [];
@@ -72,16 +74,22 @@ describe('memory of channels between threads', () => {
     await sent;
     for (const a of mine) assert.equal((await a.recv()).type, 1);
     const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    const cpuSeconds = (used.user + used.system) / 1e6;
     const rss = process.memoryUsage().rss;
     const reserved = reservedBytes() - reservedBefore + arenaReserve();
     worker.postMessage('close');
     await exitCode(worker);
     for (const a of mine) a.close();
     ctrl.close();
+    const load = loadavg()[0] as number;
     t.diagnostic(
-      `${seconds.toFixed(1)} s, RSS ${(rss / MiB).toFixed(0)} MiB, reserved ${(reserved / MiB).toFixed(0)} MiB`,
+      `${seconds.toFixed(1)} s (${cpuSeconds.toFixed(1)} s of CPU, both threads), RSS ${(rss / MiB).toFixed(0)} MiB, reserved ${(reserved / MiB).toFixed(0)} MiB, load average ${load.toFixed(1)}`,
     );
-    assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
+    // On a machine busier than its cores, the clock measures the other work; the CPU time
+    // this process spent does not.
+    if (load < availableParallelism()) assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
+    else assert.ok(cpuSeconds < 10, `took ${cpuSeconds.toFixed(1)} s of CPU`);
     assert.ok(
       rss <= 1024 * MiB,
       `RSS ${(rss / MiB).toFixed(0)} MiB (from ${(rssBefore / MiB).toFixed(0)})`,
