@@ -370,13 +370,11 @@ export function allocate(bytes: number, kind: number): { arena: Arena; offset: n
 export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
   let arena = known.get(id) ?? (buffer === undefined ? undefined : adoptBuffer(buffer));
   // Announced by a thread that made it: the announcement is queued here already.
-  for (
-    let m = receiveMessageOnPort(announce as unknown as MessagePort);
-    arena === undefined && m !== undefined;
-  ) {
+  while (arena === undefined) {
+    const m = receiveMessageOnPort(announce as unknown as MessagePort);
+    if (m === undefined) break;
     adoptBuffer(m.message);
     arena = known.get(id);
-    if (arena === undefined) m = receiveMessageOnPort(announce as unknown as MessagePort);
   }
   if (arena === undefined) {
     throw new IpcError('INVALID_MESSAGE', `a message names shared memory ${id} unknown here`);
