@@ -220,6 +220,8 @@ function dropUnread(arena: Arena, control: number): void {
       at = 0;
     } else if (len === MOVED) {
       const next = i32[(ring + R_NEXT) >> 2] as number;
+      // In the consumer's order (see #nextInRing): a producer still writing reads them.
+      Atomics.store(i32, control + C_TAIL, 0);
       Atomics.store(i32, control + C_RING, next);
       arena.free(ring);
       ring = next;
