@@ -57,8 +57,8 @@ export function ringControl(ring: number): number {
 /** A ring block's own header (bytes): the next ring, once the producer moved on. */
 export const R_NEXT = 0;
 export const RING_HEADER = 16;
-/** The smallest ring block: its data holds fifteen 16-byte messages. */
-export const MIN_RING_BLOCK = 512;
+/** The smallest ring block: its data holds seven 16-byte messages. */
+export const MIN_RING_BLOCK = 256;
 /**
  * A ring larger than this is swapped for a small one when a send finds its queue empty, after
  * this many writes into it none of which needed a sixteenth of it: a burst is not followed by

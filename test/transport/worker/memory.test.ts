@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { describe, it } from 'node:test';
-import { Channel, exportEndpoint, sharedMemoryStats } from '../../../src/index.js';
+import { Channel, exportEndpoint, importEndpoint, sharedMemoryStats } from '../../../src/index.js';
 import { exitCode, nextMessage, startWorker } from './workers.js';
 
 const MiB = 2 ** 20;
@@ -95,5 +95,30 @@ describe('memory of channels between threads', () => {
       `RSS ${(rss / MiB).toFixed(0)} MiB (from ${(rssBefore / MiB).toFixed(0)})`,
     );
     assert.ok(reserved <= 2048 * MiB, `reserved ${(reserved / MiB).toFixed(0)} MiB`);
+  });
+});
+
+describe('shared memory stats', () => {
+  it('a pair moved out of its thread takes arena blocks, and closing both ends returns them at once', () => {
+    const live = () => sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
+    const before = live();
+    const pairs: [Channel, Channel][] = [];
+    for (let i = 0; i < 100; i++) {
+      const [a, b] = Channel.pair();
+      const far = importEndpoint(exportEndpoint(b));
+      a.send({ type: 1, data: new Uint8Array(16) });
+      far.send({ type: 2, data: new Uint8Array(16) });
+      pairs.push([a, far]);
+    }
+    const during = live() - before;
+    // A slot and two small rings each: 1 KiB a pair, far from the 2 MiB a pair once cost.
+    assert.ok(during >= 100 * 512 && during <= 100 * 2048, `${during} bytes for 100 pairs`);
+    for (const [a, far] of pairs) {
+      a.close();
+      far.close();
+    }
+    assert.equal(live(), before);
+    const [stats] = sharedMemoryStats();
+    assert.ok(stats !== undefined && stats.reserved >= stats.size && stats.size >= stats.used);
   });
 });
