@@ -8,7 +8,14 @@
  * bytes as written, so the consumer jumps over them and free space stays `capacity - used`. At most
  * one skip is outstanding: the next one is a lap later, which the consumer must first have read.
  */
-import { type Arena, allocate, BLOCK_HEADER, KIND_PIPE, MAX_BLOCK } from '../shm/arena.js';
+import {
+  type Arena,
+  allocate,
+  BLOCK_HEADER,
+  KIND_PIPE,
+  MAX_BLOCK,
+  PIPE_KEY,
+} from '../shm/arena.js';
 
 // Each side's hot index has a cache line of its own, so that the two threads do not fight over it.
 export const WRITE = 0;
@@ -208,7 +215,10 @@ export function closeRingEnd(arena: Arena, offset: number, producer: boolean): v
   const before = Atomics.or(i32, h + CLOSED, flag);
   if ((before & flag) !== 0) return;
   Atomics.notify(i32, h + (producer ? WRITE : READ));
-  arena.notifyThread(Atomics.load(i32, h + (producer ? CONSUMER_OWNER : PRODUCER_OWNER)));
+  arena.notifyThread(
+    Atomics.load(i32, h + (producer ? CONSUMER_OWNER : PRODUCER_OWNER)),
+    offset | PIPE_KEY,
+  );
   if ((before | flag) === (PRODUCER_CLOSED | CONSUMER_CLOSED)) arena.free(offset);
 }
 

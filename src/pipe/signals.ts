@@ -2,7 +2,7 @@ import type { WaitOptions } from '../channel/channel.js';
 import { Deque } from '../channel/deque.js';
 import { waitInQueue } from '../channel/wait.js';
 import { IpcError } from '../errors.js';
-import { KIND_PIPE, onThreadsDied, onThreadWake } from '../shm/arena.js';
+import { KIND_PIPE, onThreadsDied, onThreadWake, PIPE_KEY } from '../shm/arena.js';
 import { holdThread, releaseThread, resolveWakePolicy, Spinner, waitAsync } from '../shm/wake.js';
 import {
   ARRIVALS,
@@ -59,7 +59,9 @@ const OWNER_WORD: Record<PipeSide, number> = { producer: PRODUCER_OWNER, consume
  * its far end closed, as a closed port used to tell it.
  */
 const splitHere = new Set<PipeSignals>();
-onThreadWake(() => {
+onThreadWake((_arena, keys) => {
+  // Pipes between threads are few: a key for any pipe looks at all of them.
+  if (keys !== null && ![...keys].some((key) => (key & PIPE_KEY) !== 0)) return;
   for (const signals of splitHere) signals.poll();
 });
 onThreadsDied((arena, dead) => {
@@ -117,8 +119,14 @@ export class PipeSignals {
   lost(far: PipeSide): void {
     const last = this.ring.markClosed(CLOSED_FLAG[far]);
     this.poll();
-    this.ring.arena?.notifyThread(Atomics.load(this.ring.header, OWNER_WORD[other(far)]));
+    this.#notifyThreadOf(other(far));
     if (last) this.ring.dispose();
+  }
+
+  /** Wakes the thread that holds `side`, which then looks at this pipe. */
+  #notifyThreadOf(side: PipeSide): void {
+    const ring = this.ring;
+    ring.arena?.notifyThread(Atomics.load(ring.header, OWNER_WORD[side]), ring.offset | PIPE_KEY);
   }
 
   /** Reports a far end that closed or whose thread died; see `splitHere`. */
@@ -206,7 +214,7 @@ export class PipeSignals {
     this.notify(other(side), true);
     if (this.#split) {
       splitHere.delete(this);
-      this.ring.arena?.notifyThread(Atomics.load(this.ring.header, OWNER_WORD[other(side)]));
+      this.#notifyThreadOf(other(side));
     }
     state.onClose?.();
     if (last) this.ring.dispose();

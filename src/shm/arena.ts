@@ -62,6 +62,17 @@ const T_PARENT = 1;
 const T_ALIVE = 2;
 const T_WAKE = 3;
 const T_NEXT = 4;
+/** Set when the mailbox was full: the thread then looks at everything it holds here. */
+const T_OVERFLOW = 5;
+const T_MAIL_HEAD = 6;
+const T_MAIL = 8;
+const MAIL_SLOTS = 64;
+const ENTRY_BYTES = (T_MAIL + MAIL_SLOTS) * 4;
+/**
+ * What a mailbox key names: a channel side (its slot offset plus the side, bit 1 clear) or a
+ * pipe ring (its offset with this bit set). Offsets of blocks are multiples of 16.
+ */
+export const PIPE_KEY = 2;
 
 /** ES2024's growable SharedArrayBuffer, which Node 20 has but the es2023 lib does not declare. */
 interface Growable {
@@ -249,10 +260,11 @@ export class Arena {
   }
 
   #register(): number {
-    const entry = this.alloc(32, KIND_THREAD);
+    const entry = this.alloc(ENTRY_BYTES, KIND_THREAD);
     if (entry === 0) throw exhausted();
     const i32 = this.i32;
     const w = entry >> 2;
+    i32.fill(0, w, w + ENTRY_BYTES / 4);
     i32[w + T_ID] = threadId;
     i32[w + T_PARENT] = parentThreadId;
     i32[w + T_WAKE] = 0;
@@ -262,19 +274,28 @@ export class Arena {
       i32[w + T_NEXT] = head;
       if (Atomics.compareExchange(i32, THREADS, head, entry) === head) break;
     }
-    watchThreadWord(this, w + T_WAKE);
+    watchThreadWord(this, w);
     return entry;
   }
 
-  /** Tells the thread whose entry is `entry` that something it owns changed. */
-  notifyThread(entry: number): void {
+  /**
+   * Tells the thread whose entry is `entry` that what `key` names changed (see PIPE_KEY): in
+   * the entry's mailbox, so that the thread looks at that alone; when the mailbox is full,
+   * the thread looks at everything it holds in this arena.
+   */
+  notifyThread(entry: number, key: number): void {
     if (entry === 0) return;
-    const word = (entry >> 2) + T_WAKE;
     if (entry === this.#thread) {
-      queueThreadScan();
-    } else if (Atomics.compareExchange(this.i32, word, 0, 1) === 0) {
-      Atomics.notify(this.i32, word);
+      deliver(this, key);
+      return;
     }
+    const i32 = this.i32;
+    const w = entry >> 2;
+    const slot = Atomics.add(i32, w + T_MAIL_HEAD, 1) & (MAIL_SLOTS - 1);
+    if (Atomics.compareExchange(i32, w + T_MAIL + slot, 0, key) !== 0) {
+      Atomics.store(i32, w + T_OVERFLOW, 1);
+    }
+    if (Atomics.compareExchange(i32, w + T_WAKE, 0, 1) === 0) Atomics.notify(i32, w + T_WAKE);
   }
 
   /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
@@ -282,7 +303,7 @@ export class Arena {
     const i32 = this.i32;
     const entries: number[] = [];
     for (let e = Atomics.load(i32, THREADS); e !== 0; e = i32[(e >> 2) + T_NEXT] as number) {
-      this.cover(e + 32);
+      this.cover(e + ENTRY_BYTES);
       entries.push(e);
     }
     const deadIds = new Set([id]);
@@ -392,29 +413,47 @@ export function sharedMemoryStats(): ArenaStats[] {
   return [...known.values()].map((a) => a.stats());
 }
 
-/** What to do when another thread wakes this one: channels and pipes look at their ends. */
-const threadScans: (() => void)[] = [];
-let scanQueued = false;
+/**
+ * What to do when another thread wakes this one: channels and pipes look at the ends the keys
+ * name, or at all of theirs in the arena for `null`.
+ */
+type WakeHandler = (arena: Arena, keys: Set<number> | null) => void;
+const wakeHandlers: WakeHandler[] = [];
+/** Keys to look at, per arena, when the current task ends; `null` for everything. */
+const pending = new Map<Arena, Set<number> | null>();
 
-export function onThreadWake(scan: () => void): void {
-  threadScans.push(scan);
+export function onThreadWake(handler: WakeHandler): void {
+  wakeHandlers.push(handler);
 }
 
-function queueThreadScan(): void {
-  if (scanQueued) return;
-  scanQueued = true;
-  queueMicrotask(() => {
-    scanQueued = false;
-    for (const scan of threadScans) scan();
-  });
+function deliver(arena: Arena, key: number | null): void {
+  if (pending.size === 0) queueMicrotask(runWakeHandlers);
+  const keys = pending.get(arena);
+  if (key === null) pending.set(arena, null);
+  else if (keys === undefined) pending.set(arena, new Set([key]));
+  else keys?.add(key);
 }
 
-/** Waits on this thread's wake word for good; a pending waitAsync does not keep a thread alive. */
-function watchThreadWord(arena: Arena, word: number): void {
-  const i32 = new Int32Array(arena.buffer, 0, word + 1);
+function runWakeHandlers(): void {
+  const due = [...pending];
+  pending.clear();
+  for (const [arena, keys] of due) for (const handler of wakeHandlers) handler(arena, keys);
+}
+
+/**
+ * Waits on this thread's wake word in `arena` for good (a pending waitAsync does not keep a
+ * thread alive), emptying the mailbox of entry `w` at each wake-up.
+ */
+function watchThreadWord(arena: Arena, w: number): void {
+  const i32 = new Int32Array(arena.buffer, 0, w + ENTRY_BYTES / 4);
+  const word = w + T_WAKE;
   const loop = (): void => {
     Atomics.store(i32, word, 0);
-    queueThreadScan();
+    if (Atomics.exchange(i32, w + T_OVERFLOW, 0) === 1) deliver(arena, null);
+    for (let k = 0; k < MAIL_SLOTS; k++) {
+      const key = Atomics.exchange(i32, w + T_MAIL + k, 0);
+      if (key !== 0) deliver(arena, key);
+    }
     const result = waitAsync(i32, word, 0);
     if (result.async) void result.value.then(loop);
     else setImmediate(loop);

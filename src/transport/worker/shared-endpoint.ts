@@ -35,6 +35,7 @@ import {
   KIND_SLOT,
   onThreadsDied,
   onThreadWake,
+  PIPE_KEY,
 } from '../../shm/arena.js';
 import {
   holdThread,
@@ -253,7 +254,7 @@ function closeSide(arena: Arena, slot: number, side: number): void {
   if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) return;
   notifyIfSleeping(i32, c + ringControl(side) + READER_WAKE);
   notifyIfSleeping(i32, c + ringControl(1 - side) + WRITER_WAKE);
-  arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side));
+  arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side), slot + 1 - side);
   // What was sent to this side dies unread now, not when the peer closes too.
   dropUnread(arena, c + ringControl(1 - side));
   release(arena, slot, side);
@@ -741,7 +742,10 @@ export class SharedEndpoint implements Endpoint {
       for (const handle of m.handles) handle.close();
     }
     const peer = sidesIn(this.#arena).get(this.#slot + 1 - this.#side);
-    if (peer === undefined) this.#arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - this.#side));
+    if (peer === undefined) {
+      const other = 1 - this.#side;
+      this.#arena.notifyThread(Atomics.load(i32, c + OWNER + other), this.#slot + other);
+    }
     this.#leave();
     if (peer !== undefined) peer.#peerDied();
     release(this.#arena, this.#slot, this.#side);
@@ -1042,9 +1046,17 @@ export class SharedEndpoint implements Endpoint {
   }
 }
 
-onThreadWake(() => {
-  for (const sides of sidesHere.values())
+onThreadWake((arena, keys) => {
+  const sides = sidesHere.get(arena);
+  if (sides === undefined) return;
+  if (keys === null) {
     for (const side of sides.values()) SharedEndpoint.poll(side);
+    return;
+  }
+  for (const key of keys) {
+    const side = (key & PIPE_KEY) === 0 ? sides.get(key) : undefined;
+    if (side !== undefined) SharedEndpoint.poll(side);
+  }
 });
 
 onThreadsDied((arena, dead) => {
