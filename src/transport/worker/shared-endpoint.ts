@@ -322,8 +322,9 @@ export class SharedEndpoint implements Endpoint {
   readonly #publishEvery: number;
   /** Made on the first take: many sides never read. */
   #publishLater: (() => void) | undefined;
-  /** Messages taken since the sleeping producer was last woken; see #publishTaken(). */
-  #freedSinceWake = 0;
+  /** What was taken when the producer was last woken; see #publishTaken(). */
+  #wokenAtMsgs = 0;
+  #wokenAtBytes = 0;
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
   #peerReported = false;
@@ -665,7 +666,8 @@ export class SharedEndpoint implements Endpoint {
   /**
    * Held messages (see `takeHeld`) are left out: the producer sees no room for them yet. A
    * producer that spins sees every publication; one that sleeps is woken only once half the
-   * queue is free, the queue is drained, or this task ends (`wake`): a wake-up costs tens of
+   * queue is free (by messages or by bytes), the queue is drained, or this task ends
+   * (`wake`): a wake-up costs tens of
    * microseconds on both sides, and one per few messages made a sender at the default
    * capacity of 32 spend its time being woken for a handful of slots.
    */
@@ -679,13 +681,14 @@ export class SharedEndpoint implements Endpoint {
     Atomics.store(i32, this.#in + C_TAIL, this.#tail);
     i32[this.#in + C_BYTES] = (this.#takenBytes - this.#heldBytes) | 0;
     Atomics.store(i32, this.#in + C_MSGS, (this.#takenMsgs - this.#heldMsgs) | 0);
-    this.#freedSinceWake += unpublished;
     if (
       wake ||
       this.#seenSentMsgs === this.#takenMsgs ||
-      2 * this.#freedSinceWake >= this.limits.capacity
+      2 * ((this.#takenMsgs - this.#wokenAtMsgs) >>> 0) >= this.limits.capacity ||
+      2 * ((this.#takenBytes - this.#wokenAtBytes) >>> 0) >= this.limits.capacityBytes
     ) {
-      this.#freedSinceWake = 0;
+      this.#wokenAtMsgs = this.#takenMsgs;
+      this.#wokenAtBytes = this.#takenBytes;
       wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
     }
   }
