@@ -35,7 +35,7 @@ async function viaPipe(): Promise<number> {
   const token = exportPipeEnd(producer);
   const worker = new Worker(workerUrl, {
     workerData: { method: 'pipe', chunks: CHUNKS, chunkBytes: CHUNK, token },
-    transferList: [token.port],
+    transferList: token.transfer,
   });
   await once(worker, 'online');
   const started = performance.now();

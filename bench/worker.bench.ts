@@ -1,9 +1,11 @@
 /**
  * Worker-thread channels against MessagePort, in the same run: one-way throughput from the main
  * thread to a worker (the receiver owns a copy of every message) and 16-byte round trips.
- * Run: npm run build && node dist/bench/worker.bench.js [--quick] [--only=throughput|rtt]
+ * Then the loop a user writes, at library defaults (`--only=natural` for these rows alone).
+ * Run: npm run build && node dist/bench/worker.bench.js [--quick] [--only=throughput|rtt|natural]
  * Results go to stdout as a Markdown table; docs/benchmarks.md keeps a copy.
  */
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import {
   isMainThread,
   MessageChannel,
@@ -38,6 +40,7 @@ async function workerMain(job: Job): Promise<void> {
     case 'ftl-sink': {
       const ch = importEndpoint(job.token);
       port.postMessage('ready');
+      const elu = performance.eventLoopUtilization();
       let bytes = 0;
       for (let got = 0; got < job.count; ) {
         for (const m of await ch.recvBatch()) {
@@ -45,17 +48,19 @@ async function workerMain(job: Job): Promise<void> {
           got++;
         }
       }
-      port.postMessage(bytes);
+      port.postMessage({ bytes, active: performance.eventLoopUtilization(elu).active });
       ch.close();
       return;
     }
     case 'port-sink': {
       let got = 0;
       let bytes = 0;
+      let elu: EventLoopUtilization | undefined;
       job.port.on('message', (data: Uint8Array) => {
+        elu ??= performance.eventLoopUtilization();
         bytes += data.byteLength;
         if (++got === job.count) {
-          port.postMessage(bytes);
+          port.postMessage({ bytes, active: performance.eventLoopUtilization(elu).active });
           job.port.close();
         }
       });
@@ -118,6 +123,101 @@ async function portThroughput(size: number, count: number): Promise<number> {
   port1.close();
   await worker.terminate();
   return count / seconds;
+}
+
+/** What one run of the natural loop cost: messages per second, and busy ns per message per side. */
+interface Natural {
+  rate: number;
+  sender: number;
+  receiver: number;
+}
+
+type Loop = 'sendWait' | 'writable';
+
+/**
+ * The loop a user writes, at library defaults (`Channel.pair()`: 32 messages), into a worker
+ * that drains with recvBatch. Busy time is each thread's event-loop active time (spinning
+ * included) over the run, per message.
+ */
+async function ftlNatural(loop: Loop, size: number, count: number): Promise<Natural> {
+  const [a, b] = Channel.pair();
+  const token = exportEndpoint(b);
+  const worker = start({ kind: 'ftl-sink', token, count }, token.transfer);
+  await done(worker);
+  const finished = done(worker) as Promise<{ active: number }>;
+  const m = { type: 1, data: new Uint8Array(size).fill(7) };
+  const elu = performance.eventLoopUtilization();
+  const t0 = performance.now();
+  if (loop === 'sendWait') {
+    for (let i = 0; i < count; i++) if (!a.send(m, { onFull: 'drop' })) await a.sendWait(m);
+  } else {
+    for (let i = 0; i < count; i++) while (!a.send(m, { onFull: 'drop' })) await a.writable(16);
+  }
+  const { active } = await finished;
+  const ms = performance.now() - t0;
+  const sender = performance.eventLoopUtilization(elu).active;
+  a.close();
+  await worker.terminate();
+  return {
+    rate: (count / ms) * 1000,
+    sender: (sender * 1e6) / count,
+    receiver: (active * 1e6) / count,
+  };
+}
+
+async function portNatural(size: number, count: number): Promise<Natural> {
+  const { port1, port2 } = new MessageChannel();
+  const worker = start({ kind: 'port-sink', port: port2, count }, [port2]);
+  await done(worker);
+  const finished = done(worker) as Promise<{ active: number }>;
+  const data = new Uint8Array(size).fill(7);
+  const elu = performance.eventLoopUtilization();
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) port1.postMessage(data);
+  const sender = performance.eventLoopUtilization(elu).active;
+  const { active } = await finished;
+  const ms = performance.now() - t0;
+  port1.close();
+  await worker.terminate();
+  return {
+    rate: (count / ms) * 1000,
+    sender: (sender * 1e6) / count,
+    receiver: (active * 1e6) / count,
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+}
+
+/** Natural-loop rows: runs alternate between the three, medians with their range. */
+async function naturalTable(runs: number): Promise<void> {
+  const count = 300_000;
+  console.log(
+    `\n| natural loop, defaults, ${count} messages, median of ${runs} (range) | msg/s | vs MessagePort | sender ns/msg | receiver ns/msg |`,
+  );
+  console.log('|---|---|---|---|---|');
+  for (const size of [16, 256]) {
+    const rows: [string, () => Promise<Natural>][] = [
+      ['`if (!send) await sendWait`', () => ftlNatural('sendWait', size, count)],
+      ['`while (!send) await writable(16)`', () => ftlNatural('writable', size, count)],
+      ['MessagePort', () => portNatural(size, count)],
+    ];
+    const results: Natural[][] = rows.map(() => []);
+    for (let run = 0; run < runs; run++) {
+      for (const [i, [, measure]] of rows.entries()) results[i]?.push(await measure());
+    }
+    const port = median((results[2] as Natural[]).map((r) => r.rate));
+    for (const [i, [name]] of rows.entries()) {
+      const r = results[i] as Natural[];
+      const rates = r.map((x) => x.rate);
+      const ratios = rates.map((x) => (x / port).toFixed(1));
+      console.log(
+        `| ${size} B, ${name} | ${fmt(median(rates))} (${fmt(Math.min(...rates))} to ${fmt(Math.max(...rates))}) | ${(median(rates) / port).toFixed(1)}x (${Math.min(...ratios.map(Number))}x to ${Math.max(...ratios.map(Number))}x) | ${median(r.map((x) => x.sender)).toFixed(0)} | ${median(r.map((x) => x.receiver)).toFixed(0)} |`,
+      );
+    }
+  }
 }
 
 interface Latency {
@@ -185,8 +285,13 @@ async function main(): Promise<void> {
   const runs = quick ? 1 : 3;
   const scale = quick ? 0.2 : 1;
   console.log(`node ${process.version}, ${runs} run(s) each, best kept\n`);
+  if (only === 'natural') {
+    await naturalTable(3);
+    return;
+  }
   if (only !== 'rtt') await throughputTable(runs, scale);
   if (only !== 'throughput') await roundTripTable(runs, scale);
+  if (only === undefined) await naturalTable(3);
 }
 
 async function throughputTable(runs: number, scale: number): Promise<void> {

@@ -4,11 +4,13 @@ export * from './pipe/index.js';
 export * from './runtime/index.js';
 export * from './transport/socket/index.js';
 export {
+  type ArenaStats,
   type EndpointToken,
   exportEndpoint,
   importEndpoint,
   type ResolvedWakePolicy,
   setDefaultWakePolicy,
+  sharedMemoryStats,
   type WakePolicy,
 } from './transport/worker/index.js';
 export {

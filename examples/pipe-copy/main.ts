@@ -39,9 +39,9 @@ const pipeIn = exportPipeEnd(producer);
 const pipeOut = exportPipeEnd(consumer);
 const progressToken = exportEndpoint(progressForWriter);
 const started = performance.now();
-start('reader', { path: source, pipe: pipeIn }, [pipeIn.port]);
+start('reader', { path: source, pipe: pipeIn }, pipeIn.transfer);
 start('writer', { path: destination, pipe: pipeOut, progress: progressToken }, [
-  pipeOut.port,
+  ...pipeOut.transfer,
   ...progressToken.transfer,
 ]);
 

@@ -659,11 +659,12 @@ export class Channel implements Handle {
   #onPeerClosed(): void {
     this.#endGrace();
     this.#settleClosed('peer');
-    const err = peerClosedError();
-    for (const w of this.#sendWaiters.drain()) w.reject(err);
-    for (const w of this.#writableWaiters.drain()) w.reject(err);
-    if (this.#endpoint?.queuedMessages === 0) {
-      for (const w of this.#recvWaiters.drain()) w.reject(err);
+    const recv = this.#endpoint?.queuedMessages === 0 ? this.#recvWaiters.length : 0;
+    if (this.#sendWaiters.length + this.#writableWaiters.length + recv > 0) {
+      const err = peerClosedError();
+      for (const w of this.#sendWaiters.drain()) w.reject(err);
+      for (const w of this.#writableWaiters.drain()) w.reject(err);
+      if (recv > 0) for (const w of this.#recvWaiters.drain()) w.reject(err);
     }
     if (diagnostics.close.hasSubscribers) diagnostics.close.publish({ channel: this, by: 'peer' });
   }
@@ -678,6 +679,10 @@ export class Channel implements Handle {
     // A transport that took the endpoint in trySend (a socket bridge) may already own it.
     if (endpoint.events === this.#events) endpoint.events = undefined;
     this.#settleClosed(reason);
+    // Capturing a stack costs more than the rest of a move: only when somebody waits.
+    if (this.#recvWaiters.length + this.#sendWaiters.length + this.#writableWaiters.length === 0) {
+      return;
+    }
     const err = new IpcError(
       'CLOSED',
       reason === 'moved'

@@ -67,7 +67,6 @@ export class PipeEndState implements HandleState {
   close(): void {
     const flag = this.side === 'producer' ? PRODUCER_CLOSED : CONSUMER_CLOSED;
     if (this.ring.closedFlags & flag) return;
-    this.ring.markClosed(flag);
     this.signals.closed(this.side);
   }
 }

@@ -8,6 +8,15 @@
  * bytes as written, so the consumer jumps over them and free space stays `capacity - used`. At most
  * one skip is outstanding: the next one is a lap later, which the consumer must first have read.
  */
+import {
+  type Arena,
+  allocate,
+  BLOCK_HEADER,
+  KIND_PIPE,
+  MAX_BLOCK,
+  PIPE_KEY,
+} from '../shm/arena.js';
+
 // Each side's hot index has a cache line of its own, so that the two threads do not fight over it.
 export const WRITE = 0;
 export const READ = 16;
@@ -21,13 +30,22 @@ export const CONSUMER_SLEEPING = 36;
 /** Set by the side that wakes a sleeper, reset by the sleeper: one notify per sleep, not one per commit. */
 export const PRODUCER_WOKEN = 37;
 export const CONSUMER_WOKEN = 38;
+/** The arena entry of the thread that holds each end (0 while it travels): see reapPipes. */
+export const PRODUCER_OWNER = 39;
+export const CONSUMER_OWNER = 40;
+/** Arrivals of an end in a thread: tells an exporter whether its token was imported. */
+export const ARRIVALS = 41;
 const HEADER_INTS = 48;
+export const RING_HEADER_BYTES = HEADER_INTS * 4;
 
 export const PRODUCER_CLOSED = 1;
 export const CONSUMER_CLOSED = 2;
 
 export class ByteRing {
   readonly capacity: number;
+  /** The arena block the ring lives in; undefined for a ring too large for one. */
+  readonly arena: Arena | undefined;
+  readonly offset: number;
   readonly #header: Int32Array;
   readonly #data: Uint8Array;
 
@@ -38,15 +56,39 @@ export class ByteRing {
    */
   readonly #lap: number;
 
-  constructor(buffer: SharedArrayBuffer) {
-    this.#header = new Int32Array(buffer, 0, HEADER_INTS);
-    this.#data = new Uint8Array(buffer, HEADER_INTS * 4);
-    this.capacity = this.#data.byteLength;
+  constructor(
+    buffer: SharedArrayBuffer,
+    arena?: Arena,
+    offset = 0,
+    capacity = buffer.byteLength - RING_HEADER_BYTES,
+  ) {
+    this.arena = arena;
+    this.offset = offset;
+    this.#header = new Int32Array(buffer, offset, HEADER_INTS);
+    this.#data = new Uint8Array(buffer, offset + RING_HEADER_BYTES, capacity);
+    this.capacity = capacity;
     this.#lap = 2 * this.capacity;
   }
 
+  /**
+   * A ring from the thread's arena, whose blocks are reused as soon as both ends closed; a
+   * ring too large for an arena block gets a SharedArrayBuffer of its own.
+   */
   static create(capacity: number): ByteRing {
-    return new ByteRing(new SharedArrayBuffer(HEADER_INTS * 4 + capacity));
+    if (capacity + RING_HEADER_BYTES + BLOCK_HEADER > MAX_BLOCK) {
+      return new ByteRing(new SharedArrayBuffer(RING_HEADER_BYTES + capacity));
+    }
+    const { arena, offset } = allocate(RING_HEADER_BYTES + capacity, KIND_PIPE);
+    arena.i32.fill(0, offset >> 2, (offset >> 2) + HEADER_INTS);
+    const ring = new ByteRing(arena.buffer, arena, offset, capacity);
+    ring.header[PRODUCER_OWNER] = arena.thread;
+    ring.header[CONSUMER_OWNER] = arena.thread;
+    return ring;
+  }
+
+  /** Returns an arena ring's block; called once, by whichever close set the last flag. */
+  dispose(): void {
+    this.arena?.free(this.offset);
   }
 
   /** The shared memory, to hand to another thread. */
@@ -88,8 +130,10 @@ export class ByteRing {
     return Atomics.load(this.#header, CLOSED);
   }
 
-  markClosed(flag: number): void {
-    Atomics.or(this.#header, CLOSED, flag);
+  /** Sets a closed flag; returns true for the call that set the last one of both. */
+  markClosed(flag: number): boolean {
+    const before = Atomics.or(this.#header, CLOSED, flag);
+    return (before | flag) === (PRODUCER_CLOSED | CONSUMER_CLOSED) && (before & flag) === 0;
   }
 
   /** Producer: a view of at least `min` contiguous free bytes, or undefined if there is none. */
@@ -157,4 +201,30 @@ export class ByteRing {
   commitRead(n: number): void {
     Atomics.store(this.#header, READ, this.advance(Atomics.load(this.#header, READ), n));
   }
+}
+
+/**
+ * Closes one end of the arena ring at `offset` for a thread that cannot: the one holding it
+ * died, or the end died unread inside a message. Wakes the other end and its thread, and
+ * frees the block once both ends are closed.
+ */
+export function closeRingEnd(arena: Arena, offset: number, producer: boolean): void {
+  const h = offset >> 2;
+  const i32 = arena.i32;
+  const flag = producer ? PRODUCER_CLOSED : CONSUMER_CLOSED;
+  const before = Atomics.or(i32, h + CLOSED, flag);
+  if ((before & flag) !== 0) return;
+  Atomics.notify(i32, h + (producer ? WRITE : READ));
+  arena.notifyThread(
+    Atomics.load(i32, h + (producer ? CONSUMER_OWNER : PRODUCER_OWNER)),
+    offset | PIPE_KEY,
+  );
+  if ((before | flag) === (PRODUCER_CLOSED | CONSUMER_CLOSED)) arena.free(offset);
+}
+
+/** Closes the ends of the arena ring at `offset` that the `dead` thread entries held. */
+export function reapRing(arena: Arena, offset: number, dead: Set<number>): void {
+  const h = offset >> 2;
+  if (dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER))) closeRingEnd(arena, offset, true);
+  if (dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER))) closeRingEnd(arena, offset, false);
 }

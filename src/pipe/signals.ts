@@ -1,24 +1,22 @@
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { WaitOptions } from '../channel/channel.js';
 import { Deque } from '../channel/deque.js';
 import { waitInQueue } from '../channel/wait.js';
 import { IpcError } from '../errors.js';
+import { KIND_PIPE, onThreadsDied, onThreadWake, PIPE_KEY } from '../shm/arena.js';
+import { holdThread, releaseThread, resolveWakePolicy, Spinner, waitAsync } from '../shm/wake.js';
 import {
-  holdThread,
-  releaseThread,
-  resolveWakePolicy,
-  Spinner,
-  waitAsync,
-} from '../transport/worker/wake.js';
-import {
+  ARRIVALS,
   type ByteRing,
   CONSUMER_CLOSED,
+  CONSUMER_OWNER,
   CONSUMER_SLEEPING,
   CONSUMER_WOKEN,
   PRODUCER_CLOSED,
+  PRODUCER_OWNER,
   PRODUCER_SLEEPING,
   PRODUCER_WOKEN,
   READ,
+  reapRing,
   WRITE,
 } from './ring.js';
 
@@ -39,8 +37,8 @@ interface SideState {
   spinner: Spinner | undefined;
   /** A wake-up of this side is due when the current task ends. */
   wakeQueued: boolean;
-  /** Links to the other end's thread: it closes when that thread dies. */
-  port: MessagePort | undefined;
+  /** This side's end left this object: closed or sent away. Its watch must not touch the ring. */
+  gone: boolean;
 }
 
 const CLOSED_FLAG: Record<PipeSide, number> = {
@@ -54,6 +52,21 @@ const SLEEPING_WORD: Record<PipeSide, number> = {
   consumer: CONSUMER_SLEEPING,
 };
 const WOKEN_WORD: Record<PipeSide, number> = { producer: PRODUCER_WOKEN, consumer: CONSUMER_WOKEN };
+const OWNER_WORD: Record<PipeSide, number> = { producer: PRODUCER_OWNER, consumer: CONSUMER_OWNER };
+
+/**
+ * Split pipes with an end in this thread: when another thread wakes this one, each looks whether
+ * its far end closed, as a closed port used to tell it.
+ */
+const splitHere = new Set<PipeSignals>();
+onThreadWake((_arena, keys) => {
+  // Pipes between threads are few: a key for any pipe looks at all of them.
+  if (keys !== null && ![...keys].some((key) => (key & PIPE_KEY) !== 0)) return;
+  for (const signals of splitHere) signals.poll();
+});
+onThreadsDied((arena, dead) => {
+  for (const offset of arena.blocks(KIND_PIPE)) reapRing(arena, offset, dead);
+});
 
 const RECHECK_MS = 100;
 
@@ -66,6 +79,9 @@ const RECHECK_MS = 100;
 export class PipeSignals {
   readonly ring: ByteRing;
   #split = false;
+  /** The side that lives in another thread, once split, and whether its close was reported. */
+  #far: PipeSide | undefined;
+  #farReported = false;
   readonly #sides: Record<PipeSide, SideState> = {
     producer: newSide(),
     consumer: newSide(),
@@ -75,30 +91,52 @@ export class PipeSignals {
     this.ring = ring;
   }
 
-  /** The signals of an end that arrived from another thread, linked to the other end by `port`. */
-  static arrived(ring: ByteRing, side: PipeSide, port: MessagePort): PipeSignals {
+  /** The signals of an end that arrived from another thread. */
+  static arrived(ring: ByteRing, side: PipeSide): PipeSignals {
     const signals = new PipeSignals(ring);
     signals.#split = true;
-    signals.#link(other(side), port);
+    signals.#far = other(side);
+    Atomics.store(ring.header, OWNER_WORD[side], ring.arena?.thread ?? 0);
+    Atomics.add(ring.header, ARRIVALS, 1);
+    splitHere.add(signals);
     return signals;
   }
 
-  /**
-   * `side` leaves for another thread: from now on the pipe is split. Returns the port that must
-   * travel with it, so that the end staying here learns if that thread dies.
-   */
-  split(side: PipeSide): MessagePort {
+  /** `side` leaves for another thread: from now on the pipe is split. */
+  split(side: PipeSide): void {
     this.#split = true;
-    const own = this.#sides[side].port;
-    if (own !== undefined) {
-      // This end had arrived from elsewhere: hand on the link it already has.
-      this.#sides[side].port = undefined;
-      own.removeAllListeners('close');
-      return own;
+    Atomics.store(this.ring.header, OWNER_WORD[side], 0);
+    if (this.#far === undefined) {
+      this.#far = side;
+      splitHere.add(this);
+    } else {
+      // Both ends have left this object.
+      splitHere.delete(this);
     }
-    const { port1, port2 } = new MessageChannel();
-    this.#link(side, port1);
-    return port2;
+  }
+
+  /** `far` died on its way, in a thread that never took it: as if it closed there. */
+  lost(far: PipeSide): void {
+    const last = this.ring.markClosed(CLOSED_FLAG[far]);
+    this.poll();
+    this.#notifyThreadOf(other(far));
+    if (last) this.ring.dispose();
+  }
+
+  /** Wakes the thread that holds `side`, which then looks at this pipe. */
+  #notifyThreadOf(side: PipeSide): void {
+    const ring = this.ring;
+    ring.arena?.notifyThread(Atomics.load(ring.header, OWNER_WORD[side]), ring.offset | PIPE_KEY);
+  }
+
+  /** Reports a far end that closed or whose thread died; see `splitHere`. */
+  poll(): void {
+    const far = this.#far;
+    if (far === undefined || this.#farReported || !this.isClosed(far)) return;
+    this.#farReported = true;
+    splitHere.delete(this);
+    this.notify(other(far), true);
+    this.#sides[far].onClose?.();
   }
 
   isClosed(side: PipeSide): boolean {
@@ -138,7 +176,8 @@ export class PipeSignals {
       this.#sides[side].wakeQueued = true;
       queueMicrotask(() => {
         this.#sides[side].wakeQueued = false;
-        this.#wake(side);
+        // The notifying end closed meanwhile: its close woke `side`, and the ring may be freed.
+        if (!this.#sides[other(side)].gone) this.#wake(side);
       });
     }
   }
@@ -160,31 +199,25 @@ export class PipeSignals {
 
   /** `side`'s object is gone (sent away): its waiters fail, the other side is not told. */
   release(side: PipeSide): void {
+    this.#sides[side].gone = true;
     const err = new IpcError('CLOSED', 'the pipe end was sent away while this operation waited');
     for (const waiter of this.#sides[side].waiters.drain()) waiter.reject(err);
   }
 
+  /** `side` closes here; the call that leaves both ends closed frees the ring. */
   closed(side: PipeSide): void {
-    this.ring.markClosed(CLOSED_FLAG[side]);
+    const last = this.ring.markClosed(CLOSED_FLAG[side]);
     const state = this.#sides[side];
+    state.gone = true;
     const err = new IpcError('CLOSED', 'the pipe end was closed while this operation waited');
     for (const waiter of state.waiters.drain()) waiter.reject(err);
-    state.port?.close();
-    state.port = undefined;
     this.notify(other(side), true);
+    if (this.#split) {
+      splitHere.delete(this);
+      this.#notifyThreadOf(other(side));
+    }
     state.onClose?.();
-  }
-
-  /** `far` lives at the other end of `port`, which closes when `far` closes or its thread dies. */
-  #link(far: PipeSide, port: MessagePort): void {
-    this.#sides[other(far)].port = port;
-    port.on('close', () => {
-      if (this.isClosed(far)) return;
-      this.ring.markClosed(CLOSED_FLAG[far]);
-      this.notify(other(far), true);
-      this.#sides[far].onClose?.();
-    });
-    port.unref();
+    if (last) this.ring.dispose();
   }
 
   #check(side: PipeSide): void {
@@ -207,7 +240,7 @@ export class PipeSignals {
     try {
       const header = this.ring.header;
       const word = WATCHED_WORD[side];
-      while (state.waiters.length > 0) {
+      while (state.waiters.length > 0 && !state.gone) {
         // Flag first, then read the word: the other side either sees the flag and notifies, or
         // made its progress before our read, which the check below then finds.
         Atomics.store(header, SLEEPING_WORD[side], 1);
@@ -224,7 +257,8 @@ export class PipeSignals {
         }
       }
     } finally {
-      Atomics.store(this.ring.header, SLEEPING_WORD[side], 0);
+      // A side gone from here may be reused by a new owner, or the ring freed.
+      if (!state.gone) Atomics.store(this.ring.header, SLEEPING_WORD[side], 0);
       releaseThread();
       state.watching = false;
     }
@@ -238,7 +272,7 @@ function newSide(): SideState {
     watching: false,
     spinner: undefined,
     wakeQueued: false,
-    port: undefined,
+    gone: false,
   };
 }
 

@@ -5,7 +5,13 @@ import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { Channel, DataPipe, DataPipeConsumer, DataPipeProducer } from '../../src/index.js';
+import {
+  Channel,
+  DataPipe,
+  DataPipeConsumer,
+  DataPipeProducer,
+  sharedMemoryStats,
+} from '../../src/index.js';
 import { rejectsCode, state, throwsCode } from '../channel/helpers.js';
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -304,5 +310,24 @@ describe('data pipe', () => {
     ]);
     assert.equal(received, total);
     assert.ok(peak < 48 * 1024 * 1024, `live memory grew by ${(peak / 2 ** 20).toFixed(1)} MiB`);
+  });
+});
+
+describe('pipe buffers', () => {
+  it('are arena blocks, reused once both ends closed: a thousand pipes cost one buffer', () => {
+    const stats = () => sharedMemoryStats()[0] as { used: number; liveBytes: number };
+    const warm = DataPipe.create();
+    warm[0].close();
+    warm[1].close();
+    const before = stats();
+    for (let i = 0; i < 1000; i++) {
+      const [producer, consumer] = DataPipe.create();
+      producer.write(text('x'));
+      consumer.close();
+      producer.close();
+    }
+    const after = stats();
+    assert.equal(after.liveBytes, before.liveBytes);
+    assert.equal(after.used, before.used, 'no new memory: every pipe took the block freed before');
   });
 });

@@ -16,7 +16,10 @@ function pattern(offset: number, n: number): Uint8Array {
 
 function start(task: string, end: Parameters<typeof exportPipeEnd>[0], bytes = 0): Worker {
   const token = exportPipeEnd(end);
-  return new Worker(workerUrl, { workerData: { token, task, bytes }, transferList: [token.port] });
+  return new Worker(workerUrl, {
+    workerData: { token, task, bytes },
+    transferList: token.transfer,
+  });
 }
 
 describe('data pipe across threads', () => {
@@ -68,7 +71,7 @@ describe('data pipe across threads', () => {
     const token = exportPipeEnd(consumer);
     const worker = new Worker(
       'setInterval(() => {}, 1000); require("worker_threads").parentPort.postMessage(1)',
-      { eval: true, workerData: { token }, transferList: [token.port] },
+      { eval: true, workerData: { token }, transferList: token.transfer },
     );
     await once(worker, 'message');
     const failed = rejectsCode(producer.writable(), 'PEER_CLOSED');

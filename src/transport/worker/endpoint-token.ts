@@ -1,13 +1,13 @@
 import { Channel } from '../../channel/channel.js';
 import { kHandleState, kRelease } from '../../channel/handle.js';
 import { IpcError } from '../../errors.js';
+import type { WakePolicy } from '../../shm/wake.js';
 import {
   checkMovable,
   type EndpointToken,
   exportEndpointState,
   SharedEndpoint,
 } from './shared-endpoint.js';
-import type { WakePolicy } from './wake.js';
 
 /**
  * Prepares a channel endpoint for another thread. Put the token in `workerData` or a
@@ -32,7 +32,7 @@ export function exportEndpoint(channel: Channel): EndpointToken {
     );
   }
   checkMovable(state);
-  const token = exportEndpointState(state, []);
+  const token = exportEndpointState(state);
   channel[kRelease]();
   return token;
 }

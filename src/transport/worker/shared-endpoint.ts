@@ -1,12 +1,11 @@
 /**
  * One side of a channel pair whose two sides may live in different threads: messages go
- * through a SharedArrayBuffer ring per direction, and only handles (which carry ports) go
- * through the pair's data port. A second port, which never carries anything, tells a side
- * when its peer's thread died: a port reports its peer's close only once every message queued
- * before it was read, so a data port with unread handles would hide a death.
+ * through a ring per direction in the shared arena of the process (src/shm/arena.ts), handles
+ * as small descriptors in arena blocks. No MessagePort belongs to a pair: a token is plain data,
+ * a move transfers nothing, and a closed pair returns its memory at once. A side learns that
+ * its peer's thread died from that thread's parent, which marks what the thread owned (see
+ * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
-import { randomFillSync } from 'node:crypto';
-import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { copyRange } from '../../channel/copy.js';
 import type {
   ChannelLimits,
@@ -22,35 +21,22 @@ import { LocalEndpoint, newCounters } from '../../channel/local.js';
 import { IpcError } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
 import {
-  isPipeToken,
-  type PipeToken,
-  pipeStateFromToken,
-  pipeStateToToken,
+  checkPipeMovable,
+  dropPipeHandle,
+  readPipeHandle,
+  writePipeHandle,
 } from '../../pipe/thread.js';
 import {
-  C_BYTES,
-  C_MSGS,
-  C_TAIL,
-  CLOSED,
-  checkRingLimits,
-  GENERATION,
-  HWM,
-  P_BYTES,
-  P_HEAD,
-  P_MSGS,
-  PAIR_ID,
-  pairBytes,
-  READER_WAKE,
-  READER_WOKEN_AT,
-  RECORD_HEADER,
-  recordSize,
-  ringBytes,
-  ringControl,
-  ringData,
-  WRAP,
-  WRITER_WAKE,
-  WRITER_WOKEN_AT,
-} from './layout.js';
+  type Arena,
+  allocate,
+  arenaOf,
+  exhausted,
+  KIND_RING,
+  KIND_SLOT,
+  onThreadsDied,
+  onThreadWake,
+  PIPE_KEY,
+} from '../../shm/arena.js';
 import {
   holdThread,
   type ResolvedWakePolicy,
@@ -59,34 +45,77 @@ import {
   Spinner,
   type WakePolicy,
   waitAsync,
-} from './wake.js';
+} from '../../shm/wake.js';
+import {
+  C_BYTES,
+  C_MSGS,
+  C_RING,
+  C_TAIL,
+  C_TAKEN,
+  CLOSED,
+  checkRingLimits,
+  GENERATION,
+  HANDLE_BYTES,
+  HWM,
+  MIN_RING_BLOCK,
+  MOVED,
+  maxRingBytes,
+  OWNER,
+  P_BYTES,
+  P_HEAD,
+  P_MSGS,
+  P_RING,
+  P_RING_START,
+  PAIR_ID,
+  R_NEXT,
+  READER_WAKE,
+  READER_WOKEN_AT,
+  RECORD_HEADER,
+  RELEASED,
+  RING_HEADER,
+  recordSize,
+  ringControl,
+  SHRINK_ABOVE,
+  SHRINK_AFTER,
+  SLOT_BYTES,
+  WRAP,
+  WRITER_WAKE,
+  WRITER_WOKEN_AT,
+} from './layout.js';
 
 const NO_HANDLES: HandleState[] = [];
-const TOKEN_VERSION = 'ftl-ipc/channel@1';
+const TOKEN_VERSION = 'ftl-ipc/channel@2';
+/** Kinds of handle descriptors in a message. */
+const HANDLE_CHANNEL = 1;
+const HANDLE_PIPE = 2;
 
 /**
- * A channel endpoint on its way to another thread: structured-cloneable once the ports in
- * `transfer` are in the transfer list. Import it exactly once.
+ * A channel endpoint on its way to another thread: structured-cloneable data (the arena is a
+ * SharedArrayBuffer, shared on clone). Import it exactly once.
  */
 export interface EndpointToken {
   readonly version: typeof TOKEN_VERSION;
   readonly memory: SharedArrayBuffer;
+  readonly arena: number;
+  readonly slot: number;
   readonly side: number;
   readonly generation: number;
-  readonly port: MessagePort;
-  readonly life: MessagePort;
-  /** What `postMessage` or `new Worker` must transfer with the token. */
-  readonly transfer: MessagePort[];
+  readonly pairId: number;
+  /** What `postMessage` or `new Worker` must transfer with the token: nothing, now. */
+  readonly transfer: [];
   readonly limits: ChannelLimits;
   readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
 }
 
-type Transferable = MessagePort;
-/** A handle on its way: a channel endpoint, or a data pipe end (whose module moves it). */
-type HandleToken = EndpointToken | PipeToken;
-
-function importState(token: HandleToken): HandleState {
-  return isPipeToken(token) ? pipeStateFromToken(token) : SharedEndpoint.fromToken(token);
+/** A side on its way to another thread: what a token or a handle descriptor carries. */
+interface Travel {
+  readonly arena: Arena;
+  readonly slot: number;
+  readonly side: number;
+  readonly generation: number;
+  readonly pairId: number;
+  readonly limits: ChannelLimits;
+  readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
 }
 
 interface Watch {
@@ -121,36 +150,154 @@ function wakeIfSleeping(i32: Int32Array, f64: Float64Array, word: number, wokenA
   }
 }
 
+/** Wakes whoever sleeps on `word` (1 sleeping, 2 already notified); only the sleeper clears it. */
+function notifyIfSleeping(i32: Int32Array, word: number): void {
+  if (Atomics.load(i32, word) !== 0) Atomics.notify(i32, word);
+}
+
 /** A clock that agrees across threads (performance.now() starts anew in each worker). */
 function epochNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+function randomPairId(): number {
+  return (Math.random() * 2 ** 31) | 0 || 1;
+}
+
 /**
- * The sides living in this thread, by pair. A close wakes a peer in the same thread directly:
- * its port's 'close' event would come later, and does not keep the event loop alive.
+ * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
+ * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
-const sidesHere = new Map<number, (WeakRef<SharedEndpoint> | undefined)[]>();
+const sidesHere = new Map<Arena, Map<number, SharedEndpoint>>();
+
+/** The sides here in `arena`, by slot + side (slots are 16-byte aligned: the low bits are free). */
+function sidesIn(arena: Arena): Map<number, SharedEndpoint> {
+  let sides = sidesHere.get(arena);
+  if (sides === undefined) {
+    sides = new Map();
+    sidesHere.set(arena, sides);
+  }
+  return sides;
+}
+
+/**
+ * Lets go of side `side` of a slot; the second side to do so frees the slot and every ring in
+ * it, whichever thread it is in.
+ */
+function release(arena: Arena, slot: number, side: number): void {
+  const i32 = arena.i32;
+  const c = slot >> 2;
+  const before = Atomics.or(i32, c + RELEASED, 1 << side);
+  if (before !== 1 << (1 - side)) return;
+  for (let ring = 0; ring < 2; ring++) dropUnread(arena, c + ringControl(ring));
+  for (let ring = 0; ring < 2; ring++) {
+    let r = Atomics.load(i32, c + ringControl(ring) + C_RING);
+    while (r !== 0) {
+      const next = i32[(r + R_NEXT) >> 2] as number;
+      arena.free(r);
+      r = next;
+    }
+  }
+  arena.free(slot);
+}
+
+/**
+ * Reads, in place of a consumer that died or will never arrive, the messages of the direction
+ * at `control`: the handles they carry are closed, so the far ends of those handles learn it,
+ * and their blocks and the rings passed are freed. Leaves the consumer's state where it
+ * stopped, so a later call sees only what came after.
+ */
+function dropUnread(arena: Arena, control: number): void {
+  arena.cover(arena.buffer.byteLength);
+  const i32 = arena.i32;
+  const sent = Atomics.load(i32, control + P_MSGS);
+  let count = (sent - Atomics.load(i32, control + C_TAKEN)) >>> 0;
+  let ring = Atomics.load(i32, control + C_RING);
+  let at = Atomics.load(i32, control + C_TAIL);
+  while (count > 0 && ring !== 0) {
+    const data = ring + RING_HEADER;
+    const len = i32[(data + at) >> 2] as number;
+    if (len === WRAP) {
+      at = 0;
+    } else if (len === MOVED) {
+      const next = i32[(ring + R_NEXT) >> 2] as number;
+      // In the consumer's order (see #nextInRing): a producer still writing reads them.
+      Atomics.store(i32, control + C_TAIL, 0);
+      Atomics.store(i32, control + C_RING, next);
+      arena.free(ring);
+      ring = next;
+      at = 0;
+    } else {
+      const w = (data + at) >> 2;
+      const handles = i32[w + 2] as number;
+      const block = i32[w + 3] as number;
+      if (block !== 0) {
+        for (let i = 0; i < handles; i++) dropHandle(arena, (block + i * HANDLE_BYTES) >> 2);
+        arena.free(block);
+      }
+      at += recordSize(len);
+      if (at === arena.sizeOf(ring) - RING_HEADER) at = 0;
+      count--;
+    }
+  }
+  i32[control + C_TAKEN] = sent;
+  Atomics.store(i32, control + C_TAIL, at);
+}
+
+/**
+ * Closes side `side` of a slot for a thread that cannot (it died, or the side died unread in
+ * a message): wakes the peer and its thread, and lets go of the side.
+ */
+function closeSide(arena: Arena, slot: number, side: number): void {
+  const i32 = arena.i32;
+  const c = slot >> 2;
+  if (Atomics.exchange(i32, c + CLOSED + side, 1) === 1) return;
+  notifyIfSleeping(i32, c + ringControl(side) + READER_WAKE);
+  notifyIfSleeping(i32, c + ringControl(1 - side) + WRITER_WAKE);
+  arena.notifyThread(Atomics.load(i32, c + OWNER + 1 - side), slot + 1 - side);
+  // What was sent to this side dies unread now, not when the peer closes too.
+  dropUnread(arena, c + ringControl(1 - side));
+  release(arena, slot, side);
+}
+
+function dropHandle(arena: Arena, w: number): void {
+  const i32 = arena.i32;
+  if (i32[w] === HANDLE_PIPE) {
+    dropPipeHandle(arena, w + 1);
+  } else if (i32[w] === HANDLE_CHANNEL) {
+    const home = arenaOf(i32[w + 1] as number);
+    home.cover(home.buffer.byteLength);
+    closeSide(home, i32[w + 2] as number, i32[w + 3] as number);
+  }
+}
 
 export class SharedEndpoint implements Endpoint {
   readonly kind = 'channel';
   events: EndpointEvents | undefined;
   readonly limits: ChannelLimits;
   readonly counters: EndpointCounters;
-  readonly #memory: SharedArrayBuffer;
+  readonly #arena: Arena;
+  readonly #slot: number;
   readonly #pairId: number;
-  readonly #i32: Int32Array;
-  readonly #f64: Float64Array;
-  readonly #u8: Uint8Array;
+  #i32: Int32Array;
+  #f64: Float64Array;
+  #u8: Uint8Array;
   readonly #side: number;
-  readonly #port: MessagePort;
-  readonly #life: MessagePort;
-  readonly #ringSize: number;
-  /** Control index and data byte offset of the ring this side writes, and of the one it reads. */
+  /** Int32 index of the slot, of the direction this side writes, and of the one it reads. */
+  readonly #c: number;
   readonly #out: number;
-  readonly #outData: number;
   readonly #in: number;
-  readonly #inData: number;
+  /** Largest ring data a direction needs under these limits. */
+  readonly #maxRing: number;
+  /** Producer: its ring (block payload offset, 0 before the first send), data start and size. */
+  #outRing: number;
+  #outData = 0;
+  #outSize = 0;
+  /** Messages written before the current ring: the consumer's tail is in it only past them. */
+  #ringStart: number;
+  /** Writes into the current ring, and its largest record: whether it is larger than needed. */
+  #ringWrites = 0;
+  #ringLargest = 0;
   /** Producer cursor, and what it last saw of its consumer's progress. */
   #head: number;
   #sentMsgs: number;
@@ -158,7 +305,10 @@ export class SharedEndpoint implements Endpoint {
   #seenTakenMsgs: number;
   #seenTakenBytes: number;
   #hwm: number;
-  /** Consumer cursor, and what it last saw of its producer's progress. */
+  /** Consumer: the ring it reads (0 before the first message), its data start and size. */
+  #inRing: number;
+  #inData = 0;
+  #inSize = 0;
   #tail: number;
   #takenMsgs: number;
   #takenBytes: number;
@@ -170,77 +320,61 @@ export class SharedEndpoint implements Endpoint {
   #unpublished = 0;
   #publishQueued = false;
   readonly #publishEvery: number;
-  readonly #publishLater = () => {
-    this.#publishQueued = false;
-    if (!this.#gone) this.#publishTaken();
-  };
+  /** Made on the first take: many sides never read. */
+  #publishLater: (() => void) | undefined;
+  /** What was taken when the producer was last woken; see #publishTaken(). */
+  #wokenAtMsgs = 0;
+  #wokenAtBytes = 0;
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
   #peerReported = false;
-  /** Closed here or moved to another thread: nothing in this object may touch the rings. */
+  /** Closed here or moved to another thread: nothing in this object may touch the slot. */
   #gone = false;
-  /** Set once this thread saw a port close: a closed port can no longer be transferred. */
-  #portClosed = false;
-  #lifeClosed = false;
-  readonly #onPortClose = () => {
-    this.#portClosed = true;
-    this.#peerDied();
-  };
-  readonly #onLifeClose = () => {
-    this.#lifeClosed = true;
-    this.#peerDied();
-  };
   /** Waiting for a message to read, and for room (the consumer's progress) to send. */
-  readonly #read: Watch;
-  readonly #room: Watch;
+  #read: Watch | undefined;
+  #room: Watch | undefined;
+  readonly #policy: ResolvedWakePolicy;
 
   private constructor(
-    memory: SharedArrayBuffer,
+    arena: Arena,
+    slot: number,
     side: number,
-    port: MessagePort,
-    life: MessagePort,
     limits: ChannelLimits,
     counters: Omit<EndpointCounters, 'highWaterMark'>,
     policy: ResolvedWakePolicy,
   ) {
-    this.#memory = memory;
-    this.#i32 = new Int32Array(memory);
-    this.#f64 = new Float64Array(memory);
-    this.#u8 = new Uint8Array(memory);
-    this.#pairId = (this.#i32[PAIR_ID] as number) * 2 ** 32 + (this.#i32[PAIR_ID + 1] as number);
-    this.#side = side;
-    this.#port = port;
-    this.#life = life;
-    this.limits = limits;
-    this.#ringSize = ringBytes(limits);
-    this.#publishEvery = Math.min(64, Math.ceil(limits.capacity / 4));
-    this.#out = ringControl(side);
-    this.#outData = ringData(side, this.#ringSize);
-    this.#in = ringControl(1 - side);
-    this.#inData = ringData(1 - side, this.#ringSize);
+    this.#arena = arena;
+    this.#slot = slot;
+    arena.cover(slot + SLOT_BYTES);
+    this.#i32 = arena.i32;
+    this.#f64 = arena.f64;
+    this.#u8 = arena.u8;
     const i32 = this.#i32;
+    const c = slot >> 2;
+    this.#c = c;
+    this.#pairId = i32[c + PAIR_ID] as number;
+    this.#side = side;
+    this.limits = limits;
+    this.#maxRing = maxRingBytes(limits);
+    this.#publishEvery = Math.min(64, Math.ceil(limits.capacity / 4));
+    this.#out = c + ringControl(side);
+    this.#in = c + ringControl(1 - side);
     this.#head = i32[this.#out + P_HEAD] as number;
+    this.#outRing = i32[this.#out + P_RING] as number;
+    this.#ringStart = i32[this.#out + P_RING_START] as number;
     this.#sentMsgs = i32[this.#out + P_MSGS] as number;
     this.#sentBytes = i32[this.#out + P_BYTES] as number;
     this.#hwm = i32[this.#out + HWM] as number;
     this.#seenTakenMsgs = Atomics.load(i32, this.#out + C_MSGS);
     this.#seenTakenBytes = Atomics.load(i32, this.#out + C_BYTES);
     this.#tail = i32[this.#in + C_TAIL] as number;
+    this.#inRing = Atomics.load(i32, this.#in + C_RING);
     this.#takenMsgs = i32[this.#in + C_MSGS] as number;
     this.#takenBytes = i32[this.#in + C_BYTES] as number;
     this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
-    this.#read = watch(
-      this.#in + READER_WAKE,
-      this.#in + READER_WOKEN_AT,
-      policy,
-      () => Atomics.load(i32, this.#in + P_MSGS) !== this.#takenMsgs,
-    );
-    this.#room = watch(
-      this.#out + WRITER_WAKE,
-      this.#out + WRITER_WOKEN_AT,
-      policy,
-      () => Atomics.load(i32, this.#out + C_MSGS) !== this.#writeMark,
-    );
+    if (this.#outRing !== 0) this.#enterOut(this.#outRing);
+    if (this.#inRing !== 0) this.#enterIn(this.#inRing);
+    this.#policy = policy;
     const inHwm = this.#in + HWM;
     this.counters = {
       ...counters,
@@ -252,70 +386,113 @@ export class SharedEndpoint implements Endpoint {
     // The previous owner may have left its wake words set when it moved away.
     Atomics.store(i32, this.#in + READER_WAKE, 0);
     Atomics.store(i32, this.#out + WRITER_WAKE, 0);
-    // The port's 'close' event fires once and only for listeners present then.
-    this.#lifeClosed = stopGuarding(life);
-    if (this.#lifeClosed) Atomics.store(this.#i32, CLOSED + 1 - side, 1);
-    life.on('close', this.#onLifeClose);
-    life.unref();
-    port.on('close', this.#onPortClose);
-    port.unref();
-    const sides = sidesHere.get(this.#pairId) ?? [];
-    sides[side] = new WeakRef(this);
-    sidesHere.set(this.#pairId, sides);
+    Atomics.store(i32, c + OWNER + side, arena.thread);
+    sidesIn(arena).set(slot + side, this);
     // A peer that closed before this side arrived is seen by the adopting Channel itself.
     this.#peerReported = this.peerClosed;
   }
 
-  /** Creates both sides of a new pair in this thread. */
-  static pair(
+  /**
+   * Creates a new pair in a slot of this thread's arena and side 0 of it here; side 1 is made
+   * only where it is adopted (see `travelOf`).
+   */
+  static open(
     limits: ChannelLimits,
     counters: [EndpointCounters, EndpointCounters],
     policy: ResolvedWakePolicy,
-  ): [SharedEndpoint, SharedEndpoint] {
+  ): SharedEndpoint {
     checkRingLimits(limits);
-    const memory = new SharedArrayBuffer(pairBytes(limits));
-    const i32 = new Int32Array(memory);
-    randomFillSync(i32.subarray(PAIR_ID, PAIR_ID + 2));
+    const { arena, offset } = allocate(SLOT_BYTES, KIND_SLOT);
+    const i32 = arena.i32;
+    const c = offset >> 2;
+    // A reused block holds what its last pair left.
+    i32.fill(0, c, c + SLOT_BYTES / 4);
+    i32[c + PAIR_ID] = randomPairId();
     // Each side's receive queue keeps its high-water mark across the move into shared memory.
-    i32[ringControl(1) + HWM] = counters[0].highWaterMark;
-    i32[ringControl(0) + HWM] = counters[1].highWaterMark;
-    const data = new MessageChannel();
-    const life = new MessageChannel();
-    return [
-      new SharedEndpoint(memory, 0, data.port1, life.port1, limits, counters[0], policy),
-      new SharedEndpoint(memory, 1, data.port2, life.port2, limits, counters[1], policy),
-    ];
+    i32[c + ringControl(1) + HWM] = counters[0].highWaterMark;
+    i32[c + ringControl(0) + HWM] = counters[1].highWaterMark;
+    return new SharedEndpoint(arena, offset, 0, limits, counters[0], policy);
+  }
+
+  /** Side 1 of a pair from `open`, adopted in this thread. */
+  static other(side0: SharedEndpoint, counters: EndpointCounters): SharedEndpoint {
+    return SharedEndpoint.#adopt(
+      side0.#arena,
+      side0.#slot,
+      1,
+      0,
+      side0.#pairId,
+      side0.limits,
+      counters,
+      side0.#policy,
+    );
+  }
+
+  /** Side 1 of a pair from `open`, never adopted anywhere, ready to travel. */
+  static otherTravelling(
+    side0: SharedEndpoint,
+    counters: Omit<EndpointCounters, 'highWaterMark'>,
+  ): Travel {
+    const { sent, received, dropped, backpressured, discarded } = counters;
+    return { ...side0.#fresh(), counters: { sent, received, dropped, backpressured, discarded } };
+  }
+
+  #fresh(): Omit<Travel, 'counters'> {
+    const generation = Atomics.add(this.#i32, this.#c + GENERATION + 1, 1) + 1;
+    return {
+      arena: this.#arena,
+      slot: this.#slot,
+      side: 1,
+      generation,
+      pairId: this.#pairId,
+      limits: this.limits,
+    };
   }
 
   /** Adopts a token in this thread; throws INVALID_ARGUMENT for anything else. */
   static fromToken(token: EndpointToken, policy?: WakePolicy): SharedEndpoint {
     checkToken(token);
     const resolved = resolveWakePolicy(policy);
-    const i32 = new Int32Array(token.memory);
-    const generation = GENERATION + token.side;
-    if (
-      Atomics.compareExchange(i32, generation, token.generation, token.generation + 1) !==
-      token.generation
-    ) {
-      throw new IpcError(
-        'INVALID_ARGUMENT',
-        `this endpoint token (side ${token.side}, generation ${token.generation}) was already imported`,
-      );
-    }
-    const limits = Object.freeze({ ...token.limits });
-    return new SharedEndpoint(
-      token.memory,
+    const arena = arenaOf(token.arena, token.memory);
+    return SharedEndpoint.#adopt(
+      arena,
+      token.slot,
       token.side,
-      token.port,
-      token.life,
-      limits,
+      token.generation,
+      token.pairId,
+      Object.freeze({ ...token.limits }),
       token.counters,
       resolved,
     );
   }
 
+  static #adopt(
+    arena: Arena,
+    slot: number,
+    side: number,
+    generation: number,
+    pairId: number,
+    limits: ChannelLimits,
+    counters: Omit<EndpointCounters, 'highWaterMark'>,
+    policy: ResolvedWakePolicy,
+  ): SharedEndpoint {
+    arena.cover(slot + SLOT_BYTES);
+    const i32 = arena.i32;
+    const c = slot >> 2;
+    if (
+      (i32[c + PAIR_ID] as number) !== pairId ||
+      Atomics.compareExchange(i32, c + GENERATION + side, generation, generation + 1) !== generation
+    ) {
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `this endpoint token (side ${side}, generation ${generation}) was already imported`,
+      );
+    }
+    return new SharedEndpoint(arena, slot, side, limits, counters, policy);
+  }
+
   get peerClosed(): boolean {
-    return Atomics.load(this.#i32, CLOSED + 1 - this.#side) === 1;
+    return Atomics.load(this.#i32, this.#c + CLOSED + 1 - this.#side) === 1;
   }
 
   get queuedMessages(): number {
@@ -345,13 +522,8 @@ export class SharedEndpoint implements Endpoint {
     const bytes = data.byteLength;
     const status = this.canSend(bytes);
     if (status !== SEND_OK) return status;
-    if (handles.length > 0) {
-      // Posted before the record is published, so the reader finds the tokens when it needs them.
-      const transfer: Transferable[] = [];
-      const tokens = handles.map((h) => exportState(h, transfer));
-      this.#port.postMessage(tokens, transfer);
-    }
-    this.#write(type, data, handles.length);
+    const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
+    this.#write(type, data, handles.length, block);
     return SEND_OK;
   }
 
@@ -386,32 +558,89 @@ export class SharedEndpoint implements Endpoint {
     };
   }
 
+  /** Points the producer at `ring`, refreshing the views if another thread grew the arena. */
+  #enterOut(ring: number): void {
+    this.#outRing = ring;
+    this.#outData = ring + RING_HEADER;
+    this.#outSize = this.#arena.sizeOf(ring) - RING_HEADER;
+    this.#refresh(this.#outData + this.#outSize);
+  }
+
+  #enterIn(ring: number): void {
+    this.#inRing = ring;
+    this.#inData = ring + RING_HEADER;
+    this.#inSize = this.#arena.sizeOf(ring) - RING_HEADER;
+    this.#refresh(this.#inData + this.#inSize);
+  }
+
+  #refresh(end: number): void {
+    const arena = this.#arena;
+    arena.cover(end);
+    this.#i32 = arena.i32;
+    this.#f64 = arena.f64;
+    this.#u8 = arena.u8;
+  }
+
   #take(hold: boolean): RawMessage | undefined {
     if (this.#gone) return undefined;
-    const i32 = this.#i32;
+    let i32 = this.#i32;
     if (this.#seenSentMsgs === this.#takenMsgs) {
       this.#seenSentMsgs = Atomics.load(i32, this.#in + P_MSGS);
       if (this.#seenSentMsgs === this.#takenMsgs) return undefined;
     }
+    if (this.#inRing === 0) {
+      this.#enterIn(Atomics.load(i32, this.#in + C_RING));
+      i32 = this.#i32;
+    }
     let at = this.#tail;
-    if (i32[(this.#inData + at) >> 2] === WRAP) at = 0;
+    for (;;) {
+      const len = i32[(this.#inData + at) >> 2] as number;
+      if (len === WRAP) {
+        at = 0;
+      } else if (len === MOVED) {
+        at = 0;
+        this.#nextInRing();
+        i32 = this.#i32;
+      } else {
+        break;
+      }
+    }
     const word = (this.#inData + at) >> 2;
     const bytes = i32[word] as number;
     const type = (i32[word + 1] as number) >>> 0;
     const handleCount = i32[word + 2] as number;
+    const block = i32[word + 3] as number;
     const start = this.#inData + at + RECORD_HEADER;
     const data = copyRange(this.#u8, start, bytes);
     at += recordSize(bytes);
-    this.#tail = at === this.#ringSize ? 0 : at;
+    this.#tail = at === this.#inSize ? 0 : at;
     this.#takenMsgs = (this.#takenMsgs + 1) | 0;
     this.#takenBytes = (this.#takenBytes + bytes) | 0;
     if (hold) {
       this.#heldMsgs++;
       this.#heldBytes += bytes;
     }
+    // Taken, before the producer may reuse the record: a reader standing in for this one if
+    // this thread dies (see dropUnread) must not free the block again, though the progress
+    // published may not count this message yet.
+    if (handleCount !== 0) i32[word + 3] = 0;
     this.#taken();
-    const handles = handleCount === 0 ? NO_HANDLES : this.#receiveHandles(handleCount);
-    return { type, data, handles };
+    if (handleCount === 0) return { type, data, handles: NO_HANDLES };
+    return { type, data, handles: this.#readHandles(handleCount, block) };
+  }
+
+  /** The producer moved on to the next ring: follow it and free the one it left. */
+  #nextInRing(): void {
+    const old = this.#inRing;
+    const next = this.#i32[(old + R_NEXT) >> 2] as number;
+    this.#enterIn(next);
+    this.#tail = 0;
+    // Tail before ring: a producer that sees the new ring finds the tail that goes with it;
+    // and the count with both, for a reader standing in for this one (see dropUnread).
+    this.#i32[this.#in + C_TAKEN] = this.#takenMsgs;
+    Atomics.store(this.#i32, this.#in + C_TAIL, 0);
+    Atomics.store(this.#i32, this.#in + C_RING, next);
+    this.#arena.free(old);
   }
 
   /**
@@ -426,39 +655,78 @@ export class SharedEndpoint implements Endpoint {
       this.#publishTaken();
     } else if (!this.#publishQueued) {
       this.#publishQueued = true;
+      this.#publishLater ??= () => {
+        this.#publishQueued = false;
+        if (!this.#gone) this.#publishTaken(true);
+      };
       queueMicrotask(this.#publishLater);
     }
   }
 
-  /** Held messages (see `takeHeld`) are left out: the producer sees no room for them yet. */
-  #publishTaken(force = false): void {
-    if (this.#unpublished === 0 && !force) return;
+  /**
+   * Held messages (see `takeHeld`) are left out: the producer sees no room for them yet. A
+   * producer that spins sees every publication; one that sleeps is woken only once half the
+   * queue is free (by messages or by bytes), the queue is drained, or this task ends
+   * (`wake`): a wake-up costs tens of
+   * microseconds on both sides, and one per few messages made a sender at the default
+   * capacity of 32 spend its time being woken for a handful of slots.
+   */
+  #publishTaken(wake = false): void {
+    const unpublished = this.#unpublished;
+    if (unpublished === 0 && !wake) return;
     this.#unpublished = 0;
     const i32 = this.#i32;
+    // Ring space is free once read, held or not: the data was copied out.
+    i32[this.#in + C_TAKEN] = this.#takenMsgs;
+    Atomics.store(i32, this.#in + C_TAIL, this.#tail);
     i32[this.#in + C_BYTES] = (this.#takenBytes - this.#heldBytes) | 0;
     Atomics.store(i32, this.#in + C_MSGS, (this.#takenMsgs - this.#heldMsgs) | 0);
-    wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
+    if (
+      wake ||
+      this.#seenSentMsgs === this.#takenMsgs ||
+      2 * ((this.#takenMsgs - this.#wokenAtMsgs) >>> 0) >= this.limits.capacity ||
+      2 * ((this.#takenBytes - this.#wokenAtBytes) >>> 0) >= this.limits.capacityBytes
+    ) {
+      this.#wokenAtMsgs = this.#takenMsgs;
+      this.#wokenAtBytes = this.#takenBytes;
+      wakeIfSleeping(i32, this.#f64, this.#in + WRITER_WAKE, this.#in + WRITER_WOKEN_AT);
+    }
   }
 
   armReadable(): void {
+    this.#read ??= watch(
+      this.#in + READER_WAKE,
+      this.#in + READER_WOKEN_AT,
+      this.#policy,
+      () => Atomics.load(this.#i32, this.#in + P_MSGS) !== this.#takenMsgs,
+    );
     this.#arm(this.#read);
   }
 
   armWritable(): void {
+    this.#room ??= watch(
+      this.#out + WRITER_WAKE,
+      this.#out + WRITER_WOKEN_AT,
+      this.#policy,
+      () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark,
+    );
     this.#arm(this.#room);
   }
 
   disarmWritable(): void {
-    this.#room.armed = false;
+    const room = this.#room;
+    if (room === undefined) return;
+    room.armed = false;
     // Ends our own wait, which would keep this thread alive for nobody.
-    if (this.#room.sleeping) Atomics.notify(this.#i32, this.#room.word);
+    if (room.sleeping) Atomics.notify(this.#i32, room.word);
   }
 
   isPeer(other: HandleState): boolean {
     const state = other instanceof LocalEndpoint ? (other.remote ?? other) : other;
     return (
       state instanceof SharedEndpoint &&
-      state.#pairId === this.#pairId &&
+      state.#arena === this.#arena &&
+      state.#slot === this.#slot &&
       state.#side !== this.#side
     );
   }
@@ -466,46 +734,106 @@ export class SharedEndpoint implements Endpoint {
   close(): void {
     if (this.#gone) return;
     const i32 = this.#i32;
-    Atomics.store(i32, CLOSED + this.#side, 1);
-    // The peer may sleep on either of its words; it re-checks `closed` when it wakes.
-    Atomics.notify(i32, this.#out + READER_WAKE);
-    Atomics.notify(i32, this.#in + WRITER_WAKE);
+    const c = this.#c;
+    Atomics.store(i32, c + CLOSED + this.#side, 1);
+    // A peer that sleeps on either of its words re-checks `closed` when it wakes; one that
+    // stores its flag after our store sees `closed` before it sleeps.
+    notifyIfSleeping(i32, this.#out + READER_WAKE);
+    notifyIfSleeping(i32, this.#in + WRITER_WAKE);
     for (let m = this.take(); m !== undefined; m = this.take()) {
       this.counters.discarded++;
       for (const handle of m.handles) handle.close();
     }
-    const peer = sidesHere.get(this.#pairId)?.[1 - this.#side]?.deref();
+    const peer = sidesIn(this.#arena).get(this.#slot + 1 - this.#side);
+    if (peer === undefined) {
+      const other = 1 - this.#side;
+      this.#arena.notifyThread(Atomics.load(i32, c + OWNER + other), this.#slot + other);
+    }
     this.#leave();
-    this.#port.close();
-    this.#life.close();
     if (peer !== undefined) peer.#peerDied();
+    release(this.#arena, this.#slot, this.#side);
   }
 
-  /** Hands this side to a token for another thread; this object is dead afterwards. */
-  moveOut(transfer: Transferable[]): EndpointToken {
+  /** Hands this side over for another thread; this object is dead afterwards. */
+  moveOut(): Travel {
     const i32 = this.#i32;
     i32[this.#out + P_HEAD] = this.#head;
-    i32[this.#in + C_TAIL] = this.#tail;
-    const generation = Atomics.add(i32, GENERATION + this.#side, 1) + 1;
+    i32[this.#out + P_RING] = this.#outRing;
+    i32[this.#out + P_RING_START] = this.#ringStart;
+    Atomics.store(i32, this.#c + OWNER + this.#side, 0);
+    const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
     this.#leave();
-    // A port closed by its peer's death cannot travel; the peer is gone, so a new one will do
-    // (a closed data port has nothing queued: its close came after everything sent).
-    const port = this.#portClosed ? new MessageChannel().port1 : this.#port;
-    const life = this.#lifeClosed ? new MessageChannel().port1 : this.#life;
-    guard(life);
-    transfer.push(port, life);
     const { sent, received, dropped, backpressured, discarded } = this.counters;
     return {
-      version: TOKEN_VERSION,
-      memory: this.#memory,
+      arena: this.#arena,
+      slot: this.#slot,
       side: this.#side,
       generation,
-      port,
-      life,
-      transfer: [port, life],
+      pairId: this.#pairId,
       limits: this.limits,
       counters: { sent, received, dropped, backpressured, discarded },
     };
+  }
+
+  static #fromDescriptor(arena: Arena, w: number): SharedEndpoint {
+    const i32 = arena.i32;
+    const f64 = arena.f64;
+    const f = (w + 10) >> 1;
+    const limits = Object.freeze({
+      capacity: i32[w + 6] as number,
+      capacityBytes: i32[w + 7] as number,
+      maxMessageBytes: i32[w + 8] as number,
+      maxHandles: i32[w + 9] as number,
+    });
+    const counters = {
+      sent: f64[f] as number,
+      received: f64[f + 1] as number,
+      dropped: f64[f + 2] as number,
+      backpressured: f64[f + 3] as number,
+      discarded: f64[f + 4] as number,
+    };
+    return SharedEndpoint.#adopt(
+      arenaOf(i32[w + 1] as number),
+      i32[w + 2] as number,
+      i32[w + 3] as number,
+      i32[w + 4] as number,
+      i32[w + 5] as number,
+      limits,
+      counters,
+      resolveWakePolicy(),
+    );
+  }
+
+  /** Moves `handles` into a block of this pair's arena; the reader frees it. */
+  #writeHandles(handles: readonly HandleState[]): number {
+    const arena = this.#arena;
+    const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
+    if (block === 0) throw exhausted();
+    this.#refresh(block + handles.length * HANDLE_BYTES);
+    for (let i = 0; i < handles.length; i++) {
+      exportHandle(handles[i] as HandleState, arena, (block + i * HANDLE_BYTES) >> 2);
+    }
+    return block;
+  }
+
+  #readHandles(count: number, block: number): HandleState[] {
+    const arena = this.#arena;
+    this.#refresh(block + count * HANDLE_BYTES);
+    const handles: HandleState[] = [];
+    let error: unknown;
+    for (let i = 0; i < count; i++) {
+      try {
+        handles.push(importHandle(arena, (block + i * HANDLE_BYTES) >> 2));
+      } catch (err) {
+        error ??= err;
+      }
+    }
+    arena.free(block);
+    if (error !== undefined) {
+      for (const handle of handles) handle.close();
+      throw error;
+    }
+    return handles;
   }
 
   #fits(bytes: number): boolean {
@@ -514,23 +842,90 @@ export class SharedEndpoint implements Endpoint {
     return queued < this.limits.capacity && queuedBytes + bytes <= this.limits.capacityBytes;
   }
 
-  /** Appends a record the limits admitted: layout.ts sizes the ring so it always fits. */
-  #write(type: number, data: Uint8Array, handleCount: number): void {
+  /**
+   * Where a record of `size` bytes goes in the current ring, or -1 when it has no room. The
+   * consumer's published tail counts only once it reads this ring; before, nothing of it is
+   * free. The ring never fills completely, so head = tail means empty.
+   */
+  #placeFor(size: number): number {
     const i32 = this.#i32;
+    const head = this.#head;
+    const ringSize = this.#outSize;
+    const tail =
+      Atomics.load(i32, this.#out + C_RING) === this.#outRing
+        ? Atomics.load(i32, this.#out + C_TAIL)
+        : 0;
+    if (tail <= head) {
+      if (head + size < ringSize || (head + size === ringSize && tail !== 0)) return head;
+      return size < tail ? 0 : -1;
+    }
+    return head + size < tail ? head : -1;
+  }
+
+  /**
+   * Continues in a new ring that takes a record of `size` bytes: twice the old one (a message
+   * that found no room), or a small one again (a large ring whose queue emptied).
+   */
+  #switchRing(size: number, grow: boolean): void {
+    const wanted = grow
+      ? Math.max(2 * this.#outSize, size + RECORD_HEADER)
+      : Math.max(MIN_RING_BLOCK, 4 * size);
+    const bytes = Math.max(
+      Math.min(wanted, this.#maxRing),
+      size + RECORD_HEADER,
+      MIN_RING_BLOCK - 2 * RING_HEADER,
+    );
+    const ring = this.#arena.alloc(bytes + RING_HEADER, KIND_RING);
+    if (ring === 0) throw exhausted();
+    const old = this.#outRing;
+    const oldData = this.#outData;
+    this.#enterOut(ring);
+    const i32 = this.#i32;
+    i32[(ring + R_NEXT) >> 2] = 0;
+    if (old === 0) {
+      // The first ring: the consumer starts here.
+      Atomics.store(i32, this.#out + C_RING, ring);
+    } else {
+      i32[(old + R_NEXT) >> 2] = ring;
+      i32[(oldData + this.#head) >> 2] = MOVED;
+    }
+    this.#head = 0;
+    this.#ringStart = this.#sentMsgs;
+    this.#ringWrites = 0;
+    this.#ringLargest = 0;
+  }
+
+  /** Appends a record the limits admitted, in a larger ring when this one has no room. */
+  #write(type: number, data: Uint8Array, handleCount: number, block: number): void {
     const bytes = data.byteLength;
     const size = recordSize(bytes);
-    let at = this.#head;
-    if (at + size > this.#ringSize) {
-      i32[(this.#outData + at) >> 2] = WRAP;
+    if (this.#outRing === 0) this.#switchRing(size, true);
+    else if (
+      this.#outSize > SHRINK_ABOVE &&
+      this.#ringWrites >= SHRINK_AFTER &&
+      this.#seenTakenMsgs === this.#sentMsgs &&
+      16 * Math.max(size, this.#ringLargest) < this.#outSize &&
+      Atomics.load(this.#i32, this.#out + C_RING) === this.#outRing
+    ) {
+      this.#switchRing(size, false);
+    }
+    this.#ringWrites++;
+    if (size > this.#ringLargest) this.#ringLargest = size;
+    let at = this.#placeFor(size);
+    if (at < 0) {
+      this.#switchRing(size, true);
       at = 0;
     }
+    const i32 = this.#i32;
+    if (at === 0 && this.#head !== 0) i32[(this.#outData + this.#head) >> 2] = WRAP;
     const word = (this.#outData + at) >> 2;
     i32[word] = bytes;
     i32[word + 1] = type | 0;
     i32[word + 2] = handleCount;
+    i32[word + 3] = block;
     if (bytes > 0) this.#u8.set(data, this.#outData + at + RECORD_HEADER);
     at += size;
-    this.#head = at === this.#ringSize ? 0 : at;
+    this.#head = at === this.#outSize ? 0 : at;
     this.#sentMsgs = (this.#sentMsgs + 1) | 0;
     this.#sentBytes = (this.#sentBytes + bytes) | 0;
     // One fenced store per message: the byte count rides on the message count's release.
@@ -545,18 +940,6 @@ export class SharedEndpoint implements Endpoint {
       }
     }
     wakeIfSleeping(i32, this.#f64, this.#out + READER_WAKE, this.#out + READER_WOKEN_AT);
-  }
-
-  #receiveHandles(count: number): HandleState[] {
-    const received = receiveMessageOnPort(this.#port);
-    const tokens = received?.message as HandleToken[] | undefined;
-    if (!Array.isArray(tokens) || tokens.length !== count) {
-      throw new IpcError(
-        'INVALID_MESSAGE',
-        `a message announced ${count} handles but ${tokens?.length ?? 0} arrived with it`,
-      );
-    }
-    return tokens.map(importState);
   }
 
   /**
@@ -612,11 +995,11 @@ export class SharedEndpoint implements Endpoint {
     if (this.#gone) return;
     const read = this.#read;
     const write = this.#room;
-    if (read.armed && read.ready()) {
+    if (read?.armed && read.ready()) {
       read.armed = false;
       this.events?.readable();
     }
-    if (write.armed && write.ready()) {
+    if (write?.armed && write.ready()) {
       write.armed = false;
       this.#writeMark = Atomics.load(this.#i32, this.#out + C_MSGS);
       this.events?.writable();
@@ -624,70 +1007,69 @@ export class SharedEndpoint implements Endpoint {
     if (this.peerClosed) {
       if (!this.#peerReported) {
         this.#peerReported = true;
-        read.armed = false;
-        write.armed = false;
+        if (read !== undefined) read.armed = false;
+        if (write !== undefined) write.armed = false;
         this.events?.peerClosed();
       }
       return;
     }
-    if (read.armed && !read.sleeping) this.#arm(read);
-    if (write.armed && !write.sleeping) this.#arm(write);
+    if (read?.armed && !read.sleeping) this.#arm(read);
+    if (write?.armed && !write.sleeping) this.#arm(write);
   }
 
-  /** The peer's ports closed: it closed (the flag is already set) or its thread died. */
+  /** The peer closed (its flag is set) or its thread died (its parent set the flag). */
   #peerDied(): void {
     if (this.#gone) return;
-    Atomics.store(this.#i32, CLOSED + 1 - this.#side, 1);
-    // Wake this side's own sleepers so they stop holding the thread.
-    Atomics.notify(this.#i32, this.#in + READER_WAKE);
-    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+    this.#wakeOwn();
     this.#dispatch();
   }
 
+  /** Reports a peer that closed in another thread; see `onThreadWake`. */
+  static poll(side: SharedEndpoint): void {
+    if (!side.#gone && !side.#peerReported && side.peerClosed) side.#peerDied();
+  }
+
+  static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
+    return SharedEndpoint.#fromDescriptor(arena, w);
+  }
+
   #leave(): void {
-    this.#publishTaken();
+    this.#publishTaken(true);
     this.#gone = true;
-    const sides = sidesHere.get(this.#pairId);
-    if (sides !== undefined) {
-      sides[this.#side] = undefined;
-      if (sides[1 - this.#side] === undefined) sidesHere.delete(this.#pairId);
-    }
+    sidesIn(this.#arena).delete(this.#slot + this.#side);
     this.events = undefined;
-    this.#port.off('close', this.#onPortClose);
-    this.#life.off('close', this.#onLifeClose);
     // Our own pending waits would otherwise hold the thread, or steal the next owner's wake-ups.
-    Atomics.notify(this.#i32, this.#in + READER_WAKE);
-    Atomics.notify(this.#i32, this.#out + WRITER_WAKE);
+    this.#wakeOwn();
+  }
+
+  /** Ends this side's own sleeps (a notify is a system call; skip it when nothing sleeps). */
+  #wakeOwn(): void {
+    if (this.#read?.sleeping) Atomics.notify(this.#i32, this.#read.word);
+    if (this.#room?.sleeping) Atomics.notify(this.#i32, this.#room.word);
   }
 }
 
-/**
- * Ports of tokens not yet imported, and whether their peer closed meanwhile: the 'close' event
- * would otherwise be lost, and an endpoint imported in this thread would wait forever. When
- * the token is transferred instead, this port object dies and the mark with it.
- */
-const guarded = new WeakMap<MessagePort, { closed: boolean; listener: () => void }>();
+onThreadWake((arena, keys) => {
+  const sides = sidesHere.get(arena);
+  if (sides === undefined) return;
+  if (keys === null) {
+    for (const side of sides.values()) SharedEndpoint.poll(side);
+    return;
+  }
+  for (const key of keys) {
+    const side = (key & PIPE_KEY) === 0 ? sides.get(key) : undefined;
+    if (side !== undefined) SharedEndpoint.poll(side);
+  }
+});
 
-function guard(port: MessagePort): void {
-  const entry = {
-    closed: false,
-    listener: () => {
-      entry.closed = true;
-    },
-  };
-  guarded.set(port, entry);
-  port.on('close', entry.listener);
-  port.unref();
-}
-
-/** Ends the guard of a token's port; says whether the port closed while it was guarded. */
-function stopGuarding(port: MessagePort): boolean {
-  const entry = guarded.get(port);
-  if (entry === undefined) return false;
-  guarded.delete(port);
-  port.off('close', entry.listener);
-  return entry.closed;
-}
+onThreadsDied((arena, dead) => {
+  for (const slot of arena.blocks(KIND_SLOT)) {
+    for (let side = 0; side < 2; side++) {
+      if (dead.has(Atomics.load(arena.i32, (slot >> 2) + OWNER + side)))
+        closeSide(arena, slot, side);
+    }
+  }
+});
 
 function checkToken(token: EndpointToken): void {
   const t = token as Partial<EndpointToken> | null;
@@ -698,8 +1080,9 @@ function checkToken(token: EndpointToken): void {
     !(t.memory instanceof SharedArrayBuffer) ||
     (t.side !== 0 && t.side !== 1) ||
     !Number.isInteger(t.generation) ||
-    typeof t.port?.postMessage !== 'function' ||
-    typeof t.life?.postMessage !== 'function' ||
+    !Number.isInteger(t.slot) ||
+    !Number.isInteger(t.arena) ||
+    !Number.isInteger(t.pairId) ||
     typeof t.limits !== 'object' ||
     typeof t.counters !== 'object'
   ) {
@@ -707,6 +1090,10 @@ function checkToken(token: EndpointToken): void {
       'INVALID_ARGUMENT',
       `expected a token from exportEndpoint() (${TOKEN_VERSION}), got ${describe(token)}`,
     );
+  }
+  const slot = t.slot as number;
+  if (slot <= 0 || slot % 16 !== 0 || slot + SLOT_BYTES > t.memory.byteLength) {
+    throw new IpcError('INVALID_ARGUMENT', `an endpoint token names no slot at ${slot}`);
   }
 }
 
@@ -718,7 +1105,11 @@ function describe(value: unknown): string {
 /** Throws HANDLE_NOT_MOVABLE for a handle this transport cannot carry to another thread. */
 export function checkMovable(state: HandleState): void {
   const target = state instanceof LocalEndpoint ? (state.remote ?? state) : state;
-  if (target instanceof SharedEndpoint || target instanceof PipeEndState) return;
+  if (target instanceof SharedEndpoint) return;
+  if (target instanceof PipeEndState) {
+    checkPipeMovable(target);
+    return;
+  }
   if (target instanceof LocalEndpoint) {
     checkRingLimits(target.limits);
     return;
@@ -729,33 +1120,76 @@ export function checkMovable(state: HandleState): void {
   );
 }
 
-/**
- * Turns a handle state into a token for another thread; the state is dead afterwards. Data
- * pipe ends go as their own module makes them travel.
- */
-export function exportState(state: HandleState, transfer: Transferable[]): HandleToken {
-  checkMovable(state);
-  if (!(state instanceof PipeEndState)) return exportEndpointState(state, transfer);
-  const token = pipeStateToToken(state);
-  transfer.push(token.port);
-  return token;
+/** Writes a handle as a descriptor at int32 index `w` of `arena`; the state is dead after. */
+function exportHandle(state: HandleState, arena: Arena, w: number): void {
+  if (state instanceof PipeEndState) {
+    arena.i32[w] = HANDLE_PIPE;
+    writePipeHandle(state, arena, w + 1);
+    return;
+  }
+  describeTravel(travelOf(state), arena, w);
+}
+
+/** Writes a travelling side as a handle descriptor at int32 index `w` of `arena`. */
+function describeTravel(t: Travel, arena: Arena, w: number): void {
+  const i32 = arena.i32;
+  i32[w] = HANDLE_CHANNEL;
+  i32[w + 1] = t.arena.id;
+  i32[w + 2] = t.slot;
+  i32[w + 3] = t.side;
+  i32[w + 4] = t.generation;
+  i32[w + 5] = t.pairId;
+  i32[w + 6] = t.limits.capacity;
+  i32[w + 7] = t.limits.capacityBytes;
+  i32[w + 8] = t.limits.maxMessageBytes;
+  i32[w + 9] = t.limits.maxHandles;
+  const f = (w + 10) >> 1;
+  const f64 = arena.f64;
+  f64[f] = t.counters.sent;
+  f64[f + 1] = t.counters.received;
+  f64[f + 2] = t.counters.dropped;
+  f64[f + 3] = t.counters.backpressured;
+  f64[f + 4] = t.counters.discarded;
+}
+
+function importHandle(arena: Arena, w: number): HandleState {
+  const kind = arena.i32[w];
+  if (kind === HANDLE_PIPE) return readPipeHandle(arena, w + 1);
+  if (kind === HANDLE_CHANNEL) return SharedEndpoint.fromDescriptor(arena, w);
+  throw new IpcError('INVALID_MESSAGE', `a message carries a handle of unknown kind ${kind}`);
+}
+
+/** Turns a channel endpoint that {@link checkMovable} accepted into a token; it is dead after. */
+export function exportEndpointState(state: HandleState): EndpointToken {
+  const t = travelOf(state);
+  return {
+    version: TOKEN_VERSION,
+    memory: t.arena.buffer,
+    arena: t.arena.id,
+    slot: t.slot,
+    side: t.side,
+    generation: t.generation,
+    pairId: t.pairId,
+    transfer: [],
+    limits: t.limits,
+    counters: t.counters,
+  };
 }
 
 /**
- * {@link exportState} for a channel endpoint that {@link checkMovable} accepted. A local end
- * whose peer stays becomes one side of a new shared pair: the peer forwards to the other side,
- * and the messages queued on both are replayed into the rings.
+ * The side that travels for `state`. A local end whose peer stays becomes side 1 of a new
+ * shared pair, the peer forwarding to side 0; the messages queued on both are replayed into
+ * the rings. Side 1 is built here only when it has messages to replay.
  */
-export function exportEndpointState(state: HandleState, transfer: Transferable[]): EndpointToken {
-  if (state instanceof SharedEndpoint) return state.moveOut(transfer);
+function travelOf(state: HandleState): Travel {
+  if (state instanceof SharedEndpoint) return state.moveOut();
   const local = state as LocalEndpoint;
   const remote = local.takeRemote();
-  if (remote !== undefined) return exportEndpointState(remote, transfer);
+  if (remote !== undefined) return travelOf(remote);
   let stay: SharedEndpoint | undefined;
-  let leave: SharedEndpoint | undefined;
   let forPeer: RawMessage[] = [];
   const own = local.detach((peerSide) => {
-    [stay, leave] = SharedEndpoint.pair(
+    stay = SharedEndpoint.open(
       peerSide.limits,
       [peerSide.counters, local.counters],
       resolveWakePolicy(),
@@ -763,20 +1197,18 @@ export function exportEndpointState(state: HandleState, transfer: Transferable[]
     forPeer = peerSide.queued;
     return stay;
   });
-  if (stay === undefined || leave === undefined) {
+  if (stay === undefined) {
     // The peer is gone already: the traveller still needs a ring to drain what it holds.
-    [stay, leave] = SharedEndpoint.pair(
-      own.limits,
-      [newCounters(), own.counters],
-      resolveWakePolicy(),
-    );
+    stay = SharedEndpoint.open(own.limits, [newCounters(), own.counters], resolveWakePolicy());
     replay(stay, own.queued);
     stay.close();
-  } else {
-    replay(stay, own.queued);
-    replay(leave, forPeer);
+    return SharedEndpoint.otherTravelling(stay, own.counters);
   }
-  return leave.moveOut(transfer);
+  replay(stay, own.queued);
+  if (forPeer.length === 0) return SharedEndpoint.otherTravelling(stay, own.counters);
+  const leave = SharedEndpoint.other(stay, own.counters);
+  replay(leave, forPeer);
+  return leave.moveOut();
 }
 
 function replay(into: SharedEndpoint, messages: RawMessage[]): void {

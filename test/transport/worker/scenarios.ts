@@ -162,6 +162,39 @@ const scenarios: Record<string, () => unknown> = {
     ch.close();
   },
 
+  /**
+   * Move churn: each message brings a channel; answers the message waiting on it, then sends
+   * the channel back.
+   */
+  async bounce() {
+    const ch = importEndpoint(data.token);
+    for await (const m of ch) {
+      const [handle] = m.handles;
+      if (!(handle instanceof Channel)) throw new Error('expected a channel handle');
+      const got = await handle.recv();
+      handle.send({ type: got.type + 1 });
+      await ch.sendWait({ type: 0, handles: [handle] });
+    }
+  },
+
+  /**
+   * Keeps every channel that arrives (up to `count`), sends one message on each, reports, and
+   * closes them all when the parent says so.
+   */
+  async holdMany() {
+    const ch = importEndpoint(data.token);
+    const held: Channel[] = [];
+    while (held.length < data.count) {
+      for (const handle of (await ch.recv()).handles) held.push(handle as Channel);
+    }
+    for (const h of held) h.send({ type: 1, data: pattern(0, data.size) });
+    port.postMessage('sent');
+    port.once('message', () => {
+      for (const h of held) h.close();
+      ch.close();
+    });
+  },
+
   /** Hands its imported endpoint back to the parent, re-exported. */
   reexport() {
     const ch = importEndpoint(data.token);

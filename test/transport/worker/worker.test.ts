@@ -231,6 +231,21 @@ describe('worker transport, one end in a worker', () => {
       await exitCode(echo.worker);
     });
 
+    it('a reader that dies with channels and pipe ends unread in its queue: their far ends see it closed', async () => {
+      const { here, worker } = withWorker('hold');
+      assert.equal(await nextMessage(worker), 'ready');
+      const [x, y] = Channel.pair();
+      const [producer, consumer] = DataPipe.create({ capacityBytes: 1024 });
+      here.send({ type: 0, handles: [x, consumer] });
+      await worker.terminate();
+      assert.equal(await y.closed, 'peer');
+      await producer.closed;
+      throwsCode(() => producer.write(new Uint8Array(1)), 'PEER_CLOSED');
+      here.close();
+      y.close();
+      producer.close();
+    });
+
     it('a pending recv in the worker rejects with PEER_CLOSED when this side closes; it exits', async () => {
       const { here, worker } = withWorker('echo');
       here.close();

@@ -2,7 +2,7 @@
  * How a waiting endpoint gets back to work: a short busy-wait while messages come fast, then
  * sleep on `Atomics.waitAsync`. docs/worker.md explains the trade-off.
  */
-import { IpcError } from '../../errors.js';
+import { IpcError } from '../errors.js';
 
 export interface WakePolicy {
   /**

@@ -1,0 +1,483 @@
+/**
+ * Shared memory that the threads of a process allocate channel state from: one growable
+ * SharedArrayBuffer (an arena) that every thread holds, cut into power-of-two blocks that are
+ * reused as soon as they are freed. A per-pair SharedArrayBuffer sized for the worst case cost
+ * megabytes of address space per channel and came back only when the garbage collectors of
+ * both threads let go of it; a block comes back on `free`, from any thread.
+ *
+ * The arena reaches threads started after it through `setEnvironmentData`, and threads that
+ * made their own (started before this module loaded in their parent) through a
+ * BroadcastChannel, read synchronously when an unknown arena is named.
+ *
+ * It also keeps one entry per thread, so that the parent of a worker that died can mark what
+ * that worker owned (see `onThreadsDied`), and one wake word per thread, so that another
+ * thread can tell this one that something it owns changed (see `notifyThread`).
+ */
+
+import { randomInt } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import {
+  BroadcastChannel,
+  getEnvironmentData,
+  type MessagePort,
+  receiveMessageOnPort,
+  setEnvironmentData,
+  threadId,
+} from 'node:worker_threads';
+import { IpcError } from '../errors.js';
+import { waitAsync } from './wake.js';
+
+/** Address space one arena reserves; committed only as blocks are first used. */
+export const ARENA_RESERVE = 2 ** 29;
+const MIN_CLASS = 6;
+/** Largest block: 256 MiB. */
+export const MAX_BLOCK = 2 ** 28;
+const GROW_STEP = 2 ** 20;
+
+/** Header words (int32). The free-list heads are BigInt64 words from byte 64. */
+const MAGIC = 0;
+const TOP = 1;
+const ID = 2;
+const THREADS = 3;
+const LIVE_BYTES = 4;
+const LIVE_BLOCKS = 5;
+const HEADS = 8;
+const HEADER_BYTES = 512;
+const MAGIC_VALUE = 0x4654_4c41;
+
+/** A block's own header, before its payload: size class, kind, free-list link. */
+export const BLOCK_HEADER = 16;
+const B_CLASS = 0;
+const B_KIND = 1;
+const B_LINK = 2;
+export const KIND_SLOT = 1;
+export const KIND_RING = 2;
+export const KIND_PIPE = 3;
+const KIND_THREAD = 4;
+const KIND_FREE = 5;
+
+/** A thread's entry (int32 words of its payload). */
+const T_ID = 0;
+const T_PARENT = 1;
+const T_ALIVE = 2;
+const T_WAKE = 3;
+const T_NEXT = 4;
+/** Set when the mailbox was full: the thread then looks at everything it holds here. */
+const T_OVERFLOW = 5;
+const T_MAIL_HEAD = 6;
+const T_MAIL = 8;
+const MAIL_SLOTS = 64;
+const ENTRY_BYTES = (T_MAIL + MAIL_SLOTS) * 4;
+/**
+ * What a mailbox key names: a channel side (its slot offset plus the side, bit 1 clear) or a
+ * pipe ring (its offset with this bit set). Offsets of blocks are multiples of 16.
+ */
+export const PIPE_KEY = 2;
+
+/** ES2024's growable SharedArrayBuffer, which Node 20 has but the es2023 lib does not declare. */
+interface Growable {
+  readonly growable: boolean;
+  grow(bytes: number): void;
+}
+const GrowableBuffer = SharedArrayBuffer as unknown as new (
+  bytes: number,
+  options: { maxByteLength: number },
+) => SharedArrayBuffer;
+
+function growable(buffer: SharedArrayBuffer): SharedArrayBuffer & Growable {
+  return buffer as SharedArrayBuffer & Growable;
+}
+
+const arenaEvents = diagnosticsChannel.channel('ftl-ipc:worker:arena');
+
+export interface ArenaStats {
+  /** Identity of the arena (arenas of one process differ). */
+  id: number;
+  /** Address space reserved. */
+  reserved: number;
+  /** Bytes the arena has grown to: at most what the operating system has committed for it. */
+  size: number;
+  /** Bytes handed out as blocks so far (free blocks are reused before this grows). */
+  used: number;
+  /** Bytes of blocks in use now, and how many blocks. */
+  liveBytes: number;
+  liveBlocks: number;
+}
+
+export class Arena {
+  readonly buffer: SharedArrayBuffer;
+  readonly id: number;
+  /** Views over the arena as far as this thread has seen it grow; see `cover`. */
+  i32!: Int32Array;
+  u8!: Uint8Array;
+  f64!: Float64Array;
+  readonly #heads: BigInt64Array;
+  /** This thread's entry, made when the thread first uses the arena. */
+  #thread = 0;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.buffer = buffer;
+    this.#heads = new BigInt64Array(buffer, 0, HEADER_BYTES / 8);
+    this.#views();
+    this.id = this.i32[ID] as number;
+  }
+
+  static create(): Arena {
+    const buffer = new GrowableBuffer(GROW_STEP, { maxByteLength: ARENA_RESERVE });
+    const i32 = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    i32[ID] = randomInt(1, 2 ** 31 - 1);
+    i32[TOP] = HEADER_BYTES;
+    Atomics.store(i32, MAGIC, MAGIC_VALUE);
+    return new Arena(buffer);
+  }
+
+  /**
+   * Fixed-length views: a view that tracks a growable buffer's length was measured 5x slower
+   * per ring access. Memory allocated before a view was made is always inside it.
+   */
+  #views(): void {
+    const n = this.buffer.byteLength;
+    this.u8 = new Uint8Array(this.buffer, 0, n);
+    this.i32 = new Int32Array(this.buffer, 0, n >> 2);
+    this.f64 = new Float64Array(this.buffer, 0, n >> 3);
+  }
+
+  /** Makes this thread's views reach `end`, which another thread may have allocated. */
+  cover(end: number): void {
+    if (end > this.u8.length) this.#views();
+  }
+
+  /** This thread's entry offset, registering the thread on first use. */
+  get thread(): number {
+    if (this.#thread === 0) this.#thread = this.#register();
+    return this.#thread;
+  }
+
+  /**
+   * A block of at least `bytes` bytes of payload, or 0 when the arena is full. Only the block
+   * header is fresh: the payload holds whatever its last user left.
+   */
+  alloc(bytes: number, kind: number): number {
+    const k = Math.max(MIN_CLASS, Math.ceil(Math.log2(bytes + BLOCK_HEADER)));
+    const size = 2 ** k;
+    if (size > MAX_BLOCK) return 0;
+    let block = this.#pop(k);
+    if (block === 0) {
+      block = this.#bump(size);
+      if (block === 0) return 0;
+      this.i32[(block >> 2) + B_CLASS] = k;
+    }
+    this.cover(block + size);
+    Atomics.store(this.i32, (block >> 2) + B_KIND, kind);
+    Atomics.add(this.i32, LIVE_BYTES, size);
+    Atomics.add(this.i32, LIVE_BLOCKS, 1);
+    return block + BLOCK_HEADER;
+  }
+
+  /** Payload bytes of the block at `payload`. */
+  sizeOf(payload: number): number {
+    return 2 ** (this.i32[(payload - BLOCK_HEADER) >> 2] as number) - BLOCK_HEADER;
+  }
+
+  /** Returns a block from `alloc`, from any thread. */
+  free(payload: number): void {
+    const block = payload - BLOCK_HEADER;
+    const k = this.i32[(block >> 2) + B_CLASS] as number;
+    Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_FREE);
+    Atomics.sub(this.i32, LIVE_BYTES, 2 ** k);
+    Atomics.sub(this.i32, LIVE_BLOCKS, 1);
+    const heads = this.#heads;
+    for (;;) {
+      const head = Atomics.load(heads, HEADS + k);
+      this.i32[(block >> 2) + B_LINK] = Number(head & 0xffff_ffffn);
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(block);
+      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return;
+    }
+  }
+
+  /** Treiber stack per size class; the tag in the high word defeats ABA. */
+  #pop(k: number): number {
+    const heads = this.#heads;
+    for (;;) {
+      const head = Atomics.load(heads, HEADS + k);
+      const block = Number(head & 0xffff_ffffn);
+      if (block === 0) return 0;
+      this.cover(block + BLOCK_HEADER);
+      const link = Atomics.load(this.i32, (block >> 2) + B_LINK) >>> 0;
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(link);
+      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return block;
+    }
+  }
+
+  #bump(size: number): number {
+    const i32 = this.i32;
+    let top: number;
+    for (;;) {
+      top = Atomics.load(i32, TOP);
+      if (top + size > ARENA_RESERVE) return 0;
+      if (Atomics.compareExchange(i32, TOP, top, top + size) === top) break;
+    }
+    const end = top + size;
+    while (this.buffer.byteLength < end) {
+      const want = Math.min(
+        ARENA_RESERVE,
+        Math.ceil(Math.max(end, this.buffer.byteLength * 1.5) / GROW_STEP) * GROW_STEP,
+      );
+      try {
+        growable(this.buffer).grow(want);
+      } catch {
+        // Another thread grew it past `want` meanwhile.
+      }
+      if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'grow', ...this.stats() });
+    }
+    this.cover(end);
+    return top;
+  }
+
+  stats(): ArenaStats {
+    const i32 = this.i32;
+    return {
+      id: this.id,
+      reserved: ARENA_RESERVE,
+      size: this.buffer.byteLength,
+      used: Atomics.load(i32, TOP),
+      liveBytes: Atomics.load(i32, LIVE_BYTES),
+      liveBlocks: Atomics.load(i32, LIVE_BLOCKS),
+    };
+  }
+
+  /** Payload offsets of the blocks of `kind` in use, for a scan after a thread died. */
+  *blocks(kind: number): Generator<number> {
+    const top = Atomics.load(this.i32, TOP);
+    this.cover(top);
+    for (let block = HEADER_BYTES; block < top; ) {
+      const k = this.i32[(block >> 2) + B_CLASS] as number;
+      // A block whose header is not written yet: reserved an instant ago, by a live thread.
+      if (k < MIN_CLASS) return;
+      if (Atomics.load(this.i32, (block >> 2) + B_KIND) === kind) yield block + BLOCK_HEADER;
+      block += 2 ** k;
+    }
+  }
+
+  #register(): number {
+    const entry = this.alloc(ENTRY_BYTES, KIND_THREAD);
+    if (entry === 0) throw exhausted();
+    const i32 = this.i32;
+    const w = entry >> 2;
+    i32.fill(0, w, w + ENTRY_BYTES / 4);
+    i32[w + T_ID] = threadId;
+    i32[w + T_PARENT] = parentThreadId;
+    i32[w + T_WAKE] = 0;
+    Atomics.store(i32, w + T_ALIVE, 1);
+    for (;;) {
+      const head = Atomics.load(i32, THREADS);
+      i32[w + T_NEXT] = head;
+      if (Atomics.compareExchange(i32, THREADS, head, entry) === head) break;
+    }
+    watchThreadWord(this, w);
+    return entry;
+  }
+
+  /**
+   * Tells the thread whose entry is `entry` that what `key` names changed (see PIPE_KEY): in
+   * the entry's mailbox, so that the thread looks at that alone; when the mailbox is full,
+   * the thread looks at everything it holds in this arena.
+   */
+  notifyThread(entry: number, key: number): void {
+    if (entry === 0) return;
+    if (entry === this.#thread) {
+      deliver(this, key);
+      return;
+    }
+    const i32 = this.i32;
+    const w = entry >> 2;
+    const slot = Atomics.add(i32, w + T_MAIL_HEAD, 1) & (MAIL_SLOTS - 1);
+    if (Atomics.compareExchange(i32, w + T_MAIL + slot, 0, key) !== 0) {
+      Atomics.store(i32, w + T_OVERFLOW, 1);
+    }
+    if (Atomics.compareExchange(i32, w + T_WAKE, 0, 1) === 0) Atomics.notify(i32, w + T_WAKE);
+  }
+
+  /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
+  markDead(id: number): Set<number> {
+    const i32 = this.i32;
+    const entries: number[] = [];
+    for (let e = Atomics.load(i32, THREADS); e !== 0; e = i32[(e >> 2) + T_NEXT] as number) {
+      this.cover(e + ENTRY_BYTES);
+      entries.push(e);
+    }
+    const deadIds = new Set([id]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const e of entries) {
+        const tid = i32[(e >> 2) + T_ID] as number;
+        if (!deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
+          deadIds.add(tid);
+          grew = true;
+        }
+      }
+    }
+    const dead = new Set<number>();
+    for (const e of entries) {
+      if (!deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
+      if (Atomics.exchange(i32, (e >> 2) + T_ALIVE, 0) === 1) dead.add(e);
+    }
+    return dead;
+  }
+}
+
+export function exhausted(): IpcError {
+  return new IpcError(
+    'HANDLE_NOT_MOVABLE',
+    `the shared memory for channels between threads is exhausted (${ARENA_RESERVE} bytes reserved per arena); close channels or lower their limits`,
+  );
+}
+
+const ENV_ARENA = 'ftl-ipc/arena';
+const ENV_PARENT = 'ftl-ipc/thread';
+const parentThreadId = (getEnvironmentData(ENV_PARENT) as number | undefined) ?? -1;
+setEnvironmentData(ENV_PARENT, threadId);
+
+const known = new Map<number, Arena>();
+const announce = new BroadcastChannel('ftl-ipc/arenas');
+announce.unref();
+announce.onmessage = (event) => adoptBuffer((event as MessageEvent).data);
+
+function adoptBuffer(value: unknown): Arena | undefined {
+  if (!(value instanceof SharedArrayBuffer) || !growable(value).growable) return undefined;
+  const id = new Int32Array(value, 0, 4)[ID] as number;
+  let arena = known.get(id);
+  if (arena === undefined) {
+    arena = new Arena(value);
+    known.set(id, arena);
+  }
+  return arena;
+}
+
+let home: Arena = (() => {
+  const inherited = adoptBuffer(getEnvironmentData(ENV_ARENA));
+  if (inherited !== undefined) return inherited;
+  const arena = Arena.create();
+  known.set(arena.id, arena);
+  setEnvironmentData(ENV_ARENA, arena.buffer);
+  announce.postMessage(arena.buffer);
+  return arena;
+})();
+
+/** The arena new pairs are allocated from in this thread. */
+export function homeArena(): Arena {
+  return home;
+}
+
+/**
+ * Allocates from the home arena, and from a new one (announced to every thread) when it is
+ * full. Throws when even a new arena cannot hold the block.
+ */
+export function allocate(bytes: number, kind: number): { arena: Arena; offset: number } {
+  let offset = home.alloc(bytes, kind);
+  if (offset === 0 && bytes + BLOCK_HEADER <= MAX_BLOCK) {
+    home = Arena.create();
+    known.set(home.id, home);
+    setEnvironmentData(ENV_ARENA, home.buffer);
+    announce.postMessage(home.buffer);
+    if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...home.stats() });
+    offset = home.alloc(bytes, kind);
+  }
+  if (offset === 0) throw exhausted();
+  return { arena: home, offset };
+}
+
+/** The arena with this id; `buffer` (from a token) registers it when it is new here. */
+export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
+  let arena = known.get(id) ?? (buffer === undefined ? undefined : adoptBuffer(buffer));
+  // Announced by a thread that made it: the announcement is queued here already.
+  while (arena === undefined) {
+    const m = receiveMessageOnPort(announce as unknown as MessagePort);
+    if (m === undefined) break;
+    adoptBuffer(m.message);
+    arena = known.get(id);
+  }
+  if (arena === undefined) {
+    throw new IpcError('INVALID_MESSAGE', `a message names shared memory ${id} unknown here`);
+  }
+  return arena;
+}
+
+/** Every arena this thread knows. */
+export function arenas(): IterableIterator<Arena> {
+  return known.values();
+}
+
+/** Shared memory of the arenas this thread knows; also published on `ftl-ipc:worker:arena`. */
+export function sharedMemoryStats(): ArenaStats[] {
+  return [...known.values()].map((a) => a.stats());
+}
+
+/**
+ * What to do when another thread wakes this one: channels and pipes look at the ends the keys
+ * name, or at all of theirs in the arena for `null`.
+ */
+type WakeHandler = (arena: Arena, keys: Set<number> | null) => void;
+const wakeHandlers: WakeHandler[] = [];
+/** Keys to look at, per arena, when the current task ends; `null` for everything. */
+const pending = new Map<Arena, Set<number> | null>();
+
+export function onThreadWake(handler: WakeHandler): void {
+  wakeHandlers.push(handler);
+}
+
+function deliver(arena: Arena, key: number | null): void {
+  if (pending.size === 0) queueMicrotask(runWakeHandlers);
+  const keys = pending.get(arena);
+  if (key === null) pending.set(arena, null);
+  else if (keys === undefined) pending.set(arena, new Set([key]));
+  else keys?.add(key);
+}
+
+function runWakeHandlers(): void {
+  const due = [...pending];
+  pending.clear();
+  for (const [arena, keys] of due) for (const handler of wakeHandlers) handler(arena, keys);
+}
+
+/**
+ * Waits on this thread's wake word in `arena` for good (a pending waitAsync does not keep a
+ * thread alive), emptying the mailbox of entry `w` at each wake-up.
+ */
+function watchThreadWord(arena: Arena, w: number): void {
+  const i32 = new Int32Array(arena.buffer, 0, w + ENTRY_BYTES / 4);
+  const word = w + T_WAKE;
+  const loop = (): void => {
+    Atomics.store(i32, word, 0);
+    if (Atomics.exchange(i32, w + T_OVERFLOW, 0) === 1) deliver(arena, null);
+    for (let k = 0; k < MAIL_SLOTS; k++) {
+      const key = Atomics.exchange(i32, w + T_MAIL + k, 0);
+      if (key !== 0) deliver(arena, key);
+    }
+    const result = waitAsync(i32, word, 0);
+    if (result.async) void result.value.then(loop);
+    else setImmediate(loop);
+  };
+  const first = waitAsync(i32, word, 0);
+  if (first.async) void first.value.then(loop);
+  else setImmediate(loop);
+}
+
+/** Called with each arena and the entries of the threads that died, in the parent's thread. */
+const deathHandlers: ((arena: Arena, entries: Set<number>) => void)[] = [];
+
+export function onThreadsDied(handler: (arena: Arena, entries: Set<number>) => void): void {
+  deathHandlers.push(handler);
+}
+
+// A worker's parent sees it exit; the worker itself cannot say so. Its descendants die with it.
+process.on('worker', (worker) => {
+  const id = worker.threadId;
+  worker.once('exit', () => {
+    for (const arena of known.values()) {
+      const dead = arena.markDead(id);
+      if (dead.size === 0) continue;
+      for (const handler of deathHandlers) handler(arena, dead);
+    }
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * What channels between threads cost in memory: under churn it stays flat, and many live
+ * channels fit in a bounded amount. The figures are the acceptance limits of issue 17.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { describe, it } from 'node:test';
+import { Channel, exportEndpoint, importEndpoint, sharedMemoryStats } from '../../../src/index.js';
+import { exitCode, nextMessage, startWorker } from './workers.js';
+
+const MiB = 2 ** 20;
+
+/** Address space of this process (all threads), from /proc: what it has reserved. */
+function reservedBytes(): number {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  return Number(/^VmSize:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+}
+
+function arenaReserve(): number {
+  return sharedMemoryStats().reduce((sum, a) => sum + a.reserved, 0);
+}
+
+describe('memory of channels between threads', () => {
+  it('move churn for 20 s: a channel to a worker and back, a message each way, closed; RSS grows < 100 MiB', async (t) => {
+    const [ctrl, theirs] = Channel.pair();
+    const worker = startWorker('bounce', exportEndpoint(theirs));
+    const cycle = async (n: number) => {
+      const [a, b] = Channel.pair();
+      a.send({ type: n });
+      await ctrl.sendWait({ type: 0, handles: [b] });
+      const [back] = (await ctrl.recv()).handles as [Channel];
+      assert.equal((await a.recv()).type, n + 1);
+      a.close();
+      back.close();
+    };
+    // Warm up (JIT, first arena blocks), then measure.
+    for (let n = 0; n < 2000; n++) await cycle(n);
+    const start = process.memoryUsage().rss;
+    const started = performance.now();
+    let moves = 0;
+    while (performance.now() - started < 20_000) await cycle(moves++);
+    const grown = process.memoryUsage().rss - start;
+    const live = sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
+    ctrl.close();
+    await exitCode(worker);
+    t.diagnostic(`${(moves / 20).toFixed(0)} moves/s, RSS +${(grown / MiB).toFixed(1)} MiB`);
+    assert.ok(moves > 1000, `only ${moves} moves in 20 s`);
+    assert.ok(grown < 100 * MiB, `RSS grew by ${(grown / MiB).toFixed(1)} MiB over ${moves} moves`);
+    // Only the control pair is left: every moved pair returned its blocks on close.
+    assert.ok(live < 64 * 1024, `${live} bytes of shared memory still in use`);
+  });
+
+  it('100,000 live channels at defaults to a worker, each used once: < 10 s, <= 1 GiB RSS, <= 2 GiB reserved', async (t) => {
+    const count = 100_000;
+    const [ctrl, theirs] = Channel.pair();
+    const worker = startWorker('holdMany', exportEndpoint(theirs), { count, size: 16 });
+    const rssBefore = process.memoryUsage().rss;
+    const reservedBefore = reservedBytes();
+    const started = performance.now();
+    const cpu = process.cpuUsage();
+    const mine: Channel[] = [];
+    for (let i = 0; i < count; i += 64) {
+      const handles: Channel[] = [];
+      for (let j = i; j < Math.min(count, i + 64); j++) {
+        const [a, b] = Channel.pair();
+        mine.push(a);
+        handles.push(b);
+      }
+      await ctrl.sendWait({ type: 0, handles });
+    }
+    const sent = nextMessage(worker);
+    for (const a of mine) a.send({ type: 2, data: new Uint8Array(16) });
+    await sent;
+    for (const a of mine) assert.equal((await a.recv()).type, 1);
+    const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    const cpuSeconds = (used.user + used.system) / 1e6;
+    const rss = process.memoryUsage().rss;
+    const reserved = reservedBytes() - reservedBefore + arenaReserve();
+    worker.postMessage('close');
+    await exitCode(worker);
+    for (const a of mine) a.close();
+    ctrl.close();
+    const load = loadavg()[0] as number;
+    t.diagnostic(
+      `${seconds.toFixed(1)} s (${cpuSeconds.toFixed(1)} s of CPU, both threads), RSS ${(rss / MiB).toFixed(0)} MiB, reserved ${(reserved / MiB).toFixed(0)} MiB, load average ${load.toFixed(1)}`,
+    );
+    // On a machine busier than its cores, the clock measures the other work; the CPU time
+    // this process spent does not.
+    if (load < availableParallelism()) assert.ok(seconds < 10, `took ${seconds.toFixed(1)} s`);
+    else assert.ok(cpuSeconds < 10, `took ${cpuSeconds.toFixed(1)} s of CPU`);
+    assert.ok(
+      rss <= 1024 * MiB,
+      `RSS ${(rss / MiB).toFixed(0)} MiB (from ${(rssBefore / MiB).toFixed(0)})`,
+    );
+    assert.ok(reserved <= 2048 * MiB, `reserved ${(reserved / MiB).toFixed(0)} MiB`);
+  });
+});
+
+describe('shared memory stats', () => {
+  it('a pair moved out of its thread takes arena blocks, and closing both ends returns them at once', () => {
+    const live = () => sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
+    const before = live();
+    const pairs: [Channel, Channel][] = [];
+    for (let i = 0; i < 100; i++) {
+      const [a, b] = Channel.pair();
+      const far = importEndpoint(exportEndpoint(b));
+      a.send({ type: 1, data: new Uint8Array(16) });
+      far.send({ type: 2, data: new Uint8Array(16) });
+      pairs.push([a, far]);
+    }
+    const during = live() - before;
+    // A slot and two small rings each: 1 KiB a pair, far from the 2 MiB a pair once cost.
+    assert.ok(during >= 100 * 512 && during <= 100 * 2048, `${during} bytes for 100 pairs`);
+    for (const [a, far] of pairs) {
+      a.close();
+      far.close();
+    }
+    assert.equal(live(), before);
+    const [stats] = sharedMemoryStats();
+    assert.ok(stats !== undefined && stats.reserved >= stats.size && stats.size >= stats.used);
+  });
+});
