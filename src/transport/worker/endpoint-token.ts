@@ -11,7 +11,7 @@ import {
 
 /**
  * Prepares a channel endpoint for another thread. Put the token in `workerData` or a
- * `postMessage`, with the ports in `token.transfer` in the transfer list, and call {@link importEndpoint} there
+ * `postMessage`, with `token.transfer` as the transfer list, and call {@link importEndpoint} there
  * once. `channel` is dead afterwards, as if sent as a handle; its peer (wherever it lives) now
  * talks to the importing thread through shared memory.
  * Throws CLOSED when `channel` is closed or moved, HANDLE_NOT_MOVABLE when its limits need a
@@ -43,5 +43,8 @@ export function exportEndpoint(channel: Channel): EndpointToken {
  * INVALID_ARGUMENT for anything but a token that was never imported.
  */
 export function importEndpoint(token: EndpointToken, policy?: WakePolicy): Channel {
-  return new Channel(SharedEndpoint.fromToken(token, policy));
+  const channel = new Channel(SharedEndpoint.fromToken(token, policy));
+  // Imported: the exporter stops watching for this thread's death.
+  token.port.close();
+  return channel;
 }

@@ -6,6 +6,7 @@
  * its peer's thread died from that thread's parent, which marks what the thread owned (see
  * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { copyRange } from '../../channel/copy.js';
 import type {
   ChannelLimits,
@@ -18,7 +19,7 @@ import type {
 } from '../../channel/endpoint.js';
 import { SEND_FULL, SEND_OK, SEND_PEER_CLOSED } from '../../channel/endpoint.js';
 import { LocalEndpoint, newCounters } from '../../channel/local.js';
-import { IpcError } from '../../errors.js';
+import { IpcError, isIpcError } from '../../errors.js';
 import { PipeEndState } from '../../pipe/pipe.js';
 import {
   checkPipeMovable,
@@ -90,8 +91,10 @@ const HANDLE_CHANNEL = 1;
 const HANDLE_PIPE = 2;
 
 /**
- * A channel endpoint on its way to another thread: structured-cloneable data (the arena is a
- * SharedArrayBuffer, shared on clone). Import it exactly once.
+ * A channel endpoint on its way to another thread: structured-cloneable once `port` is in the
+ * transfer list (the arena is a SharedArrayBuffer, shared on clone). Import it exactly once. The
+ * port closes when the thread the token went to ends, which tells the peer if that thread died
+ * before it imported the token; a handle inside a message needs no port (its reader owns it).
  */
 export interface EndpointToken {
   readonly version: typeof TOKEN_VERSION;
@@ -101,8 +104,9 @@ export interface EndpointToken {
   readonly side: number;
   readonly generation: number;
   readonly pairId: number;
-  /** What `postMessage` or `new Worker` must transfer with the token: nothing, now. */
-  readonly transfer: [];
+  readonly port: MessagePort;
+  /** What `postMessage` or `new Worker` must transfer with the token. */
+  readonly transfer: [MessagePort];
   readonly limits: ChannelLimits;
   readonly counters: Omit<EndpointCounters, 'highWaterMark'>;
 }
@@ -1162,7 +1166,8 @@ function importHandle(arena: Arena, w: number): HandleState {
 /** Turns a channel endpoint that {@link checkMovable} accepted into a token; it is dead after. */
 export function exportEndpointState(state: HandleState): EndpointToken {
   const t = travelOf(state);
-  return {
+  const { port1, port2 } = new MessageChannel();
+  const token: EndpointToken = {
     version: TOKEN_VERSION,
     memory: t.arena.buffer,
     arena: t.arena.id,
@@ -1170,10 +1175,22 @@ export function exportEndpointState(state: HandleState): EndpointToken {
     side: t.side,
     generation: t.generation,
     pairId: t.pairId,
-    transfer: [],
+    port: port2,
+    transfer: [port2],
     limits: t.limits,
     counters: t.counters,
   };
+  // The port closes when the importer takes the side (then the claim below fails) or its thread
+  // ends first: the side is claimed here and closed, so its peer sees PEER_CLOSED, not silence.
+  port1.once('close', () => {
+    try {
+      SharedEndpoint.fromToken(token).close();
+    } catch (error) {
+      if (!isIpcError(error, 'INVALID_ARGUMENT')) throw error;
+    }
+  });
+  port1.unref();
+  return token;
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   workerData,
 } from 'node:worker_threads';
 import type { Channel } from '../../channel/channel.js';
-import { IpcError } from '../../errors.js';
+import { IpcError, isIpcError } from '../../errors.js';
 import { checkChannels, modulePath } from '../spawn-args.js';
 import { type EndpointToken, exportEndpoint, importEndpoint } from './index.js';
 
@@ -100,8 +100,10 @@ export async function spawnWorker(
     return { worker, exited };
   }
   const who = `the worker thread (thread ${threadId}) running ${path}`;
+  if (outcome === 'late') await worker.terminate();
+  else await exited;
+  closeUnclaimed(tokens);
   if (outcome === 'late') {
-    await worker.terminate();
     throw new IpcError(
       'TIMEOUT',
       `${who} did not call parentChannels() within ${handshakeTimeoutMs} ms; it was terminated`,
@@ -114,6 +116,20 @@ export async function spawnWorker(
     `${who} exited with code ${code} before calling parentChannels()${why}`,
     { cause: failure },
   );
+}
+
+/**
+ * Closes the channels of tokens the dead worker never imported, so their peers see PEER_CLOSED.
+ * One it did import was its own, and closed as its thread ended; importing it again throws.
+ */
+function closeUnclaimed(tokens: readonly EndpointToken[]): void {
+  for (const token of tokens) {
+    try {
+      importEndpoint(token).close();
+    } catch (error) {
+      if (!isIpcError(error, 'INVALID_ARGUMENT')) throw error;
+    }
+  }
 }
 
 /** In a worker started by {@link spawnWorker}: its channels; undefined in any other thread. */

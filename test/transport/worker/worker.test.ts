@@ -1,6 +1,8 @@
 /** The worker transport with one end really inside a worker thread. */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import {
   Channel,
   type ChannelOptions,
@@ -137,6 +139,25 @@ describe('worker transport, one end in a worker', () => {
   });
 
   describe('peer death', () => {
+    it('a worker that ends before importing its token: the peer sees PEER_CLOSED within 1 s', async () => {
+      const [here, there] = Channel.pair();
+      const token = exportEndpoint(there);
+      const worker = new Worker('process.exit(0)', {
+        eval: true,
+        workerData: { token },
+        transferList: token.transfer,
+      });
+      const exited = once(worker, 'exit');
+      // The watching port is unref'd (a token never posted must not keep a process alive), and
+      // nothing else here is once the worker is gone: the timer keeps the test's loop running.
+      const keepAlive = setTimeout(() => {}, 5000);
+      const started = Date.now();
+      await rejectsCode(here.recv(), 'PEER_CLOSED');
+      assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+      clearTimeout(keepAlive);
+      await exited;
+    });
+
     for (const mode of ['exit', 'throw', 'return', 'terminate'] as const) {
       it(`a worker that ${mode === 'return' ? 'ends with the endpoint open' : `${mode}s`}: its peer drains, then PEER_CLOSED within 100 ms`, async () => {
         const { here, worker } = withWorker(
