@@ -1,0 +1,201 @@
+"""The Python socket transport against a real TypeScript peer (a node child process), over
+Unix sockets and TCP, in both directions."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import unittest
+from typing import Any
+
+from ftl_ipc import IpcError
+from ftl_ipc.connection import FRAME_HEADER, Channel, connect, events, listen
+from ftl_ipc.wire import Message
+
+from .peer import Peer, socket_path
+
+
+class PeerTest(unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self) -> None:
+        self.peers: list[Peer] = []
+
+    async def asyncTearDown(self) -> None:
+        for p in self.peers:
+            p.kill()
+            await p.proc.wait()
+
+    async def peer(self, *args: str) -> Peer:
+        p = await Peer.start(*args)
+        self.peers.append(p)
+        return p
+
+    async def ts_listener(self, scenario: str, *args: str, tcp: bool = False) -> tuple[Peer, Any]:
+        where = ["--tcp"] if tcp else ["--path", socket_path()]
+        p = await self.peer(scenario, *where, *args)
+        return p, await p.address()
+
+
+class PythonClientTypeScriptServer(PeerTest):
+    async def echo(self, tcp: bool, secret: str | None) -> None:
+        extra = ["--secret", secret] if secret else []
+        p, address = await self.ts_listener("echo", *extra, tcp=tcp)
+        ch = await connect(address, **({"secret": secret} if secret else {}))
+        for i in range(200):
+            await ch.send_wait(Message(i + 1, bytes([i % 256]) * (i % 50)))
+        for i in range(200):
+            m = await ch.recv()
+            self.assertEqual((m.type, m.data), (i + 1, bytes([i % 256]) * (i % 50)))
+        ch.close()
+        said = await p.line()
+        self.assertEqual(said["echoed"], 200)
+        self.assertEqual(await p.exit_code(), 0)
+        self.assertEqual(ch.stats.sent, 200)
+        self.assertEqual(ch.stats.received, 200)
+
+    async def test_echo_over_a_unix_socket(self) -> None:
+        await self.echo(tcp=False, secret=None)
+
+    async def test_echo_over_tcp_with_a_shared_secret(self) -> None:
+        await self.echo(tcp=True, secret="s3cret")
+
+    async def test_a_wrong_secret_is_auth_failed(self) -> None:
+        _, address = await self.ts_listener("echo", "--secret", "right", tcp=True)
+        with self.assertRaises(IpcError) as caught:
+            await connect(address, secret="wrong")
+        self.assertEqual(caught.exception.code, "AUTH_FAILED")
+
+    async def test_a_secret_on_one_side_only_is_auth_failed(self) -> None:
+        _, address = await self.ts_listener("echo", "--secret", "right")
+        with self.assertRaises(IpcError) as caught:
+            await connect(address)
+        self.assertEqual(caught.exception.code, "AUTH_FAILED")
+
+    async def test_the_bound_is_exact_a_python_sender_meets_backpressure_from_typescript_credits(self) -> None:
+        p, address = await self.ts_listener("hold", "--capacity", "5")
+        ch = await connect(address)
+        for i in range(5):
+            self.assertTrue(ch.send(Message(1, bytes([i]))))
+        with self.assertRaises(IpcError) as caught:
+            ch.send(Message(1, b"x"))
+        self.assertEqual(caught.exception.code, "BACKPRESSURE")
+        self.assertFalse(ch.send(Message(1, b"x"), on_full="drop"))
+        self.assertEqual((ch.stats.sent, ch.stats.dropped, ch.stats.backpressured), (5, 1, 2))
+        p.tell("read")
+        # Credits come back as the TypeScript side takes them: a waiting send goes through.
+        await ch.send_wait(Message(1, b"later"), timeout=10)
+        ch.close()
+        self.assertEqual((await p.line())["received"], ch.stats.sent)
+
+    async def test_a_channel_moved_inside_a_message_crosses_the_language_boundary(self) -> None:
+        p, address = await self.ts_listener("handle")
+        root = await connect(address)
+        m = await root.recv()
+        self.assertEqual((m.type, m.data), (7, b"here"))
+        (moved,) = m.handles
+        assert isinstance(moved, Channel)
+        self.assertEqual(moved.send_limits.capacity, 8)
+        for word in ["one", "two", "three"]:
+            await moved.send_wait(Message(10, word.encode()))
+        got = [await moved.recv() for _ in range(3)]
+        self.assertEqual([(x.type, x.data) for x in got], [(11, b"ONE"), (11, b"TWO"), (11, b"THREE")])
+        moved.close()
+        said = await p.line()
+        self.assertEqual(said["stats"]["received"], 3)
+        with self.assertRaises(IpcError) as caught:
+            await root.recv()
+        self.assertEqual(caught.exception.code, "PEER_CLOSED")
+        # The TypeScript side waits (flushSockets) for the answer to the CLOSE it sent.
+        root.close()
+        self.assertEqual(await p.exit_code(), 0)
+
+
+class TypeScriptClientPythonServer(PeerTest):
+    async def serve_one(self, tcp: bool) -> tuple[Any, Any]:
+        if tcp:
+            listener = await listen(("127.0.0.1", 0), capacity=4)
+            target = str(listener.address[1])
+        else:
+            path = socket_path()
+            listener = await listen(path, capacity=4)
+            target = path
+        return listener, target
+
+    async def test_a_typescript_sender_meets_backpressure_from_python_credits(self) -> None:
+        for tcp in (False, True):
+            with self.subTest(tcp=tcp):
+                listener, target = await self.serve_one(tcp)
+                p = await self.peer("flood", "--connect", target)
+                ch = await listener.accept()
+                said = await p.line()
+                self.assertEqual(said, {"sent": 4, "code": "BACKPRESSURE"})
+                p.tell("more")
+                got = [await ch.recv() for _ in range(14)]
+                self.assertEqual([m.type for m in got], [1] * 4 + [2] * 10)
+                with self.assertRaises(IpcError) as caught:
+                    await ch.recv()
+                self.assertEqual(caught.exception.code, "PEER_CLOSED")
+                self.assertLessEqual(ch.stats.high_water_mark, 4)
+                ch.close()
+                listener.close()
+                self.assertEqual(await p.exit_code(), 0)
+
+    async def test_a_typescript_client_echoes_through_python(self) -> None:
+        listener, target = await self.serve_one(False)
+        p = await self.peer("echo", "--connect", target)
+        ch = await listener.accept()
+        for i in range(50):
+            await ch.send_wait(Message(3, str(i).encode()))
+        self.assertEqual([(await ch.recv()).data for _ in range(50)], [str(i).encode() for i in range(50)])
+        ch.close()
+        self.assertEqual((await p.line())["echoed"], 50)
+
+
+class Malformed(unittest.IsolatedAsyncioTestCase):
+    async def test_malformed_frames_close_only_that_connection(self) -> None:
+        errors: list[IpcError] = []
+        events.subscribe("socket:error", lambda e: errors.append(e["error"]))
+        path = socket_path()
+        listener = await listen(path)
+        bad = [
+            b"GET / HTTP/1.1\r\n\r\n",  # a foreign protocol: a HELLO of the wrong size
+            FRAME_HEADER.pack(0, 3, 0, 0, 0, 0),  # a MSG before HELLO
+            FRAME_HEADER.pack(0xFFFFFFF0, 1, 0, 0, 0, 0),  # a huge length: refused before it is read
+        ]
+        for frame in bad:
+            r, w = await asyncio.open_unix_connection(path)
+            w.write(frame)
+            await w.drain()
+            header = await asyncio.wait_for(r.read(), 5)  # our HELLO, then ERROR, then EOF
+            self.assertIn(b"protocol error", header)
+            w.close()
+        self.assertEqual([e.code for e in errors], ["PROTOCOL_ERROR"] * 3)
+        # The listener carries on.
+        client = asyncio.create_task(connect(path))
+        server = await listener.accept()
+        (await client).send(Message(1, b"ok"))
+        self.assertEqual((await server.recv()).data, b"ok")
+        listener.close()
+
+    async def test_an_oversized_message_is_refused_by_its_header(self) -> None:
+        path = socket_path()
+        listener = await listen(path, max_message_bytes=16)
+        sock = socket.socket(socket.AF_UNIX)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, path)
+        hello = await loop.sock_recv(sock, 76)
+        self.assertEqual(len(hello), 76)
+        # Reflect its HELLO as ours (same limits, no secret), then a MSG over maxMessageBytes.
+        await loop.sock_sendall(sock, hello[:16] + hello[16:] + FRAME_HEADER.pack(17, 3, 0, 0, 0, 1))
+        rest = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 4096), 5):
+            rest += chunk
+        (length, ftype, _, _, _, kind) = FRAME_HEADER.unpack_from(rest, 0)
+        self.assertEqual((ftype, kind), (7, 0))
+        self.assertIn(b"exceeds its maxMessageBytes 16", rest[16 : 16 + length])
+        sock.close()
+        listener.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
