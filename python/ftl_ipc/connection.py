@@ -481,6 +481,7 @@ class Connection(asyncio.Protocol):
         self._timers: list[asyncio.TimerHandle] = []
         self.failure: IpcError | None = None
         self.remote = "socket"
+        _live.add(self)
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -850,8 +851,18 @@ class Connection(asyncio.Protocol):
             self._transport.write(bytes(self._out))
             self._out = bytearray()
 
+    def flushed(self) -> bool:
+        """The output reached the kernel and the peer answered every CLOSE this side sent."""
+        if self._phase == "dead":
+            return True
+        t = self._transport
+        if self._out or (t is not None and t.get_write_buffer_size() > 0):
+            return False
+        return not any(link.sent_close and not link.got_close for link in self._links.values())
+
     def _lost(self) -> None:
         self._phase = "dead"
+        _live.discard(self)
         for t in self._timers:
             t.cancel()
         self._timers = []
@@ -884,6 +895,15 @@ class Events:
 
 
 events = Events()
+
+_live: set[Connection] = set()
+
+
+async def flush_sockets(poll_s: float = 0.002) -> None:
+    """Returns once every connection of this process has written its output and had each CLOSE
+    it sent answered (or died): await it before the process exits, so the peer loses nothing."""
+    while not all(c.flushed() for c in list(_live)):
+        await asyncio.sleep(poll_s)
 
 Address = str | tuple[str, int]
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { Channel, spawnProcess } from 'ftl-ipc';
 import { main } from '../../src/cli/main.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -53,5 +54,27 @@ describe('python', () => {
       const e = error as { stdout?: string; stderr?: string };
       assert.fail(`python3 -m unittest failed:\n${e.stderr ?? ''}${e.stdout ?? ''}`);
     }
+  });
+
+  it('spawnProcess starts a Python child whose parent_channels() gives it its channels', async () => {
+    const [mine, theirs] = Channel.pair({ capacity: 4 });
+    const { exited } = await spawnProcess(join(root, 'python/tests/child_echo.py'), {
+      executable: 'python3',
+      channels: { jobs: theirs },
+      env: { ...process.env, PYTHONPATH: join(root, 'python') },
+    });
+    // More than the capacity, sent while the replies are read: the bound holds both ways.
+    const sending = (async () => {
+      for (let i = 0; i < 20; i++) await mine.sendWait({ type: i, data: Buffer.from(`job ${i}`) });
+    })();
+    for (let i = 0; i < 20; i++) {
+      const m = await mine.recv();
+      assert.equal(m.type, i + 1);
+      assert.equal(Buffer.from(m.data).toString(), [...`job ${i}`].reverse().join(''));
+    }
+    await sending;
+    assert.ok(mine.stats.highWaterMark <= 4);
+    mine.close();
+    assert.deepEqual(await exited, { code: 0, signal: null });
   });
 });
