@@ -609,6 +609,8 @@ class Request:
     cancel: int
     received: Received[Any] | None
     timeout_ms: int | None
+    #: The received message's descriptor (None for a cancel).
+    descriptor: MessageDescriptor[Any] | None = None
 
 
 def decode_request(table: MessageTable, message: Message) -> Request:
@@ -621,4 +623,4 @@ def decode_request(table: MessageTable, message: Message) -> Request:
         return Request(control.cancel, None, None)
     if control.timeout_ms is not None and d is not None and not isinstance(d, CallDescriptor):
         raise _invalid(f"a deadline on {d.name}, which is a push")
-    return Request(0, table.decode(control.message), control.timeout_ms)
+    return Request(0, table.decode(control.message), control.timeout_ms, d)

@@ -31,6 +31,12 @@ const keywords = new Set([
   ...['return', 'try', 'while', 'with', 'yield', 'match', 'case', 'type'],
 ]);
 
+/** Method names of ftl_ipc.rpc's RpcClient and RpcServer (RESERVED_METHODS there). */
+const reservedMethods = new Set([
+  ...['call', 'send', 'send_wait', 'recv', 'close', 'channel', 'serve', 'dispatch', 'reply'],
+  ...['reply_error', 'table', 'timeout'],
+]);
+
 /** A field, function or module name: the IDL name, kept clear of keywords. */
 function ident(name: string): string {
   return keywords.has(name) ? `${name}_` : name;
@@ -248,14 +254,92 @@ class PythonModuleWriter {
     }
   }
 
+  /** Typed send methods for the pushes one side originates. */
+  #pushMethods(pushes: readonly MessageDef[]): void {
+    for (const m of pushes) {
+      const type = py.type(m.name);
+      const value = m.params.length === 0 ? `value: ${type} | None = None` : `value: ${type}`;
+      const arg = m.params.length === 0 ? `${type}() if value is None else value` : 'value';
+      this.#emit(
+        '',
+        `    def ${ident(m.name)}(self, ${value}, on_full: OnFull = "throw") -> bool:`,
+        `        """Sends ${m.name} without waiting; False when dropped by \`on_full\`."""`,
+        `        return self.send(${py.descriptor(m.name)}, ${arg}, on_full)`,
+        '',
+        `    async def ${m.name}_wait(self, ${value}, timeout: float | None = None) -> None:`,
+        `        """Sends ${m.name}, waiting while the peer's queue is full."""`,
+        `        await self.send_wait(${py.descriptor(m.name)}, ${arg}, timeout)`,
+      );
+    }
+  }
+
   #protocol(p: ProtocolDef): void {
+    for (const m of p.messages) {
+      if (reservedMethods.has(m.name) || reservedMethods.has(`${m.name}_wait`))
+        throw new Error(
+          `${p.pkg}.${p.name}.${m.name}: the Python client and server already have a method ${m.name}; rename the message`,
+        );
+    }
     const fromClient = p.messages.filter((m) => m.origin === 'client');
     const fromServer = p.messages.filter((m) => m.origin === 'server');
+    const calls = fromClient.filter((m) => m.kind === 'call');
     const table = (ms: readonly MessageDef[]) =>
       `MessageTable([${ms.map((m) => py.descriptor(m.name)).join(', ')}])`;
     this.#emit('', '', `# Protocol ${p.pkg}.${p.name}`, '');
     this.#emit(`${py.requestTable(p.name)} = ${table(fromClient)}`);
     this.#emit(`${py.eventTable(p.name)} = ${table(fromServer)}`);
+
+    this.#emit('', '', `class ${py.client(p.name)}(RpcClient):`);
+    this.#emit(
+      ...docstring(p.doc ?? `The client end of a channel speaking ${p.pkg}.${p.name}.`, '    '),
+    );
+    this.#emit(
+      '',
+      '    def __init__(self, channel: Channel, timeout: float | None = None) -> None:',
+      `        super().__init__(channel, ${py.eventTable(p.name)}, timeout)`,
+    );
+    for (const m of calls) {
+      this.#emit(
+        '',
+        `    async def ${ident(m.name)}(self, value: ${py.type(m.name)}, timeout: float | None = None) -> ${py.reply(m.name)}:`,
+        ...docstring(m.doc ?? `Calls ${m.name} and waits for its reply.`, '        '),
+        `        return await self.call(${py.descriptor(m.name)}, value, timeout)`,
+      );
+    }
+    this.#pushMethods(fromClient.filter((m) => m.kind === 'push'));
+
+    this.#emit('', '', `class ${py.handlers(p.name)}(Protocol):`);
+    this.#emit(
+      `    """One handler per message a ${p.pkg}.${p.name} client sends (each may be async); a call's handler returns the reply."""`,
+    );
+    if (fromClient.length === 0) this.#emit('', '    pass');
+    for (const m of fromClient) {
+      const type = py.type(m.name);
+      const signature =
+        m.kind === 'call'
+          ? `(self, value: ${type}, context: CallContext) -> ${py.reply(m.name)} | Awaitable[${py.reply(m.name)}]: ...`
+          : `(self, value: ${type}) -> None | Awaitable[None]: ...`;
+      this.#emit('', `    def ${ident(m.name)}${signature}`);
+    }
+
+    this.#emit('', '', `class ${py.server(p.name)}(RpcServer):`);
+    this.#emit(`    """The server end of a channel speaking ${p.pkg}.${p.name}."""`);
+    this.#emit(
+      '',
+      '    def __init__(self, channel: Channel) -> None:',
+      `        super().__init__(channel, ${py.requestTable(p.name)})`,
+      '',
+      `    async def serve(self, handlers: ${py.handlers(p.name)}, **options: Any) -> None:`,
+      '        """Dispatches to `handlers` until the client closes; options as RpcServer.dispatch."""',
+      '        await self.dispatch(handlers, **options)',
+    );
+    this.#pushMethods(fromServer);
+    this.#emit(
+      '',
+      '',
+      `async def serve_${p.name}(channel: Channel, handlers: ${py.handlers(p.name)}, **options: Any) -> None:`,
+      `    await ${py.server(p.name)}(channel).serve(handlers, **options)`,
+    );
   }
 
   render(idlPath: string, outPath: string): string {
@@ -271,9 +355,13 @@ class PythonModuleWriter {
       '',
       'from __future__ import annotations',
       '',
+      'from collections.abc import Awaitable',
       'from dataclasses import dataclass',
       'from enum import IntEnum',
+      'from typing import Any, Protocol',
       '',
+      'from ftl_ipc.connection import Channel, OnFull',
+      'from ftl_ipc.rpc import CallContext, RpcClient, RpcServer',
       'from ftl_ipc.wire import (',
       '    CallDescriptor,',
       '    ChannelHandle,',

@@ -6,6 +6,8 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { type Channel, connect, flushSockets, IpcError, isIpcError, listen } from 'ftl-ipc';
+import { serveWork } from '../wire/rpc-peer.js';
+import { WorkClient } from '../wire/rpctest.generated.js';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -116,6 +118,36 @@ const scenarios: Record<string, () => Promise<void>> = {
     say({ stats: mine.stats });
     mine.close();
     ch.close();
+  },
+  /** Serves rpctest.work (test/wire/rpc-peer.ts) to the Python client. */
+  async 'rpc-serve'() {
+    await serveWork(await root());
+    say({ served: true });
+  },
+  /** Calls a Python rpctest.work server and reports what happened. */
+  async 'rpc-call'() {
+    const client = new WorkClient(await root());
+    const sums = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => client.add({ value: i }).then((r) => r.value)),
+    );
+    const failed = await client.add({ value: -1 }).then(
+      () => 'no error',
+      (e: unknown) => (e instanceof IpcError ? `${e.code}: ${e.message}` : String(e)),
+    );
+    const timedOut = await client.hang({ tag: 5 }, { timeoutMs: 200 }).then(
+      () => 'no error',
+      (e: unknown) => (e instanceof IpcError ? e.code : String(e)),
+    );
+    const aborted = await client.recv();
+    const controller = new AbortController();
+    const hanging = client.hang({ tag: 6 }, { signal: controller.signal }).catch((e) => e.code);
+    setTimeout(() => controller.abort(), 50);
+    const cancelled = await hanging;
+    const abortedToo = await client.recv();
+    const noisy = await client.noisy({ value: 9 });
+    const note = await client.recv();
+    say({ sums, failed, timedOut, aborted, cancelled, abortedToo, noisy, note });
+    client.close();
   },
 };
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, Protocol
 
+from ftl_ipc.connection import Channel, OnFull
+from ftl_ipc.rpc import CallContext, RpcClient, RpcServer
 from ftl_ipc.wire import (
     CallDescriptor,
     ChannelHandle,

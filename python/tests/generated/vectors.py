@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, Protocol
 
+from ftl_ipc.connection import Channel, OnFull
+from ftl_ipc.rpc import CallContext, RpcClient, RpcServer
 from ftl_ipc.wire import (
     CallDescriptor,
     ChannelHandle,
@@ -367,3 +371,103 @@ ECHO: CallDescriptor[Echo, EchoReply] = CallDescriptor(
 
 ALL_REQUESTS = MessageTable([EMPTY, SCALARS, TEXT, HANDLES, PIPES, EVOLVING, ECHO])
 ALL_EVENTS = MessageTable([CONTAINERS])
+
+
+class AllClient(RpcClient):
+    """The client end of a channel speaking vectors.all."""
+
+    def __init__(self, channel: Channel, timeout: float | None = None) -> None:
+        super().__init__(channel, ALL_EVENTS, timeout)
+
+    async def echo(self, value: Echo, timeout: float | None = None) -> EchoReply:
+        """Calls echo and waits for its reply."""
+        return await self.call(ECHO, value, timeout)
+
+    def empty(self, value: Empty | None = None, on_full: OnFull = "throw") -> bool:
+        """Sends empty without waiting; False when dropped by `on_full`."""
+        return self.send(EMPTY, Empty() if value is None else value, on_full)
+
+    async def empty_wait(self, value: Empty | None = None, timeout: float | None = None) -> None:
+        """Sends empty, waiting while the peer's queue is full."""
+        await self.send_wait(EMPTY, Empty() if value is None else value, timeout)
+
+    def scalars(self, value: Scalars, on_full: OnFull = "throw") -> bool:
+        """Sends scalars without waiting; False when dropped by `on_full`."""
+        return self.send(SCALARS, value, on_full)
+
+    async def scalars_wait(self, value: Scalars, timeout: float | None = None) -> None:
+        """Sends scalars, waiting while the peer's queue is full."""
+        await self.send_wait(SCALARS, value, timeout)
+
+    def text(self, value: Text, on_full: OnFull = "throw") -> bool:
+        """Sends text without waiting; False when dropped by `on_full`."""
+        return self.send(TEXT, value, on_full)
+
+    async def text_wait(self, value: Text, timeout: float | None = None) -> None:
+        """Sends text, waiting while the peer's queue is full."""
+        await self.send_wait(TEXT, value, timeout)
+
+    def handles(self, value: Handles, on_full: OnFull = "throw") -> bool:
+        """Sends handles without waiting; False when dropped by `on_full`."""
+        return self.send(HANDLES, value, on_full)
+
+    async def handles_wait(self, value: Handles, timeout: float | None = None) -> None:
+        """Sends handles, waiting while the peer's queue is full."""
+        await self.send_wait(HANDLES, value, timeout)
+
+    def pipes(self, value: Pipes, on_full: OnFull = "throw") -> bool:
+        """Sends pipes without waiting; False when dropped by `on_full`."""
+        return self.send(PIPES, value, on_full)
+
+    async def pipes_wait(self, value: Pipes, timeout: float | None = None) -> None:
+        """Sends pipes, waiting while the peer's queue is full."""
+        await self.send_wait(PIPES, value, timeout)
+
+    def evolving(self, value: Evolving, on_full: OnFull = "throw") -> bool:
+        """Sends evolving without waiting; False when dropped by `on_full`."""
+        return self.send(EVOLVING, value, on_full)
+
+    async def evolving_wait(self, value: Evolving, timeout: float | None = None) -> None:
+        """Sends evolving, waiting while the peer's queue is full."""
+        await self.send_wait(EVOLVING, value, timeout)
+
+
+class AllHandlers(Protocol):
+    """One handler per message a vectors.all client sends (each may be async); a call's handler returns the reply."""
+
+    def empty(self, value: Empty) -> None | Awaitable[None]: ...
+
+    def scalars(self, value: Scalars) -> None | Awaitable[None]: ...
+
+    def text(self, value: Text) -> None | Awaitable[None]: ...
+
+    def handles(self, value: Handles) -> None | Awaitable[None]: ...
+
+    def pipes(self, value: Pipes) -> None | Awaitable[None]: ...
+
+    def evolving(self, value: Evolving) -> None | Awaitable[None]: ...
+
+    def echo(self, value: Echo, context: CallContext) -> EchoReply | Awaitable[EchoReply]: ...
+
+
+class AllServer(RpcServer):
+    """The server end of a channel speaking vectors.all."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(channel, ALL_REQUESTS)
+
+    async def serve(self, handlers: AllHandlers, **options: Any) -> None:
+        """Dispatches to `handlers` until the client closes; options as RpcServer.dispatch."""
+        await self.dispatch(handlers, **options)
+
+    def containers(self, value: Containers, on_full: OnFull = "throw") -> bool:
+        """Sends containers without waiting; False when dropped by `on_full`."""
+        return self.send(CONTAINERS, value, on_full)
+
+    async def containers_wait(self, value: Containers, timeout: float | None = None) -> None:
+        """Sends containers, waiting while the peer's queue is full."""
+        await self.send_wait(CONTAINERS, value, timeout)
+
+
+async def serve_all(channel: Channel, handlers: AllHandlers, **options: Any) -> None:
+    await AllServer(channel).serve(handlers, **options)
