@@ -769,10 +769,17 @@ class Connection(asyncio.Protocol):
         )
 
     def write_message(self, cid: int, msg_type: int, data: bytes | bytearray | memoryview) -> None:
+        header = FRAME_HEADER.pack(len(data), FRAME_MSG, 0, 0, cid, msg_type)
+        if not self._flush_scheduled and self._transport is not None and not self._paused:
+            # The first message of a turn goes out at once (latency); the rest of the turn's
+            # messages wait for the flush at its end and go in one write (throughput).
+            self._wrote = True
+            self._transport.write(header + data)
+            self._schedule_flush()
+            return
         out = self._out
-        out += FRAME_HEADER.pack(len(data), FRAME_MSG, 0, 0, cid, msg_type)
+        out += header
         out += data
-        self._schedule_flush()
 
     def credit_due(self, ch: Channel) -> None:
         self._credit_due.append(ch)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -291,6 +290,7 @@ class _Dispatch:
     ) -> None:
         self.server = server
         self.handlers = handlers
+        self.bound: dict[str, Callable[..., Any]] = {}
         self.limit = limit
         self.reply_on_full = reply_on_full
         self.on_error = on_error
@@ -328,8 +328,10 @@ class _Dispatch:
         if job.aborted:
             return self.finish(job, None, IpcError("ABORTED", f"{d.name} was cancelled"), True)
         try:
-            handler = getattr(self.handlers, received.kind)
-            if isinstance(d, CallDescriptor):
+            handler = self.bound.get(received.kind)
+            if handler is None:
+                handler = self.bound[received.kind] = getattr(self.handlers, received.kind)
+            if d.__class__ is CallDescriptor:
                 timeout_ms = job.request.timeout_ms
                 deadline = None if timeout_ms is None else job.received_at + timeout_ms / 1000
                 result = handler(received.value, CallContext(received.txid, deadline))
@@ -337,7 +339,7 @@ class _Dispatch:
                 result = handler(received.value)
         except Exception as e:
             return self.finish(job, None, e, False)
-        if not inspect.isawaitable(result):
+        if not hasattr(result, "__await__"):
             return self.finish(job, result, None, False)
         task = asyncio.get_running_loop().create_task(self.wait(job, result))
         if received.txid:

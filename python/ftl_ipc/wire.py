@@ -37,6 +37,7 @@ _formats = {
     "i64": (struct.Struct("<q"), -(2**63), 2**63 - 1),
     "u64": (struct.Struct("<Q"), 0, 2**64 - 1),
 }
+_i8, _i16, _i32, _i64, _u64 = (_formats[k][0] for k in ("i8", "i16", "i32", "i64", "u64"))
 _f32 = struct.Struct("<f")
 _f64 = struct.Struct("<d")
 
@@ -162,39 +163,43 @@ class Reader:
             self._fail(field, f"bool must be 0 or 1, got {v}")
         return v == 1
 
-    def _int(self, kind: str, field: Field) -> int:
-        fmt = _formats[kind][0]
-        return fmt.unpack_from(self._data, self._take(field, fmt.size))[0]
+    def _fixed(self, fmt: struct.Struct, field: Field) -> Any:
+        at = self._pos
+        end = at + fmt.size
+        if end > len(self._data):
+            self._take(field, fmt.size)
+        self._pos = end
+        return fmt.unpack_from(self._data, at)[0]
 
     def i8(self, field: Field) -> int:
-        return self._int("i8", field)
+        return self._fixed(_i8, field)
 
     def u8(self, field: Field) -> int:
         return self._data[self._take(field, 1)]
 
     def i16(self, field: Field) -> int:
-        return self._int("i16", field)
+        return self._fixed(_i16, field)
 
     def u16(self, field: Field) -> int:
-        return self._int("u16", field)
+        return self._fixed(_u16, field)
 
     def i32(self, field: Field) -> int:
-        return self._int("i32", field)
+        return self._fixed(_i32, field)
 
     def u32(self, field: Field) -> int:
-        return _u32.unpack_from(self._data, self._take(field, 4))[0]
+        return self._fixed(_u32, field)
 
     def i64(self, field: Field) -> int:
-        return self._int("i64", field)
+        return self._fixed(_i64, field)
 
     def u64(self, field: Field) -> int:
-        return self._int("u64", field)
+        return self._fixed(_u64, field)
 
     def f32(self, field: Field) -> float:
-        return _f32.unpack_from(self._data, self._take(field, 4))[0]
+        return self._fixed(_f32, field)
 
     def f64(self, field: Field) -> float:
-        return _f64.unpack_from(self._data, self._take(field, 8))[0]
+        return self._fixed(_f64, field)
 
     def _length(self, field: Field, capacity: int, unit: str, min_item_bytes: int) -> int:
         n = self.u32(field)
@@ -510,7 +515,7 @@ def decode_reply(d: CallDescriptor[Any, R], message: Message) -> R | IpcError:
     return IpcError("REMOTE_ERROR", f"{d.name} failed at the peer: {body.text} ({body.code})")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received(Generic[T]):
     """One message as received: its kind, its transaction id (0 for a push) and its value."""
 
@@ -566,7 +571,7 @@ def with_deadline(message: Message, remaining_ms: float) -> Message:
     return Message(message.type, bytes(data), message.handles)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Control:
     """A received message's control flags: the txid a cancel stops (0 if none), the message
     to decode with any deadline taken off, and that deadline's milliseconds."""
@@ -601,7 +606,7 @@ def read_control(message: Message) -> Control:
     return Control(0, Message(message.type, plain, message.handles), timeout_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """What a server received: a cancel (the transaction id it stops, `received` None), or a
     request or push with the milliseconds its deadline gives it."""

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Channel, spawnProcess } from 'ftl-ipc';
+import { Channel, IPC_ERROR_CODES, spawnProcess } from 'ftl-ipc';
 import { main } from '../../src/cli/main.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -34,6 +34,15 @@ describe('python', () => {
     } finally {
       process.chdir(cwd);
     }
+  });
+
+  it('the Python error codes are the TypeScript ones, in order', async () => {
+    const { stdout } = await run(
+      'python3',
+      ['-c', 'import json, ftl_ipc; print(json.dumps(ftl_ipc.IPC_ERROR_CODES))'],
+      { cwd: join(root, 'python') },
+    );
+    assert.deepEqual(JSON.parse(stdout), [...IPC_ERROR_CODES]);
   });
 
   it('the Python unittest suite passes (python3, standard library only)', async () => {
