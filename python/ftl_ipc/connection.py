@@ -166,6 +166,9 @@ class Channel(ChannelHandle):
         self._readers: collections.deque[asyncio.Future[None]] = collections.deque()
         self._writers: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
+        #: Called (synchronously) when a message arrives, the peer closes or this end closes:
+        #: RpcServer.dispatch serves from it without a wake-up per message.
+        self.on_readable: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Channel {self.id} on {self._conn.remote}>"
@@ -331,6 +334,8 @@ class Channel(ChannelHandle):
         s.queued_bytes += len(message.data)
         s.high_water_mark = max(s.high_water_mark, len(self._queue))
         self._wake(self._readers)
+        if self.on_readable is not None:
+            self.on_readable()
 
     def refuse_credit(self, messages: int, n: int) -> str | None:
         lim = self.send_limits
@@ -366,6 +371,8 @@ class Channel(ChannelHandle):
             return
         self.peer_closed = True
         self._wake(self._readers)
+        if self.on_readable is not None:
+            self.on_readable()
         self.output_ready()
 
     @staticmethod
@@ -406,6 +413,8 @@ class Channel(ChannelHandle):
                 h.close()
         self._stats.queued_bytes = 0
         self._wake(self._readers)
+        if self.on_readable is not None:
+            self.on_readable()
         self.output_ready()
         self._conn.write_close(self, self._accepted)
 

@@ -241,28 +241,54 @@ class RpcServer(_Peer):
         if type(limit) is not int or limit < 1:
             raise IpcError("INVALID_ARGUMENT", f"concurrency must be a positive integer, got {concurrency!r}")
         d = _Dispatch(self, handlers, limit, reply_on_full, on_error)
+        channel, table = self.channel, self.table
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pumping = False
+
+        def end() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def pump() -> None:
+            # Runs in the transport's callbacks as messages arrive, and when a slot frees.
+            nonlocal pumping
+            if pumping:
+                return  # the pump below this call goes on
+            pumping = True
+            try:
+                while d.failure is None and len(d.held) < limit:
+                    try:
+                        m = channel.try_recv()
+                    except IpcError:  # PEER_CLOSED after the last message, or CLOSED
+                        return end()
+                    if m is None:
+                        return None
+                    try:
+                        request = decode_request(table, m)
+                    except IpcError as e:
+                        discard(m)
+                        events.publish("rpc:invalid", {"channel": channel, "error": e, "action": on_invalid})
+                        if on_invalid == "close":
+                            return end()
+                        continue
+                    d.offer(request)
+                if d.failure is not None:
+                    end()
+            except Exception as e:  # an on_error callback that raised: serving stops with it
+                d.failure = d.failure or e
+                end()
+            finally:
+                pumping = False
+            return None
+
+        channel.on_readable = pump
+        d.on_room = pump
         try:
-            while d.failure is None:
-                if len(d.held) >= limit:
-                    await d.room()
-                    continue
-                try:
-                    m = self.channel.try_recv() or await self.channel.recv()
-                except IpcError as e:
-                    if e.code in ("PEER_CLOSED", "CLOSED"):
-                        break
-                    raise
-                try:
-                    request = decode_request(self.table, m)
-                except IpcError as e:
-                    discard(m)
-                    events.publish("rpc:invalid", {"channel": self.channel, "error": e, "action": on_invalid})
-                    if on_invalid == "close":
-                        break
-                    continue
-                d.offer(request)
+            pump()
+            await ended
             await d.drain()
         finally:
+            channel.on_readable = None
             d.cancel_all()
             self.close()
         if d.failure is not None:
@@ -301,6 +327,7 @@ class _Dispatch:
         self.others: set[asyncio.Task[None]] = set()
         self.failure: BaseException | None = None
         self._room: asyncio.Future[None] | None = None
+        self.on_room: Callable[[], None] | None = None
         self._idle: asyncio.Future[None] | None = None
 
     def offer(self, request: Request) -> None:
@@ -391,6 +418,8 @@ class _Dispatch:
                 self.waiting.pop(nxt.request.received.txid, None)
             self.start(nxt)
         self._wake()
+        if self.on_room is not None:
+            self.on_room()
 
     def _wake(self) -> None:
         for f in (self._room, self._idle):
