@@ -239,6 +239,7 @@ class Channel(ChannelHandle):
         """Sends, waiting while the peer's queue is full; waiting senders go first come, first served."""
         deadline = None if timeout is None else time.monotonic() + timeout
         async with self._send_lock:
+            found_full = False
             while True:
                 try:
                     self.send(message)
@@ -246,10 +247,12 @@ class Channel(ChannelHandle):
                 except IpcError as e:
                     if e.code != "BACKPRESSURE":
                         raise
-                    self._stats.backpressured -= 1  # counted once, when the send finally goes
+                    # `backpressured` counts sends that found the queue full: this one, once.
+                    if found_full:
+                        self._stats.backpressured -= 1
+                    found_full = True
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    self._stats.backpressured += 1
                     raise IpcError("TIMEOUT", f"send_wait on channel {self.id} found no room within {timeout} s")
                 await self.writable(left)
 
