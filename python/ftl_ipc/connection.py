@@ -169,6 +169,9 @@ class Channel(ChannelHandle):
         #: Called (synchronously) when a message arrives, the peer closes or this end closes:
         #: RpcServer.dispatch serves from it without a wake-up per message.
         self.on_readable: Callable[[], None] | None = None
+        #: False for an end of open_channel whose far end was not sent yet: the peer does not
+        #: know the id, so nothing may go out on it (not even CLOSE).
+        self.announced = True
 
     def __repr__(self) -> str:
         return f"<Channel {self.id} on {self._conn.remote}>"
@@ -210,7 +213,7 @@ class Channel(ChannelHandle):
             return False
         self._credit_messages -= 1
         self._credit_bytes -= n
-        self._conn.write_message(self.id, message.type, data)
+        self._conn.write_message(self.id, message.type, data, handles)
         self._stats.sent += 1
         self._sent_here += 1
         return True
@@ -255,6 +258,18 @@ class Channel(ChannelHandle):
                 if left is not None and left <= 0:
                     raise IpcError("TIMEOUT", f"send_wait on channel {self.id} found no room within {timeout} s")
                 await self.writable(left)
+
+    def open_channel(
+        self,
+        capacity: int = 1024,
+        capacity_bytes: int = 1 << 20,
+        max_message_bytes: int | None = None,
+        max_handles: int = 64,
+    ) -> tuple[Channel, NewEnd]:
+        """A new channel on this channel's connection, as `Channel.pair()` in TypeScript: use
+        the first end here and send the second in a message on this channel (or another of the
+        same connection); the peer gets a Channel to this one."""
+        return self._conn.open_channel(resolve_limits(capacity, capacity_bytes, max_message_bytes, max_handles))
 
     # ---- receiving ----------------------------------------------------------------------------
 
@@ -419,8 +434,44 @@ class Channel(ChannelHandle):
         if self.on_readable is not None:
             self.on_readable()
         self.output_ready()
-        self._conn.write_close(self, self._accepted)
+        if self.announced:
+            self._conn.write_close(self, self._accepted)
+        else:
+            self._conn.forget(self)
 
+
+
+class NewEnd(ChannelHandle):
+    """The far end of a channel made by `Channel.open_channel`: send it in a message on the same
+    connection and the peer gets a channel whose other end is `mine`, here."""
+
+    def __init__(self, mine: Channel) -> None:
+        self.mine = mine
+        self.sent = False
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<NewEnd of channel {self.mine.id}>"
+
+    def announce(self) -> bytes:
+        """The descriptor that opens the id at the peer; from now on `mine` may send."""
+        self.sent = True
+        mine = self.mine
+        mine.announced = True
+        lim = mine.limits
+        mine.credit(lim.capacity, lim.capacity_bytes)
+        return DESCRIPTOR.pack(
+            mine.id, lim.capacity, lim.capacity_bytes, lim.max_message_bytes, lim.max_handles,
+            KIND_CHANNEL, lim.capacity, lim.capacity_bytes, 0, 0, 0, 0, 0, 0, 0,
+        )
+
+    def close(self) -> None:
+        """Given up unsent: `mine` sees its peer closed."""
+        if self.sent or self.closed:
+            return
+        self.closed = True
+        self.mine._conn.forget(self.mine)
+        self.mine.far_closed()
 
 
 class PipeEnd(Handle):
@@ -772,26 +823,54 @@ class Connection(asyncio.Protocol):
         held = len(self._out) + (t.get_write_buffer_size() if t is not None else 0)
         return held > self._options.max_output_bytes
 
-    def check_movable(self, via: Channel, handles: list[Handle]) -> None:
-        # Moving an end needs a bridge (docs/socket-transport.md, Moved endpoints), which the
-        # Python side does not have yet: it receives channels inside messages but sends none.
-        raise IpcError(
-            "HANDLE_NOT_MOVABLE",
-            f"the Python side cannot move handles yet, got {len(handles)} on channel {via.id}",
-        )
+    def open_channel(self, limits: Limits) -> tuple[Channel, NewEnd]:
+        """A new channel id on this connection: this side's end, and the end to send the peer."""
+        new_id = self._next_id
+        self._next_id += 2
+        # No credits until the peer knows the id: frames on it before its descriptor would be
+        # a protocol error there. Sends wait (send_wait) or meet BACKPRESSURE until then.
+        mine = Channel(self, new_id, limits, limits, (0, 0))
+        mine.announced = False
+        self._links[new_id] = mine
+        return mine, NewEnd(mine)
 
-    def write_message(self, cid: int, msg_type: int, data: bytes | bytearray | memoryview) -> None:
-        header = FRAME_HEADER.pack(len(data), FRAME_MSG, 0, 0, cid, msg_type)
+    def check_movable(self, via: Channel, handles: list[Handle]) -> None:
+        # Only ends made by open_channel on this connection move: any other end would need a
+        # bridge (docs/socket-transport.md, Moved endpoints), which the Python side lacks.
+        seen: set[int] = set()
+        for h in handles:
+            if not isinstance(h, NewEnd) or h.mine._conn is not self:
+                raise IpcError(
+                    "HANDLE_NOT_MOVABLE",
+                    f"the Python side moves only ends made by open_channel on the same connection, got {h!r}",
+                )
+            if h.sent or h.closed or h.mine.sent_close or id(h) in seen or h.mine is via:
+                raise IpcError("HANDLE_NOT_MOVABLE", f"{h!r} was sent or closed already, or appears twice")
+            seen.add(id(h))
+
+    def write_message(
+        self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: list[Handle]
+    ) -> None:
+        descriptors = b"".join(h.announce() for h in handles if isinstance(h, NewEnd))
+        header = FRAME_HEADER.pack(len(data) + len(descriptors), FRAME_MSG, 0, len(handles), cid, msg_type)
         if not self._flush_scheduled and self._transport is not None and not self._paused:
             # The first message of a turn goes out at once (latency); the rest of the turn's
             # messages wait for the flush at its end and go in one write (throughput).
             self._wrote = True
-            self._transport.write(header + data)
+            self._transport.write(header + data + descriptors if descriptors else header + data)
             self._schedule_flush()
             return
         out = self._out
         out += header
         out += data
+        if descriptors:
+            out += descriptors
+
+    def forget(self, ch: Channel) -> None:
+        """An id the peer never heard of is given up: nothing to tell it."""
+        ch.got_close = True
+        if self._links.get(ch.id) is ch:
+            self._free(ch)
 
     def credit_due(self, ch: Channel) -> None:
         self._credit_due.append(ch)

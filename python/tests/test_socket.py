@@ -12,6 +12,7 @@ from ftl_ipc import IpcError
 from ftl_ipc.connection import FRAME_HEADER, Channel, connect, events, listen
 from ftl_ipc.wire import Message
 
+from .generated import rpctest
 from .peer import Peer, socket_path
 
 
@@ -108,6 +109,37 @@ class PythonClientTypeScriptServer(PeerTest):
         root.close()
         self.assertEqual(await p.exit_code(), 0)
 
+    async def test_a_channel_made_in_python_moves_to_typescript_and_works(self) -> None:
+        p, address = await self.ts_listener("take-handle", tcp=True)
+        root = await connect(address)
+        mine, theirs = root.open_channel(capacity=3)
+        with self.assertRaises(IpcError) as caught:
+            mine.send(Message(1, b"too early"))  # the peer does not know the id yet
+        self.assertEqual(caught.exception.code, "BACKPRESSURE")
+        self.assertTrue(root.send(Message(9, b"take it", [theirs])))
+        with self.assertRaises(IpcError) as caught:
+            root.send(Message(9, b"again", [theirs]))
+        self.assertEqual(caught.exception.code, "HANDLE_NOT_MOVABLE")
+        words = [f"word {i}" for i in range(10)]  # more than the capacity: credits flow both ways
+
+        async def sending() -> None:
+            for w in words:
+                await mine.send_wait(Message(20, w.encode()))
+
+        task = asyncio.ensure_future(sending())
+        got = [await mine.recv() for _ in words]
+        await task
+        self.assertEqual([(m.type, m.data) for m in got], [(21, w.upper().encode()) for w in words])
+        self.assertLessEqual(mine.stats.high_water_mark, 3)
+        mine.close()
+        said = await p.line()
+        self.assertEqual(said["limits"]["capacity"], 3)
+        self.assertEqual(said["stats"]["received"], 10)
+        with self.assertRaises(IpcError):
+            await root.recv()
+        root.close()
+        self.assertEqual(await p.exit_code(), 0)
+
 
 class TypeScriptClientPythonServer(PeerTest):
     async def serve_one(self, tcp: bool) -> tuple[Any, Any]:
@@ -148,6 +180,31 @@ class TypeScriptClientPythonServer(PeerTest):
         self.assertEqual([(await ch.recv()).data for _ in range(50)], [str(i).encode() for i in range(50)])
         ch.close()
         self.assertEqual((await p.line())["echoed"], 50)
+
+
+class MalformedToTypeScript(PeerTest):
+    async def test_malformed_frames_to_a_typescript_listener_close_only_that_connection(self) -> None:
+        p, address = await self.ts_listener("echo", tcp=True)
+        r, w = await asyncio.open_connection(*address)
+        w.write(FRAME_HEADER.pack(5, 9, 0, 0, 0, 0) + b"junk!")  # an unknown frame before HELLO
+        got = await asyncio.wait_for(r.read(), 10)
+        w.close()
+        # Its HELLO, then an ERROR frame (type 7, kind 0: protocol) naming the problem, then EOF.
+        at = 16 + 60
+        length, ftype, _, _, _, kind = FRAME_HEADER.unpack_from(got, at)
+        self.assertEqual((ftype, kind), (7, 0))
+        self.assertIn(b"before HELLO", got[at + 16 : at + 16 + length])
+        self.assertEqual(p.proc.returncode, None)  # the peer process carries on
+
+    async def test_a_malformed_request_closes_the_typescript_servers_channel(self) -> None:
+        _, address = await self.ts_listener("rpc-serve")
+        ch = await connect(address)
+        # An add request whose int32 is cut short: the server refuses it and closes the channel.
+        ch.send(Message(rpctest.ADD.id, bytes.fromhex("4649010001000000 0102".replace(" ", ""))))
+        with self.assertRaises(IpcError) as caught:
+            await asyncio.wait_for(ch.recv(), 10)
+        self.assertEqual(caught.exception.code, "PEER_CLOSED")
+        ch.close()
 
 
 class Malformed(unittest.IsolatedAsyncioTestCase):

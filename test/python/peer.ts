@@ -119,6 +119,19 @@ const scenarios: Record<string, () => Promise<void>> = {
     mine.close();
     ch.close();
   },
+  /** Takes the channel the Python side made and sent, and answers on it in upper case. */
+  async 'take-handle'() {
+    const ch = await root();
+    const m = await ch.recv();
+    const moved = m.handles[0] as Channel;
+    await drain(moved, async (data, type) => {
+      const text = new TextDecoder().decode(data);
+      await moved.sendWait({ type: type + 1, data: new TextEncoder().encode(text.toUpperCase()) });
+    });
+    say({ limits: moved.limits, stats: moved.stats });
+    moved.close();
+    ch.close();
+  },
   /** Serves rpctest.work (test/wire/rpc-peer.ts) to the Python client. */
   async 'rpc-serve'() {
     await serveWork(await root());
