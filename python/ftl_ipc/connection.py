@@ -218,9 +218,9 @@ class Channel(ChannelHandle):
         self._sent_here += 1
         return True
 
-    async def writable(self, timeout: float | None = None) -> None:
-        """Waits until a send of a small message could succeed (or the peer closed)."""
-        while not self._has_room(0):
+    async def writable(self, n_bytes: int = 0, timeout: float | None = None) -> None:
+        """Waits until a send of a message of `n_bytes` could succeed (or the peer closed)."""
+        while not self._has_room(n_bytes):
             if self.sent_close:
                 raise IpcError("CLOSED", f"channel {self.id} is closed")
             fut = asyncio.get_running_loop().create_future()
@@ -257,7 +257,7 @@ class Channel(ChannelHandle):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise IpcError("TIMEOUT", f"send_wait on channel {self.id} found no room within {timeout} s")
-                await self.writable(left)
+                await self.writable(len(message.data), left)
 
     def open_channel(
         self,

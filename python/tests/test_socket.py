@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import unittest
 from typing import Any
 
@@ -87,6 +88,23 @@ class PythonClientTypeScriptServer(PeerTest):
         ch.close()
         self.assertEqual((await p.line())["received"], ch.stats.sent)
 
+    async def test_byte_credits_bind_too(self) -> None:
+        p, address = await self.ts_listener("hold", "--capacity", "100", "--capacity-bytes", "250")
+        ch = await connect(address)
+        self.assertTrue(ch.send(Message(1, bytes(100))))
+        self.assertTrue(ch.send(Message(1, bytes(100))))
+        with self.assertRaises(IpcError) as caught:
+            ch.send(Message(1, bytes(100)))  # 300 bytes would exceed the 250 granted
+        self.assertEqual(caught.exception.code, "BACKPRESSURE")
+        self.assertTrue(ch.send(Message(1, bytes(50))))  # exactly what is left
+        with self.assertRaises(IpcError) as caught:
+            ch.send(Message(1, bytes(251)))
+        self.assertEqual(caught.exception.code, "TOO_LARGE")
+        p.tell("read")
+        await ch.send_wait(Message(1, bytes(250)), timeout=10)
+        ch.close()
+        self.assertEqual((await p.line())["received"], 4)
+
     async def test_a_channel_moved_inside_a_message_crosses_the_language_boundary(self) -> None:
         p, address = await self.ts_listener("handle")
         root = await connect(address)
@@ -112,7 +130,9 @@ class PythonClientTypeScriptServer(PeerTest):
     async def test_a_channel_made_in_python_moves_to_typescript_and_works(self) -> None:
         p, address = await self.ts_listener("take-handle", tcp=True)
         root = await connect(address)
-        mine, theirs = root.open_channel(capacity=3)
+        # Small: a TypeScript listener allows only maxUnacceptedBytes (1 MiB) of channels opened
+        # before its accept() took the connection, and this races the accept.
+        mine, theirs = root.open_channel(capacity=3, capacity_bytes=4096)
         with self.assertRaises(IpcError) as caught:
             mine.send(Message(1, b"too early"))  # the peer does not know the id yet
         self.assertEqual(caught.exception.code, "BACKPRESSURE")
@@ -127,7 +147,12 @@ class PythonClientTypeScriptServer(PeerTest):
                 await mine.send_wait(Message(20, w.encode()))
 
         task = asyncio.ensure_future(sending())
-        got = [await mine.recv() for _ in words]
+        errors: list[Any] = []
+        events.subscribe("socket:error", errors.append)
+        try:
+            got = [await mine.recv() for _ in words]
+        except IpcError as e:
+            raise AssertionError(f"{e} after {errors}: the peer said {await p.line()}") from e
         await task
         self.assertEqual([(m.type, m.data) for m in got], [(21, w.upper().encode()) for w in words])
         self.assertLessEqual(mine.stats.high_water_mark, 3)
@@ -205,6 +230,47 @@ class MalformedToTypeScript(PeerTest):
             await asyncio.wait_for(ch.recv(), 10)
         self.assertEqual(caught.exception.code, "PEER_CLOSED")
         ch.close()
+
+
+class Heartbeat(unittest.IsolatedAsyncioTestCase):
+    async def raw_peer(self, heartbeat_ms: int) -> tuple[str, asyncio.Queue[bytes]]:
+        """A raw listener that answers HELLO (announcing `heartbeat_ms`) and then only records."""
+        frames: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            hello = await r.readexactly(76)
+            payload = bytearray(hello[16:])
+            struct.pack_into("<I", payload, 56, heartbeat_ms)
+            w.write(hello[:16] + payload)
+            try:
+                while True:
+                    frames.put_nowait(await r.readexactly(16))
+            except asyncio.IncompleteReadError:
+                frames.put_nowait(b"")
+
+        path = socket_path()
+        self.server = await asyncio.start_unix_server(on_connect, path)
+        return path, frames
+
+    async def asyncTearDown(self) -> None:
+        self.server.close()
+
+    async def test_an_idle_side_sends_ping(self) -> None:
+        path, frames = await self.raw_peer(0)
+        ch = await connect(path, heartbeat_ms=50)
+        frame = await asyncio.wait_for(frames.get(), 5)
+        self.assertEqual(FRAME_HEADER.unpack(frame)[1], 6)  # PING
+        ch.close()
+
+    async def test_a_silent_peer_is_timed_out_and_its_channels_see_peer_closed(self) -> None:
+        path, _ = await self.raw_peer(100)  # announces 100 ms, then never sends again
+        errors: list[IpcError] = []
+        events.subscribe("socket:error", lambda e: errors.append(e["error"]))
+        ch = await connect(path, heartbeat_ms=0)
+        with self.assertRaises(IpcError) as caught:
+            await asyncio.wait_for(ch.recv(), 5)
+        self.assertEqual(caught.exception.code, "PEER_CLOSED")
+        self.assertEqual([e.code for e in errors], ["TIMEOUT"])
 
 
 class Malformed(unittest.IsolatedAsyncioTestCase):

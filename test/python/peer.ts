@@ -14,6 +14,7 @@ const { positionals, values } = parseArgs({
   options: {
     secret: { type: 'string' },
     capacity: { type: 'string' },
+    'capacity-bytes': { type: 'string' },
     tcp: { type: 'boolean' },
     path: { type: 'string' },
     connect: { type: 'string' },
@@ -25,6 +26,10 @@ const say = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n
 const options = {
   ...(values.secret !== undefined && { secret: values.secret }),
   ...(values.capacity !== undefined && { capacity: Number(values.capacity) }),
+  ...(values['capacity-bytes'] !== undefined && {
+    capacityBytes: Number(values['capacity-bytes']),
+    maxMessageBytes: Number(values['capacity-bytes']),
+  }),
 };
 
 async function command(expected: string): Promise<void> {
