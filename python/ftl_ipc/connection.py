@@ -347,11 +347,14 @@ class Channel(ChannelHandle):
                 h.close()
             return
         self._accepted += 1
-        self._queue.append(message)
+        queue = self._queue
+        queue.append(message)
         s = self._stats
         s.queued_bytes += len(message.data)
-        s.high_water_mark = max(s.high_water_mark, len(self._queue))
-        self._wake(self._readers)
+        if len(queue) > s.high_water_mark:
+            s.high_water_mark = len(queue)
+        if self._readers:
+            self._wake(self._readers)
         if self.on_readable is not None:
             self.on_readable()
 
@@ -595,19 +598,36 @@ class Connection(asyncio.Protocol):
         buf = self._buf
         buf += data
         at = 0
-        while self._phase != "dead" and len(buf) - at >= HEADER_BYTES:
-            length, ftype, _flags, handles, cid, arg = FRAME_HEADER.unpack_from(buf, at)
+        n = len(buf)
+        links = self._links
+        unpack = FRAME_HEADER.unpack_from
+        self._need = HEADER_BYTES  # set again below if a frame is still cut short
+        while n - at >= HEADER_BYTES and self._phase != "dead":
+            length, ftype, _flags, handles, cid, arg = unpack(buf, at)
+            end = at + HEADER_BYTES + length
+            link = links.get(cid) if ftype == FRAME_MSG and handles == 0 and self._phase == "open" else None
+            if link.__class__ is Channel and not link.got_close:  # type: ignore[union-attr]
+                # The common frame, a MSG without handles on an open channel, checked the same
+                # way as below but without the general dispatch.
+                assert isinstance(link, Channel)
+                problem = link.refuse(length, 0)
+                if problem is not None:
+                    return self.protocol_error(problem)
+                if n < end:
+                    self._need = HEADER_BYTES + length
+                    break
+                link.deliver(Message(arg, bytes(buf[at + HEADER_BYTES : end]), []))
+                at = end
+                continue
             # The header is checked before its payload is waited for: a lie costs nothing.
             problem = self._check_header(length, ftype, handles, cid)
             if problem is not None:
                 return self.protocol_error(problem)
-            end = at + HEADER_BYTES + length
-            if len(buf) < end:
+            if n < end:
                 self._need = HEADER_BYTES + length
                 break
             self._frame(ftype, handles, cid, arg, bytes(buf[at + HEADER_BYTES : end]))
             at = end
-            self._need = HEADER_BYTES
         del buf[:at]
 
     # ---- reading ------------------------------------------------------------------------------
