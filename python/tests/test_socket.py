@@ -299,6 +299,47 @@ class Malformed(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((await server.recv()).data, b"ok")
         listener.close()
 
+    async def raw(self, listener_options: dict[str, Any], frames: bytes) -> bytes:
+        """A raw client that reflects the listener's HELLO as its own, then sends `frames`;
+        returns what the listener sent after its HELLO, up to EOF."""
+        path = socket_path()
+        listener = await listen(path, **listener_options)
+        r, w = await asyncio.open_unix_connection(path)
+        hello = await r.readexactly(76)
+        w.write(hello + frames)
+        rest = await asyncio.wait_for(r.read(), 5)
+        w.close()
+        listener.close()
+        return rest
+
+    def error_text(self, rest: bytes) -> str:
+        at = 0
+        while at < len(rest):
+            length, ftype, _, _, _, kind = FRAME_HEADER.unpack_from(rest, at)
+            if ftype == 7:
+                self.assertEqual(kind, 0)
+                return rest[at + 16 : at + 16 + length].decode()
+            at += 16 + length
+        raise AssertionError(f"no ERROR frame in {rest!r}")
+
+    async def test_more_messages_than_the_credits_granted_is_a_protocol_error(self) -> None:
+        msg = FRAME_HEADER.pack(1, 3, 0, 0, 0, 1) + b"x"
+        rest = await self.raw({"capacity": 2}, msg * 3)
+        self.assertIn("exceeds the credits granted (0 messages", self.error_text(rest))
+
+    async def test_credits_above_the_queue_they_stand_for_are_a_protocol_error(self) -> None:
+        credit = FRAME_HEADER.pack(4, 4, 0, 0, 0, 1) + struct.pack("<I", 0)
+        rest = await self.raw({}, credit)
+        self.assertIn("would exceed the queue it stands for", self.error_text(rest))
+
+    async def test_a_descriptor_with_a_forbidden_id_or_an_unknown_id_is_a_protocol_error(self) -> None:
+        # The connecting side opens odd ids; 2 is the listener's to open.
+        descriptor = struct.pack("<IIIIHHIII6I8x", 2, 4, 4096, 4096, 4, 0, 4, 4096, 0, 0, 0, 0, 0, 0, 0)
+        msg = FRAME_HEADER.pack(64, 3, 0, 1, 0, 1) + descriptor
+        self.assertIn("which the peer may not open", self.error_text(await self.raw({}, msg)))
+        unknown = FRAME_HEADER.pack(0, 5, 0, 0, 9, 0)  # CLOSE of an id nobody opened
+        self.assertIn("unknown channel id 9", self.error_text(await self.raw({}, unknown)))
+
     async def test_an_oversized_message_is_refused_by_its_header(self) -> None:
         path = socket_path()
         listener = await listen(path, max_message_bytes=16)
