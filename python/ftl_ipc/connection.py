@@ -942,6 +942,15 @@ class Connection(asyncio.Protocol):
 
     # ---- failure ------------------------------------------------------------------------------
 
+    def shut(self) -> None:
+        """Closes the connection without blaming the peer (a closing listener)."""
+        if self._phase == "dead":
+            return
+        self._flush_out_only()
+        if self._transport is not None:
+            self._transport.close()
+        self._lost()
+
     def protocol_error(self, problem: str) -> None:
         self.fail(IpcError("PROTOCOL_ERROR", f"protocol error from {self.remote}: {problem}"))
 
@@ -1082,7 +1091,11 @@ class Listener:
         return await self.accept()
 
     def close(self) -> None:
+        """Stops accepting; connections still in the backlog are closed (channels already taken
+        stay open)."""
         self._server.close()
+        while not self._queue.empty():
+            self._queue.get_nowait()._conn.shut()
 
 
 async def listen(address: Address, backlog: int = 64, **options: Any) -> Listener:

@@ -17,6 +17,11 @@ from .generated import rpctest
 from .peer import Peer, socket_path
 
 
+async def settle() -> None:
+    """Lets the transports closed by a test finish closing before its event loop does."""
+    await asyncio.sleep(0.05)
+
+
 class PeerTest(unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self) -> None:
         self.peers: list[Peer] = []
@@ -25,6 +30,7 @@ class PeerTest(unittest.IsolatedAsyncioTestCase):
         for p in self.peers:
             p.kill()
             await p.proc.wait()
+        await settle()
 
     async def peer(self, *args: str) -> Peer:
         p = await Peer.start(*args)
@@ -254,6 +260,7 @@ class Heartbeat(unittest.IsolatedAsyncioTestCase):
 
     async def asyncTearDown(self) -> None:
         self.server.close()
+        await settle()
 
     async def test_an_idle_side_sends_ping(self) -> None:
         path, frames = await self.raw_peer(0)
@@ -274,6 +281,9 @@ class Heartbeat(unittest.IsolatedAsyncioTestCase):
 
 
 class Malformed(unittest.IsolatedAsyncioTestCase):
+    async def asyncTearDown(self) -> None:
+        await settle()
+
     async def test_malformed_frames_close_only_that_connection(self) -> None:
         errors: list[IpcError] = []
         events.subscribe("socket:error", lambda e: errors.append(e["error"]))
