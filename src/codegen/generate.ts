@@ -34,7 +34,7 @@ const numberTypes = new Set([
   'float32',
   'float64',
 ]);
-const writerMethods = {
+export const writerMethods = {
   bool: 'bool',
   int8: 'i8',
   int16: 'i16',
@@ -73,11 +73,11 @@ export function outputPath(pkg: PackageDef, options: GenerateOptions): string {
   return join(options.outDir ?? dirname(pkg.file), `${pkg.name}.generated.ts`);
 }
 
-function posix(path: string): string {
+export function posix(path: string): string {
   return path.split(sep).join('/');
 }
 
-function hex(id: number): string {
+export function hex(id: number): string {
   return `0x${id.toString(16).padStart(8, '0')}`;
 }
 

@@ -5,6 +5,7 @@
  * process with `spawnProcess` (the socket transport); either way the service's host takes the
  * channel with `parentChannels()`.
  */
+import { delimiter } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
@@ -32,6 +33,15 @@ export interface Instance {
 }
 
 const HOST = fileURLToPath(new URL('./host.js', import.meta.url));
+/** The ftl_ipc package (python/ in this repository), put first on a Python service's path. */
+const PYTHON_PACKAGE = fileURLToPath(new URL('../../../python', import.meta.url));
+/** Names the Python interpreter for `python:` services; default python3. */
+const PYTHON_ENV = 'FTL_IPC_PYTHON';
+
+function pythonPath(existing: string | undefined): string {
+  return existing ? `${PYTHON_PACKAGE}${delimiter}${existing}` : PYTHON_PACKAGE;
+}
+
 /** The boot info travels in the environment, which threads and processes both have. */
 const BOOT_ENV = 'FTL_IPC_BOOT';
 
@@ -59,11 +69,16 @@ export async function launch(
       terminate: () => void worker.terminate(),
     };
   }
-  const { child, exited } = await spawnProcess(HOST, {
-    channels: { startup },
-    stdio: 'pipe',
-    env,
-  });
+  const { child, exited } =
+    boot.language === 'python'
+      ? await spawnProcess(boot.module, {
+          executable: process.env[PYTHON_ENV] ?? 'python3',
+          execArgv: ['-m', 'ftl_ipc.host'],
+          channels: { startup },
+          stdio: 'pipe',
+          env: { ...env, PYTHONPATH: pythonPath(process.env.PYTHONPATH) },
+        })
+      : await spawnProcess(HOST, { channels: { startup }, stdio: 'pipe', env });
   child.stdin?.end();
   return {
     id: `pid ${child.pid}`,

@@ -28,10 +28,14 @@ export interface DependencySpec {
 
 export type Isolation = 'thread' | 'process';
 
+/** What runs a service's module: node, or python3 with the ftl_ipc package (docs/python.md). */
+export type Language = 'node' | 'python';
+
 export interface ServiceSpec {
   readonly name: string;
   /** Absolute path of the module to run (a `.ts` path is mapped to its compiled `.js`). */
   readonly module: string;
+  readonly language: Language;
   readonly isolation: Isolation;
   readonly provides: readonly string[];
   readonly depends: readonly DependencySpec[];
@@ -117,6 +121,7 @@ export function loadSystemSpec(file: string): { spec?: SystemSpec; diagnostics: 
 const SERVICE_KEYS = [
   'name',
   'module',
+  'python',
   'isolation',
   'provides',
   'depends',
@@ -239,9 +244,22 @@ class Fields {
 
 function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefined {
   const name = fields.name(map, 'name', true);
-  const moduleNode = map.get('module', true) as Node | undefined;
-  const module = fields.string(map, 'module', true);
-  const isolation = fields.oneOf(map, 'isolation', ['thread', 'process'] as const) ?? 'thread';
+  const language: Language = map.has('python') ? 'python' : 'node';
+  const key = language === 'python' ? 'python' : 'module';
+  if (language === 'python' && map.has('module'))
+    fields.report('SPEC_BAD_VALUE', 'a service has "module" or "python", not both', map);
+  const moduleNode = map.get(key, true) as Node | undefined;
+  const module = fields.string(map, key, true);
+  const isolationNode = map.get('isolation', true) as Node | undefined;
+  const isolation =
+    fields.oneOf(map, 'isolation', ['thread', 'process'] as const) ??
+    (language === 'python' ? 'process' : 'thread');
+  if (language === 'python' && isolation === 'thread')
+    fields.report(
+      'SPEC_BAD_VALUE',
+      'a "python" service runs as a process, not a thread',
+      isolationNode,
+    );
   const provides: string[] = [];
   for (const node of fields.list(map, 'provides')) {
     if (isScalar(node) && typeof node.value === 'string' && NAME.test(node.value)) {
@@ -269,14 +287,15 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
   const restart = readRestart(map, fields);
   const configNode = map.get('config', true) as Node | undefined;
   if (name === undefined || module === undefined) return undefined;
-  const { found: path, tried } = resolveModule(resolve(dir, module));
+  const { found: path, tried } =
+    language === 'python' ? existing(resolve(dir, module)) : resolveModule(resolve(dir, module));
   if (path === undefined) {
     const build = /\.(c|m)?ts$/.test(module)
       ? '; a .ts module runs from its compiled .js: build it'
       : '';
     fields.report(
       'SPEC_MODULE_NOT_FOUND',
-      `module "${module}" not found (relative to the spec's folder); looked for ${tried.map(shown).join(', ')}${build}`,
+      `${key} "${module}" not found (relative to the spec's folder); looked for ${tried.map(shown).join(', ')}${build}`,
       moduleNode,
     );
   }
@@ -284,6 +303,7 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
     name,
     nameNode: map.get('name', true) as Node,
     module: path ?? module,
+    language,
     isolation,
     provides,
     depends,
@@ -316,6 +336,10 @@ function readRestart(map: YAMLMap, fields: Fields): RestartPolicy | undefined {
   };
 }
 
+function existing(path: string): { found?: string; tried: string[] } {
+  return existsSync(path) ? { found: path, tried: [] } : { tried: [path] };
+}
+
 /**
  * Node 20 does not run TypeScript, so a `.ts` module (as written in a spec beside its sources)
  * runs from its compiled twin: beside it, where the nearest tsconfig.json's `rootDir`/`outDir`
@@ -323,8 +347,7 @@ function readRestart(map: YAMLMap, fields: Fields): RestartPolicy | undefined {
  * every path that was looked at.
  */
 function resolveModule(path: string): { found?: string; tried: string[] } {
-  if (!/\.(c|m)?ts$/.test(path))
-    return existsSync(path) ? { found: path, tried: [] } : { tried: [path] };
+  if (!/\.(c|m)?ts$/.test(path)) return existing(path);
   const js = path.replace(/\.(c|m)?ts$/, '.$1js');
   const candidates = [js, ...compiledByTsconfig(js)];
   for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) {

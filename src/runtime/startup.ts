@@ -20,6 +20,8 @@ export interface BootInfo {
   readonly service: string;
   /** Absolute path of the module whose default export is `main(env)`. */
   readonly module: string;
+  /** `python`: the module is a Python file, run by `python3 -m ftl_ipc.host` (docs/python.md). */
+  readonly language: 'node' | 'python';
   readonly config: unknown;
   /** The service's dependency names: `env.channel(name)` waits for these. */
   readonly dependencies: readonly string[];

@@ -175,6 +175,7 @@ export class System {
       {
         service: spec.name,
         module: spec.module,
+        language: spec.language,
         config: spec.config,
         dependencies: spec.depends.map((d) => d.name),
         graceMs: this.spec.graceMs,

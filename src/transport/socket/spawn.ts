@@ -19,6 +19,8 @@ export interface SpawnOptions extends ConnectionOptions {
   channels?: Record<string, Channel>;
   args?: readonly string[];
   execArgv?: readonly string[];
+  /** The program that runs `module` (default this node): e.g. `python3` for a Python child (docs/python.md). */
+  executable?: string;
   env?: NodeJS.ProcessEnv;
   /** stdin, stdout and stderr of the child. Default 'inherit'. */
   stdio?: 'inherit' | 'ignore' | 'pipe';
@@ -58,7 +60,7 @@ export async function spawnProcess(
   const channels = Object.values(options.channels ?? {});
   const io = options.stdio ?? 'inherit';
   const child = spawn(
-    process.execPath,
+    options.executable ?? process.execPath,
     [...(options.execArgv ?? []), path, ...(options.args ?? [])],
     {
       stdio: [io, io, io, 'pipe'],

@@ -1,0 +1,157 @@
+/**
+ * A TypeScript client calling a Python server (issue 13): the generated PingClient over a Unix
+ * socket to the generated Python PingServer, against the same handler (`v + 1`) behind
+ * newline-delimited JSON over a child's stdio, what people write by hand today. Calls/s with 64
+ * in flight (64 loops of `await call()`) and the p50 of calls made one after another, both with
+ * library defaults; rounds alternate between the two, the table shows medians and ranges. Then
+ * the Python codec's encode and decode rates against `json` (bench/python/codec.py).
+ * Run: npm run bench:python [-- --quick]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { PingClient } from '../examples/ping/ping.generated.js';
+import { connect } from '../src/index.js';
+
+const quick = process.argv.includes('--quick');
+const ROUNDS = quick ? 1 : 5;
+const DURATION_MS = quick ? 300 : 1000;
+const SEQUENTIAL = quick ? 300 : 2000;
+const IN_FLIGHT = 64;
+const dir = fileURLToPath(new URL('../../bench/python/', import.meta.url));
+const env = { ...process.env, PYTHONPATH: fileURLToPath(new URL('../../python', import.meta.url)) };
+
+interface Running {
+  call(v: number): Promise<unknown>;
+  stop(): Promise<unknown>;
+}
+
+function python(...args: string[]): ChildProcess {
+  return spawn('python3', [join(dir, 'server.py'), ...args], {
+    cwd: dir,
+    env,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+}
+
+async function ftl(): Promise<Running> {
+  const path = join(mkdtempSync(join(tmpdir(), 'ftl-py-bench-')), 's');
+  const child = python('ftl', path);
+  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  if (line !== 'ready') throw new Error(`the Python server said ${line}`);
+  const client = new PingClient(await connect({ path }));
+  return {
+    call: (value) => client.ping({ value }),
+    stop: () => {
+      client.close();
+      child.kill();
+      return once(child, 'exit');
+    },
+  };
+}
+
+/** The hand-written peer: one JSON object per line each way, matched by id. */
+async function jsonLines(): Promise<Running> {
+  const child = python('json');
+  const waiting = new Map<number, (v: number) => void>();
+  let nextId = 0;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const { id, value } = JSON.parse(line) as { id: number; value: number };
+    waiting.get(id)?.(value);
+    waiting.delete(id);
+  });
+  return {
+    call: (value) =>
+      new Promise((resolve) => {
+        const id = nextId++;
+        waiting.set(id, resolve);
+        child.stdin!.write(`${JSON.stringify({ id, value })}\n`);
+      }),
+    stop: () => {
+      child.stdin!.end();
+      return once(child, 'exit');
+    },
+  };
+}
+
+async function callsPerSecond(r: Running): Promise<number> {
+  let calls = 0;
+  const end = performance.now() + DURATION_MS;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (performance.now() < end) {
+        await r.call(calls & 0xffff);
+        calls++;
+      }
+    }),
+  );
+  return calls / ((performance.now() - started) / 1000);
+}
+
+async function p50Micros(r: Running): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < SEQUENTIAL; i++) {
+    const t = performance.now();
+    await r.call(i);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]! * 1000;
+}
+
+const peers = { 'ftl-ipc (Unix socket)': ftl, 'JSON lines (stdio)': jsonLines };
+const results = new Map<string, { rate: number[]; p50: number[] }>();
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [name, start] of Object.entries(peers)) {
+    const r = await start();
+    await callsPerSecond(r); // warm up both sides
+    const rate = await callsPerSecond(r);
+    const p50 = await p50Micros(r);
+    await r.stop();
+    const entry = results.get(name) ?? { rate: [], p50: [] };
+    entry.rate.push(rate);
+    entry.p50.push(p50);
+    results.set(name, entry);
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const range = (xs: number[], digits: number) =>
+  `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+console.log(
+  `load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}, ${ROUNDS} rounds`,
+);
+console.log('| peer | calls/s, 64 in flight (range) | sequential p50 µs (range) |');
+console.log('| --- | --- | --- |');
+for (const [name, { rate, p50 }] of results) {
+  console.log(
+    `| ${name} | ${median(rate).toFixed(0)} (${range(rate, 0)}) | ${median(p50).toFixed(1)} (${range(p50, 1)}) |`,
+  );
+}
+const ours = results.get('ftl-ipc (Unix socket)')!;
+const theirs = results.get('JSON lines (stdio)')!;
+console.log(
+  `ratio: ${(median(ours.rate) / median(theirs.rate)).toFixed(2)}x the calls/s, p50 ${(median(ours.p50) / median(theirs.p50)).toFixed(2)}x`,
+);
+
+const codec = spawn('python3', [join(dir, 'codec.py'), ...(quick ? ['--quick'] : [])], {
+  cwd: dir,
+  env,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const [line] = (await once(createInterface({ input: codec.stdout! }), 'line')) as [string];
+const rates = JSON.parse(line) as Record<string, { median: number; min: number; max: number }>;
+console.log('| Python codec, bench.sample.reading | ops/s median (range) |');
+console.log('| --- | --- |');
+for (const [name, r] of Object.entries(rates)) {
+  if ('median' in r)
+    console.log(`| ${name} | ${r.median.toFixed(0)} (${r.min.toFixed(0)}–${r.max.toFixed(0)}) |`);
+}
+console.log(`bytes: ${JSON.stringify(rates.bytes)}; load average ${loadavg()[0]!.toFixed(2)}`);
