@@ -120,7 +120,7 @@ async function startFailure(
       { cause: error },
     );
   }
-  const stderr = io === 'pipe' ? head(child.stderr!) : undefined;
+  const stderr = io === 'pipe' ? head(child.stderr!, exited) : undefined;
   const timedOut = isIpcError(error, 'TIMEOUT');
   let exit = timedOut ? undefined : await within(exited, EXIT_GRACE_MS);
   const killed = exit === undefined;
@@ -155,17 +155,20 @@ async function describeStderr(
 }
 
 /** The start of what a dead child wrote to a pipe: bounded in bytes and in time. */
-function head(stream: Readable): Promise<string> {
+function head(stream: Readable, exited: Promise<Exit>): Promise<string> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
+    let timer: NodeJS.Timeout | undefined;
     const done = () => {
       clearTimeout(timer);
       stream.destroy();
       resolve(Buffer.concat(chunks).toString('utf8', 0, Math.min(bytes, STDERR_BYTES)));
     };
-    // A grandchild may hold the pipe open after the child is gone.
-    const timer = setTimeout(done, 1000);
+    // A grandchild may hold the pipe open after the child is gone: wait 1 s past its exit.
+    void exited.then(() => {
+      timer = setTimeout(done, 1000);
+    });
     stream.on('data', (chunk: Buffer) => {
       chunks.push(chunk);
       bytes += chunk.byteLength;
