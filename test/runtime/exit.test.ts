@@ -65,31 +65,20 @@ describe('ftl-ipc run: exit status and signals', { timeout: 60_000 }, () => {
     await rm(dir, { recursive: true });
   });
 
-  it('exits 0 by itself when every service returned', async () => {
-    const r = run(
-      await spec(
-        'ok',
-        `services:
+  const byItself = [
+    { status: 0, when: 'every service returned', b: `${fixture('done')}, isolation: process` },
+    { status: 1, when: 'a service failed', b: `${fixture('fail')}, restart: never` },
+  ];
+  for (const { status, when, b } of byItself) {
+    it(`exits ${status} by itself when ${when}`, async () => {
+      const yaml = `services:
   - { name: a, module: ${fixture('done')} }
-  - { name: b, module: ${fixture('done')}, isolation: process }
-`,
-      ),
-    );
-    assert.equal(await r.exit, 0, r.text());
-  });
-
-  it('exits 1 by itself when a service failed', async () => {
-    const r = run(
-      await spec(
-        'failed',
-        `services:
-  - { name: a, module: ${fixture('done')} }
-  - { name: b, module: ${fixture('fail')}, restart: never }
-`,
-      ),
-    );
-    assert.equal(await r.exit, 1, r.text());
-  });
+  - { name: b, module: ${b} }
+`;
+      const r = run(await spec(`by-itself-${status}`, yaml));
+      assert.equal(await r.exit, status, r.text());
+    });
+  }
 
   it('exits 0 on SIGTERM when everything exited within the grace period', async () => {
     const r = run(
