@@ -126,6 +126,17 @@ export function channelConformance(
         );
       });
 
+      it('async iteration ends, without an error, when this side closes', async () => {
+        const [a, b] = await makePair();
+        const iterator = b[Symbol.asyncIterator]();
+        a.send({ type: 1 });
+        assert.equal((await iterator.next()).value?.type, 1);
+        const waiting = iterator.next();
+        b.close();
+        assert.deepEqual(await waiting, { value: undefined, done: true });
+        a.close();
+      });
+
       it('breaking out of iteration loses no message', async () => {
         const [a, b] = await makePair();
         for (let i = 0; i < 5; i++) a.send({ type: i });
