@@ -5,8 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Channel, isIpcError, type SpawnedProcess, spawnProcess } from '../../../src/index.js';
-import { delivered } from '../../channel/helpers.js';
+import {
+  Channel,
+  exportEndpoint,
+  importEndpoint,
+  isIpcError,
+  type SpawnedProcess,
+  spawnProcess,
+} from '../../../src/index.js';
+import { delivered, throwsCode } from '../../channel/helpers.js';
+import { Relay } from '../worker/workers.js';
 import { child } from './helpers.js';
 
 const CAPACITY = 4;
@@ -106,4 +114,54 @@ describe('the bound through bridges', () => {
       }
     });
   });
+
+  /*
+   * The other way: the peer here sends to the moved end, which reads only when told. What the
+   * bridge passed on stays counted here until the far side returns its credit, so the sender
+   * here meets BACKPRESSURE at capacity however far the messages have travelled.
+   */
+  const relay = new Relay();
+  after(() => relay.stop());
+  const pairs: [string, () => Promise<[Channel, Channel]>][] = [
+    ['a pair in this thread', async () => Channel.pair({ capacity: CAPACITY })],
+    [
+      'a pair over shared memory',
+      async () => {
+        const [x, y] = Channel.pair({ capacity: CAPACITY });
+        return [importEndpoint(await relay.bounce(exportEndpoint(x))), y];
+      },
+    ],
+  ];
+  for (const [name, makePair] of pairs) {
+    // Its own timeout, below the file's: a broken count can leave sendWait waiting forever.
+    it(`sending to a moved end that does not read holds the bound here (${name})`, {
+      timeout: 20_000,
+    }, async () => {
+      const [x, y] = await makePair();
+      const [control, controlThere] = Channel.pair();
+      const proc = await spawnProcess(child('taker'), {
+        channels: { end: x, control: controlThere },
+      });
+      const take = async (k: number) => {
+        await control.sendWait({ type: k });
+        return (await control.recv()).type;
+      };
+      try {
+        for (let i = 0; i < CAPACITY; i++) y.send({ type: i });
+        throwsCode(() => y.send({ type: CAPACITY }), 'BACKPRESSURE');
+        // Time for the bridge to pass them all on: the room must not come back by that.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        throwsCode(() => y.send({ type: CAPACITY }), 'BACKPRESSURE');
+        assert.equal(await take(3), 2);
+        for (let i = CAPACITY; i < CAPACITY + 3; i++) await y.sendWait({ type: i });
+        throwsCode(() => y.send({ type: CAPACITY + 3 }), 'BACKPRESSURE');
+        assert.equal(await take(CAPACITY), CAPACITY + 2, 'all arrived, in order');
+      } finally {
+        control.close();
+        y.close();
+        proc.child.kill();
+        await proc.exited;
+      }
+    });
+  }
 });
