@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { setImmediate as tick } from 'node:timers/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type Channel, type IpcErrorCode, isIpcError } from '../../src/index.js';
 
 /** Asserts that `fn` throws an IpcError with `code`. */
@@ -20,9 +22,13 @@ export async function rejectsCode(promise: Promise<unknown>, code: IpcErrorCode)
   });
 }
 
-/** Resolves to 'pending' if `promise` has not settled after a few event-loop turns. */
+/**
+ * Resolves to 'pending' if `promise` has not settled within `ms`. A few event-loop turns are
+ * not enough: across threads or processes a wrong early settlement arrives a round trip later.
+ */
 export async function state(
   promise: Promise<unknown>,
+  ms = 100,
 ): Promise<'pending' | 'resolved' | 'rejected'> {
   let result: 'pending' | 'resolved' | 'rejected' = 'pending';
   promise.then(
@@ -33,7 +39,7 @@ export async function state(
       result = 'rejected';
     },
   );
-  for (let i = 0; i < 5; i++) await tick();
+  await delay(ms);
   return result;
 }
 
@@ -52,4 +58,13 @@ export async function delivered(channel: Channel, count: number): Promise<void> 
     assert.ok(Date.now() < deadline, `only ${channel.stats.queuedMessages} of ${count} arrived`);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
+}
+
+/** This thread's memory use after two full GCs: what is really held, not garbage not yet freed. */
+export function liveMemory(): NodeJS.MemoryUsage {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage();
 }

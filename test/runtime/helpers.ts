@@ -11,6 +11,8 @@ export class Run {
   readonly system: System;
   readonly lines: string[] = [];
   readonly events: SystemEvent[] = [];
+  /** When each of `events` arrived, by `performance.now()`. */
+  readonly eventTimes: number[] = [];
   readonly #watchers = new Set<() => void>();
 
   /** Starts the spec `text`; module paths are resolved as if it were at `file`. */
@@ -22,6 +24,7 @@ export class Run {
       onLog: (service, _, line) => this.#push(`[${service}] ${line}`),
       onEvent: (event) => {
         this.events.push(event);
+        this.eventTimes.push(performance.now());
         this.#push(`[run] ${event.service} ${event.kind}`);
       },
     });

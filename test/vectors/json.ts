@@ -7,12 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { Channel, DataPipe, type Handle } from 'ftl-ipc';
 import type { FieldDef, PackageDef, TypeSpec } from '../../src/idl/index.js';
 import { loadIdlOrThrow } from '../../src/idl/index.js';
+import type { ReadFile } from '../../src/idl/load.js';
 import { camelCase } from '../../src/idl/names.js';
 
 export const vectorsDir = fileURLToPath(new URL('../../../test/vectors/', import.meta.url));
 
-export function loadVectorSchema(): PackageDef[] {
-  return loadIdlOrThrow([`${vectorsDir}vectors.yaml`]);
+export function loadVectorSchema(readFile?: ReadFile): PackageDef[] {
+  return loadIdlOrThrow([`${vectorsDir}vectors.yaml`], readFile);
 }
 
 export function hexToBytes(hex: string): Uint8Array {

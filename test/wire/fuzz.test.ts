@@ -1,9 +1,11 @@
 /**
  * Property tests over the vectors schema, which uses every type: round trips through the
  * generated and the runtime codec, and random or mutated frames that must decode or fail with
- * INVALID_MESSAGE and nothing else. 110,000 cases in all.
+ * INVALID_MESSAGE and nothing else, whatever decodes re-encoding to the same bytes, and frames one
+ * past each capacity. 130,000 cases in all.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -23,6 +25,10 @@ import { type HandleKind, handlesOf, loadVectorSchema } from '../vectors/json.js
 import * as generated from '../vectors/vectors.generated.js';
 
 const packages = loadVectorSchema();
+/** The same schema with every capacity one larger: it writes frames just past each limit. */
+const widePackages = loadVectorSchema((path) =>
+  readFileSync(path, 'utf8').replace(/capacity: (\d+)/g, (_, n) => `capacity: ${Number(n) + 1}`),
+);
 const runtime = runtimeDescriptors(packages);
 const messages = [...messagesByName(packages).values()];
 
@@ -78,11 +84,18 @@ function arbitraryOf(type: TypeSpec): fc.Arbitrary<unknown> {
       }
       break;
     case 'string':
-      return fc
-        .string({ unit: 'binary', maxLength: type.capacity })
-        .map((s) => fitUtf8(s, type.capacity));
+      return fc.oneof(
+        fc
+          .string({ unit: 'binary', maxLength: type.capacity })
+          .map((s) => fitUtf8(s, type.capacity)),
+        // Often exactly full: the capacity is where a decoder's check can be off by one.
+        fc.string({ unit: 'grapheme-ascii', minLength: type.capacity, maxLength: type.capacity }),
+      );
     case 'bytes':
-      return fc.uint8Array({ maxLength: type.capacity });
+      return fc.oneof(
+        fc.uint8Array({ maxLength: type.capacity }),
+        fc.uint8Array({ minLength: type.capacity, maxLength: type.capacity }),
+      );
     case 'channel':
     case 'pipe':
       return fc
@@ -91,7 +104,10 @@ function arbitraryOf(type: TypeSpec): fc.Arbitrary<unknown> {
     case 'enum':
       return fc.constantFrom(...type.enum.members.map((m) => m.value));
     case 'array':
-      return fc.array(arbitraryOf(type.items), { maxLength: type.capacity });
+      return fc.oneof(
+        fc.array(arbitraryOf(type.items), { maxLength: type.capacity }),
+        fc.array(arbitraryOf(type.items), { minLength: type.capacity, maxLength: type.capacity }),
+      );
     case 'struct':
       return recordOf(type.struct.fields);
   }
@@ -119,14 +135,79 @@ const everyone = (pick: (m: (typeof messages)[number]) => Descriptor) =>
   new MessageTable(messages.map(pick));
 const tables = [everyone((m) => generatedOf(m.name)), everyone(runtimeOf)];
 
-/** Decoding must succeed or throw INVALID_MESSAGE; anything else fails the property. */
+const FLAGS = 3;
+const FLAG_ERROR = 2;
+
+/** How many optional fields end each message's top-level list (they may be left out). */
+const tailOf = new Map(
+  messages.map((m) => {
+    const firstOfTail = m.params.findLastIndex((f) => !f.optional) + 1;
+    return [m.id, m.params.length - firstOfTail];
+  }),
+);
+
+function containsNaN(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isNaN(value);
+  if (Array.isArray(value)) return value.some(containsNaN);
+  if (
+    value !== null &&
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === Object.prototype
+  )
+    return Object.values(value).some(containsNaN);
+  return false;
+}
+
+/**
+ * A successful decode must be of a valid message: re-encoding the value gives the same bytes and
+ * handles. The wire allows two other spellings, and only these: a NaN's payload bits, and the
+ * `0` presence bytes of absent fields at the end of the tail, which an encoder leaves out.
+ */
+function reencodes(table: (typeof tables)[number], message: Message, decoded: Decoded): void {
+  const d = table.get(message.type) as Descriptor;
+  const again = encodeMessage(d, decoded.value as Value, decoded.txid);
+  const bytes = again.data as Uint8Array;
+  assert.ok(
+    (again.handles ?? []).length === message.handles.length &&
+      (again.handles ?? []).every((h, i) => h === message.handles[i]),
+    `${d.name}: the handles do not re-encode to the ones received`,
+  );
+  if (containsNaN(decoded.value)) {
+    assert.deepEqual(decodeMessage(d, { ...message, data: bytes }), decoded.value);
+    return;
+  }
+  const extra = message.data.subarray(bytes.byteLength);
+  const received = Uint8Array.from(message.data.subarray(0, bytes.byteLength));
+  // Known gap, under its own todo test below: the ERROR flag is accepted without REPLY.
+  if (received.byteLength > FLAGS) received[FLAGS]! &= ~FLAG_ERROR;
+  const canonical = Buffer.from(received).equals(bytes);
+  assert.ok(
+    canonical && extra.byteLength <= (tailOf.get(message.type) ?? 0) && extra.every((b) => b === 0),
+    `${d.name} decoded from ${Buffer.from(message.data).toString('hex')} re-encodes to ` +
+      `${Buffer.from(bytes).toString('hex')}`,
+  );
+}
+
+interface Decoded {
+  txid: number;
+  value: unknown;
+}
+
+/**
+ * Decoding must succeed or throw INVALID_MESSAGE, and what it accepts must re-encode to the same
+ * bytes (so a decoder that accepts too much fails); anything else fails the property.
+ */
 function decodesOrRejects(message: Message): void {
   for (const table of tables) {
+    let decoded: Decoded;
     try {
-      table.decode(message);
+      decoded = table.decode(message) as Decoded;
     } catch (error) {
       if (!(error instanceof IpcError) || error.code !== 'INVALID_MESSAGE') throw error;
+      continue;
     }
+    // A value the encoder refuses (INVALID_ARGUMENT) fails here too: it should not have decoded.
+    reencodes(table, message, decoded);
   }
 }
 
@@ -212,6 +293,65 @@ describe('codec properties', () => {
       ),
       { numRuns: 40_000 },
     );
+  });
+
+  it('frames just past a capacity are rejected, frames within it decode (20,000 cases)', () => {
+    const wide = runtimeDescriptors(widePackages);
+    const overfull = fc.oneof(
+      ...[...messagesByName(widePackages).values()].map((m) =>
+        recordOf(m.params).map((value) => ({
+          name: `${m.pkg}.${m.protocol}.${m.name}`,
+          value,
+          call: m.kind === 'call',
+        })),
+      ),
+    );
+    fc.assert(
+      fc.property(overfull, ({ name, value, call }) => {
+        const txid = call ? 3 : 0;
+        const frame = encodeMessage(wide.get(name) as Descriptor, value, txid);
+        const message: Message = {
+          type: frame.type,
+          data: frame.data!,
+          handles: [...(frame.handles ?? [])],
+        };
+        // The strict encoder says whether the value fits; the decoders must agree with it.
+        let fits = true;
+        try {
+          encodeMessage(runtime.get(name) as Descriptor, value, txid);
+        } catch (error) {
+          if (!(error instanceof IpcError) || error.code !== 'INVALID_ARGUMENT') throw error;
+          fits = false;
+        }
+        for (const table of tables) {
+          if (fits) assert.deepEqual((table.decode(message) as Decoded).value, value);
+          else
+            assert.throws(
+              () => table.decode(message),
+              (err: unknown) =>
+                err instanceof IpcError &&
+                err.code === 'INVALID_MESSAGE' &&
+                /exceed the capacity/.test(err.message),
+              `${name} with a field one past its capacity must not decode`,
+            );
+        }
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('a push or request flagged ERROR but not REPLY is rejected', {
+    todo: 'bug: accepted as if the flag were 0 (docs/wire-format.md: a push has flags 0, ERROR only with REPLY)',
+  }, () => {
+    const push = encodeMessage(generatedOf('empty'), {}, 0);
+    const data = Uint8Array.from(push.data!);
+    data[FLAGS] = FLAG_ERROR;
+    for (const table of tables) {
+      assert.throws(
+        () => table.decode({ type: push.type, data, handles: [] }),
+        (err: unknown) => err instanceof IpcError && err.code === 'INVALID_MESSAGE',
+      );
+    }
   });
 
   it('an integer field given an object that cannot become a number is INVALID_ARGUMENT', () => {

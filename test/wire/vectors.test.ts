@@ -27,7 +27,13 @@ import {
 } from '../vectors/json.js';
 import * as generated from '../vectors/vectors.generated.js';
 
-const vectors = JSON.parse(readFileSync(`${vectorsDir}vectors.json`, 'utf8')) as Vectors;
+const load = (file: string) =>
+  JSON.parse(readFileSync(`${vectorsDir}${file}`, 'utf8')) as Pick<Vectors, 'valid' | 'invalid'>;
+// boundaries.json: every sized field at its capacity and one past it.
+const vectors = [load('vectors.json'), load('boundaries.json')].reduce((all, more) => ({
+  valid: [...all.valid, ...more.valid],
+  invalid: [...all.invalid, ...more.invalid],
+}));
 const packages = loadVectorSchema();
 const runtime = runtimeDescriptors(packages);
 const defs = messagesByName(packages);

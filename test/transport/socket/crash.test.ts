@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { Channel, listen, spawnProcess } from '../../../src/index.js';
+import { encodeHello } from '../../../src/transport/socket/frame.js';
 import { delivered, rejectsCode } from '../../channel/helpers.js';
 import { child, socketErrors } from './helpers.js';
 
@@ -52,8 +55,10 @@ describe('peer death', () => {
       proc.kill('SIGSTOP');
       const stoppedAt = Date.now();
       assert.equal(await root.closed, 'peer');
+      // Only an upper bound here: the silence began at the child's last frame, which a loaded
+      // machine may have sent well before the stop. The lower bound is the next test's.
       const took = Date.now() - stoppedAt;
-      assert.ok(took >= 300 && took < 2000, `detected after ${took} ms`);
+      assert.ok(took < 2000, `detected after ${took} ms`);
       assert.equal(seen.errors[0]?.code, 'TIMEOUT');
       assert.match(seen.errors[0]?.message ?? '', /no heartbeat from 127\.0\.0\.1:\d+ for 400 ms/);
     } finally {
@@ -64,5 +69,40 @@ describe('peer death', () => {
     root.close();
     await listener.close();
     await gone;
+  });
+
+  it('the heartbeat timeout waits for the whole silence: never before heartbeatTimeoutMs', async () => {
+    const listener = await listen(
+      { host: '127.0.0.1', port: 0 },
+      { heartbeatMs: 50, heartbeatTimeoutMs: 400 },
+    );
+    const port = (listener.address as { port: number }).port;
+    // A raw peer that announces a heartbeat, then never sends another byte after its HELLO.
+    const raw = net.connect(port, '127.0.0.1');
+    raw.on('error', () => {});
+    raw.resume();
+    const closed = new Promise<number>((resolve) => raw.once('close', () => resolve(Date.now())));
+    await new Promise((resolve) => raw.once('connect', resolve));
+    const seen = socketErrors();
+    try {
+      // Its last frame cannot arrive before it is written: the silence starts after this.
+      const silentFrom = Date.now();
+      raw.write(
+        encodeHello({
+          flags: 0,
+          nonce: randomBytes(32),
+          limits: { capacity: 4, capacityBytes: 1024, maxMessageBytes: 512, maxHandles: 4 },
+          heartbeatMs: 1000,
+        }),
+      );
+      const root = (await listener.accept()) as Channel;
+      const took = (await closed) - silentFrom;
+      assert.ok(took >= 400 && took < 3000, `closed after ${took} ms of silence`);
+      assert.equal(await root.closed, 'peer');
+      assert.equal(seen.errors[0]?.code, 'TIMEOUT');
+    } finally {
+      seen.stop();
+    }
+    await listener.close();
   });
 });

@@ -12,6 +12,8 @@ import {
 } from '../../../src/index.js';
 import {
   DESCRIPTOR_BYTES,
+  encodeHello,
+  FRAME_CLOSE,
   FRAME_CREDIT,
   FRAME_MSG,
   HEADER_BYTES,
@@ -129,6 +131,32 @@ describe('a peer that breaks the protocol', () => {
     await expectRejected(
       [frame(FRAME_MSG, 0, 1, descriptor, 1)],
       /names channel id 2, which the peer may not open/,
+      true,
+    );
+    await stillServes();
+  });
+
+  // Below the file's timeout: a frame wrongly accepted leaves expectRejected waiting.
+  it('sends a CREDIT not of 4 bytes, or a CLOSE with a payload', { timeout: 10_000 }, async () => {
+    await expectRejected([frame(FRAME_CREDIT, 0, 0, Buffer.alloc(3))], /CREDIT of 3 bytes/, true);
+    await expectRejected([frame(FRAME_CLOSE, 0, 0, Buffer.alloc(2))], /CLOSE of 2 bytes/, true);
+    await stillServes();
+  });
+
+  it('sends a MSG too short for the handle descriptors it announces', {
+    timeout: 10_000,
+  }, async () => {
+    await expectRejected(
+      [frame(FRAME_MSG, 0, 1, Buffer.alloc(10), 1)],
+      /MSG of 10 bytes cannot hold 1 handle descriptors/,
+      true,
+    );
+  });
+
+  it('sends on a channel after its own CLOSE of it', { timeout: 10_000 }, async () => {
+    await expectRejected(
+      [frame(FRAME_CLOSE, 0, 0), frame(FRAME_MSG, 0, 1)],
+      /frame type 3 on channel 0 after its CLOSE/,
       true,
     );
     await stillServes();

@@ -81,6 +81,13 @@ const scenarios: Record<string, () => unknown> = {
     port.postMessage(outcome);
   },
 
+  /** Sends `count` messages of types 0, 1, 2... as fast as room appears, then closes. */
+  async stream() {
+    const ch = importEndpoint(data.token);
+    for (let n = 0; n < data.count; n++) await ch.sendWait({ type: n });
+    ch.close();
+  },
+
   /** Tries `count` sends of `size` bytes, dropping what does not fit; reports the tally. */
   flood() {
     const ch = importEndpoint(data.token);

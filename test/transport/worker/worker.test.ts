@@ -12,7 +12,7 @@ import {
   importEndpoint,
   type Message,
 } from '../../../src/index.js';
-import { rejectsCode, throwsCode } from '../../channel/helpers.js';
+import { liveMemory, rejectsCode, throwsCode } from '../../channel/helpers.js';
 import { exitCode, nextMessage, pattern, startWorker } from './workers.js';
 
 /** A pair whose second end runs `scenario` in a new worker. */
@@ -117,9 +117,11 @@ describe('worker transport, one end in a worker', () => {
       const count = 200_000;
       const size = 1024;
       const { here, worker } = withWorker('flood', { capacity: 64 }, { count, size });
-      const before = process.memoryUsage();
+      // Live memory after a full GC on both sides of the flood, so garbage made meanwhile
+      // (by the test runner, say) neither hides growth nor fakes it.
+      const before = liveMemory();
       const tally = await nextMessage<{ accepted: number; dropped: number }>(worker);
-      const after = process.memoryUsage();
+      const after = liveMemory();
       assert.equal(tally.accepted, 64);
       assert.equal(tally.dropped, count - 64);
       assert.equal(here.stats.queuedMessages, 64);
