@@ -131,6 +131,8 @@ class Reader:
             self._fail(None, f"unsupported version {version}, this side speaks {VERSION}")
         if flags & ~KNOWN_FLAGS:
             self._fail(None, f"unknown flags 0x{flags:02x}")
+        if (flags & (FLAG_ERROR | FLAG_REPLY)) == FLAG_ERROR:
+            self._fail(None, f"flags 0x{flags:02x}: ERROR is only valid with REPLY")
         self.flags: int = flags
         self.txid: int = txid
 

@@ -144,6 +144,9 @@ function describe(event: SystemEvent): string {
     case 'give-up':
       return `${event.service} failed after ${event.restarts} restart(s); not restarting`;
     case 'terminate':
-      return `${event.service} did not stop within ${event.graceMs} ms: terminating it`;
+      // A grace of 0 is the second signal's: the service had no time to stop.
+      return event.graceMs === 0
+        ? `${event.service}: terminating it now`
+        : `${event.service} did not stop within ${event.graceMs} ms: terminating it`;
   }
 }

@@ -1,7 +1,15 @@
 import { Channel, type Handle, type Message } from '../channel/index.js';
 import { IpcError } from '../errors.js';
 import type { PipeEnd } from '../idl/model.js';
-import { FLAG_REPLY, HEADER_BYTES, KNOWN_FLAGS, MAGIC_0, MAGIC_1, VERSION } from './frame.js';
+import {
+  FLAG_ERROR,
+  FLAG_REPLY,
+  HEADER_BYTES,
+  KNOWN_FLAGS,
+  MAGIC_0,
+  MAGIC_1,
+  VERSION,
+} from './frame.js';
 import { type HandleClass, type PipeEndOf, pipeEndClasses } from './handles.js';
 import { FieldPath } from './path.js';
 
@@ -38,6 +46,8 @@ export class Reader {
     this.flags = data[3]!;
     if ((this.flags & ~KNOWN_FLAGS) !== 0)
       this.#fail(undefined, `unknown flags 0x${hex(this.flags)}`);
+    if ((this.flags & (FLAG_ERROR | FLAG_REPLY)) === FLAG_ERROR)
+      this.#fail(undefined, `flags 0x${hex(this.flags)}: ERROR is only valid with REPLY`);
     this.txid = this.#u32At(4);
   }
 

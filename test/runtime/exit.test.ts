@@ -92,7 +92,7 @@ describe('ftl-ipc run: exit status and signals', { timeout: 60_000 }, () => {
     await r.output(/server started/);
     r.child.kill('SIGTERM');
     assert.equal(await r.exit, 0, r.text());
-    assert.match(r.text(), /\[run\] server: exited \(code 0\)/);
+    assert.match(r.text(), /\[run\] server exited \(code 0\)/);
   });
 
   /** Starts two services that ignore shutdown (grace 30 s), signals twice; resolves the run. */
@@ -123,12 +123,10 @@ services:
     assert.match(text, /\[run\] proc exited \(SIGKILL\)/);
   });
 
-  it('services ended by a second signal are reported terminated, and the status is 1', {
-    todo: 'bug: they are reported "exited" and run exits 0, as if they had stopped in time (docs/runtime.md)',
-  }, async () => {
+  it('services ended by a second signal are reported terminated, and the status is 1', async () => {
     const { code, text } = await signalledTwice('twice-status');
-    assert.match(text, /\[run\] thread: terminated/);
-    assert.match(text, /\[run\] proc: terminated/);
+    assert.match(text, /\[run\] thread: terminating it now/);
+    assert.match(text, /\[run\] proc: terminating it now/);
     assert.equal(code, 1, text);
   });
 });

@@ -141,12 +141,8 @@ export async function listen(
 ): Promise<Listener> {
   assertAddress(address);
   resolveConnectionOptions(options);
-  if ('path' in address) {
-    if (options.tls !== undefined) {
-      throw new IpcError('INVALID_ARGUMENT', 'tls is for TCP; a Unix socket is already private');
-    }
-    await assertPrivateDirectory(address.path);
-  }
+  refuseTlsOnUnix(address, options);
+  if ('path' in address) await assertPrivateDirectory(address.path);
   const onSocket = (socket: net.Socket) => {
     const conn = new Connection(socket, false, options, false);
     conn.handshake(options.handshakeTimeoutMs).then(
@@ -171,6 +167,15 @@ export async function listen(
   return listener;
 }
 
+function refuseTlsOnUnix(address: SocketAddress, options: { tls?: unknown }): void {
+  if ('path' in address && options.tls !== undefined) {
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `tls is for TCP; a Unix socket (${address.path}) is already private to this user`,
+    );
+  }
+}
+
 /** Connects to a listener; resolves with the root channel once the handshake is done. */
 export async function connect(
   address: SocketAddress,
@@ -178,14 +183,13 @@ export async function connect(
 ): Promise<Channel> {
   assertAddress(address);
   resolveConnectionOptions(options);
+  refuseTlsOnUnix(address, options);
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const fail = (err: Error) =>
       reject(new IpcError('CONNECTION_FAILED', `cannot connect: ${err.message}`, { cause: err }));
     let s: net.Socket;
-    if (options.tls !== undefined) {
-      const target =
-        'path' in address ? { path: address.path } : { host: address.host, port: address.port };
-      s = tls.connect({ ...options.tls, ...target }, () => resolve(s));
+    if (options.tls !== undefined && 'port' in address) {
+      s = tls.connect({ ...options.tls, host: address.host, port: address.port }, () => resolve(s));
     } else {
       s = 'path' in address ? net.connect(address.path) : net.connect(address.port, address.host);
       s.once('connect', () => resolve(s));

@@ -76,6 +76,10 @@ export async function spawnProcess(
     spawnError ??= error;
   };
   child.on('error', onError);
+  // Node discards unread stdio when a child exits: a 'readable' listener keeps a piped stderr
+  // buffered (not read) until the handshake is over, so a failure can quote it.
+  const keepStderr = () => {};
+  if (io === 'pipe') child.stderr!.on('readable', keepStderr);
   let root: Channel;
   try {
     root = await channelOverSocket(child.stdio[CHANNEL_FD] as net.Socket, false, options);
@@ -84,8 +88,10 @@ export async function spawnProcess(
     if (child.pid === undefined) await new Promise((resolve) => setImmediate(resolve));
     // As if they had gone with the child: their peers see PEER_CLOSED, as with spawnWorker.
     for (const channel of channels) channel.close();
+    child.stderr?.off('readable', keepStderr);
     throw await startFailure(child, exited, path, io, spawnError ?? error);
   }
+  child.stderr?.off('readable', keepStderr);
   try {
     root.send({
       type: BOOTSTRAP_TYPE,
@@ -176,6 +182,8 @@ function head(stream: Readable, exited: Promise<Exit>): Promise<string> {
     });
     stream.once('end', done);
     stream.once('error', done);
+    // A 'readable' listener left the stream paused; 'data' alone would not start it.
+    stream.resume();
   });
 }
 

@@ -26,17 +26,9 @@ after(async () => {
   await child.exited;
 });
 
-channelConformance(
-  'two processes, through a relay child',
-  async (options) => {
-    const [x, y] = Channel.pair(options);
-    await relay.sendWait({ type: 1, handles: [x, y] });
-    const back = await relay.recv();
-    return back.handles as [Channel, Channel];
-  },
-  {
-    // Being fixed by the socket transport (issue 16): remove this entry once it passes.
-    'the counters travel with an endpoint sent as a handle':
-      'bug: an endpoint moved over a socket arrives with its counters at 0 (docs/channel.md)',
-  },
-);
+channelConformance('two processes, through a relay child', async (options) => {
+  const [x, y] = Channel.pair(options);
+  await relay.sendWait({ type: 1, handles: [x, y] });
+  const back = await relay.recv();
+  return back.handles as [Channel, Channel];
+});
