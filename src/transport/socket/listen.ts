@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
+import { socketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
 
@@ -148,7 +149,7 @@ export async function listen(
     await assertPrivateDirectory(address.path);
   }
   const onSocket = (socket: net.Socket) => {
-    const conn = new Connection(socket, false, options, false);
+    const conn = new Connection(socketCarrier(socket), false, options, false);
     conn.handshake(options.handshakeTimeoutMs).then(
       (root) => listener.offer(root),
       // The failure was published on ftl-ipc:socket:error; the listener carries on.
@@ -202,6 +203,8 @@ export async function channelOverSocket(
   options: ConnectionOptions = {},
 ): Promise<Channel> {
   return new Channel(
-    await new Connection(socket, client, options).handshake(options.handshakeTimeoutMs),
+    await new Connection(socketCarrier(socket), client, options).handshake(
+      options.handshakeTimeoutMs,
+    ),
   );
 }
