@@ -42,6 +42,10 @@ export class NatsCarrier implements Carrier {
     this.#onFinish = onFinish;
     this.#maxChunk = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER);
     this.#sub = nc.subscribe(own, { callback: (err, msg) => this.#arrived(err, msg) });
+    // A NATS connection closed for good (by its owner, or out of reconnect attempts).
+    void nc
+      .closed()
+      .then((err) => this.#fail(err ?? new Error('the NATS connection was closed'), false));
   }
 
   /** The subject the peer publishes to. */
