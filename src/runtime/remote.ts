@@ -1,0 +1,186 @@
+/**
+ * Systems across machines: with a NATS server in the spec (or FTL_NATS_URL), every protocol a
+ * local service provides is also offered over NATS (and registered with the NATS service API),
+ * and a dependency no local service provides is resolved over NATS.
+ *
+ * Each remote dependency edge is one NATS connection (a *link*): the client's supervisor makes
+ * the `Channel.pair` with the dependency's limits, as for a local edge, and sends the server's end
+ * over the link; the provider's supervisor hands it to the provider as a new client. The bound is
+ * the pair's, end to end. When the provider ends, its supervisor closes the link, and the client's
+ * supervisor makes a new one (the client gets it from `env.reconnect`).
+ */
+import { Svcm } from '@nats-io/services';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
+import { Channel } from '../channel/index.js';
+import type { NatsAddress } from '../transport/nats/index.js';
+import { connect, type Listener, listen } from '../transport/socket/listen.js';
+import type { DependencySpec, SystemSpec } from './spec.js';
+import { decoder, encoder } from './startup.js';
+
+/** How long a client's supervisor waits before it asks again for a provider that is not there. */
+const RETRY_MS = 500;
+/** The most a link's first message (the client's name) may hold. */
+const MAX_NAME_BYTES = 256;
+const LINK_OPEN = 1;
+
+export interface RemoteHooks {
+  /** A remote client arrived for `protocol`; false when no provider of it runs now. */
+  newClient(protocol: string, client: string, channel: Channel): boolean;
+  /** For the run's log: what happened on NATS. */
+  log(line: string): void;
+}
+
+export class RemoteSystem {
+  readonly #spec: SystemSpec;
+  readonly #hooks: RemoteHooks;
+  readonly #nc: Promise<NatsConnection | undefined>;
+  readonly #listeners: Listener<NatsAddress>[] = [];
+  readonly #services: { stop(): Promise<unknown> }[] = [];
+  /** Links accepted for each protocol, closed when its provider ends. */
+  readonly #links = new Map<string, Set<Channel>>();
+  #stopped = false;
+
+  constructor(spec: SystemSpec, servers: readonly string[], hooks: RemoteHooks) {
+    this.#spec = spec;
+    this.#hooks = hooks;
+    this.#nc = natsConnect({
+      servers: [...servers],
+      maxReconnectAttempts: -1,
+      name: spec.name,
+    }).then(
+      (nc) => this.#offer(nc).then(() => nc),
+      (err: Error) => {
+        hooks.log(`cannot connect to NATS ${servers.join(', ')}: ${err.message}`);
+        return undefined;
+      },
+    );
+  }
+
+  /** Offers every provided protocol over NATS and registers it with the NATS service API. */
+  async #offer(nc: NatsConnection): Promise<void> {
+    const svcm = new Svcm(nc as never);
+    for (const service of this.#spec.services) {
+      for (const protocol of service.provides) {
+        const listener = await listen({ nats: nc, service: protocol });
+        this.#listeners.push(listener);
+        void this.#accept(protocol, listener);
+        const registered = await svcm.add({
+          name: protocol,
+          version: '1.0.0',
+          description: `ftl-ipc protocol ${protocol} (service ${service.name} of system ${this.#spec.name})`,
+          metadata: { 'ftl-ipc.system': this.#spec.name, 'ftl-ipc.service': service.name },
+        });
+        // `nats micro` lists, pings and counts it; the endpoint says how to connect.
+        registered.addEndpoint('connect', {
+          subject: `ftl-ipc.info.${protocol}`,
+          handler: (_err, msg) =>
+            msg.respond(JSON.stringify({ connect: `ftl-ipc.svc.${protocol}`, protocol })),
+        });
+        this.#services.push(registered);
+        this.#hooks.log(`offering ${protocol} (service ${service.name}) over NATS`);
+      }
+    }
+  }
+
+  async #accept(protocol: string, listener: Listener<NatsAddress>): Promise<void> {
+    for await (const link of listener) {
+      void this.#opened(protocol, link);
+    }
+  }
+
+  /** A remote supervisor opened a link: its first message carries the client's channel end. */
+  async #opened(protocol: string, link: Channel): Promise<void> {
+    const first = await link.recv().catch(() => undefined);
+    const end = first?.handles[0];
+    if (
+      first === undefined ||
+      first.type !== LINK_OPEN ||
+      first.handles.length !== 1 ||
+      !(end instanceof Channel) ||
+      first.data.byteLength > MAX_NAME_BYTES
+    ) {
+      for (const h of first?.handles ?? []) h.close();
+      link.close();
+      return;
+    }
+    const client = decoder.decode(first.data);
+    if (this.#stopped || !this.#hooks.newClient(protocol, client, end)) {
+      end.close();
+      link.close();
+      return;
+    }
+    const links = this.#links.get(protocol) ?? new Set();
+    this.#links.set(protocol, links);
+    links.add(link);
+    // The link lives as long as the client's supervisor keeps it, or until the provider ends.
+    await link.recv().catch(() => undefined);
+    links.delete(link);
+    link.close();
+  }
+
+  /** The provider of `protocol` ended: its remote clients' supervisors will link again. */
+  providerEnded(protocols: readonly string[]): void {
+    for (const protocol of protocols) {
+      for (const link of this.#links.get(protocol) ?? []) link.close();
+      this.#links.delete(protocol);
+    }
+  }
+
+  /**
+   * Keeps `client`'s dependency `dep` linked to a provider over NATS while `current()` says so:
+   * each time a link opens, `hand` gets the client's end of a fresh pair. Returns a function that
+   * drops the edge (the client restarted, or the system stops).
+   */
+  resolve(client: string, dep: DependencySpec, hand: (channel: Channel) => void): () => void {
+    let dropped = false;
+    let link: Channel | undefined;
+    void (async () => {
+      const nc = await this.#nc;
+      while (nc !== undefined && !dropped && !this.#stopped) {
+        link = await connect({ nats: nc, service: dep.protocol }).catch(() => undefined);
+        if (link === undefined) {
+          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+          continue;
+        }
+        if (dropped || this.#stopped) break;
+        const [clientEnd, serverEnd] = Channel.pair({
+          ...(dep.capacity !== undefined && { capacity: dep.capacity }),
+          ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
+        });
+        const name = `${this.#spec.name}/${client}`;
+        const sent = await link
+          .sendWait({ type: LINK_OPEN, data: encoder.encode(name), handles: [serverEnd] })
+          .then(
+            () => true,
+            () => false,
+          );
+        if (!sent) {
+          serverEnd.close();
+          clientEnd.close();
+          continue;
+        }
+        this.#hooks.log(`${client}: ${dep.name} linked to ${dep.protocol} over NATS`);
+        hand(clientEnd);
+        // Nothing else travels on the link: it ends when the provider's side closes it.
+        await link.recv().catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+      link?.close();
+    })();
+    return () => {
+      dropped = true;
+      link?.close();
+    };
+  }
+
+  /** Stops offering and closes the NATS connection (and with it every link). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const nc = await this.#nc;
+    for (const s of this.#services) await s.stop().catch(() => undefined);
+    for (const l of this.#listeners) await l.close();
+    for (const links of this.#links.values()) for (const link of links) link.close();
+    await nc?.close();
+  }
+}
