@@ -222,7 +222,7 @@ async function main(): Promise<void> {
     `| calls/s, 64 in flight (request/reply vs PingClient) | ${fmt(rawRpc)} | ${fmt(ftlRpc)} | ${(median(ftlRpc) / median(rawRpc)).toFixed(2)}x | | |`,
   );
   console.log(table.join('\n'));
-  for (const kind of ['raw', 'ftl'] as const) {
+  for (const kind of ['ftl', 'raw'] as const) {
     const { mib, note } = await flood(url, kind);
     console.log(
       `flood a receiver that reads nothing, ${kind}: +${mib.toFixed(1)} MiB held (${note})`,

@@ -14,6 +14,22 @@ const KIND_END = 1;
 const KIND_RESET = 2;
 const MAX_EARLY = 8;
 
+/** The live carriers of each NATS connection: one `closed()` hook per connection, not per carrier. */
+const carriers = new WeakMap<NatsConnection, Set<NatsCarrier>>();
+
+function carriersOf(nc: NatsConnection): Set<NatsCarrier> {
+  let live = carriers.get(nc);
+  if (live === undefined) {
+    const set = new Set<NatsCarrier>();
+    live = set;
+    carriers.set(nc, set);
+    void nc.closed().then((err) => {
+      for (const c of [...set]) c.connectionClosed(err ?? undefined);
+    });
+  }
+  return live;
+}
+
 /**
  * The byte stream of one engine connection over two NATS subjects: this side subscribes to
  * `own` and publishes to `peer`. Output counts as pending until the server answered a flush
@@ -42,10 +58,12 @@ export class NatsCarrier implements Carrier {
     this.#onFinish = onFinish;
     this.#maxChunk = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER);
     this.#sub = nc.subscribe(own, { callback: (err, msg) => this.#arrived(err, msg) });
-    // A NATS connection closed for good (by its owner, or out of reconnect attempts).
-    void nc
-      .closed()
-      .then((err) => this.#fail(err ?? new Error('the NATS connection was closed'), false));
+    carriersOf(nc).add(this);
+  }
+
+  /** The NATS connection closed for good (by its owner, or out of reconnect attempts). */
+  connectionClosed(err: Error | undefined): void {
+    this.#fail(err ?? new Error('the NATS connection was closed'), false);
   }
 
   /** The subject the peer publishes to. */
@@ -171,9 +189,12 @@ export class NatsCarrier implements Carrier {
     this.#recvSeq = (got + 1) >>> 0;
     const kind = data[4] as number;
     if (kind === KIND_DATA) {
-      if (data.length > HEADER) {
-        sink.data(Buffer.from(data.buffer, data.byteOffset + HEADER, data.length - HEADER));
-      }
+      const n = data.length - HEADER;
+      // The client's data is a view into its socket read buffer: the engine may keep views of
+      // what it is given, so it gets that buffer only when this message is most of it.
+      if (2 * n >= data.buffer.byteLength) {
+        sink.data(Buffer.from(data.buffer, data.byteOffset + HEADER, n));
+      } else if (n > 0) sink.data(Buffer.from(data.subarray(HEADER)));
     } else if (kind === KIND_END) {
       // As a socket does, answer the peer's end with ours: nothing more flows either way.
       this.end();
@@ -195,6 +216,7 @@ export class NatsCarrier implements Carrier {
   #finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    carriersOf(this.#nc).delete(this);
     this.#early = [];
     this.#sub.unsubscribe();
     for (const w of this.#unflushed.splice(0)) w.done();
