@@ -17,6 +17,8 @@ import { type Channel, type ChannelOptions, connect, listen } from '../src/index
 import { startNats } from '../test/transport/nats/server.js';
 
 const quick = process.argv.includes('--quick');
+/** Only the flood, in a process that ran nothing before it. */
+const floodOnly = process.argv.includes('--flood');
 const ROUNDS = quick ? 1 : 5;
 const CALL_MS = quick ? 300 : 1000;
 const TUNED: ChannelOptions = { capacity: 8192, capacityBytes: 8 * 1024 * 1024 };
@@ -153,7 +155,7 @@ async function flood(url: string, kind: 'ftl' | 'raw'): Promise<{ mib: number; n
     const [a, b] = await pairOver(url);
     while (performance.now() < until) {
       if (a.send({ type: 1, data }, { onFull: 'drop' })) sent++;
-      else await Promise.race([a.writable(), new Promise((r) => setTimeout(r, 50))]);
+      else await Promise.race([a.writable(data.byteLength), new Promise((r) => setTimeout(r, 50))]);
     }
     note = `${sent} sent, then BACKPRESSURE`;
     const mib = (heldBytes() - before) / 2 ** 20;
@@ -196,10 +198,12 @@ async function main(): Promise<void> {
     '| case | raw NATS | ftl-ipc defaults | ratio | ftl-ipc tuned | ratio |',
     '| --- | --- | --- | --- | --- | --- |',
   ];
-  for (const [size, count] of [
-    [16, quick ? 50_000 : 200_000],
-    [4096, quick ? 10_000 : 50_000],
-  ] as const) {
+  for (const [size, count] of floodOnly
+    ? []
+    : ([
+        [16, quick ? 50_000 : 200_000],
+        [4096, quick ? 10_000 : 50_000],
+      ] as const)) {
     const raw: number[] = [];
     const def: number[] = [];
     const tuned: number[] = [];
@@ -214,14 +218,14 @@ async function main(): Promise<void> {
   }
   const rawRpc: number[] = [];
   const ftlRpc: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
+  for (let r = 0; r < (floodOnly ? 0 : ROUNDS); r++) {
     rawRpc.push(await rawCalls(url));
     ftlRpc.push(await ftlCalls(url));
   }
   table.push(
     `| calls/s, 64 in flight (request/reply vs PingClient) | ${fmt(rawRpc)} | ${fmt(ftlRpc)} | ${(median(ftlRpc) / median(rawRpc)).toFixed(2)}x | | |`,
   );
-  console.log(table.join('\n'));
+  if (!floodOnly) console.log(table.join('\n'));
   for (const kind of ['ftl', 'raw'] as const) {
     const { mib, note } = await flood(url, kind);
     console.log(

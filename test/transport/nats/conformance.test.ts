@@ -1,4 +1,5 @@
 import { after, before, describe } from 'node:test';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import { Channel, connect, type Listener, listen, type NatsAddress } from '../../../src/index.js';
 import { channelConformance } from '../../channel/conformance.js';
 import { type NatsServer, natsSuite, startNats } from './server.js';
@@ -11,12 +12,14 @@ import { type NatsServer, natsSuite, startNats } from './server.js';
  */
 describe('over NATS', natsSuite, () => {
   let server: NatsServer;
+  let nc: NatsConnection;
   let listener: Listener<NatsAddress>;
   let relay: Channel;
 
   before(async () => {
     server = await startNats();
-    listener = await listen({ nats: server.url, service: 'relay' });
+    nc = await natsConnect({ servers: server.url });
+    listener = await listen({ nats: nc, service: 'relay' });
     const accepted = listener.accept();
     relay = await connect(listener.address);
     const far = (await accepted) as Channel;
@@ -32,6 +35,8 @@ describe('over NATS', natsSuite, () => {
   after(async () => {
     relay.close();
     await listener.close();
+    // Some tests leave an end open (as callers may): closing the NATS connection ends them.
+    await nc.close();
     await server.stop();
   });
 
