@@ -22,6 +22,8 @@ const RETRY_MS = 500;
 /** The most a link's first message (the client's name) may hold. */
 const MAX_NAME_BYTES = 256;
 const LINK_OPEN = 1;
+/** What a link's peer may make this side hold: the socket transport's default `maxPeerBytes`. */
+const PEER_BYTES = 1024 * 1024 * 1024;
 
 export interface RemoteHooks {
   /** A remote client arrived for `protocol`; false when no provider of it runs now. */
@@ -61,7 +63,12 @@ export class RemoteSystem {
     const svcm = new Svcm(nc as never);
     for (const service of this.#spec.services) {
       for (const protocol of service.provides) {
-        const listener = await listen({ nats: nc, service: protocol });
+        // A link's first message opens the client's channel, often before `accept()` took the
+        // link: the whole peer budget applies from the start (the accept loop takes every link).
+        const listener = await listen(
+          { nats: nc, service: protocol },
+          { maxUnacceptedBytes: PEER_BYTES, maxPeerBytes: PEER_BYTES },
+        );
         this.#listeners.push(listener);
         void this.#accept(protocol, listener);
         const registered = await svcm.add({

@@ -88,6 +88,26 @@ services:
     assert.deepEqual(await exitedHost, [0, null], host.err.join(''));
   });
 
+  it('a provider that crashes and restarts in one system is reached again from the other', async () => {
+    const servers = new Run(`nats: ${server.url}
+services:
+  - { name: server, module: ${fixture('crashy-server')}, provides: [ping], isolation: process, restart: { policy: on-failure, backoffMs: 50 } }
+`);
+    const clients = new Run(`nats: ${server.url}
+services:
+  - { name: client, module: ${fixture('reconnecting-client')}, isolation: process, depends: [{ name: ping, protocol: ping }] }
+`);
+    try {
+      await clients.waitFor(/before 1 2/, 20_000);
+      await clients.waitFor(/crash seen: PEER_CLOSED/);
+      await clients.waitFor(/after 1/, 20_000);
+      await servers.waitFor(/asked to crash/);
+    } finally {
+      await clients.system.stop(500);
+      await servers.system.stop(500);
+    }
+  });
+
   it('backpressure crosses systems: exactly the dependency capacity, then BACKPRESSURE', async () => {
     const servers = new Run(`nats: ${server.url}
 services:
