@@ -11,7 +11,7 @@
  */
 import { Svcm } from '@nats-io/services';
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
-import { Channel } from '../channel/index.js';
+import { Channel, type ChannelOptions, type Message } from '../channel/index.js';
 import type { NatsAddress } from '../transport/nats/index.js';
 import { connect, type Listener, listen } from '../transport/socket/listen.js';
 import type { DependencySpec, SystemSpec } from './spec.js';
@@ -22,12 +22,36 @@ const RETRY_MS = 500;
 /** The most a link's first message (the client's name) may hold. */
 const MAX_NAME_BYTES = 256;
 const LINK_OPEN = 1;
+const LINK_REQUEST = 2;
+const LINK_GRANT = 3;
+/** The largest pair a remote client may ask this side to make: the transport's own ceiling. */
+const MAX_LINK_LIMITS = { capacity: 1 << 20, capacityBytes: 64 * 1024 * 1024 };
+
+/** A remote client's requested limits, refused (thrown) when outside MAX_LINK_LIMITS. */
+function checkedLimits(limits: ChannelOptions): ChannelOptions {
+  const { capacity, capacityBytes } = limits ?? {};
+  const ok = (v: unknown, max: number) =>
+    v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max);
+  if (
+    !ok(capacity, MAX_LINK_LIMITS.capacity) ||
+    !ok(capacityBytes, MAX_LINK_LIMITS.capacityBytes)
+  ) {
+    throw new Error(`limits out of range: ${JSON.stringify(limits)}`);
+  }
+  return {
+    ...(capacity !== undefined && { capacity }),
+    ...(capacityBytes !== undefined && { capacityBytes }),
+  };
+}
 /** What a link's peer may make this side hold: the socket transport's default `maxPeerBytes`. */
 const PEER_BYTES = 1024 * 1024 * 1024;
 
 export interface RemoteHooks {
-  /** A remote client arrived for `protocol`; false when no provider of it runs now. */
-  newClient(protocol: string, client: string, channel: Channel): boolean;
+  /**
+   * A remote client arrived for `protocol`; false when no provider of it runs now (or, for an
+   * end that arrived `overNats`, when the provider runs in a thread).
+   */
+  newClient(protocol: string, client: string, channel: Channel, overNats: boolean): boolean;
   /** For the run's log: what happened on NATS. */
   log(line: string): void;
 }
@@ -95,24 +119,16 @@ export class RemoteSystem {
     }
   }
 
-  /** A remote supervisor opened a link: its first message carries the client's channel end. */
+  /**
+   * A remote supervisor opened a link. LINK_OPEN carries the server's end of a pair it made (its
+   * client runs in a thread); LINK_REQUEST asks this side to make the pair, keep the server's end
+   * and send back the client's (so a provider in a thread gets a local end).
+   */
   async #opened(protocol: string, link: Channel): Promise<void> {
     const first = await link.recv().catch(() => undefined);
-    const end = first?.handles[0];
-    if (
-      first === undefined ||
-      first.type !== LINK_OPEN ||
-      first.handles.length !== 1 ||
-      !(end instanceof Channel) ||
-      first.data.byteLength > MAX_NAME_BYTES
-    ) {
+    const served = first === undefined ? undefined : await this.#serve(protocol, first, link);
+    if (served === undefined) {
       for (const h of first?.handles ?? []) h.close();
-      link.close();
-      return;
-    }
-    const client = decoder.decode(first.data);
-    if (this.#stopped || !this.#hooks.newClient(protocol, client, end)) {
-      end.close();
       link.close();
       return;
     }
@@ -125,6 +141,34 @@ export class RemoteSystem {
     link.close();
   }
 
+  /** Hands a link's client to the provider; undefined when the request is refused. */
+  async #serve(protocol: string, first: Message, link: Channel): Promise<true | undefined> {
+    if (this.#stopped || first.data.byteLength > MAX_NAME_BYTES) return undefined;
+    const end = first.handles[0];
+    if (first.type === LINK_OPEN && first.handles.length === 1 && end instanceof Channel) {
+      return this.#hooks.newClient(protocol, decoder.decode(first.data), end, true) || undefined;
+    }
+    if (first.type !== LINK_REQUEST || first.handles.length !== 0) return undefined;
+    let request: { client: string; limits: ChannelOptions };
+    let pair: [Channel, Channel];
+    try {
+      request = JSON.parse(decoder.decode(first.data));
+      pair = Channel.pair(checkedLimits(request.limits));
+    } catch {
+      return undefined;
+    }
+    const [serverEnd, clientEnd] = pair;
+    if (!this.#hooks.newClient(protocol, String(request.client), serverEnd, false)) {
+      serverEnd.close();
+      clientEnd.close();
+      return undefined;
+    }
+    return link.sendWait({ type: LINK_GRANT, handles: [clientEnd] }).then(
+      () => true as const,
+      () => undefined,
+    );
+  }
+
   /** The provider of `protocol` ended: its remote clients' supervisors will link again. */
   providerEnded(protocols: readonly string[]): void {
     for (const protocol of protocols) {
@@ -134,42 +178,42 @@ export class RemoteSystem {
   }
 
   /**
-   * Keeps `client`'s dependency `dep` linked to a provider over NATS while `current()` says so:
-   * each time a link opens, `hand` gets the client's end of a fresh pair. Returns a function that
-   * drops the edge (the client restarted, or the system stops).
+   * Keeps `client`'s dependency `dep` linked to a provider over NATS: each time a link opens,
+   * `hand` gets the client's end of a fresh pair. The pair is made on the side whose service runs
+   * in a thread (`clientInThread`, or else the provider's), as an end that arrived over NATS
+   * cannot move into a worker. Returns a function that drops the edge (the client restarted, or
+   * the system stops).
    */
-  resolve(client: string, dep: DependencySpec, hand: (channel: Channel) => void): () => void {
+  resolve(
+    client: string,
+    dep: DependencySpec,
+    clientInThread: boolean,
+    hand: (channel: Channel) => void,
+  ): () => void {
     let dropped = false;
     let link: Channel | undefined;
+    const name = `${this.#spec.name}/${client}`;
+    const limits: ChannelOptions = {
+      ...(dep.capacity !== undefined && { capacity: dep.capacity }),
+      ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
+    };
     void (async () => {
       const nc = await this.#nc;
       while (nc !== undefined && !dropped && !this.#stopped) {
         link = await connect({ nats: nc, service: dep.protocol }).catch(() => undefined);
-        if (link === undefined) {
-          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-          continue;
+        const clientEnd =
+          link === undefined ? undefined : await this.#link(link, name, limits, clientInThread);
+        if (dropped || this.#stopped) {
+          clientEnd?.close();
+          break;
         }
-        if (dropped || this.#stopped) break;
-        const [clientEnd, serverEnd] = Channel.pair({
-          ...(dep.capacity !== undefined && { capacity: dep.capacity }),
-          ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
-        });
-        const name = `${this.#spec.name}/${client}`;
-        const sent = await link
-          .sendWait({ type: LINK_OPEN, data: encoder.encode(name), handles: [serverEnd] })
-          .then(
-            () => true,
-            () => false,
-          );
-        if (!sent) {
-          serverEnd.close();
-          clientEnd.close();
-          continue;
+        if (link !== undefined && clientEnd !== undefined) {
+          this.#hooks.log(`${client}: ${dep.name} linked to ${dep.protocol} over NATS`);
+          hand(clientEnd);
+          // Nothing else travels on the link: it ends when the provider's side closes it.
+          await link.recv().catch(() => undefined);
         }
-        this.#hooks.log(`${client}: ${dep.name} linked to ${dep.protocol} over NATS`);
-        hand(clientEnd);
-        // Nothing else travels on the link: it ends when the provider's side closes it.
-        await link.recv().catch(() => undefined);
+        link?.close();
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
       }
       link?.close();
@@ -178,6 +222,39 @@ export class RemoteSystem {
       dropped = true;
       link?.close();
     };
+  }
+
+  /** Opens an edge on a new link; resolves with the client's end, or undefined when refused. */
+  async #link(
+    link: Channel,
+    client: string,
+    limits: ChannelOptions,
+    clientInThread: boolean,
+  ): Promise<Channel | undefined> {
+    if (clientInThread) {
+      const [clientEnd, serverEnd] = Channel.pair(limits);
+      const data = encoder.encode(client);
+      const sent = await link.sendWait({ type: LINK_OPEN, data, handles: [serverEnd] }).then(
+        () => true,
+        () => false,
+      );
+      if (sent) return clientEnd;
+      serverEnd.close();
+      clientEnd.close();
+      return undefined;
+    }
+    const data = encoder.encode(JSON.stringify({ client, limits }));
+    const asked = await link.sendWait({ type: LINK_REQUEST, data }).then(
+      () => true,
+      () => false,
+    );
+    const grant = asked ? await link.recv().catch(() => undefined) : undefined;
+    const end = grant?.handles[0];
+    if (grant?.type === LINK_GRANT && grant.handles.length === 1 && end instanceof Channel) {
+      return end;
+    }
+    for (const h of grant?.handles ?? []) h.close();
+    return undefined;
   }
 
   /** Stops offering and closes the NATS connection (and with it every link). */

@@ -119,19 +119,19 @@ export class System {
   start(): void {
     if (this.spec.nats !== undefined) {
       this.#remote = new RemoteSystem(this.spec, this.spec.nats, {
-        newClient: (protocol, client, channel) => {
+        newClient: (protocol, client, channel, overNats) => {
           const server = [...this.#records.values()].find(
             (r) => r.running !== undefined && r.spec.provides.includes(protocol),
           );
           if (server === undefined) return false;
-          if (server.spec.isolation === 'thread') {
+          if (overNats && server.spec.isolation === 'thread') {
             // The worker transport cannot carry an end that arrived over a socket (yet).
             if (!this.#warnedThread.has(server.spec.name)) {
               this.#warnedThread.add(server.spec.name);
               this.#options.onLog?.(
                 'nats',
                 'stderr',
-                `${server.spec.name} runs in a thread: a client from NATS cannot reach it; give it isolation: process`,
+                `${server.spec.name} runs in a thread and so does a client from NATS: an end that crossed NATS cannot move into a thread; give one of them isolation: process`,
               );
             }
             return false;
@@ -273,7 +273,8 @@ export class System {
     if (dep.remote) {
       const key = edgeKey(client.spec.name, dep.name);
       this.#remoteEdges.get(key)?.();
-      const drop = this.#remote!.resolve(client.spec.name, dep, (clientEnd) => {
+      const inThread = client.spec.isolation === 'thread';
+      const drop = this.#remote!.resolve(client.spec.name, dep, inThread, (clientEnd) => {
         if (client.running === undefined) clientEnd.close();
         else hand(client.running.startup, StartupMessage.dependency, dep.name, clientEnd);
       });

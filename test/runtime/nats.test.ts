@@ -108,24 +108,32 @@ services:
     }
   });
 
-  it('backpressure crosses systems: exactly the dependency capacity, then BACKPRESSURE', async () => {
-    const servers = new Run(`nats: ${server.url}
+  for (const [hoarder, flooder] of [
+    ['process', 'process'],
+    ['thread', 'process'],
+    ['process', 'thread'],
+  ] as const) {
+    it(`backpressure crosses systems (server in a ${hoarder}, client in a ${flooder}): exactly the capacity`, async () => {
+      const servers = new Run(`nats: ${server.url}
 services:
-  - { name: hoarder, module: ${fixture('hoarder')}, provides: [sink], isolation: process }
+  - { name: hoarder, module: ${fixture('hoarder')}, provides: [sink], isolation: ${hoarder} }
 `);
-    const clients = new Run(`nats: ${server.url}
+      const clients = new Run(`nats: ${server.url}
 services:
-  - { name: flooder, module: ${fixture('flooder')}, isolation: process, depends: [{ name: flood, protocol: sink, capacity: 4 }] }
+  - { name: flooder, module: ${fixture('flooder')}, isolation: ${flooder}, depends: [{ name: flood, protocol: sink, capacity: 4 }] }
 `);
-    try {
-      const [, sent] = await clients.waitFor(/sent (\d+) before BACKPRESSURE/, 20_000);
-      assert.equal(sent, '4', clients.lines.join('\n'));
-      await servers.waitFor(/holding a client/);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\nthe server system:\n${servers.lines.join('\n')}`);
-    } finally {
-      await clients.system.stop(500);
-      await servers.system.stop(500);
-    }
-  });
+      try {
+        const [, sent] = await clients.waitFor(/sent (\d+) before BACKPRESSURE/, 20_000);
+        assert.equal(sent, '4', clients.lines.join('\n'));
+        await servers.waitFor(/holding a client/);
+      } catch (err) {
+        throw new Error(
+          `${(err as Error).message}\nthe server system:\n${servers.lines.join('\n')}`,
+        );
+      } finally {
+        await clients.system.stop(500);
+        await servers.system.stop(500);
+      }
+    });
+  }
 });
