@@ -36,29 +36,48 @@ export interface Carrier {
 }
 
 /** A connected `net.Socket` (Unix, TCP, TLS or a socketpair) as a carrier. */
-export function socketCarrier(socket: Socket): Carrier {
-  return {
-    kind: 'socket',
-    get remote() {
-      return socket.remoteAddress === undefined
-        ? 'unix socket'
-        : `${socket.remoteAddress}:${socket.remotePort}`;
-    },
-    get pendingBytes() {
-      return socket.writableLength;
-    },
-    start(sink) {
-      socket.setNoDelay?.(true);
-      socket.on('data', (chunk: Buffer) => sink.data(chunk));
-      socket.on('error', (err) => sink.error(err));
-      socket.on('close', () => sink.closed());
-    },
-    write(buf, done) {
-      if (!socket.destroyed) socket.write(buf, done);
-    },
-    end: () => socket.end(),
-    destroy: () => socket.destroy(),
-    ref: () => socket.ref(),
-    unref: () => socket.unref(),
-  };
+export class SocketCarrier implements Carrier {
+  readonly kind = 'socket';
+  readonly #socket: Socket;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  get remote(): string {
+    const s = this.#socket;
+    return s.remoteAddress === undefined ? 'unix socket' : `${s.remoteAddress}:${s.remotePort}`;
+  }
+
+  get pendingBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  start(sink: CarrierSink): void {
+    const s = this.#socket;
+    s.setNoDelay?.(true);
+    s.on('data', (chunk: Buffer) => sink.data(chunk));
+    s.on('error', (err) => sink.error(err));
+    s.on('close', () => sink.closed());
+  }
+
+  write(buf: Buffer, done: () => void): void {
+    if (!this.#socket.destroyed) this.#socket.write(buf, done);
+  }
+
+  end(): void {
+    this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  ref(): void {
+    this.#socket.ref();
+  }
+
+  unref(): void {
+    this.#socket.unref();
+  }
 }

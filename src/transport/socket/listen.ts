@@ -7,7 +7,7 @@ import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
 import type { NatsAddress } from '../nats/index.js';
-import { socketCarrier } from './carrier.js';
+import { SocketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
 
@@ -165,7 +165,7 @@ export async function listen(
     await assertPrivateDirectory(address.path);
   }
   const onSocket = (socket: net.Socket) => {
-    const conn = new Connection(socketCarrier(socket), false, options, false);
+    const conn = new Connection(new SocketCarrier(socket), false, options, false);
     conn.handshake(options.handshakeTimeoutMs).then(
       (root) => listener.offer(root),
       // The failure was published on ftl-ipc:socket:error; the listener carries on.
@@ -235,7 +235,7 @@ export async function channelOverSocket(
   options: ConnectionOptions = {},
 ): Promise<Channel> {
   return new Channel(
-    await new Connection(socketCarrier(socket), client, options).handshake(
+    await new Connection(new SocketCarrier(socket), client, options).handshake(
       options.handshakeTimeoutMs,
     ),
   );
