@@ -73,6 +73,10 @@ export async function startNats(
     if (cluster.routes.length > 0) args.push('--routes', cluster.routes.join(','));
   }
   const child = spawn(natsServerBinary, args, { stdio: 'ignore' });
+  // A test process that ends without its after() hooks (a timeout, an uncaught error) must not
+  // leave the server behind.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
   let exited = false;
   const exit = new Promise<void>((resolve) =>
     child.once('exit', () => {
@@ -86,6 +90,7 @@ export async function startNats(
     throw err;
   });
   const end = async (signal: NodeJS.Signals) => {
+    process.off('exit', reap);
     if (!exited) child.kill(signal);
     await exit;
     await rm(dir, { recursive: true, force: true });
