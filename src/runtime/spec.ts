@@ -19,8 +19,13 @@ export interface DependencySpec {
   /** What the client calls it: `env.channel(name)`. */
   readonly name: string;
   readonly protocol: string;
-  /** The service that provides `protocol`, resolved when the spec is checked. */
+  /**
+   * The service that provides `protocol`, resolved when the spec is checked; '' when no local
+   * service does and the system has a NATS server (`remote`).
+   */
   readonly service: string;
+  /** Resolved over NATS, by another system (docs/nats.md). */
+  readonly remote?: true;
   /** Messages each end's queue holds (`Channel.pair` `capacity`). */
   readonly capacity?: number;
   readonly capacityBytes?: number;
@@ -50,6 +55,8 @@ export interface SystemSpec {
   /** How long services get to finish after shutdown is asked before they are terminated. */
   readonly graceMs: number;
   readonly services: readonly ServiceSpec[];
+  /** NATS servers that join this system to others: FTL_NATS_URL (comma-separated), else `nats`. */
+  readonly nats?: readonly string[];
 }
 
 export const DEFAULT_GRACE_MS = 5000;
@@ -81,11 +88,18 @@ export function parseSystemSpec(
   if (diagnostics.length > 0) return { diagnostics };
 
   const fields = new Fields(report);
-  const root = fields.map(doc.contents, 'the system spec', ['name', 'shutdown', 'services']);
+  const root = fields.map(doc.contents, 'the system spec', [
+    'name',
+    'shutdown',
+    'services',
+    'nats',
+  ]);
   if (root === undefined) return { diagnostics };
   const name = fields.name(root, 'name', false) ?? 'system';
   const shutdown = fields.map(root.get('shutdown', true), 'shutdown', ['graceMs']);
   const graceMs = (shutdown && fields.int(shutdown, 'graceMs', 0)) ?? DEFAULT_GRACE_MS;
+
+  const nats = readNats(root, report);
 
   const servicesNode = root.get('services', true);
   if (servicesNode === undefined) report('SPEC_MISSING_KEY', 'missing key "services"', root);
@@ -106,11 +120,29 @@ export function parseSystemSpec(
     seen.add(draft.name);
     drafts.push(draft);
   }
-  const services = drafts.map((d) => resolveDependencies(d, drafts, report));
+  const services = drafts.map((d) => resolveDependencies(d, drafts, report, nats !== undefined));
   // Checks run by kind; a reader wants the problems in file order.
   diagnostics.sort((a, b) => a.line - b.line || a.col - b.col);
   if (diagnostics.length > 0) return { diagnostics };
-  return { spec: { file, name, graceMs, services }, diagnostics };
+  return {
+    spec: { file, name, graceMs, services, ...(nats !== undefined && { nats }) },
+    diagnostics,
+  };
+}
+
+/** `nats: url` or `nats: [urls]`; FTL_NATS_URL, when set, names the servers instead. */
+function readNats(root: YAMLMap, report: Report): string[] | undefined {
+  const env = process.env.FTL_NATS_URL;
+  if (env !== undefined && env.trim() !== '') return env.split(',').map((u) => u.trim());
+  const node = root.get('nats', true) as Node | undefined;
+  if (node === undefined) return undefined;
+  const items = isSeq(node) ? node.items : [node];
+  const urls = items.map((item) => (isScalar(item) ? item.value : undefined));
+  if (urls.length === 0 || !urls.every((u) => typeof u === 'string' && u !== '')) {
+    report('SPEC_BAD_VALUE', '"nats" must be a server URL or a non-empty list of them', node);
+    return undefined;
+  }
+  return urls as string[];
 }
 
 /** Reads and checks a spec file; `diagnostics` is empty exactly when `spec` is set. */
@@ -413,7 +445,12 @@ function shown(path: string): string {
   return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
 }
 
-function resolveDependencies(draft: Draft, all: readonly Draft[], report: Report): ServiceSpec {
+function resolveDependencies(
+  draft: Draft,
+  all: readonly Draft[],
+  report: Report,
+  nats: boolean,
+): ServiceSpec {
   const names = new Set<string>();
   const depends: DependencySpec[] = [];
   for (const dep of draft.depends) {
@@ -426,6 +463,20 @@ function resolveDependencies(draft: Draft, all: readonly Draft[], report: Report
         s.provides.includes(dep.protocol) && (dep.service === undefined || s.name === dep.service),
     );
     const provider = providers[0];
+    const limits = {
+      ...(dep.capacity !== undefined && { capacity: dep.capacity }),
+      ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
+    };
+    if (provider === undefined && nats && dep.service === undefined) {
+      depends.push({
+        name: dep.name,
+        protocol: dep.protocol,
+        service: '',
+        remote: true,
+        ...limits,
+      });
+      continue;
+    }
     if (provider === undefined) {
       const by = dep.service === undefined ? 'no service' : `service "${dep.service}" does not`;
       report('SPEC_UNKNOWN_PROTOCOL', `${by} provides protocol "${dep.protocol}"`, dep.node);
@@ -443,13 +494,7 @@ function resolveDependencies(draft: Draft, all: readonly Draft[], report: Report
       report('SPEC_BAD_VALUE', `service "${draft.name}" depends on itself`, dep.node);
       continue;
     }
-    depends.push({
-      name: dep.name,
-      protocol: dep.protocol,
-      service: provider.name,
-      ...(dep.capacity !== undefined && { capacity: dep.capacity }),
-      ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
-    });
+    depends.push({ name: dep.name, protocol: dep.protocol, service: provider.name, ...limits });
   }
   const { nameNode: _, ...service } = draft;
   return { ...service, depends };

@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Channel } from '../channel/index.js';
 import { type ExitInfo, type Instance, launch } from './isolation.js';
+import { RemoteSystem } from './remote.js';
 import type { DependencySpec, Isolation, ServiceSpec, SystemSpec } from './spec.js';
 import { type ChannelReport, decoder, encoder, StartupMessage } from './startup.js';
 
@@ -87,6 +88,11 @@ export class System {
   readonly #options: SystemOptions;
   readonly #records = new Map<string, Record>();
   readonly #edges = new Map<string, Edge>();
+  /** Joins this system to others over NATS when the spec names a server. */
+  #remote: RemoteSystem | undefined;
+  /** Dependencies resolved over NATS, by edge: each drops its link. */
+  readonly #remoteEdges = new Map<string, () => void>();
+  readonly #warnedThread = new Set<string>();
   #stopping = false;
   #resolveDone = () => {};
 
@@ -111,6 +117,31 @@ export class System {
   }
 
   start(): void {
+    if (this.spec.nats !== undefined) {
+      this.#remote = new RemoteSystem(this.spec, this.spec.nats, {
+        newClient: (protocol, client, channel, overNats) => {
+          const server = [...this.#records.values()].find(
+            (r) => r.running !== undefined && r.spec.provides.includes(protocol),
+          );
+          if (server === undefined) return false;
+          if (overNats && server.spec.isolation === 'thread') {
+            // The worker transport cannot carry an end that arrived over a socket (yet).
+            if (!this.#warnedThread.has(server.spec.name)) {
+              this.#warnedThread.add(server.spec.name);
+              this.#options.onLog?.(
+                'nats',
+                'stderr',
+                `${server.spec.name} runs in a thread and so does a client from NATS: an end that crossed NATS cannot move into a thread; give one of them isolation: process`,
+              );
+            }
+            return false;
+          }
+          hand(server.running!.startup, StartupMessage.newClient, client, channel);
+          return true;
+        },
+        log: (line) => this.#options.onLog?.('nats', 'stderr', line),
+      });
+    }
     for (const record of this.#records.values()) this.#launch(record);
   }
 
@@ -162,6 +193,7 @@ export class System {
     });
     const services = await Promise.all(outcomes);
     for (const edge of this.#edges.values()) edge.serverEnd?.close();
+    await this.#stopRemote();
     this.#checkDone();
     return { services, ms: performance.now() - started };
   }
@@ -239,6 +271,17 @@ export class System {
 
   /** A fresh channel pair for `client`'s dependency `dep`; the server gets its end when up. */
   #connect(client: Record, dep: DependencySpec): void {
+    if (dep.remote) {
+      const key = edgeKey(client.spec.name, dep.name);
+      this.#remoteEdges.get(key)?.();
+      const inThread = client.spec.isolation === 'thread';
+      const drop = this.#remote!.resolve(client.spec.name, dep, inThread, (clientEnd) => {
+        if (client.running === undefined) clientEnd.close();
+        else hand(client.running.startup, StartupMessage.dependency, dep.name, clientEnd);
+      });
+      this.#remoteEdges.set(key, drop);
+      return;
+    }
     const [clientEnd, serverEnd] = Channel.pair({
       ...(dep.capacity !== undefined && { capacity: dep.capacity }),
       ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
@@ -264,6 +307,7 @@ export class System {
     record.running?.startup.close();
     record.running = undefined;
     this.#options.onEvent?.({ service: spec.name, kind: 'exit', exit });
+    this.#remote?.providerEnded(spec.provides);
     if (this.#stopping) record.state = 'stopped';
     else if (exit.code === 0) record.state = 'exited';
     else if (spec.restart.policy === 'never') record.state = 'failed';
@@ -292,8 +336,17 @@ export class System {
 
   #checkDone(): void {
     const states = [...this.#records.values()].map((r) => r.state);
-    if (states.every((s) => s === 'exited' || s === 'failed' || s === 'stopped'))
-      this.#resolveDone();
+    if (states.every((s) => s === 'exited' || s === 'failed' || s === 'stopped')) {
+      // Nothing is left to serve or be served: the NATS connection must not hold the process.
+      if (this.#remote === undefined) this.#resolveDone();
+      else void this.#stopRemote().then(this.#resolveDone);
+    }
+  }
+
+  async #stopRemote(): Promise<void> {
+    for (const drop of this.#remoteEdges.values()) drop();
+    this.#remoteEdges.clear();
+    await this.#remote?.stop();
   }
 }
 

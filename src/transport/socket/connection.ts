@@ -1,6 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
-import type { Socket } from 'node:net';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
 import { copyRange } from '../../channel/copy.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
@@ -10,6 +9,7 @@ import { PipeEndState } from '../../pipe/pipe.js';
 import { ByteRing } from '../../pipe/ring.js';
 import { PipeSignals } from '../../pipe/signals.js';
 import { Bridge } from './bridge.js';
+import type { Carrier } from './carrier.js';
 import { SocketEndpoint } from './endpoint.js';
 import {
   AUTH_BYTES,
@@ -186,12 +186,13 @@ const NO_BYTES = new Uint8Array(0);
 type Phase = 'hello' | 'auth' | 'open' | 'dead';
 
 /**
- * One socket carrying many channels. It owns the framing, the credit books of every channel id
- * and the batching of writes: frames are appended to a large buffer and written once per turn
- * of the event loop (or when the buffer fills), which is what makes small messages cheap.
+ * The protocol engine: one carrier (a socket, NATS subjects) carrying many channels. It owns the
+ * framing, the handshake, the credit books of every channel id, handles, budgets, heartbeats and
+ * the batching of writes: frames are appended to a large buffer and written once per turn of the
+ * event loop (or when the buffer fills), which is what makes small messages cheap.
  */
 export class Connection {
-  readonly socket: Socket;
+  readonly carrier: Carrier;
   readonly #client: boolean;
   readonly #limits: ChannelLimits;
   readonly #ceiling: ChannelLimits;
@@ -240,8 +241,8 @@ export class Connection {
   #settle: { resolve(root: SocketEndpoint): void; reject(err: IpcError): void } | undefined;
   #failure: IpcError | undefined;
 
-  constructor(socket: Socket, client: boolean, options: ConnectionOptions = {}, accepted = true) {
-    this.socket = socket;
+  constructor(carrier: Carrier, client: boolean, options: ConnectionOptions = {}, accepted = true) {
+    this.carrier = carrier;
     this.#client = client;
     this.#accepted = accepted;
     this.#nextId = client ? 1 : 2;
@@ -260,14 +261,17 @@ export class Connection {
         : Buffer.from(
             typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret,
           );
-    socket.setNoDelay?.(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (err) => {
-      this.#failure ??= new IpcError('CONNECTION_FAILED', `socket error: ${err.message}`, {
-        cause: err,
-      });
+    carrier.start({
+      data: (chunk) => this.#onData(chunk),
+      error: (err) => {
+        this.#failure ??= new IpcError(
+          'CONNECTION_FAILED',
+          `${this.carrier.kind} error: ${err.message}`,
+          { cause: err },
+        );
+      },
+      closed: () => this.#lost(),
     });
-    socket.on('close', () => this.#lost());
     live.add(this);
   }
 
@@ -301,8 +305,7 @@ export class Connection {
   }
 
   get remote(): string {
-    const s = this.socket;
-    return s.remoteAddress === undefined ? 'unix socket' : `${s.remoteAddress}:${s.remotePort}`;
+    return this.carrier.remote;
   }
 
   /** The application took this connection from `listen`'s backlog: the full peer budget applies. */
@@ -314,9 +317,9 @@ export class Connection {
   close(): void {
     if (this.#phase === 'dead') return;
     this.#writeOut();
-    this.socket.end();
-    // A peer that does not read must not keep the socket open.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.carrier.end();
+    // A peer that does not read must not keep the carrier open.
+    setTimeout(() => this.carrier.destroy(), 1000).unref();
     this.#lost();
   }
 
@@ -330,7 +333,7 @@ export class Connection {
     this.#flush();
     if (this.#isFlushed()) return Promise.resolve();
     // The answer is awaited: until it comes, the socket keeps the process alive.
-    this.socket.ref();
+    this.carrier.ref();
     return new Promise((resolve) => this.#flushWaiters.push(resolve));
   }
 
@@ -343,7 +346,7 @@ export class Connection {
 
   #checkFlushed(): void {
     if (this.#flushWaiters.length === 0 || !this.#isFlushed()) return;
-    if (this.#openHere === 0) this.socket.unref();
+    if (this.#openHere === 0) this.carrier.unref();
     for (const resolve of this.#flushWaiters.splice(0)) resolve();
   }
 
@@ -365,7 +368,7 @@ export class Connection {
 
   /** Output bytes in user space: in the batch buffer, or written and not yet taken by the kernel. */
   #held(): number {
-    return this.socket.writableLength + this.#outEnd - this.#outStart;
+    return this.carrier.pendingBytes + this.#outEnd - this.#outStart;
   }
 
   writeMessage(id: number, type: number, data: Uint8Array, handles: readonly HandleState[]): void {
@@ -440,7 +443,7 @@ export class Connection {
     if (this.#phase === 'dead') return;
     const at = this.#reserve(HEADER_BYTES);
     writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, link.accepted >>> 0);
-    if (--this.#openHere === 0) this.socket.unref();
+    if (--this.#openHere === 0) this.carrier.unref();
     if (link.gotClose) this.#free(link);
     this.#flush();
   }
@@ -453,7 +456,7 @@ export class Connection {
 
   #add(link: Link): void {
     this.#links.set(link.id, link);
-    if (this.#openHere++ === 0) this.socket.ref();
+    if (this.#openHere++ === 0) this.carrier.ref();
   }
 
   /** Room for `n` bytes in the output buffer; a full buffer is written out first. */
@@ -479,9 +482,9 @@ export class Connection {
   }
 
   #write(buf: Buffer): void {
-    if (this.#phase === 'dead' || this.socket.destroyed) return;
+    if (this.#phase === 'dead') return;
     this.#wroteSinceTick = true;
-    this.socket.write(buf, this.#written);
+    this.carrier.write(buf, this.#written);
   }
 
   /** A write reached the kernel: wake whoever waits for output room, once below the budget. */
@@ -513,7 +516,7 @@ export class Connection {
       for (const link of due) this.#writeCredit(link);
     }
     this.#writeOut();
-    if (this.#ending && this.#links.size === 0) this.socket.end();
+    if (this.#ending && this.#links.size === 0) this.carrier.end();
   };
 
   #writeCredit(link: Link): void {
@@ -927,7 +930,7 @@ export class Connection {
       this.#write(buf);
       this.close();
     } else {
-      this.socket.destroy();
+      this.carrier.destroy();
       this.#lost();
     }
   }

@@ -1,3 +1,4 @@
+export type { NatsAddress } from '../nats/index.js';
 export { type ConnectionOptions, flushSockets, socketDiagnostics } from './connection.js';
 export {
   type ConnectOptions,

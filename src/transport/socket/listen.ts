@@ -6,6 +6,8 @@ import tls from 'node:tls';
 import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
+import type { NatsAddress } from '../nats/index.js';
+import { SocketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
 
@@ -29,28 +31,37 @@ export async function privateSocketPath(name = 'ipc.sock'): Promise<string> {
   return join(await mkdtemp(join(tmpdir(), 'ftl-ipc-')), name);
 }
 
+/** Where a listener takes connections from (a socket server, a NATS subject) and how it stops. */
+export interface ListenerBinding<A> {
+  /** The bound address, as `connect` takes it. */
+  address(): A;
+  /** What the carrier says it is bound to. */
+  serverAddress(): string | net.AddressInfo;
+  /** Stops taking new connections. */
+  stop(): void;
+}
+
 /** Yields one Channel (the root of a new connection) per accepted connection. */
-export class Listener implements AsyncIterable<Channel> {
-  readonly #server: net.Server;
+export class Listener<A = SocketAddress> implements AsyncIterable<Channel> {
+  readonly #binding: ListenerBinding<A>;
   readonly #ready = new Deque<SocketEndpoint>();
   readonly #waiters = new Deque<(channel: Channel | undefined) => void>();
   readonly #backlog: number;
   #closed = false;
 
-  constructor(server: net.Server, backlog: number) {
-    this.#server = server;
+  constructor(binding: ListenerBinding<A>, backlog: number) {
+    this.#binding = binding;
     this.#backlog = backlog;
   }
 
   /** The bound address, as `connect` takes it: `{ path }`, or `{ host, port }` (after port 0). */
-  get address(): SocketAddress {
-    const bound = this.serverAddress;
-    return typeof bound === 'string' ? { path: bound } : { host: bound.address, port: bound.port };
+  get address(): A {
+    return this.#binding.address();
   }
 
   /** What `net.Server#address()` says: the path, or Node's `AddressInfo` (with `family`). */
   get serverAddress(): string | net.AddressInfo {
-    return this.#server.address() as string | net.AddressInfo;
+    return this.#binding.serverAddress();
   }
 
   /** The next connected channel; undefined once the listener is closed. */
@@ -72,9 +83,7 @@ export class Listener implements AsyncIterable<Channel> {
       for (const root of this.#ready.drain()) root.conn.close();
       for (const w of this.#waiters.drain()) w(undefined);
     }
-    // net.Server.close() calls back only when every connection has ended; accepted channels
-    // outlive the listener, so this resolves once it stops listening.
-    if (this.#server.listening) this.#server.close();
+    this.#binding.stop();
     return Promise.resolve();
   }
 
@@ -135,16 +144,24 @@ async function assertPrivateDirectory(path: string): Promise<void> {
  * Listens on a Unix socket (mode 0600, in a directory only this user may enter) or on TCP.
  * Each connection that completes the handshake yields its root channel.
  */
+export async function listen(address: SocketAddress, options?: ListenOptions): Promise<Listener>;
+/** Listens for a service on NATS (docs/nats.md). */
 export async function listen(
-  address: SocketAddress,
+  address: NatsAddress,
+  options?: ListenOptions,
+): Promise<Listener<NatsAddress>>;
+export async function listen(
+  address: SocketAddress | NatsAddress,
   options: ListenOptions = {},
-): Promise<Listener> {
+): Promise<Listener<SocketAddress> | Listener<NatsAddress>> {
+  // Loaded on first use: a program without NATS does not load its client.
+  if ('nats' in address) return (await import('../nats/index.js')).listenNats(address, options);
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);
   if ('path' in address) await assertPrivateDirectory(address.path);
   const onSocket = (socket: net.Socket) => {
-    const conn = new Connection(socket, false, options, false);
+    const conn = new Connection(new SocketCarrier(socket), false, options, false);
     conn.handshake(options.handshakeTimeoutMs).then(
       (root) => listener.offer(root),
       // The failure was published on ftl-ipc:socket:error; the listener carries on.
@@ -155,7 +172,22 @@ export async function listen(
     options.tls === undefined
       ? net.createServer(onSocket)
       : tls.createServer(options.tls, onSocket);
-  const listener = new Listener(server, options.backlog ?? 64);
+  const serverAddress = () => server.address() as string | net.AddressInfo;
+  const listener = new Listener<SocketAddress>(
+    {
+      serverAddress,
+      address() {
+        const bound = serverAddress();
+        return typeof bound === 'string'
+          ? { path: bound }
+          : { host: bound.address, port: bound.port };
+      },
+      // net.Server.close() calls back only when every connection has ended; accepted channels
+      // outlive the listener, so this returns once it stops listening.
+      stop: () => server.listening && server.close(),
+    },
+    options.backlog ?? 64,
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) =>
       reject(new IpcError('CONNECTION_FAILED', `cannot listen: ${err.message}`, { cause: err })),
@@ -176,11 +208,12 @@ function refuseTlsOnUnix(address: SocketAddress, options: { tls?: unknown }): vo
   }
 }
 
-/** Connects to a listener; resolves with the root channel once the handshake is done. */
+/** Connects to a listener (a socket, or a service on NATS); resolves with the root channel once the handshake is done. */
 export async function connect(
-  address: SocketAddress,
+  address: SocketAddress | NatsAddress,
   options: ConnectOptions = {},
 ): Promise<Channel> {
+  if ('nats' in address) return (await import('../nats/index.js')).connectNats(address, options);
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);
@@ -206,6 +239,8 @@ export async function channelOverSocket(
   options: ConnectionOptions = {},
 ): Promise<Channel> {
   return new Channel(
-    await new Connection(socket, client, options).handshake(options.handshakeTimeoutMs),
+    await new Connection(new SocketCarrier(socket), client, options).handshake(
+      options.handshakeTimeoutMs,
+    ),
   );
 }

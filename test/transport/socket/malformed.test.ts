@@ -12,7 +12,6 @@ import {
 } from '../../../src/index.js';
 import {
   DESCRIPTOR_BYTES,
-  encodeHello,
   FRAME_CLOSE,
   FRAME_CREDIT,
   FRAME_MSG,

@@ -1,0 +1,270 @@
+/**
+ * Systems across machines: with a NATS server in the spec (or FTL_NATS_URL), every protocol a
+ * local service provides is also offered over NATS (and registered with the NATS service API),
+ * and a dependency no local service provides is resolved over NATS.
+ *
+ * Each remote dependency edge is one NATS connection (a *link*): the client's supervisor makes
+ * the `Channel.pair` with the dependency's limits, as for a local edge, and sends the server's end
+ * over the link; the provider's supervisor hands it to the provider as a new client. The bound is
+ * the pair's, end to end. When the provider ends, its supervisor closes the link, and the client's
+ * supervisor makes a new one (the client gets it from `env.reconnect`).
+ */
+import { Svcm } from '@nats-io/services';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
+import { Channel, type ChannelOptions, type Message } from '../channel/index.js';
+import type { NatsAddress } from '../transport/nats/index.js';
+import { connect, type Listener, listen } from '../transport/socket/listen.js';
+import type { DependencySpec, SystemSpec } from './spec.js';
+import { decoder, encoder } from './startup.js';
+
+/** How long a client's supervisor waits before it asks again for a provider that is not there. */
+const RETRY_MS = 500;
+/** The most a link's first message (the client's name) may hold. */
+const MAX_NAME_BYTES = 256;
+const LINK_OPEN = 1;
+const LINK_REQUEST = 2;
+const LINK_GRANT = 3;
+/** The largest pair a remote client may ask this side to make: the transport's own ceiling. */
+const MAX_LINK_LIMITS = { capacity: 1 << 20, capacityBytes: 64 * 1024 * 1024 };
+
+/** A remote client's requested limits, refused (thrown) when outside MAX_LINK_LIMITS. */
+function checkedLimits(limits: ChannelOptions): ChannelOptions {
+  const { capacity, capacityBytes } = limits ?? {};
+  const ok = (v: unknown, max: number) =>
+    v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max);
+  if (
+    !ok(capacity, MAX_LINK_LIMITS.capacity) ||
+    !ok(capacityBytes, MAX_LINK_LIMITS.capacityBytes)
+  ) {
+    throw new Error(`limits out of range: ${JSON.stringify(limits)}`);
+  }
+  return {
+    ...(capacity !== undefined && { capacity }),
+    ...(capacityBytes !== undefined && { capacityBytes }),
+  };
+}
+/** What a link's peer may make this side hold: the socket transport's default `maxPeerBytes`. */
+const PEER_BYTES = 1024 * 1024 * 1024;
+
+export interface RemoteHooks {
+  /**
+   * A remote client arrived for `protocol`; false when no provider of it runs now (or, for an
+   * end that arrived `overNats`, when the provider runs in a thread).
+   */
+  newClient(protocol: string, client: string, channel: Channel, overNats: boolean): boolean;
+  /** For the run's log: what happened on NATS. */
+  log(line: string): void;
+}
+
+export class RemoteSystem {
+  readonly #spec: SystemSpec;
+  readonly #hooks: RemoteHooks;
+  readonly #nc: Promise<NatsConnection | undefined>;
+  readonly #listeners: Listener<NatsAddress>[] = [];
+  readonly #services: { stop(): Promise<unknown> }[] = [];
+  /** Links accepted for each protocol, closed when its provider ends. */
+  readonly #links = new Map<string, Set<Channel>>();
+  #stopped = false;
+
+  constructor(spec: SystemSpec, servers: readonly string[], hooks: RemoteHooks) {
+    this.#spec = spec;
+    this.#hooks = hooks;
+    this.#nc = natsConnect({
+      servers: [...servers],
+      maxReconnectAttempts: -1,
+      name: spec.name,
+    }).then(
+      (nc) => this.#offer(nc).then(() => nc),
+      (err: Error) => {
+        hooks.log(`cannot connect to NATS ${servers.join(', ')}: ${err.message}`);
+        return undefined;
+      },
+    );
+  }
+
+  /** Offers every provided protocol over NATS and registers it with the NATS service API. */
+  async #offer(nc: NatsConnection): Promise<void> {
+    const svcm = new Svcm(nc as never);
+    for (const service of this.#spec.services) {
+      for (const protocol of service.provides) {
+        // A link's first message opens the client's channel, often before `accept()` took the
+        // link: the whole peer budget applies from the start (the accept loop takes every link).
+        const listener = await listen(
+          { nats: nc, service: protocol },
+          { maxUnacceptedBytes: PEER_BYTES, maxPeerBytes: PEER_BYTES },
+        );
+        this.#listeners.push(listener);
+        void this.#accept(protocol, listener);
+        const registered = await svcm.add({
+          name: protocol,
+          version: '1.0.0',
+          description: `ftl-ipc protocol ${protocol} (service ${service.name} of system ${this.#spec.name})`,
+          metadata: { 'ftl-ipc.system': this.#spec.name, 'ftl-ipc.service': service.name },
+        });
+        // `nats micro` lists, pings and counts it; the endpoint says how to connect.
+        registered.addEndpoint('connect', {
+          subject: `ftl-ipc.info.${protocol}`,
+          handler: (_err, msg) =>
+            msg.respond(JSON.stringify({ connect: `ftl-ipc.svc.${protocol}`, protocol })),
+        });
+        this.#services.push(registered);
+        this.#hooks.log(`offering ${protocol} (service ${service.name}) over NATS`);
+      }
+    }
+  }
+
+  async #accept(protocol: string, listener: Listener<NatsAddress>): Promise<void> {
+    for await (const link of listener) {
+      void this.#opened(protocol, link);
+    }
+  }
+
+  /**
+   * A remote supervisor opened a link. LINK_OPEN carries the server's end of a pair it made (its
+   * client runs in a thread); LINK_REQUEST asks this side to make the pair, keep the server's end
+   * and send back the client's (so a provider in a thread gets a local end).
+   */
+  async #opened(protocol: string, link: Channel): Promise<void> {
+    const first = await link.recv().catch(() => undefined);
+    const served = first === undefined ? undefined : await this.#serve(protocol, first, link);
+    if (served === undefined) {
+      for (const h of first?.handles ?? []) h.close();
+      link.close();
+      return;
+    }
+    const links = this.#links.get(protocol) ?? new Set();
+    this.#links.set(protocol, links);
+    links.add(link);
+    // The link lives as long as the client's supervisor keeps it, or until the provider ends.
+    await link.recv().catch(() => undefined);
+    links.delete(link);
+    link.close();
+  }
+
+  /** Hands a link's client to the provider; undefined when the request is refused. */
+  async #serve(protocol: string, first: Message, link: Channel): Promise<true | undefined> {
+    if (this.#stopped || first.data.byteLength > MAX_NAME_BYTES) return undefined;
+    const end = first.handles[0];
+    if (first.type === LINK_OPEN && first.handles.length === 1 && end instanceof Channel) {
+      return this.#hooks.newClient(protocol, decoder.decode(first.data), end, true) || undefined;
+    }
+    if (first.type !== LINK_REQUEST || first.handles.length !== 0) return undefined;
+    let request: { client: string; limits: ChannelOptions };
+    let pair: [Channel, Channel];
+    try {
+      request = JSON.parse(decoder.decode(first.data));
+      pair = Channel.pair(checkedLimits(request.limits));
+    } catch {
+      return undefined;
+    }
+    const [serverEnd, clientEnd] = pair;
+    if (!this.#hooks.newClient(protocol, String(request.client), serverEnd, false)) {
+      serverEnd.close();
+      clientEnd.close();
+      return undefined;
+    }
+    return link.sendWait({ type: LINK_GRANT, handles: [clientEnd] }).then(
+      () => true as const,
+      () => undefined,
+    );
+  }
+
+  /** The provider of `protocol` ended: its remote clients' supervisors will link again. */
+  providerEnded(protocols: readonly string[]): void {
+    for (const protocol of protocols) {
+      for (const link of this.#links.get(protocol) ?? []) link.close();
+      this.#links.delete(protocol);
+    }
+  }
+
+  /**
+   * Keeps `client`'s dependency `dep` linked to a provider over NATS: each time a link opens,
+   * `hand` gets the client's end of a fresh pair. The pair is made on the side whose service runs
+   * in a thread (`clientInThread`, or else the provider's), as an end that arrived over NATS
+   * cannot move into a worker. Returns a function that drops the edge (the client restarted, or
+   * the system stops).
+   */
+  resolve(
+    client: string,
+    dep: DependencySpec,
+    clientInThread: boolean,
+    hand: (channel: Channel) => void,
+  ): () => void {
+    let dropped = false;
+    let link: Channel | undefined;
+    const name = `${this.#spec.name}/${client}`;
+    const limits: ChannelOptions = {
+      ...(dep.capacity !== undefined && { capacity: dep.capacity }),
+      ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
+    };
+    void (async () => {
+      const nc = await this.#nc;
+      while (nc !== undefined && !dropped && !this.#stopped) {
+        link = await connect({ nats: nc, service: dep.protocol }).catch(() => undefined);
+        const clientEnd =
+          link === undefined ? undefined : await this.#link(link, name, limits, clientInThread);
+        if (dropped || this.#stopped) {
+          clientEnd?.close();
+          break;
+        }
+        if (link !== undefined && clientEnd !== undefined) {
+          this.#hooks.log(`${client}: ${dep.name} linked to ${dep.protocol} over NATS`);
+          hand(clientEnd);
+          // Nothing else travels on the link: it ends when the provider's side closes it.
+          await link.recv().catch(() => undefined);
+        }
+        link?.close();
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+      link?.close();
+    })();
+    return () => {
+      dropped = true;
+      link?.close();
+    };
+  }
+
+  /** Opens an edge on a new link; resolves with the client's end, or undefined when refused. */
+  async #link(
+    link: Channel,
+    client: string,
+    limits: ChannelOptions,
+    clientInThread: boolean,
+  ): Promise<Channel | undefined> {
+    if (clientInThread) {
+      const [clientEnd, serverEnd] = Channel.pair(limits);
+      const data = encoder.encode(client);
+      const sent = await link.sendWait({ type: LINK_OPEN, data, handles: [serverEnd] }).then(
+        () => true,
+        () => false,
+      );
+      if (sent) return clientEnd;
+      serverEnd.close();
+      clientEnd.close();
+      return undefined;
+    }
+    const data = encoder.encode(JSON.stringify({ client, limits }));
+    const asked = await link.sendWait({ type: LINK_REQUEST, data }).then(
+      () => true,
+      () => false,
+    );
+    const grant = asked ? await link.recv().catch(() => undefined) : undefined;
+    const end = grant?.handles[0];
+    if (grant?.type === LINK_GRANT && grant.handles.length === 1 && end instanceof Channel) {
+      return end;
+    }
+    for (const h of grant?.handles ?? []) h.close();
+    return undefined;
+  }
+
+  /** Stops offering and closes the NATS connection (and with it every link). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const nc = await this.#nc;
+    for (const s of this.#services) await s.stop().catch(() => undefined);
+    for (const l of this.#listeners) await l.close();
+    for (const links of this.#links.values()) for (const link of links) link.close();
+    await nc?.close();
+  }
+}
