@@ -1,8 +1,9 @@
 /**
  * One side of a channel pair whose two sides may live in different threads: messages go
  * through a ring per direction in the shared arena of the process (src/shm/arena.ts), handles
- * as small descriptors in arena blocks. No MessagePort belongs to a pair: a token is plain data,
- * a move transfers nothing, and a closed pair returns its memory at once. A side learns that
+ * as small descriptors in arena blocks. No MessagePort belongs to a pair: a move inside a
+ * message transfers nothing (an exported token carries one port, only to watch its hand-over),
+ * and a closed pair returns its memory at once. A side learns that
  * its peer's thread died from that thread's parent, which marks what the thread owned (see
  * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
