@@ -13,6 +13,7 @@ import { Svcm } from '@nats-io/services';
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import { Channel, type ChannelOptions, type Message } from '../channel/index.js';
 import type { NatsAddress } from '../transport/nats/index.js';
+import { DEFAULT_MAX_PEER_BYTES } from '../transport/socket/connection.js';
 import { connect, type Listener, listen } from '../transport/socket/listen.js';
 import type { DependencySpec, SystemSpec } from './spec.js';
 import { decoder, encoder } from './startup.js';
@@ -43,8 +44,6 @@ function checkedLimits(limits: ChannelOptions): ChannelOptions {
     ...(capacityBytes !== undefined && { capacityBytes }),
   };
 }
-/** What a link's peer may make this side hold: the socket transport's default `maxPeerBytes`. */
-const PEER_BYTES = 1024 * 1024 * 1024;
 
 export interface RemoteHooks {
   /**
@@ -91,7 +90,7 @@ export class RemoteSystem {
         // link: the whole peer budget applies from the start (the accept loop takes every link).
         const listener = await listen(
           { nats: nc, service: protocol },
-          { maxUnacceptedBytes: PEER_BYTES, maxPeerBytes: PEER_BYTES },
+          { maxUnacceptedBytes: DEFAULT_MAX_PEER_BYTES },
         );
         this.#listeners.push(listener);
         void this.#accept(protocol, listener);

@@ -123,6 +123,9 @@ function integerOption(
 }
 
 /** Checks every option (INVALID_ARGUMENT) and fills in the defaults. */
+/** What the channels and pipes a peer opens may make this side hold, unless told otherwise. */
+export const DEFAULT_MAX_PEER_BYTES = 1024 * 1024 * 1024;
+
 export function resolveConnectionOptions(options: ConnectionOptions) {
   const timeout = options.heartbeatTimeoutMs;
   return {
@@ -134,7 +137,13 @@ export function resolveConnectionOptions(options: ConnectionOptions) {
     ceiling: resolveLimits({ ...DEFAULT_CEILING, ...options.maxLimits }),
     maxChannels: integerOption('maxChannels', options.maxChannels, 4096, 1, 2 ** 31),
     maxOutputBytes: integerOption('maxOutputBytes', options.maxOutputBytes, MiB, 1, 2 ** 31),
-    maxPeerBytes: integerOption('maxPeerBytes', options.maxPeerBytes, 1024 * MiB, 0, 2 ** 42),
+    maxPeerBytes: integerOption(
+      'maxPeerBytes',
+      options.maxPeerBytes,
+      DEFAULT_MAX_PEER_BYTES,
+      0,
+      2 ** 42,
+    ),
     maxUnacceptedBytes: integerOption(
       'maxUnacceptedBytes',
       options.maxUnacceptedBytes,
