@@ -72,7 +72,12 @@ export interface ConnectionOptions extends ChannelOptions {
    * the default 1 MiB, as a busy service holds; lower it for peers that are not trusted.
    */
   maxPeerBytes?: number;
-  /** The same, before the application has taken the connection from `listen`'s backlog. Default 1 MiB. */
+  /**
+   * The same, before the application has taken the connection from `listen`'s backlog. Default
+   * 4 MiB: a client may open a channel of the default limits right after connecting, before the
+   * listener's `accept()` could have run (nothing on the wire tells it when), and 4 MiB holds
+   * three of them.
+   */
   maxUnacceptedBytes?: number;
 }
 
@@ -147,7 +152,7 @@ export function resolveConnectionOptions(options: ConnectionOptions) {
     maxUnacceptedBytes: integerOption(
       'maxUnacceptedBytes',
       options.maxUnacceptedBytes,
-      MiB,
+      4 * MiB,
       0,
       2 ** 42,
     ),

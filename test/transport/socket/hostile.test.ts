@@ -180,7 +180,7 @@ describe('hostile peers: what one can make this side hold', () => {
     }
   });
 
-  it('an unaccepted connection may open channels of maxUnacceptedBytes (1 MiB) at most', async () => {
+  it('an unaccepted connection may open channels of maxUnacceptedBytes (4 MiB) at most', async () => {
     const seen = socketErrors();
     try {
       const raw = await rawPeer(path);
@@ -188,12 +188,12 @@ describe('hostile peers: what one can make this side hold', () => {
       raw.resume();
       const closed = new Promise((resolve) => raw.on('close', resolve));
       raw.write(rawHello(ROOT));
-      raw.write(openChannel(1, MiB - 64 * 64));
+      raw.write(openChannel(1, 4 * MiB - 64 * 64));
       raw.write(openChannel(3, 1));
       await closed;
       assert.match(
         seen.errors[0]?.message ?? '',
-        /channel 3 may hold 4097 bytes .* exceeds the 1048576 bytes allowed before the connection is accepted/,
+        /channel 3 may hold 4097 bytes .* exceeds the 4194304 bytes allowed before the connection is accepted/,
       );
     } finally {
       seen.stop();
