@@ -312,7 +312,9 @@ for (const placement of placements) {
       const mine = rates[i] as number[];
       const ratios = mine.map((r, k) => r / (peerRates[k] as number));
       const vs = peerIn ? `${ratio(median(ratios))} | ${spread(ratios, ratio)}` : '- | -';
-      console.log(`| ${row.name} | ${rate(median(mine))} | ${spread(mine, rate)} | ${vs} |`);
+      console.log(
+        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${spread(mine, rate)} | ${vs} |`,
+      );
     }
   }
 }

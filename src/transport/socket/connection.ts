@@ -100,6 +100,12 @@ const DEFAULT_CEILING: ChannelOptions = {
   maxHandles: 1024,
 };
 const OUT_CHUNK = 256 * 1024;
+/**
+ * Output written out as soon as this much is batched, not at the end of the turn: the peer
+ * starts on the first frames (and returns their credits) while this side makes the rest, where
+ * one write per turn would make the two sides take turns.
+ */
+const EAGER_WRITE_BYTES = 8 * 1024;
 const MiB = 1024 * 1024;
 /** A peer's announced heartbeat only sets our timeout, and only within this range. */
 const MIN_PEER_HEARTBEAT_MS = 100;
@@ -475,7 +481,7 @@ export class Connection {
 
   /** Room for `n` bytes in the output buffer; a full buffer is written out first. */
   #reserve(n: number): number {
-    if (this.#outEnd + n > this.#out.length) {
+    if (this.#outEnd + n > this.#out.length || this.#outEnd - this.#outStart >= EAGER_WRITE_BYTES) {
       this.#writeOut();
       if (this.#out.length - this.#outEnd < Math.max(n, OUT_CHUNK / 4)) {
         this.#out = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
