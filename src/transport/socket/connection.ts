@@ -239,6 +239,13 @@ export class Connection {
   #out = EMPTY_OUT;
   #outStart = 0;
   #outEnd = 0;
+  /** The buffer each write of batched output came from, oldest first (writes finish in order). */
+  #outWrites: Buffer<ArrayBuffer>[] = [];
+  /**
+   * Output buffers no write refers to any more, ready to batch into again: at most the output
+   * budget's worth, and none once the output is idle.
+   */
+  #spareOut: Buffer<ArrayBuffer>[] = [];
   #flushScheduled = false;
   #creditDue: Link[] = [];
   /** Links that found the output over budget; told when it drains. */
@@ -484,7 +491,8 @@ export class Connection {
     if (this.#outEnd + n > this.#out.length || this.#outEnd - this.#outStart >= EAGER_WRITE_BYTES) {
       this.#writeOut();
       if (this.#out.length - this.#outEnd < Math.max(n, OUT_CHUNK / 4)) {
-        this.#out = Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
+        this.#out =
+          (n <= OUT_CHUNK && this.#spareOut.pop()) || Buffer.allocUnsafe(Math.max(OUT_CHUNK, n));
         this.#outStart = 0;
         this.#outEnd = 0;
       }
@@ -497,15 +505,35 @@ export class Connection {
 
   #writeOut(): void {
     if (this.#outEnd === this.#outStart) return;
-    this.#write(this.#out.subarray(this.#outStart, this.#outEnd));
+    if (this.#phase !== 'dead') this.#outWrites.push(this.#out);
+    this.#write(this.#out.subarray(this.#outStart, this.#outEnd), this.#writtenOut);
+    // Nothing pending: the medium took it all during the write, so the buffer is free again.
+    // Reusing buffers, rather than cutting fresh 256 KiB ones, keeps bulk output off the GC.
+    if (this.carrier.pendingBytes === 0) this.#outEnd = 0;
     this.#outStart = this.#outEnd;
   }
 
-  #write(buf: Buffer): void {
+  #write(buf: Buffer, done = this.#written): void {
     if (this.#phase === 'dead') return;
     this.#wroteSinceTick = true;
-    this.carrier.write(buf, this.#written);
+    this.carrier.write(buf, done);
   }
+
+  /** A write of batched output finished: its buffer is spare once no later write needs it. */
+  #writtenOut = (): void => {
+    const from = this.#outWrites.shift();
+    const spare = this.#spareOut;
+    if (this.#held() === 0) spare.length = 0;
+    else if (
+      from !== this.#out &&
+      from !== this.#outWrites[0] &&
+      from?.length === OUT_CHUNK &&
+      spare.length * OUT_CHUNK < this.#maxOutput
+    ) {
+      spare.push(from);
+    }
+    this.#written();
+  };
 
   /** A write reached the kernel: wake whoever waits for output room, once below the budget. */
   #written = (): void => {
