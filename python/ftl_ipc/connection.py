@@ -14,7 +14,7 @@ import secrets as _secrets
 import socket as _socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -169,6 +169,10 @@ class Channel(ChannelHandle):
         #: Called (synchronously) when a message arrives, the peer closes or this end closes:
         #: RpcServer.dispatch serves from it without a wake-up per message.
         self.on_readable: Callable[[], None] | None = None
+        #: Offered each message without handles that arrives while the queue is empty, as
+        #: (type, data), before any Message is made: True means it was taken, as by try_recv
+        #: (RpcServer.dispatch's fast path); False queues it as usual.
+        self.sink: Callable[[int, bytes], bool] | None = None
         #: False for an end of open_channel whose far end was not sent yet: the peer does not
         #: know the id, so nothing may go out on it (not even CLOSE).
         self.announced = True
@@ -189,14 +193,23 @@ class Channel(ChannelHandle):
         data = message.data
         if not isinstance(data, bytes | bytearray | memoryview):
             raise IpcError("INVALID_ARGUMENT", f"message data must be bytes, got a {type(data).__name__}")
-        n = len(data)
-        if n > self.send_limits.max_message_bytes:
-            raise IpcError("TOO_LARGE", f"message of {n} bytes exceeds maxMessageBytes {self.send_limits.max_message_bytes}")
         handles = message.handles
         if len(handles) > self.send_limits.max_handles:
             raise IpcError("TOO_MANY_HANDLES", f"{len(handles)} handles exceed maxHandles {self.send_limits.max_handles}")
         if handles:
             self._conn.check_movable(self, handles)
+        return self.send_data(message.type, data, on_full, handles)
+
+    def send_data(
+        self, msg_type: int, data: bytes | bytearray | memoryview, on_full: OnFull = "throw", handles: Sequence[Handle] = ()
+    ) -> bool:
+        """`send` of a message this side built itself (a type, data, checked handles): the
+        checks of the channel's state, size and credits without those of the arguments."""
+        if self.sent_close:
+            raise IpcError("CLOSED", f"channel {self.id} is closed")
+        n = len(data)
+        if n > self.send_limits.max_message_bytes:
+            raise IpcError("TOO_LARGE", f"message of {n} bytes exceeds maxMessageBytes {self.send_limits.max_message_bytes}")
         if self.peer_closed:
             raise IpcError("PEER_CLOSED", f"the peer of channel {self.id} has closed")
         if self._credit_messages < 1 or self._credit_bytes < n or self._conn.output_full():
@@ -213,7 +226,7 @@ class Channel(ChannelHandle):
             return False
         self._credit_messages -= 1
         self._credit_bytes -= n
-        self._conn.write_message(self.id, message.type, data, handles)
+        self._conn.write_message(self.id, msg_type, data, handles)
         self._stats.sent += 1
         self._sent_here += 1
         return True
@@ -338,6 +351,14 @@ class Channel(ChannelHandle):
                 f"({self._grant_messages} messages, {self._grant_bytes} bytes)"
             )
         return None
+
+    def took(self, n: int) -> None:
+        """The sink took a message of `n` bytes: received, and its credit due at once."""
+        self._grant_messages -= 1
+        self._grant_bytes -= n
+        self._accepted += 1
+        self._stats.received += 1
+        self._return_credit(1, n)
 
     def deliver(self, message: Message) -> None:
         self._grant_messages -= 1
@@ -542,6 +563,7 @@ class Connection(asyncio.Protocol):
         self._credit_due: list[Channel] = []
         self._peer_bytes = 0
         self._paused = False
+        self._reading = False
         self._last_received = time.monotonic()
         self._wrote = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -595,6 +617,17 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_received = time.monotonic()
+        # What this batch of frames makes this side write (replies, credits) goes out in one
+        # write at its end.
+        self._reading = True
+        try:
+            self._frames(data)
+        finally:
+            self._reading = False
+            if self._out or self._credit_due:
+                self._flush()
+
+    def _frames(self, data: bytes) -> None:
         buf = self._buf
         buf += data
         at = 0
@@ -616,8 +649,13 @@ class Connection(asyncio.Protocol):
                 if n < end:
                     self._need = HEADER_BYTES + length
                     break
-                link.deliver(Message(arg, bytes(buf[at + HEADER_BYTES : end]), []))
+                payload = bytes(buf[at + HEADER_BYTES : end])
                 at = end
+                sink = link.sink
+                if sink is not None and not link._queue and not link.sent_close and sink(arg, payload):
+                    link.took(length)
+                else:
+                    link.deliver(Message(arg, payload, []))
                 continue
             # The header is checked before its payload is waited for: a lie costs nothing.
             problem = self._check_header(length, ftype, handles, cid)
@@ -869,11 +907,11 @@ class Connection(asyncio.Protocol):
             seen.add(id(h))
 
     def write_message(
-        self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: list[Handle]
+        self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: Sequence[Handle]
     ) -> None:
-        descriptors = b"".join(h.announce() for h in handles if isinstance(h, NewEnd))
+        descriptors = b"".join(h.announce() for h in handles if isinstance(h, NewEnd)) if handles else b""
         header = FRAME_HEADER.pack(len(data) + len(descriptors), FRAME_MSG, 0, len(handles), cid, msg_type)
-        if not self._flush_scheduled and self._transport is not None and not self._paused:
+        if not self._flush_scheduled and not self._reading and self._transport is not None and not self._paused:
             # The first message of a turn goes out at once (latency); the rest of the turn's
             # messages wait for the flush at its end and go in one write (throughput).
             self._wrote = True
