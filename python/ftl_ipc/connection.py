@@ -393,14 +393,6 @@ class Channel(ChannelHandle, Books):
 
     # ---- events from the connection -----------------------------------------------------------
 
-    def took(self, n: int) -> None:
-        """The sink took a message of `n` bytes: received, and its credit due at once."""
-        self._grant_messages -= 1
-        self._grant_bytes -= n
-        self._accepted += 1
-        self._stats.received += 1
-        self._return_credit(1, n)
-
     def deliver(self, message: Message) -> None:
         self._grant_messages -= 1
         self._grant_bytes -= len(message.data)
@@ -804,9 +796,8 @@ class Connection(asyncio.Protocol):
                 # The common frame, a MSG without handles on an open channel, checked the same
                 # way as below but without the general dispatch.
                 assert isinstance(link, Channel)
-                problem = link.refuse(length, 0)
-                if problem is not None:
-                    return self.protocol_error(problem)
+                if length > link.limits.max_message_bytes or link._grant_messages < 1 or link._grant_bytes < length:
+                    return self.protocol_error(link.refuse(length, 0) or "")
                 if n < end:
                     self._need = HEADER_BYTES + length
                     break
@@ -814,7 +805,12 @@ class Connection(asyncio.Protocol):
                 at = end
                 sink = link.sink
                 if sink is not None and not link._queue and not link.sent_close and sink(arg, payload):
-                    link.took(length)
+                    # Taken as by try_recv: received, and its credit due at once.
+                    link._grant_messages -= 1
+                    link._grant_bytes -= length
+                    link._accepted += 1
+                    link._stats.received += 1
+                    link._return_credit(1, length)
                 else:
                     link.deliver(Message(arg, payload, []))
                 continue
@@ -1085,9 +1081,10 @@ class Connection(asyncio.Protocol):
     def write_message(
         self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: Sequence[Handle]
     ) -> None:
-        bridges: list[Bridge] = []
+        bridges: list[Bridge] | None = None
         descriptors = b""
         if handles:
+            bridges = []
             parts: list[bytes] = []
             for h in handles:
                 if isinstance(h, NewEnd):
@@ -1114,8 +1111,9 @@ class Connection(asyncio.Protocol):
             if descriptors:
                 out += descriptors
         # After the frame that opens their ids, as what they relay must follow it.
-        for bridge in bridges:
-            bridge.start()
+        if bridges:
+            for bridge in bridges:
+                bridge.start()
 
     def wait_output(self, bridge: Bridge) -> None:
         """`bridge` found the output full: it pumps again after the next flush."""

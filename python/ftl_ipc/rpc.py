@@ -436,9 +436,8 @@ class _Dispatch:
         """Replies to a call (a push has no reply); a failure stops serving unless `on_error`
         takes it."""
         failed = error is not None and not aborted
-        if txid:
-            assert isinstance(d, CallDescriptor)
-            fast = d.encode_reply_fixed
+        if txid:  # a call: its descriptor is a CallDescriptor
+            fast = d.encode_reply_fixed  # type: ignore[attr-defined]
             data = fast(txid, value) if fast is not None and error is None else None
             try:
                 if data is not None:
