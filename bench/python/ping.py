@@ -43,8 +43,8 @@ def decode_ping(r: Reader) -> Ping:
 _PING_FIXED = struct.Struct("<4sIi")
 
 
-def _decode_ping_fixed(data: bytes) -> tuple[bytes, int, Ping]:
-    head, txid, f_value = _PING_FIXED.unpack(data)
+def _decode_ping_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Ping]:
+    head, txid, f_value = _PING_FIXED.unpack_from(data, at)
     return head, txid, Ping(value=f_value)
 
 

@@ -46,8 +46,8 @@ def decode_add(r: Reader) -> Add:
 _ADD_FIXED = struct.Struct("<4sIqq")
 
 
-def _decode_add_fixed(data: bytes) -> tuple[bytes, int, Add]:
-    head, txid, f_a, f_b = _ADD_FIXED.unpack(data)
+def _decode_add_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Add]:
+    head, txid, f_a, f_b = _ADD_FIXED.unpack_from(data, at)
     return head, txid, Add(a=f_a, b=f_b)
 
 

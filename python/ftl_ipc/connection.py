@@ -234,9 +234,9 @@ class Channel(ChannelHandle, Books):
         #: RpcServer.dispatch serves from it without a wake-up per message.
         self.on_readable: Callable[[], None] | None = None
         #: Offered each message without handles that arrives while the queue is empty, as
-        #: (type, data), before any Message is made: True means it was taken, as by try_recv
-        #: (RpcServer.dispatch's fast path); False queues it as usual.
-        self.sink: Callable[[int, bytes], bool] | None = None
+        #: (type, buffer, start, length), before any Message or copy is made: True means it
+        #: was taken, as by try_recv (RpcServer.dispatch's fast path); False queues it as usual.
+        self.sink: Callable[[int, bytes | bytearray, int, int], bool] | None = None
         #: Called when the peer returns credits (a Bridge grants the room on).
         self.on_credit: Callable[[], None] | None = None
         #: False for an end of open_channel whose far end was not sent yet: the peer does not
@@ -781,8 +781,16 @@ class Connection(asyncio.Protocol):
                 self._flush()
 
     def _frames(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
+        # With nothing left over (the common case) frames are parsed from the received bytes
+        # themselves: a payload is one copy, and the sink reads in place. A frame cut short
+        # collects in a bytearray, which grows without copying all of it each time.
+        fresh = not self._buf
+        buf: bytes | bytearray
+        if fresh:
+            buf = data
+        else:
+            buf = self._buf
+            buf += data
         at = 0
         n = len(buf)
         links = self._links
@@ -795,16 +803,15 @@ class Connection(asyncio.Protocol):
             if link.__class__ is Channel and not link.got_close:  # type: ignore[union-attr]
                 # The common frame, a MSG without handles on an open channel, checked the same
                 # way as below but without the general dispatch.
-                assert isinstance(link, Channel)
                 if length > link.limits.max_message_bytes or link._grant_messages < 1 or link._grant_bytes < length:
                     return self.protocol_error(link.refuse(length, 0) or "")
                 if n < end:
                     self._need = HEADER_BYTES + length
                     break
-                payload = bytes(buf[at + HEADER_BYTES : end])
+                start = at + HEADER_BYTES
                 at = end
                 sink = link.sink
-                if sink is not None and not link._queue and not link.sent_close and sink(arg, payload):
+                if sink is not None and not link._queue and not link.sent_close and sink(arg, buf, start, length):
                     # Taken as by try_recv: received, and its credit due at once.
                     link._grant_messages -= 1
                     link._grant_bytes -= length
@@ -812,7 +819,7 @@ class Connection(asyncio.Protocol):
                     link._stats.received += 1
                     link._return_credit(1, length)
                 else:
-                    link.deliver(Message(arg, payload, []))
+                    link.deliver(Message(arg, buf[start:end] if fresh else bytes(buf[start:end]), []))
                 continue
             # The header is checked before its payload is waited for: a lie costs nothing.
             problem = self._check_header(length, ftype, handles, cid)
@@ -823,7 +830,10 @@ class Connection(asyncio.Protocol):
                 break
             self._frame(ftype, handles, cid, arg, bytes(buf[at + HEADER_BYTES : end]))
             at = end
-        del buf[:at]
+        if not fresh:
+            del self._buf[:at]
+        elif at < n and self._phase != "dead":
+            self._buf += memoryview(data)[at:]
 
     # ---- reading ------------------------------------------------------------------------------
 

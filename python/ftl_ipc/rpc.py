@@ -284,16 +284,16 @@ class RpcServer(_Peer):
 
         fixed = table.fixed
 
-        def take(type_id: int, data: bytes) -> bool:
+        def take(type_id: int, buf: bytes | bytearray, start: int, length: int) -> bool:
             # The channel's sink: a plain request of a fixed-size message, when it would start
             # at once anyway, is decoded and served here without a Message, Received or Request.
             entry = fixed.get(type_id)
             if entry is None or d.held or d.active >= limit or d.failure is not None:
                 return False
             desc = entry[0]
-            if len(data) != desc.fixed_size:
+            if length != desc.fixed_size:
                 return False
-            head, txid, value = desc.decode_fixed(data)
+            head, txid, value = desc.decode_fixed(buf, start)
             if head != PLAIN_HEAD or (txid != 0) is not entry[1]:
                 return False  # the usual path names the problem
             d.run(desc, txid, value, None, None)

@@ -440,9 +440,10 @@ class MessageDescriptor(Generic[T]):
     encode: Callable[[Writer, T], None]
     decode: Callable[[Reader], T]
     #: For a message whose fields are all integers and floats, and so of one size: the whole
-    #: message (header, payload) in one unpack, giving its first header word, txid and value.
-    #: The caller checks the size and that word; anything else goes through `decode`.
-    decode_fixed: Callable[[bytes], tuple[bytes, int, T]] | None = None
+    #: message (header, payload) in one unpack from a buffer at an offset, giving its first
+    #: header word, txid and value. The caller checks the size and that word; anything else
+    #: goes through `decode`.
+    decode_fixed: Callable[[bytes | bytearray, int], tuple[bytes, int, T]] | None = None
     fixed_size: int = 0
 
 

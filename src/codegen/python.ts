@@ -244,8 +244,8 @@ class PythonModuleWriter {
     this.#emit(
       '',
       '',
-      `def _decode_${snake}_fixed(data: bytes) -> tuple[bytes, int, ${name}]:`,
-      `    head, txid${locals.map((n) => `, ${n}`).join('')} = ${layout}.unpack(data)`,
+      `def _decode_${snake}_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, ${name}]:`,
+      `    head, txid${locals.map((n) => `, ${n}`).join('')} = ${layout}.unpack_from(data, at)`,
       `    return head, txid, ${name}(${fields.map((f, i) => `${ident(f.name)}=${locals[i]}`).join(', ')})`,
     );
     return [`    decode_fixed=_decode_${snake}_fixed,`, `    fixed_size=${layout}.size,`];

@@ -43,8 +43,8 @@ def decode_add(r: Reader) -> Add:
 _ADD_FIXED = struct.Struct("<4sIi")
 
 
-def _decode_add_fixed(data: bytes) -> tuple[bytes, int, Add]:
-    head, txid, f_value = _ADD_FIXED.unpack(data)
+def _decode_add_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Add]:
+    head, txid, f_value = _ADD_FIXED.unpack_from(data, at)
     return head, txid, Add(value=f_value)
 
 
@@ -114,8 +114,8 @@ def decode_hang(r: Reader) -> Hang:
 _HANG_FIXED = struct.Struct("<4sII")
 
 
-def _decode_hang_fixed(data: bytes) -> tuple[bytes, int, Hang]:
-    head, txid, f_tag = _HANG_FIXED.unpack(data)
+def _decode_hang_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Hang]:
+    head, txid, f_tag = _HANG_FIXED.unpack_from(data, at)
     return head, txid, Hang(tag=f_tag)
 
 
@@ -208,8 +208,8 @@ def decode_noisy(r: Reader) -> Noisy:
 _NOISY_FIXED = struct.Struct("<4sIi")
 
 
-def _decode_noisy_fixed(data: bytes) -> tuple[bytes, int, Noisy]:
-    head, txid, f_value = _NOISY_FIXED.unpack(data)
+def _decode_noisy_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Noisy]:
+    head, txid, f_value = _NOISY_FIXED.unpack_from(data, at)
     return head, txid, Noisy(value=f_value)
 
 
@@ -276,8 +276,8 @@ def decode_note(r: Reader) -> Note:
 _NOTE_FIXED = struct.Struct("<4sIi")
 
 
-def _decode_note_fixed(data: bytes) -> tuple[bytes, int, Note]:
-    head, txid, f_value = _NOTE_FIXED.unpack(data)
+def _decode_note_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Note]:
+    head, txid, f_value = _NOTE_FIXED.unpack_from(data, at)
     return head, txid, Note(value=f_value)
 
 

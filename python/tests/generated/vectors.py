@@ -89,8 +89,8 @@ def decode_empty(r: Reader) -> Empty:
 _EMPTY_FIXED = struct.Struct("<4sI")
 
 
-def _decode_empty_fixed(data: bytes) -> tuple[bytes, int, Empty]:
-    head, txid = _EMPTY_FIXED.unpack(data)
+def _decode_empty_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Empty]:
+    head, txid = _EMPTY_FIXED.unpack_from(data, at)
     return head, txid, Empty()
 
 
