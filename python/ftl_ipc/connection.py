@@ -616,7 +616,6 @@ class Bridge(Books):
         self._grant_bytes -= n
         if self.sent_close:
             return discard(message)
-        self._accepted += 1
         inner = self.inner
         if inner.sent_close or inner.peer_closed or not inner._conn.movable(inner, message.handles):
             # Inner's peer closed (this bridge closes once inner is drained), or the message
@@ -627,6 +626,8 @@ class Bridge(Books):
         inner._credit_bytes -= n
         inner._sent_here += 1
         inner._conn.write_message(inner.id, message.type, message.data, message.handles)
+        # Only what went on counts as accepted: the far side counts the rest as dropped.
+        self._accepted += 1
         return None
 
     def credit(self, messages: int, n: int) -> None:
