@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from .connection import Channel, OnFull, events
 from .errors import IpcError
 from .wire import (
+    HEADER_BYTES,
     CallDescriptor,
     Message,
     MessageDescriptor,
@@ -285,24 +286,32 @@ class RpcServer(_Peer):
         fixed = table.fixed
 
         def take(type_id: int, buf: bytes | bytearray, start: int, length: int) -> bool:
-            # The channel's sink: a plain request of a fixed-size message, when it would start
-            # at once anyway, is decoded and served here without a Message, Received or Request.
+            # The channel's sink: a plain request (no control flags), when it would start at
+            # once anyway, is served here without a queue entry, a Request or a job; one of a
+            # fixed-size message also without a Message, a Received or a copy of its bytes.
+            if d.held or d.active >= limit or d.failure is not None:
+                return False
             entry = fixed.get(type_id)
-            if entry is None or d.held or d.active >= limit or d.failure is not None:
+            if entry is not None and length == entry[0].fixed_size:
+                desc = entry[0]
+                head, txid, value = desc.decode_fixed(buf, start)
+                if head != PLAIN_HEAD or (txid != 0) is not entry[1]:
+                    return False  # the usual path names the problem
+                d.run(desc, txid, value, None, None)
+                return True
+            desc = table.get(type_id)
+            if desc is None or length < HEADER_BYTES or buf[start + 3] != 0:
                 return False
-            desc = entry[0]
-            if length != desc.fixed_size:
-                return False
-            head, txid, value = desc.decode_fixed(buf, start)
-            if head != PLAIN_HEAD or (txid != 0) is not entry[1]:
-                return False  # the usual path names the problem
-            d.run(desc, txid, value, None, None)
+            try:
+                received = table.decode(Message(type_id, bytes(buf[start : start + length])))
+            except IpcError:
+                return False  # the usual path decodes it again, and reports it
+            d.run(desc, received.txid, received.value, None, None)
             return True
 
         channel.on_readable = pump
         d.on_room = pump
-        if fixed:
-            channel.sink = take
+        channel.sink = take
         try:
             pump()
             await ended

@@ -5,7 +5,9 @@ request and reply it does not handle plainly."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import socket
+import sys
 import unittest
 
 from ftl_ipc import IpcError
@@ -14,6 +16,10 @@ from ftl_ipc.rpc import CallContext
 from ftl_ipc.wire import PLAIN_HEAD, encode_message, encode_reply
 
 from .generated import rpctest, vectors
+
+# The example's calc.py: strings and arrays, so served by the sink through the general decoder.
+sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "examples" / "polyglot"))
+import calc  # noqa: E402
 
 
 class Work:
@@ -104,6 +110,41 @@ class FastPath(unittest.IsolatedAsyncioTestCase):
         adds = await asyncio.gather(*(client.add(rpctest.Add(value=i)) for i in range(10)))
         self.assertEqual([r.value for r in adds], list(range(1, 11)))
         await asyncio.gather(*hangs)
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+
+    async def test_variable_size_requests_through_the_general_decoder(self) -> None:
+        a, b = socket.socketpair()
+        client_ch, server_ch = await asyncio.gather(channel_over_socket(a, True), channel_over_socket(b, False))
+        client = calc.CalcClient(client_ch)
+
+        class Calc:
+            def shout(self, value: calc.Shout, context: CallContext) -> calc.ShoutReply:
+                return calc.ShoutReply(text=value.text.upper())
+
+            def stats(self, value: calc.Stats, context: CallContext) -> calc.StatsReply:
+                return calc.StatsReply(count=len(value.values), mean=sum(value.values) / len(value.values))
+
+            def add(self, value: calc.Add, context: CallContext) -> calc.AddReply:
+                return calc.AddReply(sum=value.a + value.b)  # may overflow an int64
+
+        failures: list[str] = []
+        serving = asyncio.ensure_future(
+            calc.serve_calc(server_ch, Calc(), on_error=lambda e, kind: failures.append(kind))
+        )
+        words = [f"word {i} é" for i in range(100)]
+        replies = await asyncio.gather(*(client.shout(calc.Shout(text=w)) for w in words))
+        self.assertEqual([r.text for r in replies], [w.upper() for w in words])
+        self.assertEqual((await client.stats(calc.Stats(values=[1.0, 2.0, 6.0]))).mean, 3.0)
+        with self.assertRaises(IpcError) as caught:
+            await client.stats(calc.Stats(values=[]))
+        self.assertIn("HANDLER_FAILED", caught.exception.message)
+        with self.assertRaises(IpcError) as caught:
+            await client.add(calc.Add(a=2**62, b=2**62))
+        self.assertIn("INVALID_ARGUMENT", caught.exception.message)
+        self.assertEqual(failures, ["stats", "add"])
+        self.assertEqual(server_ch.stats.received, 103)
         client.close()
         await asyncio.wait_for(serving, 5)
 
