@@ -1139,7 +1139,8 @@ class Connection(asyncio.Protocol):
 
     def credit_due(self, ch: Books) -> None:
         self._credit_due.append(ch)
-        self._schedule_flush()
+        if not self._reading:  # else the flush at the end of the batch sends it
+            self._schedule_flush()
 
     def write_close(self, link: Link, accepted: int) -> None:
         if self._phase == "dead":

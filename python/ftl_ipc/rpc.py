@@ -297,16 +297,20 @@ class RpcServer(_Peer):
                 head, txid, value = desc.decode_fixed(buf, start)
                 if head != PLAIN_HEAD or (txid != 0) is not entry[1]:
                     return False  # the usual path names the problem
-                d.run(desc, txid, value, None, None)
-                return True
-            desc = table.get(type_id)
-            if desc is None or length < HEADER_BYTES or buf[start + 3] != 0:
-                return False
+            else:
+                general = table.get(type_id)
+                if general is None or length < HEADER_BYTES or buf[start + 3] != 0:
+                    return False
+                try:
+                    received = table.decode(Message(type_id, bytes(buf[start : start + length])))
+                except IpcError:
+                    return False  # the usual path decodes it again, and reports it
+                desc, txid, value = general, received.txid, received.value
             try:
-                received = table.decode(Message(type_id, bytes(buf[start : start + length])))
-            except IpcError:
-                return False  # the usual path decodes it again, and reports it
-            d.run(desc, received.txid, received.value, None, None)
+                d.run(desc, txid, value, None, None)
+            except Exception as e:  # an on_error callback that raised: serving stops with it
+                d.failure = d.failure or e
+                end()
             return True
 
         channel.on_readable = pump

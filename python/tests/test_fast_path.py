@@ -101,6 +101,21 @@ class FastPath(unittest.IsolatedAsyncioTestCase):
         self.assertTrue(server.channel.closed)
         client.close()
 
+    async def test_an_on_error_that_raises_stops_serving_with_its_error(self) -> None:
+        client, server = await self.pair()
+
+        def on_error(error: BaseException, kind: str) -> None:
+            raise RuntimeError(f"on_error gave up on {kind}")
+
+        serving = asyncio.ensure_future(server.serve(Work(), on_error=on_error))
+        with self.assertRaises(IpcError) as caught:
+            await client.add(rpctest.Add(value=-1))
+        self.assertIn("HANDLER_FAILED", caught.exception.message)  # answered before on_error ran
+        with self.assertRaises(RuntimeError):
+            await asyncio.wait_for(serving, 5)
+        self.assertTrue(server.channel.closed)
+        client.close()
+
     async def test_requests_beyond_the_concurrency_wait_their_turn(self) -> None:
         client, server = await self.pair()
         serving = asyncio.ensure_future(server.serve(Work(), concurrency=2))
