@@ -140,7 +140,14 @@ class NestedBridges(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(IpcError) as caught:
             await asyncio.wait_for(z_inner.recv(), 5)
         self.assertEqual(caught.exception.code, "PEER_CLOSED")
-        for ch in (z_inner, z_own, x_got, x_end, z_end):
+        # And the other way: Z closes the forwarded end itself, X sees PEER_CLOSED after its last message.
+        z_end.send(Message(9, b"bye"))
+        z_end.close()
+        self.assertEqual((await asyncio.wait_for(x_end.recv(), 5)).data, b"bye")
+        with self.assertRaises(IpcError) as caught:
+            await asyncio.wait_for(x_end.recv(), 5)
+        self.assertEqual(caught.exception.code, "PEER_CLOSED")
+        for ch in (z_inner, z_own, x_got, x_end):
             ch.close()
         self.assertTrue(await only_root_left(y_from_x._conn))
         self.assertTrue(await only_root_left(y_to_z._conn))
