@@ -366,6 +366,10 @@ class PythonModuleWriter {
         throw new Error(
           `${p.pkg}.${p.name}.${m.name}: the Python client and server already have a method ${m.name}; rename the message`,
         );
+      if (py.type(m.name) === py.descriptor(m.name))
+        throw new Error(
+          `${p.pkg}.${p.name}.${m.name}: its Python class and its descriptor would both be named ${py.type(m.name)}; rename the message`,
+        );
     }
     const fromClient = p.messages.filter((m) => m.origin === 'client');
     const fromServer = p.messages.filter((m) => m.origin === 'server');

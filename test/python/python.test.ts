@@ -92,6 +92,23 @@ describe('python', () => {
     }
   });
 
+  it('gen --lang python refuses a message whose class and descriptor names would be the same', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'ftl-ipc-gen-py-'));
+    const idl = join(out, 'short.yaml');
+    writeFileSync(
+      idl,
+      'name: short\nprotocols:\n  p:\n    - { name: c, type: push, origin: client, params: [] }\n',
+    );
+    try {
+      await assert.rejects(
+        main(['gen', '--lang', 'python', idl], { out: () => {}, err: () => {} }),
+        /short\.p\.c: its Python class and its descriptor would both be named C/,
+      );
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('the Python error codes are the TypeScript ones, in order', async () => {
     const { stdout } = await run(
       'python3',
