@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,8 +26,16 @@ const dir = fileURLToPath(new URL('../../bench/python/', import.meta.url));
 const env = { ...process.env, PYTHONPATH: fileURLToPath(new URL('../../python', import.meta.url)) };
 
 interface Running {
+  readonly pid: number;
   call(v: number): Promise<unknown>;
   stop(): Promise<unknown>;
+}
+
+/** CPU seconds (user and system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks of 1/100 s.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function python(...args: string[]): ChildProcess {
@@ -45,6 +53,7 @@ async function ftl(): Promise<Running> {
   if (line !== 'ready') throw new Error(`the Python server said ${line}`);
   const client = new PingClient(await connect({ path }));
   return {
+    pid: child.pid!,
     call: (value) => client.ping({ value }),
     stop: () => {
       client.close();
@@ -65,6 +74,7 @@ async function jsonLines(): Promise<Running> {
     waiting.delete(id);
   });
   return {
+    pid: child.pid!,
     call: (value) =>
       new Promise((resolve) => {
         const id = nextId++;
@@ -78,10 +88,13 @@ async function jsonLines(): Promise<Running> {
   };
 }
 
-async function callsPerSecond(r: Running): Promise<number> {
+/** Calls/s, and the CPU µs per call of the Python process and of this one. */
+async function callsPerSecond(r: Running): Promise<{ rate: number; python: number; node: number }> {
   let calls = 0;
   const end = performance.now() + DURATION_MS;
   const started = performance.now();
+  const pythonBefore = cpuSeconds(r.pid);
+  const nodeBefore = process.cpuUsage();
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (performance.now() < end) {
@@ -90,7 +103,12 @@ async function callsPerSecond(r: Running): Promise<number> {
       }
     }),
   );
-  return calls / ((performance.now() - started) / 1000);
+  const node = process.cpuUsage(nodeBefore);
+  return {
+    rate: calls / ((performance.now() - started) / 1000),
+    python: ((cpuSeconds(r.pid) - pythonBefore) * 1e6) / calls,
+    node: (node.user + node.system) / calls,
+  };
 }
 
 async function p50Micros(r: Running): Promise<number> {
@@ -105,17 +123,22 @@ async function p50Micros(r: Running): Promise<number> {
 }
 
 const peers = { 'ftl-ipc (Unix socket)': ftl, 'JSON lines (stdio)': jsonLines };
-const results = new Map<string, { rate: number[]; p50: number[] }>();
+const results = new Map<
+  string,
+  { rate: number[]; p50: number[]; python: number[]; node: number[] }
+>();
 for (let round = 0; round < ROUNDS; round++) {
   for (const [name, start] of Object.entries(peers)) {
     const r = await start();
     await callsPerSecond(r); // warm up both sides
-    const rate = await callsPerSecond(r);
+    const { rate, python, node } = await callsPerSecond(r);
     const p50 = await p50Micros(r);
     await r.stop();
-    const entry = results.get(name) ?? { rate: [], p50: [] };
+    const entry = results.get(name) ?? { rate: [], p50: [], python: [], node: [] };
     entry.rate.push(rate);
     entry.p50.push(p50);
+    entry.python.push(python);
+    entry.node.push(node);
     results.set(name, entry);
   }
 }
@@ -128,11 +151,13 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')}, ${ROUNDS} rounds`,
 );
-console.log('| peer | calls/s, 64 in flight (range) | sequential p50 µs (range) |');
-console.log('| --- | --- | --- |');
-for (const [name, { rate, p50 }] of results) {
+console.log(
+  '| peer | calls/s, 64 in flight (range) | sequential p50 µs (range) | Python CPU µs/call | Node CPU µs/call |',
+);
+console.log('| --- | --- | --- | --- | --- |');
+for (const [name, { rate, p50, python, node }] of results) {
   console.log(
-    `| ${name} | ${median(rate).toFixed(0)} (${range(rate, 0)}) | ${median(p50).toFixed(1)} (${range(p50, 1)}) |`,
+    `| ${name} | ${median(rate).toFixed(0)} (${range(rate, 0)}) | ${median(p50).toFixed(1)} (${range(p50, 1)}) | ${median(python).toFixed(2)} (${range(python, 2)}) | ${median(node).toFixed(2)} (${range(node, 2)}) |`,
   );
 }
 const ours = results.get('ftl-ipc (Unix socket)')!;

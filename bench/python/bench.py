@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,6 +19,7 @@ from ftl_ipc.wire import (
     PipeConsumer,
     PipeProducer,
     Reader,
+    REPLY_HEAD,
     Writer,
 )
 

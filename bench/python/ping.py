@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,6 +19,7 @@ from ftl_ipc.wire import (
     PipeConsumer,
     PipeProducer,
     Reader,
+    REPLY_HEAD,
     Writer,
 )
 
@@ -38,6 +40,14 @@ def decode_ping(r: Reader) -> Ping:
     )
 
 
+_PING_FIXED = struct.Struct("<4sIi")
+
+
+def _decode_ping_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Ping]:
+    head, txid, f_value = _PING_FIXED.unpack_from(data, at)
+    return head, txid, Ping(value=f_value)
+
+
 @dataclass(slots=True, kw_only=True)
 class PingReply:
     """The reply to ping.ping.ping."""
@@ -54,15 +64,31 @@ def decode_ping_reply(r: Reader) -> PingReply:
     )
 
 
+_PING_REPLY_FIXED = struct.Struct("<4sIi")
+
+
+def _encode_ping_reply_fixed(txid: int, v: PingReply) -> bytes | None:
+    try:
+        f_value = v.value
+        if f_value.__class__ is int:
+            return _PING_REPLY_FIXED.pack(REPLY_HEAD, txid, f_value)
+    except (AttributeError, struct.error, OverflowError):
+        pass
+    return None
+
+
 PING: CallDescriptor[Ping, PingReply] = CallDescriptor(
     name="ping.ping.ping",
     kind="ping",
     id=0x03555749,
     encode=encode_ping,
     decode=decode_ping,
+    decode_fixed=_decode_ping_fixed,
+    fixed_size=_PING_FIXED.size,
     reply_id=0xbb297402,
     encode_reply=encode_ping_reply,
     decode_reply=decode_ping_reply,
+    encode_reply_fixed=_encode_ping_reply_fixed,
 )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,6 +19,7 @@ from ftl_ipc.wire import (
     PipeConsumer,
     PipeProducer,
     Reader,
+    REPLY_HEAD,
     Writer,
 )
 
@@ -41,6 +43,14 @@ def decode_add(r: Reader) -> Add:
     )
 
 
+_ADD_FIXED = struct.Struct("<4sIqq")
+
+
+def _decode_add_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Add]:
+    head, txid, f_a, f_b = _ADD_FIXED.unpack_from(data, at)
+    return head, txid, Add(a=f_a, b=f_b)
+
+
 @dataclass(slots=True, kw_only=True)
 class AddReply:
     """The reply to calc.calc.add."""
@@ -57,15 +67,31 @@ def decode_add_reply(r: Reader) -> AddReply:
     )
 
 
+_ADD_REPLY_FIXED = struct.Struct("<4sIq")
+
+
+def _encode_add_reply_fixed(txid: int, v: AddReply) -> bytes | None:
+    try:
+        f_sum = v.sum
+        if f_sum.__class__ is int:
+            return _ADD_REPLY_FIXED.pack(REPLY_HEAD, txid, f_sum)
+    except (AttributeError, struct.error, OverflowError):
+        pass
+    return None
+
+
 ADD: CallDescriptor[Add, AddReply] = CallDescriptor(
     name="calc.calc.add",
     kind="add",
     id=0x69396d1a,
     encode=encode_add,
     decode=decode_add,
+    decode_fixed=_decode_add_fixed,
+    fixed_size=_ADD_FIXED.size,
     reply_id=0xd4fbcf2d,
     encode_reply=encode_add_reply,
     decode_reply=decode_add_reply,
+    encode_reply_fixed=_encode_add_reply_fixed,
 )
 
 
@@ -107,6 +133,20 @@ def decode_stats_reply(r: Reader) -> StatsReply:
     )
 
 
+_STATS_REPLY_FIXED = struct.Struct("<4sIId")
+
+
+def _encode_stats_reply_fixed(txid: int, v: StatsReply) -> bytes | None:
+    try:
+        f_count = v.count
+        f_mean = v.mean
+        if f_count.__class__ is int and (f_mean.__class__ is float or f_mean.__class__ is int):
+            return _STATS_REPLY_FIXED.pack(REPLY_HEAD, txid, f_count, f_mean)
+    except (AttributeError, struct.error, OverflowError):
+        pass
+    return None
+
+
 STATS: CallDescriptor[Stats, StatsReply] = CallDescriptor(
     name="calc.calc.stats",
     kind="stats",
@@ -116,6 +156,7 @@ STATS: CallDescriptor[Stats, StatsReply] = CallDescriptor(
     reply_id=0xb7b06f45,
     encode_reply=encode_stats_reply,
     decode_reply=decode_stats_reply,
+    encode_reply_fixed=_encode_stats_reply_fixed,
 )
 
 

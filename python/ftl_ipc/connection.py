@@ -14,12 +14,12 @@ import secrets as _secrets
 import socket as _socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .errors import IpcError
-from .wire import ChannelHandle, Handle, Message, PipeConsumer, PipeProducer
+from .wire import ChannelHandle, Handle, Message, PipeConsumer, PipeProducer, discard
 
 FRAME_HEADER: Final = struct.Struct("<IBBHII")
 HEADER_BYTES: Final = 16
@@ -132,7 +132,77 @@ def make_options(
         raise IpcError("INVALID_ARGUMENT", f"unknown connection option: {e}") from e
 
 
-class Channel(ChannelHandle):
+class Books:
+    """The credit books of one channel id, alike for a Channel and a Bridge: what this side may
+    still send, what it granted the far side and has not seen spent, and the credits due at the
+    next flush (one CREDIT per id per turn of the event loop)."""
+
+    def _open_books(
+        self,
+        conn: Connection,
+        channel_id: int,
+        send_limits: Limits,
+        recv_limits: Limits,
+        credits: tuple[int, int],
+        grant: tuple[int, int],
+    ) -> None:
+        self._conn = conn
+        self.id = channel_id
+        self.send_limits = send_limits
+        #: The limits of this id's receive side.
+        self.limits = recv_limits
+        self._credit_messages, self._credit_bytes = credits
+        # What the far side may still send here: the credits granted and not yet spent.
+        self._grant_messages, self._grant_bytes = grant
+        self._due_messages = 0
+        self._due_bytes = 0
+        #: MSGs accepted before this side's CLOSE, which tells the far side (modulo 2^32).
+        self._accepted = 0
+        self.sent_close = False
+        self.got_close = False
+        self.announced_bytes = 0
+
+    def _return_credit(self, messages: int, n: int) -> None:
+        if self.sent_close:
+            return
+        due = self._due_messages + self._due_bytes > 0
+        self._due_messages += messages
+        self._due_bytes += n
+        if not due:
+            self._conn.credit_due(self)
+
+    def take_due(self) -> tuple[int, int]:
+        """The credits to grant now (one CREDIT per id per turn of the event loop)."""
+        m, b = self._due_messages, self._due_bytes
+        self._due_messages = self._due_bytes = 0
+        self._grant_messages += m
+        self._grant_bytes += b
+        return m, b
+
+    def refuse(self, data_bytes: int, handle_count: int) -> str | None:
+        lim = self.limits
+        if data_bytes > lim.max_message_bytes:
+            return f"message of {data_bytes} bytes on channel {self.id} exceeds its maxMessageBytes {lim.max_message_bytes}"
+        if handle_count > lim.max_handles:
+            return f"message with {handle_count} handles on channel {self.id} exceeds its maxHandles {lim.max_handles}"
+        if self._grant_messages < 1 or self._grant_bytes < data_bytes:
+            return (
+                f"message of {data_bytes} bytes on channel {self.id} exceeds the credits granted "
+                f"({self._grant_messages} messages, {self._grant_bytes} bytes)"
+            )
+        return None
+
+    def refuse_credit(self, messages: int, n: int) -> str | None:
+        lim = self.send_limits
+        if self._credit_messages + messages > lim.capacity or self._credit_bytes + n > lim.capacity_bytes:
+            return (
+                f"credit of {messages} messages and {n} bytes on channel {self.id} would exceed the queue "
+                f"it stands for ({lim.capacity} messages, {lim.capacity_bytes} bytes)"
+            )
+        return None
+
+
+class Channel(ChannelHandle, Books):
     """One end of a channel on a socket connection. `send` is synchronous and raises
     BACKPRESSURE when the peer's queue (the credits it granted) is full; `recv` waits."""
 
@@ -143,32 +213,32 @@ class Channel(ChannelHandle):
         send_limits: Limits,
         recv_limits: Limits,
         credits: tuple[int, int],
+        origin: int = 0,
     ) -> None:
-        self._conn = conn
-        self.id = channel_id
-        self.send_limits = send_limits
-        #: The limits of this end's own receive queue.
-        self.limits = recv_limits
-        self._credit_messages, self._credit_bytes = credits
-        # What the far side may still send here: the credits granted and not yet spent.
-        self._grant_messages = recv_limits.capacity
-        self._grant_bytes = recv_limits.capacity_bytes
-        self._due_messages = 0
-        self._due_bytes = 0
+        self._open_books(
+            conn, channel_id, send_limits, recv_limits, credits, (recv_limits.capacity, recv_limits.capacity_bytes)
+        )
+        #: The origin token of the descriptor that opened this id (0: none), passed on when
+        #: this end moves on, so the process it leads to can recognise it.
+        self.origin = origin
         self._queue: collections.deque[Message] = collections.deque()
         self._stats = Stats()
         self._sent_here = 0
-        self._accepted = 0
-        self.sent_close = False
-        self.got_close = False
         self.peer_closed = False
-        self.announced_bytes = 0
+        #: Sent on to another peer: a Bridge owns this end now, its user may not use it.
+        self.moved = False
         self._readers: collections.deque[asyncio.Future[None]] = collections.deque()
         self._writers: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
         #: Called (synchronously) when a message arrives, the peer closes or this end closes:
         #: RpcServer.dispatch serves from it without a wake-up per message.
         self.on_readable: Callable[[], None] | None = None
+        #: Offered each message without handles that arrives while the queue is empty, as
+        #: (type, buffer, start, length), before any Message or copy is made: True means it
+        #: was taken, as by try_recv (RpcServer.dispatch's fast path); False queues it as usual.
+        self.sink: Callable[[int, bytes | bytearray, int, int], bool] | None = None
+        #: Called when the peer returns credits (a Bridge grants the room on).
+        self.on_credit: Callable[[], None] | None = None
         #: False for an end of open_channel whose far end was not sent yet: the peer does not
         #: know the id, so nothing may go out on it (not even CLOSE).
         self.announced = True
@@ -178,10 +248,15 @@ class Channel(ChannelHandle):
 
     # ---- sending ------------------------------------------------------------------------------
 
+    def _closed(self) -> IpcError:
+        if self.moved:
+            return IpcError("CLOSED", f"channel {self.id} was sent away as a handle and can no longer be used")
+        return IpcError("CLOSED", f"channel {self.id} is closed")
+
     def send(self, message: Message, on_full: OnFull = "throw") -> bool:
         """True when the message is in the peer's queue, False when `on_full` dropped it."""
-        if self.sent_close:
-            raise IpcError("CLOSED", f"channel {self.id} is closed")
+        if self.sent_close or self.moved:
+            raise self._closed()
         if on_full not in ("throw", "drop", "close"):
             raise IpcError("INVALID_ARGUMENT", f"on_full must be 'throw', 'drop' or 'close', got {on_full!r}")
         if not isinstance(message, Message) or type(message.type) is not int or not 0 <= message.type < 2**32:
@@ -189,14 +264,23 @@ class Channel(ChannelHandle):
         data = message.data
         if not isinstance(data, bytes | bytearray | memoryview):
             raise IpcError("INVALID_ARGUMENT", f"message data must be bytes, got a {type(data).__name__}")
-        n = len(data)
-        if n > self.send_limits.max_message_bytes:
-            raise IpcError("TOO_LARGE", f"message of {n} bytes exceeds maxMessageBytes {self.send_limits.max_message_bytes}")
         handles = message.handles
         if len(handles) > self.send_limits.max_handles:
             raise IpcError("TOO_MANY_HANDLES", f"{len(handles)} handles exceed maxHandles {self.send_limits.max_handles}")
         if handles:
             self._conn.check_movable(self, handles)
+        return self.send_data(message.type, data, on_full, handles)
+
+    def send_data(
+        self, msg_type: int, data: bytes | bytearray | memoryview, on_full: OnFull = "throw", handles: Sequence[Handle] = ()
+    ) -> bool:
+        """`send` of a message this side built itself (a type, data, checked handles): the
+        checks of the channel's state, size and credits without those of the arguments."""
+        if self.sent_close or self.moved:
+            raise self._closed()
+        n = len(data)
+        if n > self.send_limits.max_message_bytes:
+            raise IpcError("TOO_LARGE", f"message of {n} bytes exceeds maxMessageBytes {self.send_limits.max_message_bytes}")
         if self.peer_closed:
             raise IpcError("PEER_CLOSED", f"the peer of channel {self.id} has closed")
         if self._credit_messages < 1 or self._credit_bytes < n or self._conn.output_full():
@@ -213,7 +297,7 @@ class Channel(ChannelHandle):
             return False
         self._credit_messages -= 1
         self._credit_bytes -= n
-        self._conn.write_message(self.id, message.type, data, handles)
+        self._conn.write_message(self.id, msg_type, data, handles)
         self._stats.sent += 1
         self._sent_here += 1
         return True
@@ -221,8 +305,8 @@ class Channel(ChannelHandle):
     async def writable(self, n_bytes: int = 0, timeout: float | None = None) -> None:
         """Waits until a send of a message of `n_bytes` could succeed (or the peer closed)."""
         while not self._has_room(n_bytes):
-            if self.sent_close:
-                raise IpcError("CLOSED", f"channel {self.id} is closed")
+            if self.sent_close or self.moved:
+                raise self._closed()
             fut = asyncio.get_running_loop().create_future()
             self._writers.append(fut)
             if timeout is None:
@@ -275,8 +359,8 @@ class Channel(ChannelHandle):
 
     def try_recv(self) -> Message | None:
         """The next message if one is queued; raises PEER_CLOSED once the peer closed and all is read."""
-        if self.sent_close:
-            raise IpcError("CLOSED", f"channel {self.id} is closed")
+        if self.sent_close or self.moved:
+            raise self._closed()
         if not self._queue:
             if self.peer_closed:
                 raise IpcError("PEER_CLOSED", f"the peer of channel {self.id} has closed")
@@ -307,37 +391,7 @@ class Channel(ChannelHandle):
                 raise StopAsyncIteration from None
             raise
 
-    def _return_credit(self, messages: int, n: int) -> None:
-        if self.sent_close:
-            return
-        due = self._due_messages + self._due_bytes > 0
-        self._due_messages += messages
-        self._due_bytes += n
-        if not due:
-            self._conn.credit_due(self)
-
-    def take_due(self) -> tuple[int, int]:
-        """The credits to grant now (one CREDIT per id per turn of the event loop)."""
-        m, b = self._due_messages, self._due_bytes
-        self._due_messages = self._due_bytes = 0
-        self._grant_messages += m
-        self._grant_bytes += b
-        return m, b
-
     # ---- events from the connection -----------------------------------------------------------
-
-    def refuse(self, data_bytes: int, handle_count: int) -> str | None:
-        lim = self.limits
-        if data_bytes > lim.max_message_bytes:
-            return f"message of {data_bytes} bytes on channel {self.id} exceeds its maxMessageBytes {lim.max_message_bytes}"
-        if handle_count > lim.max_handles:
-            return f"message with {handle_count} handles on channel {self.id} exceeds its maxHandles {lim.max_handles}"
-        if self._grant_messages < 1 or self._grant_bytes < data_bytes:
-            return (
-                f"message of {data_bytes} bytes on channel {self.id} exceeds the credits granted "
-                f"({self._grant_messages} messages, {self._grant_bytes} bytes)"
-            )
-        return None
 
     def deliver(self, message: Message) -> None:
         self._grant_messages -= 1
@@ -358,19 +412,16 @@ class Channel(ChannelHandle):
         if self.on_readable is not None:
             self.on_readable()
 
-    def refuse_credit(self, messages: int, n: int) -> str | None:
-        lim = self.send_limits
-        if self._credit_messages + messages > lim.capacity or self._credit_bytes + n > lim.capacity_bytes:
-            return (
-                f"credit of {messages} messages and {n} bytes on channel {self.id} would exceed the queue "
-                f"it stands for ({lim.capacity} messages, {lim.capacity_bytes} bytes)"
-            )
-        return None
-
     def credit(self, messages: int, n: int) -> None:
         self._credit_messages += messages
         self._credit_bytes += n
         self.output_ready()
+        if self.on_credit is not None:
+            self.on_credit()
+
+    def room(self) -> tuple[int, int]:
+        """The room in the peer's queue: this end's send credits (none once the peer closed)."""
+        return (0, 0) if self.peer_closed else (self._credit_messages, self._credit_bytes)
 
     def output_ready(self) -> None:
         writers, self._writers = self._writers, []
@@ -419,11 +470,17 @@ class Channel(ChannelHandle):
 
     @property
     def closed(self) -> bool:
-        return self.sent_close
+        return self.sent_close or self.moved
 
     def close(self) -> None:
         """Closes this end: queued messages are discarded (their handles closed) and the peer
-        sees PEER_CLOSED after what it had already received."""
+        sees PEER_CLOSED after what it had already received. An end sent away is not this
+        side's to close any more."""
+        if not self.moved:
+            self.shut()
+
+    def shut(self) -> None:
+        """Closes this id, whoever owns the end (its user, or the Bridge it was moved to)."""
         if self.sent_close:
             return
         self.sent_close = True
@@ -477,6 +534,123 @@ class NewEnd(ChannelHandle):
         self.mine.far_closed()
 
 
+class Bridge(Books):
+    """Stands for a channel end that arrived here (`inner`, on any connection) and was sent on
+    through `conn`, as src/transport/socket/bridge.ts does in TypeScript. It relays both ways
+    without a queue of its own: it grants the far side exactly the room in inner's peer queue
+    (inner's send credits), passes on what inner received only as the far side has credits for
+    it, and returns inner's credits as the far side returns them. So the bound at either end is
+    the one of the pair, however many hops lie between."""
+
+    def __init__(self, conn: Connection, channel_id: int, inner: Channel) -> None:
+        lim = inner.send_limits
+        # The far side gets a fresh queue of the pair's limits: full credits for this side.
+        self._open_books(conn, channel_id, lim, lim, (lim.capacity, lim.capacity_bytes), inner.room())
+        self.inner = inner
+        inner.moved = True
+        inner.sink = None
+        inner.on_readable = self.pump
+        inner.on_credit = self.regrant
+        # Whoever waited on the end sees CLOSED now.
+        inner._wake(inner._readers)
+        inner.output_ready()
+
+    def __repr__(self) -> str:
+        return f"<Bridge {self.id} on {self._conn.remote} to {self.inner!r}>"
+
+    def descriptor(self) -> bytes:
+        lim, s = self.limits, self.inner._stats
+        counters = (s.sent, s.received, s.dropped, s.backpressured, s.discarded, s.high_water_mark)
+        return DESCRIPTOR.pack(
+            self.id, lim.capacity, lim.capacity_bytes, lim.max_message_bytes, lim.max_handles, KIND_CHANNEL,
+            self._grant_messages, self._grant_bytes, self.inner.origin, *(c & 0xFFFFFFFF for c in counters),
+        )
+
+    def start(self) -> None:
+        """Starts relaying, once the frame that announces this id is written."""
+        self.pump()
+        self.regrant()
+
+    def pump(self) -> None:
+        """Passes on what inner received, as far as the far side's credits and the output allow."""
+        inner, conn = self.inner, self._conn
+        queue = inner._queue
+        while not self.sent_close:
+            if not queue:
+                if inner.peer_closed:
+                    self._close()
+                return
+            m = queue[0]
+            n = len(m.data)
+            if self._credit_messages < 1 or self._credit_bytes < n:
+                return
+            if conn.output_full():
+                conn.wait_output(self)
+                return
+            queue.popleft()
+            inner._stats.queued_bytes -= n
+            if not conn.movable(self, m.handles):
+                # It cannot go on (it carries a pipe end): dropped, its room given back.
+                discard(m)
+                inner._stats.dropped += 1
+                inner._return_credit(1, n)
+                continue
+            self._credit_messages -= 1
+            self._credit_bytes -= n
+            conn.write_message(self.id, m.type, m.data, m.handles)
+
+    def regrant(self) -> None:
+        """Grants the far side whatever room inner's peer gained."""
+        if self.sent_close:
+            return
+        room_messages, room_bytes = self.inner.room()
+        m = room_messages - self._grant_messages - self._due_messages
+        b = room_bytes - self._grant_bytes - self._due_bytes
+        if m > 0 or b > 0:
+            self._return_credit(max(m, 0), max(b, 0))
+
+    def deliver(self, message: Message) -> None:
+        """A message from the far side: on to inner's peer, which has room for it by construction."""
+        n = len(message.data)
+        self._grant_messages -= 1
+        self._grant_bytes -= n
+        if self.sent_close:
+            return discard(message)
+        inner = self.inner
+        if inner.sent_close or inner.peer_closed or not inner._conn.movable(inner, message.handles):
+            # Inner's peer closed (this bridge closes once inner is drained), or the message
+            # carries a pipe end: dropped, its handles closed, its room granted again.
+            discard(message)
+            return self.regrant()
+        inner._credit_messages -= 1
+        inner._credit_bytes -= n
+        inner._sent_here += 1
+        inner._conn.write_message(inner.id, message.type, message.data, message.handles)
+        # Only what went on counts as accepted: the far side counts the rest as dropped.
+        self._accepted += 1
+        return None
+
+    def credit(self, messages: int, n: int) -> None:
+        """The far side took messages: their room is inner's peer's again."""
+        self._credit_messages += messages
+        self._credit_bytes += n
+        self.inner._return_credit(messages, n)
+        self.pump()
+
+    def output_ready(self) -> None:
+        self.pump()
+
+    def far_closed(self) -> None:
+        """The far side closed, or its connection is gone: so is inner."""
+        self._close()
+
+    def _close(self) -> None:
+        if not self.sent_close:
+            self.sent_close = True
+            self._conn.write_close(self, self._accepted)
+        self.inner.shut()
+
+
 class PipeEnd(Handle):
     """A data pipe end that arrived from a TypeScript peer. The Python side does not stream
     pipes yet: it can only close the end (the far side then sees it closed)."""
@@ -505,7 +679,7 @@ class PipeConsumerEnd(PipeEnd, PipeConsumer):
     pass
 
 
-Link = Channel | PipeEnd
+Link = Channel | Bridge | PipeEnd
 
 
 def check_limits(lim: Limits, ceiling: Limits) -> str | None:
@@ -539,9 +713,11 @@ class Connection(asyncio.Protocol):
         self._next_id = 1 if client else 2
         self._out = bytearray()
         self._flush_scheduled = False
-        self._credit_due: list[Channel] = []
+        self._credit_due: list[Books] = []
+        self._output_waiters: list[Bridge] = []
         self._peer_bytes = 0
         self._paused = False
+        self._reading = False
         self._last_received = time.monotonic()
         self._wrote = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -581,7 +757,7 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._paused = False
         for link in list(self._links.values()):
-            if isinstance(link, Channel):
+            if not isinstance(link, PipeEnd):
                 link.output_ready()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -595,8 +771,27 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_received = time.monotonic()
-        buf = self._buf
-        buf += data
+        # What this batch of frames makes this side write (replies, credits) goes out in one
+        # write at its end.
+        self._reading = True
+        try:
+            self._frames(data)
+        finally:
+            self._reading = False
+            if self._out or self._credit_due:
+                self._flush()
+
+    def _frames(self, data: bytes) -> None:
+        # With nothing left over (the common case) frames are parsed from the received bytes
+        # themselves: a payload is one copy, and the sink reads in place. A frame cut short
+        # collects in a bytearray, which grows without copying all of it each time.
+        fresh = not self._buf
+        buf: bytes | bytearray
+        if fresh:
+            buf = data
+        else:
+            buf = self._buf
+            buf += data
         at = 0
         n = len(buf)
         links = self._links
@@ -609,15 +804,23 @@ class Connection(asyncio.Protocol):
             if link.__class__ is Channel and not link.got_close:  # type: ignore[union-attr]
                 # The common frame, a MSG without handles on an open channel, checked the same
                 # way as below but without the general dispatch.
-                assert isinstance(link, Channel)
-                problem = link.refuse(length, 0)
-                if problem is not None:
-                    return self.protocol_error(problem)
+                if length > link.limits.max_message_bytes or link._grant_messages < 1 or link._grant_bytes < length:
+                    return self.protocol_error(link.refuse(length, 0) or "")
                 if n < end:
                     self._need = HEADER_BYTES + length
                     break
-                link.deliver(Message(arg, bytes(buf[at + HEADER_BYTES : end]), []))
+                start = at + HEADER_BYTES
                 at = end
+                sink = link.sink
+                if sink is not None and not link._queue and not link.sent_close and sink(arg, buf, start, length):
+                    # Taken as by try_recv: received, and its credit due at once.
+                    link._grant_messages -= 1
+                    link._grant_bytes -= length
+                    link._accepted += 1
+                    link._stats.received += 1
+                    link._return_credit(1, length)
+                else:
+                    link.deliver(Message(arg, buf[start:end] if fresh else bytes(buf[start:end]), []))
                 continue
             # The header is checked before its payload is waited for: a lie costs nothing.
             problem = self._check_header(length, ftype, handles, cid)
@@ -628,7 +831,10 @@ class Connection(asyncio.Protocol):
                 break
             self._frame(ftype, handles, cid, arg, bytes(buf[at + HEADER_BYTES : end]))
             at = end
-        del buf[:at]
+        if not fresh:
+            del self._buf[:at]
+        elif at < n and self._phase != "dead":
+            self._buf += memoryview(data)[at:]
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -656,7 +862,7 @@ class Connection(asyncio.Protocol):
             return None if length == 4 else f"CREDIT of {length} bytes"
         if ftype == FRAME_CLOSE:
             return None if length == 0 else f"CLOSE of {length} bytes"
-        if not isinstance(link, Channel):
+        if isinstance(link, PipeEnd):
             return f"MSG on pipe id {cid}, which this side does not stream"
         data_bytes = length - handles * DESCRIPTOR_BYTES
         if data_bytes < 0:
@@ -668,7 +874,7 @@ class Connection(asyncio.Protocol):
             return self._message(cid, arg, count, payload)
         if ftype == FRAME_CREDIT:
             link = self._links[cid]
-            if link.sent_close or not isinstance(link, Channel):
+            if link.sent_close or isinstance(link, PipeEnd):
                 return None
             n = struct.unpack_from("<I", payload)[0]
             problem = link.refuse_credit(arg, n)
@@ -699,7 +905,7 @@ class Connection(asyncio.Protocol):
 
     def _message(self, cid: int, msg_type: int, count: int, payload: bytes) -> None:
         link = self._links[cid]
-        assert isinstance(link, Channel)
+        assert not isinstance(link, PipeEnd)
         data_bytes = len(payload) - count * DESCRIPTOR_BYTES
         handles: list[Handle] = []
         for i in range(count):
@@ -712,7 +918,7 @@ class Connection(asyncio.Protocol):
         link.deliver(Message(msg_type, payload[:data_bytes] if count else payload, handles))
 
     def _import(self, payload: bytes, at: int) -> Handle | None:
-        (cid, cap, cap_bytes, mmb, max_handles, kind, cm, cb, _origin, *counters) = DESCRIPTOR.unpack_from(payload, at)
+        (cid, cap, cap_bytes, mmb, max_handles, kind, cm, cb, origin, *counters) = DESCRIPTOR.unpack_from(payload, at)
         lim = Limits(cap, cap_bytes, mmb, max_handles)
         cost = cap_bytes + cap * MESSAGE_COST
         o = self._options
@@ -742,7 +948,7 @@ class Connection(asyncio.Protocol):
         self._peer_bytes += cost
         link: Link
         if kind == KIND_CHANNEL:
-            link = Channel(self, cid, lim, lim, (cm, cb))
+            link = Channel(self, cid, lim, lim, (cm, cb), origin)
             link.adopt_counters(tuple(counters))
         else:
             link = (PipeProducerEnd if kind == KIND_PIPE_PRODUCER else PipeConsumerEnd)(self, cid)
@@ -854,37 +1060,76 @@ class Connection(asyncio.Protocol):
         self._links[new_id] = mine
         return mine, NewEnd(mine)
 
-    def check_movable(self, via: Channel, handles: list[Handle]) -> None:
-        # Only ends made by open_channel on this connection move: any other end would need a
-        # bridge (docs/socket-transport.md, Moved endpoints), which the Python side lacks.
+    def _not_movable(self, via: Books, handles: Sequence[Handle]) -> str | None:
+        """Why these handles cannot go in one message on `via`, if they cannot. An end made by
+        open_channel on this connection moves as it is; an end received from a peer (on any
+        connection) moves through a Bridge."""
         seen: set[int] = set()
         for h in handles:
-            if not isinstance(h, NewEnd) or h.mine._conn is not self:
-                raise IpcError(
-                    "HANDLE_NOT_MOVABLE",
-                    f"the Python side moves only ends made by open_channel on the same connection, got {h!r}",
-                )
-            if h.sent or h.closed or h.mine.sent_close or id(h) in seen or h.mine is via:
-                raise IpcError("HANDLE_NOT_MOVABLE", f"{h!r} was sent or closed already, or appears twice")
+            if id(h) in seen:
+                return f"{h!r} appears twice"
             seen.add(id(h))
+            if isinstance(h, NewEnd):
+                if h.mine._conn is not self:
+                    return f"{h!r} was made on another connection: send it on a channel of its own"
+                if h.sent or h.closed or h.mine.sent_close or h.mine is via:
+                    return f"{h!r} was sent or closed already, or is the peer of the channel it goes on"
+            elif isinstance(h, Channel):
+                if h.moved or h.sent_close or not h.announced or h is via:
+                    return f"{h!r} was sent or closed already, is not known to its peer yet, or is the channel it goes on"
+            else:
+                return f"{h!r}: data pipe ends do not move on from the Python side"
+        return None
+
+    def check_movable(self, via: Channel, handles: Sequence[Handle]) -> None:
+        problem = self._not_movable(via, handles)
+        if problem is not None:
+            raise IpcError("HANDLE_NOT_MOVABLE", problem)
+
+    def movable(self, via: Books, handles: Sequence[Handle]) -> bool:
+        return not handles or self._not_movable(via, handles) is None
 
     def write_message(
-        self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: list[Handle]
+        self, cid: int, msg_type: int, data: bytes | bytearray | memoryview, handles: Sequence[Handle]
     ) -> None:
-        descriptors = b"".join(h.announce() for h in handles if isinstance(h, NewEnd))
+        bridges: list[Bridge] | None = None
+        descriptors = b""
+        if handles:
+            bridges = []
+            parts: list[bytes] = []
+            for h in handles:
+                if isinstance(h, NewEnd):
+                    parts.append(h.announce())
+                else:
+                    assert isinstance(h, Channel)
+                    bridge = Bridge(self, self._next_id, h)
+                    self._next_id += 2
+                    self._links[bridge.id] = bridge
+                    parts.append(bridge.descriptor())
+                    bridges.append(bridge)
+            descriptors = b"".join(parts)
         header = FRAME_HEADER.pack(len(data) + len(descriptors), FRAME_MSG, 0, len(handles), cid, msg_type)
-        if not self._flush_scheduled and self._transport is not None and not self._paused:
+        if not self._flush_scheduled and not self._reading and self._transport is not None and not self._paused:
             # The first message of a turn goes out at once (latency); the rest of the turn's
             # messages wait for the flush at its end and go in one write (throughput).
             self._wrote = True
             self._transport.write(header + data + descriptors if descriptors else header + data)
             self._schedule_flush()
-            return
-        out = self._out
-        out += header
-        out += data
-        if descriptors:
-            out += descriptors
+        else:
+            out = self._out
+            out += header
+            out += data
+            if descriptors:
+                out += descriptors
+        # After the frame that opens their ids, as what they relay must follow it.
+        if bridges:
+            for bridge in bridges:
+                bridge.start()
+
+    def wait_output(self, bridge: Bridge) -> None:
+        """`bridge` found the output full: it pumps again after the next flush."""
+        if bridge not in self._output_waiters:
+            self._output_waiters.append(bridge)
 
     def forget(self, ch: Channel) -> None:
         """An id the peer never heard of is given up: nothing to tell it."""
@@ -892,9 +1137,10 @@ class Connection(asyncio.Protocol):
         if self._links.get(ch.id) is ch:
             self._free(ch)
 
-    def credit_due(self, ch: Channel) -> None:
+    def credit_due(self, ch: Books) -> None:
         self._credit_due.append(ch)
-        self._schedule_flush()
+        if not self._reading:  # else the flush at the end of the batch sends it
+            self._schedule_flush()
 
     def write_close(self, link: Link, accepted: int) -> None:
         if self._phase == "dead":
@@ -921,6 +1167,10 @@ class Connection(asyncio.Protocol):
         if self._out:
             out, self._out = self._out, bytearray()
             self._write_now(bytes(out))
+        if self._output_waiters:
+            waiters, self._output_waiters = self._output_waiters, []
+            for bridge in waiters:
+                bridge.pump()
         if self._phase == "open" and not self._links and self._transport is not None:
             # Every channel is closed on both sides: end gracefully.
             self._phase = "dead"

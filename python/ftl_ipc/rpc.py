@@ -15,10 +15,12 @@ from typing import Any, Literal, TypeVar
 from .connection import Channel, OnFull, events
 from .errors import IpcError
 from .wire import (
+    HEADER_BYTES,
     CallDescriptor,
     Message,
     MessageDescriptor,
     MessageTable,
+    PLAIN_HEAD,
     Received,
     Request,
     decode_reply,
@@ -281,14 +283,46 @@ class RpcServer(_Peer):
                 pumping = False
             return None
 
+        fixed = table.fixed
+
+        def take(type_id: int, buf: bytes | bytearray, start: int, length: int) -> bool:
+            # The channel's sink: a plain request (no control flags), when it would start at
+            # once anyway, is served here without a queue entry, a Request or a job; one of a
+            # fixed-size message also without a Message, a Received or a copy of its bytes.
+            if d.held or d.active >= limit or d.failure is not None:
+                return False
+            entry = fixed.get(type_id)
+            if entry is not None and length == entry[0].fixed_size:
+                desc = entry[0]
+                head, txid, value = desc.decode_fixed(buf, start)
+                if head != PLAIN_HEAD or (txid != 0) is not entry[1]:
+                    return False  # the usual path names the problem
+            else:
+                general = table.get(type_id)
+                if general is None or length < HEADER_BYTES or buf[start + 3] != 0:
+                    return False
+                try:
+                    received = table.decode(Message(type_id, bytes(buf[start : start + length])))
+                except IpcError:
+                    return False  # the usual path decodes it again, and reports it
+                desc, txid, value = general, received.txid, received.value
+            try:
+                d.run(desc, txid, value, None, None)
+            except Exception as e:  # an on_error callback that raised: serving stops with it
+                d.failure = d.failure or e
+                end()
+            return True
+
         channel.on_readable = pump
         d.on_room = pump
+        channel.sink = take
         try:
             pump()
             await ended
             await d.drain()
         finally:
             channel.on_readable = None
+            channel.sink = None
             d.cancel_all()
             self.close()
         if d.failure is not None:
@@ -350,27 +384,36 @@ class _Dispatch:
 
     def start(self, job: _Job) -> None:
         self.active += 1
-        received, d = job.request.received, job.request.descriptor
+        request = job.request
+        received, d = request.received, request.descriptor
         assert received is not None and d is not None
         if job.aborted:
             return self.finish(job, None, IpcError("ABORTED", f"{d.name} was cancelled"), True)
+        timeout_ms = request.timeout_ms
+        deadline = None if timeout_ms is None else job.received_at + timeout_ms / 1000
+        return self.run(d, received.txid, received.value, deadline, job)
+
+    def run(
+        self, d: MessageDescriptor[Any], txid: int, value: Any, deadline: float | None, job: _Job | None
+    ) -> None:
+        """Runs the handler of one request; a call (txid not 0) is answered when it ends, a
+        synchronous handler's at once. `job` is None on the fast path, where the request was
+        never held: it is made only if the handler is async."""
         try:
-            handler = self.bound.get(received.kind)
+            handler = self.bound.get(d.kind)
             if handler is None:
-                handler = self.bound[received.kind] = getattr(self.handlers, received.kind)
-            if d.__class__ is CallDescriptor:
-                timeout_ms = job.request.timeout_ms
-                deadline = None if timeout_ms is None else job.received_at + timeout_ms / 1000
-                result = handler(received.value, CallContext(received.txid, deadline))
-            else:
-                result = handler(received.value)
+                handler = self.bound[d.kind] = getattr(self.handlers, d.kind)
+            result = handler(value, CallContext(txid, deadline)) if txid else handler(value)
         except Exception as e:
-            return self.finish(job, None, e, False)
+            return self.finish(job, None, e, False) if job else self.answer(d, txid, None, e, False)
         if not hasattr(result, "__await__"):
-            return self.finish(job, result, None, False)
+            return self.finish(job, result, None, False) if job else self.answer(d, txid, result, None, False)
+        if job is None:
+            self.active += 1
+            job = _Job(Request(0, Received(d.kind, txid, value), None, d), time.time())
         task = asyncio.get_running_loop().create_task(self.wait(job, result))
-        if received.txid:
-            self.tasks[received.txid] = task
+        if txid:
+            self.tasks[txid] = task
         else:
             self.others.add(task)
             task.add_done_callback(self.others.discard)
@@ -392,16 +435,33 @@ class _Dispatch:
         received, d = job.request.received, job.request.descriptor
         assert received is not None and d is not None
         self.tasks.pop(received.txid, None)
+        self.answer(d, received.txid, value, error, aborted)
+        while self.active < self.limit and self.held:
+            nxt = self.held.popleft()
+            if nxt.request.received is not None:
+                self.waiting.pop(nxt.request.received.txid, None)
+            self.start(nxt)
+        self._wake()
+        if self.on_room is not None:
+            self.on_room()
+
+    def answer(self, d: MessageDescriptor[Any], txid: int, value: Any, error: BaseException | None, aborted: bool) -> None:
+        """Replies to a call (a push has no reply); a failure stops serving unless `on_error`
+        takes it."""
         failed = error is not None and not aborted
-        if isinstance(d, CallDescriptor):
-            txid = received.txid
+        if txid:  # a call: its descriptor is a CallDescriptor
+            fast = d.encode_reply_fixed  # type: ignore[attr-defined]
+            data = fast(txid, value) if fast is not None and error is None else None
             try:
-                reply = encode_error_reply(d, txid, error) if error else encode_reply(d, txid, value)
-            except IpcError as e:
-                failed, error = True, e
-                reply = encode_error_reply(d, txid, e)
-            try:
-                self.server.channel.send(reply, self.reply_on_full)
+                if data is not None:
+                    self.server.channel.send_data(d.reply_id, data, self.reply_on_full)
+                else:
+                    try:
+                        reply = encode_error_reply(d, txid, error) if error else encode_reply(d, txid, value)
+                    except IpcError as e:
+                        failed, error = True, e
+                        reply = encode_error_reply(d, txid, e)
+                    self.server.channel.send(reply, self.reply_on_full)
             except IpcError as e:
                 # A client that has gone away is not a failure of this server.
                 if e.code not in ("PEER_CLOSED", "CLOSED"):
@@ -411,15 +471,7 @@ class _Dispatch:
                 self.failure = self.failure or error
                 self.server.close()
             else:
-                self.on_error(error, received.kind)
-        while self.active < self.limit and self.held:
-            nxt = self.held.popleft()
-            if nxt.request.received is not None:
-                self.waiting.pop(nxt.request.received.txid, None)
-            self.start(nxt)
-        self._wake()
-        if self.on_room is not None:
-            self.on_room()
+                self.on_error(error, d.kind)
 
     def _wake(self) -> None:
         for f in (self._room, self._idle):

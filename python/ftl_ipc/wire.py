@@ -23,6 +23,10 @@ KNOWN_FLAGS: Final = FLAG_REPLY | FLAG_ERROR
 DEADLINE_BYTES: Final = 4
 ERROR_CODE_CAPACITY: Final = 64
 ERROR_TEXT_CAPACITY: Final = 1024
+#: The first word of a plain request or push (magic, version, no flags) and of a reply: what
+#: the generated fixed-size codecs of `MessageDescriptor.decode_fixed` read and write.
+PLAIN_HEAD: Final = b"FI\x01\x00"
+REPLY_HEAD: Final = b"FI\x01\x01"
 
 _u16 = struct.Struct("<H")
 _u32 = struct.Struct("<I")
@@ -435,6 +439,12 @@ class MessageDescriptor(Generic[T]):
     id: int
     encode: Callable[[Writer, T], None]
     decode: Callable[[Reader], T]
+    #: For a message whose fields are all integers and floats, and so of one size: the whole
+    #: message (header, payload) in one unpack from a buffer at an offset, giving its first
+    #: header word, txid and value. The caller checks the size and that word; anything else
+    #: goes through `decode`.
+    decode_fixed: Callable[[bytes | bytearray, int], tuple[bytes, int, T]] | None = None
+    fixed_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +455,9 @@ class CallDescriptor(MessageDescriptor[T], Generic[T, R]):
     encode_reply: Callable[[Writer, R], None] | None = None
     decode_reply: Callable[[Reader], R] | None = None
     max_reply_bytes: int = 0
+    #: For a reply of integers and floats: its data in one pack, or None when a value is not a
+    #: plain one in range (then `encode_reply` checks it and names the problem).
+    encode_reply_fixed: Callable[[int, R], bytes | None] | None = None
 
 
 _writer = Writer()
@@ -531,6 +544,10 @@ class MessageTable:
 
     def __init__(self, descriptors: Sequence[MessageDescriptor[Any]]) -> None:
         self._by_id = {d.id: d for d in descriptors}
+        #: The fixed-size ones, for a server's fast path: id -> (descriptor, is a call).
+        self.fixed = {
+            d.id: (d, isinstance(d, CallDescriptor)) for d in descriptors if d.decode_fixed is not None
+        }
 
     def get(self, type_id: int) -> MessageDescriptor[Any] | None:
         return self._by_id.get(type_id)

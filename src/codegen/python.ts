@@ -42,6 +42,33 @@ function ident(name: string): string {
   return keywords.has(name) ? `${name}_` : name;
 }
 
+/** The `struct` format letter of each primitive a fixed-size codec packs (bool is not: it needs a check). */
+const structFormats: Partial<Record<string, string>> = {
+  int8: 'b',
+  int16: 'h',
+  int32: 'i',
+  int64: 'q',
+  uint8: 'B',
+  uint16: 'H',
+  uint32: 'I',
+  uint64: 'Q',
+  float32: 'f',
+  float64: 'd',
+};
+
+/** The `struct` format of a whole message (header word, txid, fields) when every field is a
+ * required integer or float, else undefined. */
+function fixedFormat(fields: readonly FieldDef[]): string | undefined {
+  let format = '<4sI';
+  for (const f of fields) {
+    const letter =
+      f.type.kind === 'primitive' && !f.optional ? structFormats[f.type.name] : undefined;
+    if (letter === undefined) return undefined;
+    format += letter;
+  }
+  return format;
+}
+
 const py = {
   type: pascalCase,
   reply: (message: string) => `${pascalCase(message)}Reply`,
@@ -198,6 +225,63 @@ class PythonModuleWriter {
     this.#emit('    )');
   }
 
+  /** Emits the `struct.Struct` of a fixed-size message and returns its name, if it is one. */
+  #fixedLayout(snake: string, fields: readonly FieldDef[]): string | undefined {
+    const format = fixedFormat(fields);
+    if (format === undefined) return undefined;
+    const layout = `_${snake.toUpperCase()}_FIXED`;
+    this.#emit('', '', `${layout} = struct.Struct("${format}")`);
+    return layout;
+  }
+
+  /** The fixed-size decoder of a message whose fields are all integers and floats (see
+   * `MessageDescriptor.decode_fixed`); the descriptor lines that name it. */
+  #decodeFixed(name: string, snake: string, fields: readonly FieldDef[]): string[] {
+    const layout = this.#fixedLayout(snake, fields);
+    if (layout === undefined) return [];
+    // Locals get a prefix so that no field name can shadow `head`, `txid` or `data`.
+    const locals = fields.map((f) => `f_${f.name}`);
+    this.#emit(
+      '',
+      '',
+      `def _decode_${snake}_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, ${name}]:`,
+      `    head, txid${locals.map((n) => `, ${n}`).join('')} = ${layout}.unpack_from(data, at)`,
+      `    return head, txid, ${name}(${fields.map((f, i) => `${ident(f.name)}=${locals[i]}`).join(', ')})`,
+    );
+    return [`    decode_fixed=_decode_${snake}_fixed,`, `    fixed_size=${layout}.size,`];
+  }
+
+  /** The fixed-size encoder of a reply of integers and floats (see
+   * `CallDescriptor.encode_reply_fixed`); the descriptor line that names it. */
+  #encodeFixed(name: string, snake: string, fields: readonly FieldDef[]): string[] {
+    const layout = this.#fixedLayout(snake, fields);
+    if (layout === undefined) return [];
+    const names = fields.map((f) => `f_${f.name}`);
+    // The class checks keep out what the Writer refuses and struct would take (bool, floats
+    // for integers); struct itself refuses values out of range.
+    const checks = fields.map((f, i) =>
+      f.type.kind === 'primitive' && f.type.name.startsWith('float')
+        ? `(${names[i]}.__class__ is float or ${names[i]}.__class__ is int)`
+        : `${names[i]}.__class__ is int`,
+    );
+    const pack = `${layout}.pack(REPLY_HEAD, txid${names.map((n) => `, ${n}`).join('')})`;
+    this.#emit('', '', `def _encode_${snake}_fixed(txid: int, v: ${name}) -> bytes | None:`);
+    if (fields.length === 0) {
+      this.#emit(`    return ${pack}`);
+      return [`    encode_reply_fixed=_encode_${snake}_fixed,`];
+    }
+    this.#emit(
+      '    try:',
+      ...fields.map((f, i) => `        ${names[i]} = v.${ident(f.name)}`),
+      `        if ${checks.join(' and ')}:`,
+      `            return ${pack}`,
+      '    except (AttributeError, struct.error, OverflowError):',
+      '        pass',
+      '    return None',
+    );
+    return [`    encode_reply_fixed=_encode_${snake}_fixed,`];
+  }
+
   #enum(e: EnumDef): void {
     const type = py.type(e.name);
     this.#emit('', '', `class ${type}(IntEnum):`, ...docstring(e.doc, '    '));
@@ -227,12 +311,14 @@ class PythonModuleWriter {
       `    id=${hex(m.id)},`,
       `    encode=${py.encode(m.name)},`,
       `    decode=${py.decode(m.name)},`,
+      ...this.#decodeFixed(type, m.name, m.params),
     ];
     if (m.kind === 'call') {
       const reply = py.reply(m.name);
       const snake = `${m.name}_reply`;
       this.#dataclass(reply, m.returns ?? [], `The reply to ${qualified}.`);
       this.#codec(reply, snake, m.returns ?? [], true);
+      const fixedReply = this.#encodeFixed(reply, snake, m.returns ?? []);
       this.#emit(
         '',
         '',
@@ -241,6 +327,7 @@ class PythonModuleWriter {
         `    reply_id=${hex(m.replyId!)},`,
         `    encode_reply=${py.encode(snake)},`,
         `    decode_reply=${py.decode(snake)},`,
+        ...fixedReply,
         ')',
       );
     } else {
@@ -278,6 +365,10 @@ class PythonModuleWriter {
       if (reservedMethods.has(m.name) || reservedMethods.has(`${m.name}_wait`))
         throw new Error(
           `${p.pkg}.${p.name}.${m.name}: the Python client and server already have a method ${m.name}; rename the message`,
+        );
+      if (py.type(m.name) === py.descriptor(m.name))
+        throw new Error(
+          `${p.pkg}.${p.name}.${m.name}: its Python class and its descriptor would both be named ${py.type(m.name)}; rename the message`,
         );
     }
     const fromClient = p.messages.filter((m) => m.origin === 'client');
@@ -355,6 +446,7 @@ class PythonModuleWriter {
       '',
       'from __future__ import annotations',
       '',
+      'import struct',
       'from collections.abc import Awaitable',
       'from dataclasses import dataclass',
       'from enum import IntEnum',
@@ -370,6 +462,7 @@ class PythonModuleWriter {
       '    PipeConsumer,',
       '    PipeProducer,',
       '    Reader,',
+      '    REPLY_HEAD,',
       '    Writer,',
       ')',
       ...pkg.imports.map((dep) => `from . import ${ident(dep.name)}`),

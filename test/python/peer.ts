@@ -18,6 +18,7 @@ const { positionals, values } = parseArgs({
     tcp: { type: 'boolean' },
     path: { type: 'string' },
     connect: { type: 'string' },
+    role: { type: 'string' },
   },
 });
 const scenario = positionals[0];
@@ -65,6 +66,57 @@ async function drain(ch: Channel, each: (data: Uint8Array, type: number) => Prom
       throw error;
     }
     await each(m.data, m.type);
+  }
+}
+
+const END = 99;
+
+/**
+ * Sends numbered messages until BACKPRESSURE, waits, and tries again: the far end reads nothing
+ * yet, so with an exact bound end to end the second try sends nothing.
+ */
+async function flood(end: Channel): Promise<number> {
+  let sent = 0;
+  const burst = () => {
+    for (;;) {
+      try {
+        end.send({ type: 1, data: new Uint8Array([sent]) });
+        sent++;
+      } catch (error) {
+        if (isIpcError(error, 'BACKPRESSURE')) return;
+        throw error;
+      }
+    }
+  };
+  burst();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  burst();
+  return sent;
+}
+
+/** Sends 20 more after `flooded` and an END, while reading what the other end sends up to its END. */
+async function exchange(end: Channel, flooded: number): Promise<number[]> {
+  const got: number[] = [];
+  const reading = (async () => {
+    for (;;) {
+      const m = await end.recv();
+      if (m.type === END) return;
+      got.push(m.data[0]!);
+    }
+  })();
+  for (let i = 0; i < 20; i++) await end.sendWait({ type: 1, data: new Uint8Array([flooded + i]) });
+  await end.sendWait({ type: END, data: new Uint8Array(0) });
+  await reading;
+  return got;
+}
+
+/** After the other end closed: PEER_CLOSED, and nothing else, comes out. */
+async function peerClosed(end: Channel): Promise<boolean> {
+  try {
+    await end.recv();
+    return false;
+  } catch (error) {
+    return isIpcError(error, 'PEER_CLOSED');
   }
 }
 
@@ -135,6 +187,41 @@ const scenarios: Record<string, () => Promise<void>> = {
     });
     say({ limits: moved.limits, stats: moved.stats });
     moved.close();
+    ch.close();
+  },
+  /**
+   * The two ends of a pair of capacity 8 (4 KiB), one of them forwarded by the Python side: `--role
+   * source` makes the pair and sends one end to Python, `--role sink` takes an end Python sent,
+   * `--role loop` does both (Python sends the end back). Each end floods (the bound must hold
+   * through the Python bridge), says how many went, and on `read` they exchange 20 more each
+   * way; then the source's end closes and the sink's sees PEER_CLOSED.
+   */
+  async relay() {
+    const ch = await root();
+    const { Channel } = await import('ftl-ipc');
+    const ends: Channel[] = [];
+    if (values.role !== 'sink') {
+      // Small in bytes: a TypeScript listener that has not accepted the connection yet holds
+      // at most maxUnacceptedBytes (1 MiB) of the channels opened on it.
+      const [mine, theirs] = Channel.pair({ capacity: 8, capacityBytes: 4096 });
+      ch.send({ type: 7, data: new TextEncoder().encode('pass it on'), handles: [theirs] });
+      ends.push(mine);
+    }
+    if (values.role !== 'source') ends.push((await ch.recv()).handles[0] as Channel);
+    const sent = await Promise.all(ends.map(flood));
+    say({ sent });
+    await command('read');
+    const got = await Promise.all(ends.map((end, i) => exchange(end, sent[i]!)));
+    const [first, second] = ends;
+    let closed: boolean | undefined;
+    if (values.role === 'loop') {
+      first!.close();
+      closed = await peerClosed(second!);
+    } else if (values.role === 'sink') {
+      closed = await peerClosed(first!);
+    }
+    say({ got, closed, stats: ends.map((end) => end.stats) });
+    for (const end of ends) end.close();
     ch.close();
   },
   /** Serves rpctest.work (test/wire/rpc-peer.ts) to the Python client. */

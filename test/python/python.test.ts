@@ -55,6 +55,60 @@ describe('python', () => {
     }
   });
 
+  it('fixed-size codecs: no field name shadows their locals, and they agree with the Writer and Reader', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'ftl-ipc-gen-py-'));
+    const idl = join(out, 'names.yaml');
+    // Names a generator could clash with: the locals and parameters of the fixed codecs.
+    const fields = ['head', 'txid', 'data', 'at', 'v', 'from']
+      .map((name, i) => `{ name: ${name}, type: ${i % 2 ? 'float64' : 'int32'} }`)
+      .join(', ');
+    writeFileSync(
+      idl,
+      `name: names\nprotocols:\n  p:\n    - { name: call_it, type: call, params: [${fields}], returns: [${fields}] }\n`,
+    );
+    const script = [
+      'import names',
+      'from ftl_ipc.wire import encode_message, encode_reply, decode_message, PLAIN_HEAD',
+      'kw = dict(head=1, txid=2.5, data=3, at=4.5, v=5, from_=6.5)',
+      'm = encode_message(names.CALL_IT, names.CallIt(**kw), txid=9)',
+      'assert names._decode_call_it_fixed(b"xy" + m.data, 2) == (PLAIN_HEAD, 9, decode_message(names.CALL_IT, m)), "decode"',
+      'reply = names.CallItReply(**kw)',
+      'assert names._encode_call_it_reply_fixed(9, reply) == encode_reply(names.CALL_IT, 9, reply).data, "encode"',
+      'assert names._encode_call_it_reply_fixed(9, names.CallItReply(**{**kw, "head": True})) is None, "bool"',
+      'print("ok")',
+    ].join('\n');
+    try {
+      assert.equal(
+        await main(['gen', '--lang', 'python', idl], { out: () => {}, err: () => {} }),
+        0,
+      );
+      const { stdout } = await run('python3', ['-c', script], {
+        cwd: out,
+        env: { ...process.env, PYTHONPATH: `${out}:${join(root, 'python')}` },
+      });
+      assert.equal(stdout.trim(), 'ok');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('gen --lang python refuses a message whose class and descriptor names would be the same', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'ftl-ipc-gen-py-'));
+    const idl = join(out, 'short.yaml');
+    writeFileSync(
+      idl,
+      'name: short\nprotocols:\n  p:\n    - { name: c, type: push, origin: client, params: [] }\n',
+    );
+    try {
+      await assert.rejects(
+        main(['gen', '--lang', 'python', idl], { out: () => {}, err: () => {} }),
+        /short\.p\.c: its Python class and its descriptor would both be named C/,
+      );
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('the Python error codes are the TypeScript ones, in order', async () => {
     const { stdout } = await run(
       'python3',

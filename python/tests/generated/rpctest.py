@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,6 +19,7 @@ from ftl_ipc.wire import (
     PipeConsumer,
     PipeProducer,
     Reader,
+    REPLY_HEAD,
     Writer,
 )
 
@@ -38,6 +40,14 @@ def decode_add(r: Reader) -> Add:
     )
 
 
+_ADD_FIXED = struct.Struct("<4sIi")
+
+
+def _decode_add_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Add]:
+    head, txid, f_value = _ADD_FIXED.unpack_from(data, at)
+    return head, txid, Add(value=f_value)
+
+
 @dataclass(slots=True, kw_only=True)
 class AddReply:
     """The reply to rpctest.work.add."""
@@ -54,15 +64,31 @@ def decode_add_reply(r: Reader) -> AddReply:
     )
 
 
+_ADD_REPLY_FIXED = struct.Struct("<4sIi")
+
+
+def _encode_add_reply_fixed(txid: int, v: AddReply) -> bytes | None:
+    try:
+        f_value = v.value
+        if f_value.__class__ is int:
+            return _ADD_REPLY_FIXED.pack(REPLY_HEAD, txid, f_value)
+    except (AttributeError, struct.error, OverflowError):
+        pass
+    return None
+
+
 ADD: CallDescriptor[Add, AddReply] = CallDescriptor(
     name="rpctest.work.add",
     kind="add",
     id=0xf35203e6,
     encode=encode_add,
     decode=decode_add,
+    decode_fixed=_decode_add_fixed,
+    fixed_size=_ADD_FIXED.size,
     reply_id=0x0ac578f9,
     encode_reply=encode_add_reply,
     decode_reply=decode_add_reply,
+    encode_reply_fixed=_encode_add_reply_fixed,
 )
 
 
@@ -85,6 +111,14 @@ def decode_hang(r: Reader) -> Hang:
     )
 
 
+_HANG_FIXED = struct.Struct("<4sII")
+
+
+def _decode_hang_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Hang]:
+    head, txid, f_tag = _HANG_FIXED.unpack_from(data, at)
+    return head, txid, Hang(tag=f_tag)
+
+
 @dataclass(slots=True, kw_only=True)
 class HangReply:
     """The reply to rpctest.work.hang."""
@@ -99,15 +133,25 @@ def decode_hang_reply(r: Reader) -> HangReply:
     )
 
 
+_HANG_REPLY_FIXED = struct.Struct("<4sI")
+
+
+def _encode_hang_reply_fixed(txid: int, v: HangReply) -> bytes | None:
+    return _HANG_REPLY_FIXED.pack(REPLY_HEAD, txid)
+
+
 HANG: CallDescriptor[Hang, HangReply] = CallDescriptor(
     name="rpctest.work.hang",
     kind="hang",
     id=0x39f389c7,
     encode=encode_hang,
     decode=decode_hang,
+    decode_fixed=_decode_hang_fixed,
+    fixed_size=_HANG_FIXED.size,
     reply_id=0x13b68c58,
     encode_reply=encode_hang_reply,
     decode_reply=decode_hang_reply,
+    encode_reply_fixed=_encode_hang_reply_fixed,
 )
 
 
@@ -161,6 +205,14 @@ def decode_noisy(r: Reader) -> Noisy:
     )
 
 
+_NOISY_FIXED = struct.Struct("<4sIi")
+
+
+def _decode_noisy_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Noisy]:
+    head, txid, f_value = _NOISY_FIXED.unpack_from(data, at)
+    return head, txid, Noisy(value=f_value)
+
+
 @dataclass(slots=True, kw_only=True)
 class NoisyReply:
     """The reply to rpctest.work.noisy."""
@@ -177,15 +229,31 @@ def decode_noisy_reply(r: Reader) -> NoisyReply:
     )
 
 
+_NOISY_REPLY_FIXED = struct.Struct("<4sIi")
+
+
+def _encode_noisy_reply_fixed(txid: int, v: NoisyReply) -> bytes | None:
+    try:
+        f_value = v.value
+        if f_value.__class__ is int:
+            return _NOISY_REPLY_FIXED.pack(REPLY_HEAD, txid, f_value)
+    except (AttributeError, struct.error, OverflowError):
+        pass
+    return None
+
+
 NOISY: CallDescriptor[Noisy, NoisyReply] = CallDescriptor(
     name="rpctest.work.noisy",
     kind="noisy",
     id=0xa290f3bb,
     encode=encode_noisy,
     decode=decode_noisy,
+    decode_fixed=_decode_noisy_fixed,
+    fixed_size=_NOISY_FIXED.size,
     reply_id=0xc583ecbc,
     encode_reply=encode_noisy_reply,
     decode_reply=decode_noisy_reply,
+    encode_reply_fixed=_encode_noisy_reply_fixed,
 )
 
 
@@ -205,12 +273,22 @@ def decode_note(r: Reader) -> Note:
     )
 
 
+_NOTE_FIXED = struct.Struct("<4sIi")
+
+
+def _decode_note_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Note]:
+    head, txid, f_value = _NOTE_FIXED.unpack_from(data, at)
+    return head, txid, Note(value=f_value)
+
+
 NOTE: MessageDescriptor[Note] = MessageDescriptor(
     name="rpctest.work.note",
     kind="note",
     id=0x3db84083,
     encode=encode_note,
     decode=decode_note,
+    decode_fixed=_decode_note_fixed,
+    fixed_size=_NOTE_FIXED.size,
 )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,6 +19,7 @@ from ftl_ipc.wire import (
     PipeConsumer,
     PipeProducer,
     Reader,
+    REPLY_HEAD,
     Writer,
 )
 from . import shared
@@ -84,12 +86,22 @@ def decode_empty(r: Reader) -> Empty:
     )
 
 
+_EMPTY_FIXED = struct.Struct("<4sI")
+
+
+def _decode_empty_fixed(data: bytes | bytearray, at: int = 0) -> tuple[bytes, int, Empty]:
+    head, txid = _EMPTY_FIXED.unpack_from(data, at)
+    return head, txid, Empty()
+
+
 EMPTY: MessageDescriptor[Empty] = MessageDescriptor(
     name="vectors.all.empty",
     kind="empty",
     id=0xa75fdcb5,
     encode=encode_empty,
     decode=decode_empty,
+    decode_fixed=_decode_empty_fixed,
+    fixed_size=_EMPTY_FIXED.size,
 )
 
 

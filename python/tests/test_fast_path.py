@@ -1,0 +1,168 @@
+"""The server's fast path for plain fixed-size requests (generated struct codecs, served from
+the channel's sink): it must answer exactly as the general path does, and leave to it every
+request and reply it does not handle plainly."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import socket
+import sys
+import unittest
+
+from ftl_ipc import IpcError
+from ftl_ipc.connection import channel_over_socket
+from ftl_ipc.rpc import CallContext
+from ftl_ipc.wire import PLAIN_HEAD, encode_message, encode_reply
+
+from .generated import rpctest, vectors
+
+# The example's calc.py: strings and arrays, so served by the sink through the general decoder.
+sys.path.insert(0, str(pathlib.Path(__file__).parents[2] / "examples" / "polyglot"))
+import calc  # noqa: E402
+
+
+class Work:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def add(self, value: rpctest.Add, context: CallContext) -> object:
+        self.seen.append(value.value)
+        if value.value == -1:
+            raise ValueError("-1 is unlucky")
+        if value.value == -7:
+            return rpctest.AddReply(value=True)  # a bool is not an int32: the Writer says so
+        return rpctest.AddReply(value=value.value + 1)  # 2**31 - 1 overflows
+
+    async def hang(self, value: rpctest.Hang, context: CallContext) -> rpctest.HangReply:
+        await asyncio.sleep(0.01 * value.tag)
+        return rpctest.HangReply()
+
+
+class GeneratedFixedCodecs(unittest.TestCase):
+    def test_they_agree_with_the_general_codec(self) -> None:
+        m = encode_message(rpctest.ADD, rpctest.Add(value=-5), txid=9)
+        self.assertEqual(rpctest.ADD.fixed_size, len(m.data))
+        assert rpctest.ADD.decode_fixed is not None
+        self.assertEqual(rpctest.ADD.decode_fixed(m.data), (PLAIN_HEAD, 9, rpctest.Add(value=-5)))
+        empty = encode_message(vectors.EMPTY, vectors.Empty())
+        assert vectors.EMPTY.decode_fixed is not None
+        self.assertEqual(vectors.EMPTY.decode_fixed(empty.data), (PLAIN_HEAD, 0, vectors.Empty()))
+        fast = rpctest.ADD.encode_reply_fixed
+        assert fast is not None
+        self.assertEqual(fast(3, rpctest.AddReply(value=-2)), encode_reply(rpctest.ADD, 3, rpctest.AddReply(value=-2)).data)
+        # What the Writer would refuse is left to it.
+        for bad in (True, 2**31, 1.0, None):
+            self.assertIsNone(fast(3, rpctest.AddReply(value=bad)))  # type: ignore[arg-type]
+        self.assertIsNone(fast(3, object()))  # type: ignore[arg-type]
+
+
+class FastPath(unittest.IsolatedAsyncioTestCase):
+    async def pair(self, **server_options: object) -> tuple[rpctest.WorkClient, rpctest.WorkServer]:
+        a, b = socket.socketpair()
+        client_ch, server_ch = await asyncio.gather(
+            channel_over_socket(a, True), channel_over_socket(b, False, **server_options)
+        )
+        return rpctest.WorkClient(client_ch), rpctest.WorkServer(server_ch)
+
+    async def test_calls_failures_and_async_handlers(self) -> None:
+        client, server = await self.pair()
+        work = Work()
+        failures: list[tuple[str, str]] = []
+        serving = asyncio.ensure_future(server.serve(work, on_error=lambda e, kind: failures.append((kind, str(e)))))
+        replies = await asyncio.gather(*(client.add(rpctest.Add(value=i)) for i in range(200)))
+        self.assertEqual([r.value for r in replies], list(range(1, 201)))
+        self.assertEqual(work.seen, list(range(200)))
+        # Async handlers on the fast path still get tasks, and answer as they end.
+        await asyncio.gather(*(client.hang(rpctest.Hang(tag=t)) for t in (3, 1, 2)))
+        # A deadline sets a flag: the general path serves it, with the deadline.
+        self.assertEqual((await client.add(rpctest.Add(value=1), timeout=5)).value, 2)
+        for value, code in ((-1, "HANDLER_FAILED"), (-7, "INVALID_ARGUMENT"), (2**31 - 1, "INVALID_ARGUMENT")):
+            with self.assertRaises(IpcError) as caught:
+                await client.add(rpctest.Add(value=value))
+            self.assertEqual(caught.exception.code, "REMOTE_ERROR")
+            self.assertIn(code, caught.exception.message)
+        self.assertEqual([kind for kind, _ in failures], ["add", "add", "add"])
+        # Every request was received once and its credit returned: the client's window is whole.
+        self.assertEqual(server.channel.stats.received, 200 + 3 + 1 + 3)
+        self.assertEqual(server.channel.stats.queued_messages, 0)
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+    async def test_a_failed_handler_stops_a_server_without_on_error(self) -> None:
+        client, server = await self.pair()
+        serving = asyncio.ensure_future(server.serve(Work()))
+        self.assertEqual((await client.add(rpctest.Add(value=1))).value, 2)
+        with self.assertRaises(IpcError) as caught:
+            await client.add(rpctest.Add(value=-1))
+        self.assertIn("HANDLER_FAILED", caught.exception.message)
+        with self.assertRaises(ValueError):
+            await asyncio.wait_for(serving, 5)
+        self.assertTrue(server.channel.closed)
+        client.close()
+
+    async def test_an_on_error_that_raises_stops_serving_with_its_error(self) -> None:
+        client, server = await self.pair()
+
+        def on_error(error: BaseException, kind: str) -> None:
+            raise RuntimeError(f"on_error gave up on {kind}")
+
+        serving = asyncio.ensure_future(server.serve(Work(), on_error=on_error))
+        with self.assertRaises(IpcError) as caught:
+            await client.add(rpctest.Add(value=-1))
+        self.assertIn("HANDLER_FAILED", caught.exception.message)  # answered before on_error ran
+        with self.assertRaises(RuntimeError):
+            await asyncio.wait_for(serving, 5)
+        self.assertTrue(server.channel.closed)
+        client.close()
+
+    async def test_requests_beyond_the_concurrency_wait_their_turn(self) -> None:
+        client, server = await self.pair()
+        serving = asyncio.ensure_future(server.serve(Work(), concurrency=2))
+        # Async handlers fill the two slots; the fast path then leaves adds to the queue, in order.
+        hangs = [asyncio.ensure_future(client.hang(rpctest.Hang(tag=5))) for _ in range(2)]
+        await asyncio.sleep(0.005)
+        adds = await asyncio.gather(*(client.add(rpctest.Add(value=i)) for i in range(10)))
+        self.assertEqual([r.value for r in adds], list(range(1, 11)))
+        await asyncio.gather(*hangs)
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+
+    async def test_variable_size_requests_through_the_general_decoder(self) -> None:
+        a, b = socket.socketpair()
+        client_ch, server_ch = await asyncio.gather(channel_over_socket(a, True), channel_over_socket(b, False))
+        client = calc.CalcClient(client_ch)
+
+        class Calc:
+            def shout(self, value: calc.Shout, context: CallContext) -> calc.ShoutReply:
+                return calc.ShoutReply(text=value.text.upper())
+
+            def stats(self, value: calc.Stats, context: CallContext) -> calc.StatsReply:
+                return calc.StatsReply(count=len(value.values), mean=sum(value.values) / len(value.values))
+
+            def add(self, value: calc.Add, context: CallContext) -> calc.AddReply:
+                return calc.AddReply(sum=value.a + value.b)  # may overflow an int64
+
+        failures: list[str] = []
+        serving = asyncio.ensure_future(
+            calc.serve_calc(server_ch, Calc(), on_error=lambda e, kind: failures.append(kind))
+        )
+        words = [f"word {i} é" for i in range(100)]
+        replies = await asyncio.gather(*(client.shout(calc.Shout(text=w)) for w in words))
+        self.assertEqual([r.text for r in replies], [w.upper() for w in words])
+        self.assertEqual((await client.stats(calc.Stats(values=[1.0, 2.0, 6.0]))).mean, 3.0)
+        with self.assertRaises(IpcError) as caught:
+            await client.stats(calc.Stats(values=[]))
+        self.assertIn("HANDLER_FAILED", caught.exception.message)
+        with self.assertRaises(IpcError) as caught:
+            await client.add(calc.Add(a=2**62, b=2**62))
+        self.assertIn("INVALID_ARGUMENT", caught.exception.message)
+        self.assertEqual(failures, ["stats", "add"])
+        self.assertEqual(server_ch.stats.received, 103)
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
