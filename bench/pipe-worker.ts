@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { type DataPipeProducer, importPipeEnd, type PipeToken } from '../src/index.js';
 
 const { method, chunks, chunkBytes, token, socketPath } = workerData as {
-  method: 'pipe' | 'port' | 'socket';
+  method: 'pipe-write' | 'pipe-two-phase' | 'port' | 'socket';
   chunks: number;
   chunkBytes: number;
   token?: PipeToken;
@@ -12,7 +12,12 @@ const { method, chunks, chunkBytes, token, socketPath } = workerData as {
 };
 const source = new Uint8Array(chunkBytes).fill(1);
 
-if (method === 'pipe') {
+if (method === 'pipe-write') {
+  // The loop a user writes: the pipe copies each chunk in, waiting for room as needed.
+  const producer = importPipeEnd(token as PipeToken) as DataPipeProducer;
+  for (let i = 0; i < chunks; i++) await producer.writeAll(source);
+  producer.close();
+} else if (method === 'pipe-two-phase') {
   const producer = importPipeEnd(token as PipeToken) as DataPipeProducer;
   for (let i = 0; i < chunks; i++) {
     let view = producer.beginWrite(chunkBytes);
