@@ -85,7 +85,13 @@ async function startProducer(
     workerData: { method, chunks: CHUNKS, chunkBytes: CHUNK, token },
     transferList: token.transfer,
   });
-  await once(worker, 'online');
+  return go(worker);
+}
+
+/** Starts the worker's run once it has loaded its modules; returns the time it started. */
+async function go(worker: Worker): Promise<number> {
+  await once(worker, 'message');
+  worker.postMessage('go');
   return performance.now();
 }
 
@@ -99,8 +105,7 @@ async function viaMessagePort(): Promise<number> {
   const worker = new Worker(workerUrl, {
     workerData: { method: 'port', chunks: CHUNKS, chunkBytes: CHUNK },
   });
-  await once(worker, 'online');
-  const started = performance.now();
+  const started = await go(worker);
   let received = 0;
   await new Promise<void>((resolve) => {
     worker.on('message', (chunk: Uint8Array) => {
@@ -123,8 +128,8 @@ async function viaUnixSocket(): Promise<number> {
   const worker = new Worker(workerUrl, {
     workerData: { method: 'socket', chunks: CHUNKS, chunkBytes: CHUNK, socketPath },
   });
+  const started = await go(worker);
   const [socket] = await once(server, 'connection');
-  const started = performance.now();
   let received = 0;
   socket.on('data', (data: Buffer) => {
     received += data.byteLength;
