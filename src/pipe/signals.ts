@@ -109,6 +109,8 @@ export class PipeSignals {
     if (this.#far === undefined) {
       this.#far = side;
       splitHere.add(this);
+      // Waiters from before the split waited for local wake-ups, which now come from afar.
+      if (this.#sides[other(side)].waiters.length > 0) void this.#watch(other(side));
     } else {
       // Both ends have left this object.
       splitHere.delete(this);
