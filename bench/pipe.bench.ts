@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -210,14 +210,14 @@ const times = (r: number[] | undefined) =>
   r === undefined ? '' : `${median(r).toFixed(2)}x (${spread(r, (x) => x.toFixed(2))})`;
 
 const lines = [
-  `64 KiB chunks, worker to main thread, ${TOTAL / 2 ** 20} MiB per run, median (min–max) of ${rounds} rounds`,
-  '| method | GB/s | default pipe is | tuned pipe is |',
-  '| --- | --- | --- | --- |',
+  `64 KiB chunks, worker to main thread, ${TOTAL / 2 ** 20} MiB per run, median (min–max) of ${rounds} rounds, load average ${loadavg()[0]?.toFixed(2)} at the end`,
+  '| method | GB/s | × MessagePort |',
+  '| --- | --- | --- |',
 ];
 for (const method of chosen) {
   const xs = results.get(method.key) as number[];
   lines.push(
-    `| ${method.name} | ${gbps(median(xs))} (${spread(xs, gbps)}) | ${times(ratios('pipe-default', method.key))} | ${times(ratios('pipe-tuned', method.key))} |`,
+    `| ${method.name} | ${gbps(median(xs))} (${spread(xs, gbps)}) | ${times(ratios(method.key, 'port'))} |`,
   );
 }
 process.stdout.write(`${lines.join('\n')}\n`);
