@@ -216,6 +216,8 @@ export class PipeSignals {
 
   /** `side`'s object is gone (sent away): its waiters fail, the other side is not told. */
   release(side: PipeSide): void {
+    // What this end wrote or freed before it left must still wake the other side.
+    this.#flush(other(side));
     this.#sides[side].gone = true;
     const err = new IpcError('CLOSED', 'the pipe end was sent away while this operation waited');
     for (const waiter of this.#sides[side].waiters.drain()) waiter.reject(err);
