@@ -182,11 +182,7 @@ export class PipeSignals {
       this.#flush(side);
       this.#wake(side);
     } else {
-      state.wakeDue ??= setImmediate(() => {
-        state.wakeDue = undefined;
-        // The notifying end closed meanwhile: its close woke `side`, and the ring may be freed.
-        if (!this.#sides[other(side)].gone) this.#wake(side);
-      });
+      state.wakeDue ??= setImmediate(() => this.#flush(side));
     }
   }
 
@@ -196,6 +192,7 @@ export class PipeSignals {
     if (state.wakeDue === undefined) return;
     clearImmediate(state.wakeDue);
     state.wakeDue = undefined;
+    // The notifying end closed meanwhile: its close woke `side`, and the ring may be freed.
     if (!this.#sides[other(side)].gone) this.#wake(side);
   }
 
