@@ -1,18 +1,28 @@
 /** The producing side of bench/pipe.bench.ts: sends `chunks` chunks of 64 KiB by one method. */
+import { once } from 'node:events';
 import { connect } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type DataPipeProducer, importPipeEnd, type PipeToken } from '../src/index.js';
 
 const { method, chunks, chunkBytes, token, socketPath } = workerData as {
-  method: 'pipe' | 'port' | 'socket';
+  method: 'pipe-write' | 'pipe-two-phase' | 'port' | 'socket';
   chunks: number;
   chunkBytes: number;
   token?: PipeToken;
   socketPath?: string;
 };
 const source = new Uint8Array(chunkBytes).fill(1);
+const port = parentPort as NonNullable<typeof parentPort>;
+// The clock starts once this worker has loaded its modules, not when it comes online.
+port.postMessage('ready');
+await once(port, 'message');
 
-if (method === 'pipe') {
+if (method === 'pipe-write') {
+  // The loop a user writes: the pipe copies each chunk in, waiting for room as needed.
+  const producer = importPipeEnd(token as PipeToken) as DataPipeProducer;
+  for (let i = 0; i < chunks; i++) await producer.writeAll(source);
+  producer.close();
+} else if (method === 'pipe-two-phase') {
   const producer = importPipeEnd(token as PipeToken) as DataPipeProducer;
   for (let i = 0; i < chunks; i++) {
     let view = producer.beginWrite(chunkBytes);
@@ -26,7 +36,6 @@ if (method === 'pipe') {
   producer.close();
 } else if (method === 'port') {
   // Bounded by hand, as a careful MessagePort user must: 16 chunks in flight at most.
-  const port = parentPort as NonNullable<typeof parentPort>;
   let credit = 16;
   let wake: (() => void) | undefined;
   port.on('message', () => {

@@ -7,7 +7,7 @@ import { ByteRing, CONSUMER_CLOSED, PRODUCER_CLOSED } from './ring.js';
 import { type PipeSide, PipeSignals } from './signals.js';
 
 export interface DataPipeOptions {
-  /** Bytes the pipe holds. Default 64 KiB. */
+  /** Bytes the pipe holds. Default 1 MiB: 16 chunks of 64 KiB. */
   capacityBytes?: number;
 }
 
@@ -34,7 +34,11 @@ export interface PipeStats {
   dropped: number;
 }
 
-const DEFAULT_CAPACITY = 64 * 1024;
+/**
+ * Room for 16 of the 64 KiB chunks that Node's streams and files hand out, so that producer and
+ * consumer in two threads work at once: a pipe of one chunk made them take turns.
+ */
+const DEFAULT_CAPACITY = 1024 * 1024;
 const MAX_CAPACITY = 2 ** 30;
 /** Most bytes a Web or Node stream adapter hands on per chunk. */
 const STREAM_CHUNK = 64 * 1024;

@@ -35,8 +35,8 @@ interface SideState {
   watching: boolean;
   /** Once split: a short busy-wait before sleeping, under the thread's wake policy. */
   spinner: Spinner | undefined;
-  /** A wake-up of this side is due when the current task ends. */
-  wakeQueued: boolean;
+  /** A wake-up of this side, due when this thread next turns its event loop. */
+  wakeDue: NodeJS.Immediate | undefined;
   /** This side's end left this object: closed or sent away. Its watch must not touch the ring. */
   gone: boolean;
 }
@@ -109,6 +109,8 @@ export class PipeSignals {
     if (this.#far === undefined) {
       this.#far = side;
       splitHere.add(this);
+      // Waiters from before the split waited for local wake-ups, which now come from afar.
+      if (this.#sides[other(side)].waiters.length > 0) void this.#watch(other(side));
     } else {
       // Both ends have left this object.
       splitHere.delete(this);
@@ -147,6 +149,8 @@ export class PipeSignals {
     if (ready()) return Promise.resolve();
     if (this.isClosed(other(side))) return Promise.reject(peerClosed(side));
     if (this.#split) {
+      // A wait for the other side must not wait on a wake-up of it that this thread holds back.
+      this.#flush(other(side));
       // The other thread is usually mid-way through its next chunk: a short spin beats a sleep.
       const state = this.#sides[side];
       state.spinner ??= new Spinner(resolveWakePolicy());
@@ -165,21 +169,31 @@ export class PipeSignals {
   /**
    * `side`'s counterpart made progress: wake `side`, here or in its thread. Across threads a
    * wake-up costs microseconds, so a sleeping side is woken at once only when half the pipe is
-   * ready for it (or `now`, for a close); otherwise once, when this task's synchronous work ends.
+   * ready for it (or `now`, for a close); otherwise when this thread next turns its event loop
+   * or waits on the pipe itself. Not at the end of the task: a loop of awaited reads or writes
+   * ends a task per chunk, and woke the other side per chunk, each time to find one chunk.
    */
   notify(side: PipeSide, now = false): void {
     this.#check(side);
     if (!this.#split) return;
+    const state = this.#sides[side];
     const ready = side === 'consumer' ? this.ring.buffered : this.ring.free;
-    if (now || ready * 2 >= this.ring.capacity) this.#wake(side);
-    else if (!this.#sides[side].wakeQueued) {
-      this.#sides[side].wakeQueued = true;
-      queueMicrotask(() => {
-        this.#sides[side].wakeQueued = false;
-        // The notifying end closed meanwhile: its close woke `side`, and the ring may be freed.
-        if (!this.#sides[other(side)].gone) this.#wake(side);
-      });
+    if (now || ready * 2 >= this.ring.capacity) {
+      this.#flush(side);
+      this.#wake(side);
+    } else {
+      state.wakeDue ??= setImmediate(() => this.#flush(side));
     }
+  }
+
+  /** Makes a held-back wake-up of `side` now, if one is due. */
+  #flush(side: PipeSide): void {
+    const state = this.#sides[side];
+    if (state.wakeDue === undefined) return;
+    clearImmediate(state.wakeDue);
+    state.wakeDue = undefined;
+    // The notifying end closed meanwhile: its close woke `side`, and the ring may be freed.
+    if (!this.#sides[other(side)].gone) this.#wake(side);
   }
 
   #wake(side: PipeSide): void {
@@ -199,6 +213,8 @@ export class PipeSignals {
 
   /** `side`'s object is gone (sent away): its waiters fail, the other side is not told. */
   release(side: PipeSide): void {
+    // What this end wrote or freed before it left must still wake the other side.
+    this.#flush(other(side));
     this.#sides[side].gone = true;
     const err = new IpcError('CLOSED', 'the pipe end was sent away while this operation waited');
     for (const waiter of this.#sides[side].waiters.drain()) waiter.reject(err);
@@ -271,7 +287,7 @@ function newSide(): SideState {
     onClose: undefined,
     watching: false,
     spinner: undefined,
-    wakeQueued: false,
+    wakeDue: undefined,
     gone: false,
   };
 }

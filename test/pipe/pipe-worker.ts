@@ -41,6 +41,11 @@ if (task === 'produce') {
   const hash = createHash('sha256');
   for await (const chunk of end as DataPipeConsumer) hash.update(chunk);
   parentPort?.postMessage(hash.digest('hex'));
+} else if (task === 'read-then-idle') {
+  // Frees far less than half the pipe, then leaves the pipe alone without ending the thread.
+  await (end as DataPipeConsumer).read(bytes);
+  parentPort?.postMessage('read');
+  setInterval(() => {}, 1000);
 } else if (task === 'write-then-hang') {
   (end as DataPipeProducer).write(pattern(0, bytes));
   parentPort?.postMessage('written');

@@ -31,6 +31,17 @@ describe('data pipe', () => {
     await rejectsCode(consumer.read(), 'PEER_CLOSED');
   });
 
+  it('holds 16 chunks of 64 KiB by default', () => {
+    const [producer, consumer] = DataPipe.create();
+    assert.equal(producer.capacityBytes, 1024 * 1024);
+    const chunk = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 16; i++) assert.equal(producer.write(chunk), chunk.byteLength);
+    throwsCode(() => producer.write(new Uint8Array(1)), 'BACKPRESSURE');
+    assert.equal(consumer.stats.buffered, 1024 * 1024);
+    producer.close();
+    consumer.close();
+  });
+
   it('checks two-phase misuse', () => {
     const [producer, consumer] = DataPipe.create({ capacityBytes: 8 });
     throwsCode(() => producer.endWrite(1), 'INVALID_ARGUMENT');

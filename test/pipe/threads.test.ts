@@ -51,6 +51,18 @@ describe('data pipe across threads', () => {
     assert.equal(digest, createHash('sha256').update(data).digest('hex'));
   });
 
+  it('a consumer that frees less than half the pipe and then idles still wakes the producer', async () => {
+    const [producer, consumer] = DataPipe.create({ capacityBytes: 64 * 1024 });
+    producer.write(new Uint8Array(64 * 1024));
+    // The producer sleeps on a full pipe before the consumer frees anything.
+    const room = producer.writable(100, { timeoutMs: 5000 });
+    const worker = start('read-then-idle', consumer, 100);
+    await once(worker, 'message');
+    await room;
+    assert.equal(producer.write(new Uint8Array(100)), 100);
+    await worker.terminate();
+  });
+
   it('a terminated producer: the consumer drains, then sees PEER_CLOSED within 100 ms', async () => {
     const [producer, consumer] = DataPipe.create({ capacityBytes: 1024 });
     const worker = start('write-then-hang', producer, 100);
