@@ -6,10 +6,12 @@
  * gives medians with the range over the rounds, the ratio taken within each round, the load
  * average, and the CPU time each side spent per request, thread by thread (from /proc).
  * Run: npm run build && node dist/bench/http.bench.js [--seconds=5] [--rounds=5]
- *   [--connections=50] [--profile=<dir>] (--cpu-prof every server thread and process into dir)
+ *   [--connections=50] [--only=<part of a request's name>]
+ *   [--profile=<dir>] (--cpu-prof every server thread and process into dir)
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +24,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
     profile: { type: 'string' },
+    only: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -131,22 +134,76 @@ interface Run {
   cpu: Record<string, number>;
 }
 
-async function measure(server: Server, post: boolean, duration: number): Promise<Run> {
+interface Scenario {
+  readonly name: string;
+  readonly post: boolean;
+  /** A new TCP connection for every request: what setting one up costs. */
+  readonly reconnect: boolean;
+}
+
+/** One request on a connection of its own, as `Connection: close` asks; resolves when it closed. */
+function closingRequest(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () =>
+      socket.end('GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n'),
+    );
+    let head = '';
+    socket.on('data', (chunk: Buffer) => {
+      if (head.length < 12) head += chunk.toString('latin1', 0, 12);
+    });
+    socket.on('error', reject);
+    socket.on('close', () =>
+      head.startsWith('HTTP/1.1 200') ? resolve() : reject(new Error(`got ${head}`)),
+    );
+  });
+}
+
+/**
+ * autocannon cannot open a connection per request (its reconnectRate drops the reply), so this
+ * loop does: `connections` clients, each a new connection per request, one after another.
+ */
+async function connectionLoad(url: string, duration: number) {
+  const port = Number(new URL(url).port);
+  const latencies: number[] = [];
+  const end = performance.now() + duration * 1000;
+  const client = async () => {
+    while (performance.now() < end) {
+      const start = performance.now();
+      await closingRequest(port);
+      latencies.push(performance.now() - start);
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, client));
+  latencies.sort((a, b) => a - b);
+  const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0;
+  return { total: latencies.length, rps: latencies.length / duration, p99: Math.round(p99) };
+}
+
+async function measure(server: Server, scenario: Scenario, duration: number): Promise<Run> {
+  const { post, reconnect } = scenario;
   const before = threadTimes(server.pid);
   const ownBefore = process.cpuUsage();
-  const result = await autocannon({
-    url: post ? `${server.url}echo` : server.url,
-    connections,
-    duration,
-    ...(post && { method: 'POST' as const, body: ECHO_BODY }),
-  });
+  let result: { total: number; rps: number; p99: number };
+  if (reconnect) result = await connectionLoad(server.url, duration);
+  else {
+    const cannon = await autocannon({
+      url: post ? `${server.url}echo` : server.url,
+      connections,
+      duration,
+      ...(post && { method: 'POST' as const, body: ECHO_BODY }),
+    });
+    const errors = cannon.errors + cannon.non2xx + cannon.timeouts;
+    if (errors > 0) throw new Error(`${errors} errors from ${server.url}`);
+    result = {
+      total: cannon.requests.total,
+      rps: cannon.requests.average,
+      p99: cannon.latency.p99,
+    };
+  }
   const own = process.cpuUsage(ownBefore);
-  const errors = result.errors + result.non2xx + result.timeouts;
-  if (errors > 0) throw new Error(`${errors} errors from ${server.url}`);
-  const requests = result.requests.total;
-  const cpu = cpuPerRequest(server.pid, before, threadTimes(server.pid), requests);
-  cpu['load generator'] = Math.round((own.user + own.system) / requests);
-  return { rps: result.requests.average, p99: result.latency.p99, load: loadavg()[0]!, cpu };
+  const cpu = cpuPerRequest(server.pid, before, threadTimes(server.pid), result.total);
+  cpu['load generator'] = Math.round((own.user + own.system) / result.total);
+  return { rps: result.rps, p99: result.p99, load: loadavg()[0]!, cpu };
 }
 
 function median(xs: readonly number[]): number {
@@ -162,22 +219,23 @@ function spread(xs: readonly number[], digits = 0, unit = ''): string {
 }
 
 const servers = { ipc: await startServer('ipc'), plain: await startServer('plain') };
-const scenarios = [
-  { name: 'GET / (338 B page)', post: false },
-  { name: 'POST /echo (1 KiB)', post: true },
-] as const;
+const scenarios: readonly Scenario[] = [
+  { name: 'GET / (338 B page)', post: false, reconnect: false },
+  { name: 'POST /echo (1 KiB)', post: true, reconnect: false },
+  { name: 'GET /, a new connection each', post: false, reconnect: true },
+].filter((s) => values.only === undefined || s.name.includes(values.only));
 const runs = new Map<string, Run[]>();
 const startLoad = loadavg()[0]!;
 // Warm-up: JIT, and the first connections' set-up, out of the measured runs.
-for (const { post } of scenarios)
-  for (const side of ['ipc', 'plain'] as const) {
-    await measure(servers[side], post, 1);
-  }
+for (const scenario of scenarios) {
+  for (const side of ['ipc', 'plain'] as const) await measure(servers[side], scenario, 1);
+}
 for (let round = 0; round < rounds; round++) {
   const order: Side[] = round % 2 === 0 ? ['ipc', 'plain'] : ['plain', 'ipc'];
-  for (const { name, post } of scenarios) {
+  for (const scenario of scenarios) {
+    const { name } = scenario;
     for (const side of order) {
-      const run = await measure(servers[side], post, seconds);
+      const run = await measure(servers[side], scenario, seconds);
       runs.set(`${name} ${side}`, [...(runs.get(`${name} ${side}`) ?? []), run]);
       process.stderr.write(
         `round ${round + 1} ${name} ${side}: ${Math.round(run.rps)} req/s, p99 ${run.p99} ms, load ${run.load.toFixed(2)}, CPU µs/request ${JSON.stringify(run.cpu)}\n`,
