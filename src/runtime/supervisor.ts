@@ -1,3 +1,6 @@
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { resolveLimits } from '../channel/channel.js';
 import { Channel } from '../channel/index.js';
@@ -67,6 +70,8 @@ interface Running {
   instance: Instance | undefined;
   readonly startup: Channel;
   readonly startedAt: number;
+  /** The socket directories of its direct links: the host removes each once connected, this at its exit. */
+  readonly linkDirs: Set<string>;
 }
 
 interface Record {
@@ -240,11 +245,12 @@ export class System {
       instance: undefined,
       startup,
       startedAt: performance.now(),
+      linkDirs: new Set(),
     };
     record.running = running;
     record.state = 'running';
     record.channels = [];
-    void this.#readReports(record, startup);
+    void this.#readReports(record, running);
     launched.then(
       (instance) => {
         running.instance = instance;
@@ -280,12 +286,17 @@ export class System {
     }
   }
 
-  async #readReports(record: Record, startup: Channel): Promise<void> {
-    for await (const m of startup) {
+  async #readReports(record: Record, running: Running): Promise<void> {
+    for await (const m of running.startup) {
       if (m.type === StartupMessage.stats) {
         record.channels = JSON.parse(decoder.decode(m.data)) as ChannelReport[];
       } else if (m.type === StartupMessage.listening) {
-        this.#listening(JSON.parse(decoder.decode(m.data)) as Listening);
+        const listening = JSON.parse(decoder.decode(m.data)) as Listening;
+        const dir = dirname(listening.path);
+        // Only what privateSocketPath makes: this removes it recursively.
+        if (dirname(dir) === tmpdir() && basename(dir).startsWith('ftl-ipc-'))
+          running.linkDirs.add(dir);
+        this.#listening(listening);
       }
       for (const h of m.handles) h.close();
     }
@@ -351,6 +362,9 @@ export class System {
     const { spec } = record;
     const ranMs = performance.now() - (record.running?.startedAt ?? 0);
     record.running?.startup.close();
+    // A host that died before its client connected left the socket's directory behind.
+    for (const dir of record.running?.linkDirs ?? [])
+      void rm(dir, { recursive: true, force: true });
     record.running = undefined;
     // Its listeners for direct links died with it; the clients get new links when it is back.
     for (const [link, { dep }] of this.#links)
