@@ -46,12 +46,13 @@ services:
     module: ${fixture('hoarder')}
     isolation: ${isolation}
     provides: [sink]
-  - name: filler
-    module: ${fixture('filler')}
+  - name: flooder
+    module: ${fixture('flooder')}
     isolation: process
-    depends: [{ name: sink, protocol: sink, capacity: 7 }]
+    depends: [{ name: flood, protocol: sink, capacity: 7 }]
 `);
-      assert.equal((await run.waitFor(/\[filler\] fit (\d+)/))[1], '7', isolation);
+      const sent = await run.waitFor(/\[flooder\] sent (\d+) before BACKPRESSURE/);
+      assert.equal(sent[1], '7', isolation);
       await run.system.stop(500);
     }
   });
