@@ -12,6 +12,7 @@ import {
   type DependencyAt,
   decoder,
   encoder,
+  type LinkLimits,
   type ListenFor,
   type Listening,
   StartupMessage,
@@ -96,7 +97,7 @@ interface Edge {
 interface PendingLink {
   readonly client: Record;
   readonly dep: DependencySpec;
-  readonly limits: ListenFor['limits'];
+  readonly limits: LinkLimits;
 }
 
 /**
@@ -346,7 +347,7 @@ export class System {
     if (pending === undefined) return;
     const { client, dep, limits } = pending;
     const current = this.#edges.get(edgeKey(client.spec.name, dep.name))?.link === link;
-    // A stale link's listener gives up by itself when nobody connects.
+    // A stale link's listener waits until its server is asked for a newer one, or ends.
     if (!current || client.running === undefined) return;
     const at: DependencyAt = { name: dep.name, path, limits };
     tell(client.running.startup, StartupMessage.dependencyAt, at);
