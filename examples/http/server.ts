@@ -41,11 +41,15 @@ export default async function main(env: ServiceEnv<{ port?: number }>): Promise<
 /** Serves one connection's requests in order until either side closes. */
 async function serve(channel: Channel): Promise<void> {
   const conn = new ConnectionClient(channel);
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   for await (const event of conn) {
     if (event.kind === 'tcpClosed') break;
     const { data } = event.value;
-    pending = pending.byteLength === 0 ? Buffer.from(data) : Buffer.concat([pending, data]);
+    // The message's bytes are ours: a view of them, not a copy, while nothing is left over.
+    pending =
+      pending.byteLength === 0
+        ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+        : Buffer.concat([pending, data]);
     for (;;) {
       const parsed = parse(pending);
       if (parsed === undefined) break;
@@ -108,15 +112,17 @@ function refuse(used: number, status: number): Parsed {
 }
 
 async function send(conn: ConnectionClient, response: Response, close: boolean): Promise<void> {
-  const head = Buffer.from(
+  const head =
     `HTTP/1.1 ${response.status} ${REASONS[response.status]}\r\n` +
-      `Content-Type: ${response.type}\r\nContent-Length: ${response.body.byteLength}\r\n` +
-      `${response.allow === undefined ? '' : `Allow: ${response.allow}\r\n`}` +
-      `${close ? 'Connection: close\r\n' : ''}\r\n`,
-  );
-  // Small responses go out as one segment: one message, one socket write.
-  const whole = head.byteLength + response.body.byteLength <= SEGMENT;
-  const bytes = whole ? Buffer.concat([head, response.body]) : head;
+    `Content-Type: ${response.type}\r\nContent-Length: ${response.body.byteLength}\r\n` +
+    `${response.allow === undefined ? '' : `Allow: ${response.allow}\r\n`}` +
+    `${close ? 'Connection: close\r\n' : ''}\r\n`;
+  // The head is latin1 (one byte a character). Small responses go out as one segment, written
+  // into one buffer: one message, one socket write.
+  const whole = head.length + response.body.byteLength <= SEGMENT;
+  const bytes = Buffer.allocUnsafe(whole ? head.length + response.body.byteLength : head.length);
+  bytes.write(head, 0, 'latin1');
+  if (whole) bytes.set(response.body, head.length);
   await conn.tcpSendWait({ data: bytes });
   if (whole) return;
   for (let at = 0; at < response.body.byteLength; at += SEGMENT) {

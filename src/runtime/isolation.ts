@@ -42,6 +42,13 @@ function pythonPath(existing: string | undefined): string {
   return existing ? `${PYTHON_PACKAGE}${delimiter}${existing}` : PYTHON_PACKAGE;
 }
 
+/**
+ * The supervisor's profiling flags (`--cpu-prof`, `--heap-prof` and their options), passed on to
+ * process services, so `node --cpu-prof …/main.js run` profiles every service, as it does every
+ * thread (workers take the flags by themselves). Node refuses them in NODE_OPTIONS.
+ */
+const PROFILE_ARGV = process.execArgv.filter((a) => /^--(cpu|heap)-prof/.test(a));
+
 /** The boot info travels in the environment, which threads and processes both have. */
 const BOOT_ENV = 'FTL_IPC_BOOT';
 
@@ -78,7 +85,12 @@ export async function launch(
           stdio: 'pipe',
           env: { ...env, PYTHONPATH: pythonPath(process.env.PYTHONPATH) },
         })
-      : await spawnProcess(HOST, { channels: { startup }, stdio: 'pipe', env });
+      : await spawnProcess(HOST, {
+          channels: { startup },
+          stdio: 'pipe',
+          env,
+          execArgv: PROFILE_ARGV,
+        });
   child.stdin?.end();
   return {
     id: `pid ${child.pid}`,

@@ -13,7 +13,46 @@ export const StartupMessage = {
   stop: 0x4654_4c03,
   /** Service to supervisor: JSON {@link ChannelReport}[] of the service's channels. */
   stats: 0x4654_4c04,
+  /** Supervisor to server: JSON {@link ListenFor}; listen for that one client on a socket. */
+  listenFor: 0x4654_4c05,
+  /** Server to supervisor: JSON {@link Listening}; where the client of a `listenFor` connects. */
+  listening: 0x4654_4c06,
+  /** Supervisor to client: JSON {@link DependencyAt}; connect there for that dependency. */
+  dependencyAt: 0x4654_4c07,
 } as const;
+
+/**
+ * The limits of a direct link's root channel, on both sides: those of the `Channel.pair` the
+ * supervisor would have made (docs/runtime.md, "Direct links").
+ */
+export interface LinkLimits {
+  readonly capacity: number;
+  readonly capacityBytes: number;
+  readonly maxMessageBytes: number;
+  readonly maxHandles: number;
+}
+
+export interface ListenFor {
+  /** The client service, as `client:<name>` in the server's status rows. */
+  readonly client: string;
+  /** The client's dependency: a newer `listenFor` for it replaces a listener still waiting. */
+  readonly dep: string;
+  /** Names this link in the `listening` reply. */
+  readonly link: number;
+  readonly limits: LinkLimits;
+}
+
+export interface Listening {
+  readonly link: number;
+  /** A Unix socket in a directory only this user may enter; it takes one connection. */
+  readonly path: string;
+}
+
+export interface DependencyAt {
+  readonly name: string;
+  readonly path: string;
+  readonly limits: LinkLimits;
+}
 
 /** What a service instance needs to know before it runs, passed at launch. */
 export interface BootInfo {

@@ -1,9 +1,22 @@
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
+import { resolveLimits } from '../channel/channel.js';
 import { Channel } from '../channel/index.js';
 import { type ExitInfo, type Instance, launch } from './isolation.js';
 import { RemoteSystem } from './remote.js';
 import type { DependencySpec, Isolation, ServiceSpec, SystemSpec } from './spec.js';
-import { type ChannelReport, decoder, encoder, StartupMessage } from './startup.js';
+import {
+  type ChannelReport,
+  type DependencyAt,
+  decoder,
+  encoder,
+  type LinkLimits,
+  type ListenFor,
+  type Listening,
+  StartupMessage,
+} from './startup.js';
 
 export type ServiceState = 'running' | 'backoff' | 'exited' | 'failed' | 'stopped';
 
@@ -58,6 +71,8 @@ interface Running {
   instance: Instance | undefined;
   readonly startup: Channel;
   readonly startedAt: number;
+  /** The socket directories of its direct links: the host removes each once connected, this at its exit. */
+  readonly linkDirs: Set<string>;
 }
 
 interface Record {
@@ -74,6 +89,15 @@ interface Record {
 /** The server's end of one client's dependency channel, until it is handed to the server. */
 interface Edge {
   serverEnd: Channel | undefined;
+  /** For a direct link: the number its server's `listening` reply carries. */
+  readonly link?: number;
+}
+
+/** A direct link the supervisor asked a server to listen for, until the server answers. */
+interface PendingLink {
+  readonly client: Record;
+  readonly dep: DependencySpec;
+  readonly limits: LinkLimits;
 }
 
 /**
@@ -93,6 +117,8 @@ export class System {
   /** Dependencies resolved over NATS, by edge: each drops its link. */
   readonly #remoteEdges = new Map<string, () => void>();
   readonly #warnedThread = new Set<string>();
+  readonly #links = new Map<number, PendingLink>();
+  #nextLink = 0;
   #stopping = false;
   #resolveDone = () => {};
 
@@ -220,11 +246,12 @@ export class System {
       instance: undefined,
       startup,
       startedAt: performance.now(),
+      linkDirs: new Set(),
     };
     record.running = running;
     record.state = 'running';
     record.channels = [];
-    void this.#readReports(record, startup);
+    void this.#readReports(record, running);
     launched.then(
       (instance) => {
         running.instance = instance;
@@ -260,10 +287,17 @@ export class System {
     }
   }
 
-  async #readReports(record: Record, startup: Channel): Promise<void> {
-    for await (const m of startup) {
+  async #readReports(record: Record, running: Running): Promise<void> {
+    for await (const m of running.startup) {
       if (m.type === StartupMessage.stats) {
         record.channels = JSON.parse(decoder.decode(m.data)) as ChannelReport[];
+      } else if (m.type === StartupMessage.listening) {
+        const listening = JSON.parse(decoder.decode(m.data)) as Listening;
+        const dir = dirname(listening.path);
+        // Only what privateSocketPath makes: this removes it recursively.
+        if (dirname(dir) === tmpdir() && basename(dir).startsWith('ftl-ipc-'))
+          running.linkDirs.add(dir);
+        this.#listening(listening);
       }
       for (const h of m.handles) h.close();
     }
@@ -282,17 +316,41 @@ export class System {
       this.#remoteEdges.set(key, drop);
       return;
     }
-    const [clientEnd, serverEnd] = Channel.pair({
+    const options = {
       ...(dep.capacity !== undefined && { capacity: dep.capacity }),
       ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
-    });
-    hand(client.running!.startup, StartupMessage.dependency, dep.name, clientEnd);
+    };
     const key = edgeKey(client.spec.name, dep.name);
     this.#edges.get(key)?.serverEnd?.close();
+    const server = this.#records.get(dep.service)!;
+    if (directLink(client.spec, server.spec)) {
+      const link = ++this.#nextLink;
+      this.#edges.set(key, { serverEnd: undefined, link });
+      if (server.running === undefined) return;
+      const limits = resolveLimits(options);
+      this.#links.set(link, { client, dep, limits });
+      const listenFor: ListenFor = { client: client.spec.name, dep: dep.name, link, limits };
+      tell(server.running.startup, StartupMessage.listenFor, listenFor);
+      return;
+    }
+    const [clientEnd, serverEnd] = Channel.pair(options);
+    hand(client.running!.startup, StartupMessage.dependency, dep.name, clientEnd);
     const edge: Edge = { serverEnd };
     this.#edges.set(key, edge);
-    const server = this.#records.get(dep.service)!;
     if (server.running !== undefined) this.#deliver(edge, client.spec.name, server);
+  }
+
+  /** A server listens for a direct link: the client connects, unless the link is stale. */
+  #listening({ link, path }: Listening): void {
+    const pending = this.#links.get(link);
+    this.#links.delete(link);
+    if (pending === undefined) return;
+    const { client, dep, limits } = pending;
+    const current = this.#edges.get(edgeKey(client.spec.name, dep.name))?.link === link;
+    // A stale link's listener waits until its server is asked for a newer one, or ends.
+    if (!current || client.running === undefined) return;
+    const at: DependencyAt = { name: dep.name, path, limits };
+    tell(client.running.startup, StartupMessage.dependencyAt, at);
   }
 
   #deliver(edge: Edge, client: string, server: Record): void {
@@ -305,7 +363,13 @@ export class System {
     const { spec } = record;
     const ranMs = performance.now() - (record.running?.startedAt ?? 0);
     record.running?.startup.close();
+    // A host that died before its client connected left the socket's directory behind.
+    for (const dir of record.running?.linkDirs ?? [])
+      void rm(dir, { recursive: true, force: true });
     record.running = undefined;
+    // Its listeners for direct links died with it; the clients get new links when it is back.
+    for (const [link, { dep }] of this.#links)
+      if (dep.service === spec.name) this.#links.delete(link);
     this.#options.onEvent?.({ service: spec.name, kind: 'exit', exit });
     this.#remote?.providerEnded(spec.provides);
     if (this.#stopping) record.state = 'stopped';
@@ -350,8 +414,23 @@ export class System {
   }
 }
 
+/**
+ * Whether a dependency gets a socket of its own between the two services instead of a pair
+ * relayed by the supervisor: when either runs in a process (two threads share memory, which is
+ * faster still) and both are Node services (the Python host speaks only the startup channel).
+ */
+function directLink(client: ServiceSpec, server: ServiceSpec): boolean {
+  const node = client.language === 'node' && server.language === 'node';
+  return node && (client.isolation === 'process' || server.isolation === 'process');
+}
+
 function edgeKey(client: string, dep: string): string {
   return `${client}\0${dep}`;
+}
+
+/** Sends `body` as JSON to a service; if its host is gone, its exit is on the way. */
+function tell(startup: Channel, type: number, body: unknown): void {
+  startup.sendWait({ type, data: encoder.encode(JSON.stringify(body)) }).catch(() => {});
 }
 
 /** Moves `channel` to a service over its startup channel; if that fails the channel is closed. */
