@@ -202,7 +202,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     const ends: Channel[] = [];
     if (values.role !== 'sink') {
       // Small in bytes: a TypeScript listener that has not accepted the connection yet holds
-      // at most maxUnacceptedBytes (1 MiB) of the channels opened on it.
+      // at most maxUnacceptedBytes (4 MiB) of the channels opened on it.
       const [mine, theirs] = Channel.pair({ capacity: 8, capacityBytes: 4096 });
       ch.send({ type: 7, data: new TextEncoder().encode('pass it on'), handles: [theirs] });
       ends.push(mine);

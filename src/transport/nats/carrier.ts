@@ -118,10 +118,6 @@ export class NatsCarrier implements Carrier {
     this.#finish();
   }
 
-  // The NATS connection is shared by many carriers: it is not this one's to ref or unref.
-  ref(): void {}
-  unref(): void {}
-
   #frame(kind: number, n: number): Buffer {
     const msg = Buffer.allocUnsafe(HEADER + n);
     msg.writeUInt32LE(this.#sendSeq, 0);

@@ -90,7 +90,12 @@ export class Bridge extends Link {
 
   deliver(type: number, data: Uint8Array, handles: HandleState[]): boolean {
     // Fits by construction (the grant never exceeds the room); fails only if the peer closed.
-    if (this.inner.trySend(type, data, handles) === SEND_OK) return true;
+    const inner = this.inner;
+    const status =
+      inner instanceof SocketEndpoint
+        ? inner.relay(type, data, handles)
+        : inner.trySend(type, data, handles);
+    if (status === SEND_OK) return true;
     closeHandles({ type, data, handles });
     return false;
   }

@@ -30,9 +30,6 @@ export interface Carrier {
   end(): void;
   /** Ends now. */
   destroy(): void;
-  /** Whether the carrier keeps the process alive. */
-  ref(): void;
-  unref(): void;
 }
 
 /** A connected `net.Socket` (Unix, TCP, TLS or a socketpair) as a carrier. */
@@ -71,13 +68,5 @@ export class SocketCarrier implements Carrier {
 
   destroy(): void {
     this.#socket.destroy();
-  }
-
-  ref(): void {
-    this.#socket.ref();
-  }
-
-  unref(): void {
-    this.#socket.unref();
   }
 }

@@ -234,7 +234,10 @@ export class Connection {
   #phase: Phase = 'hello';
   #links = new Map<number, Link>();
   #nextId: number;
+  /** This side closed every link: the stream ends after the output batched so far. */
   #ending = false;
+  /** The carrier was told to end: nothing more can be written. */
+  #ended = false;
   // Output batching; the buffer is allocated when there is something to write.
   #out = EMPTY_OUT;
   #outStart = 0;
@@ -359,8 +362,6 @@ export class Connection {
   flushed(): Promise<void> {
     this.#flush();
     if (this.#isFlushed()) return Promise.resolve();
-    // The answer is awaited: until it comes, the socket keeps the process alive.
-    this.carrier.ref();
     return new Promise((resolve) => this.#flushWaiters.push(resolve));
   }
 
@@ -373,7 +374,6 @@ export class Connection {
 
   #checkFlushed(): void {
     if (this.#flushWaiters.length === 0 || !this.#isFlushed()) return;
-    if (this.#openHere === 0) this.carrier.unref();
     for (const resolve of this.#flushWaiters.splice(0)) resolve();
   }
 
@@ -470,7 +470,11 @@ export class Connection {
     if (this.#phase === 'dead') return;
     const at = this.#reserve(HEADER_BYTES);
     writeHeader(this.#out, at, 0, FRAME_CLOSE, 0, link.id, link.accepted >>> 0);
-    if (--this.#openHere === 0) this.carrier.unref();
+    // This side closed all it had here: end the stream after these frames, and stay alive until
+    // the peer ends its side, which it does once it has read up to our end. Exiting sooner could
+    // lose what we sent: a peer that writes to a socket whose process is gone gets EPIPE, and
+    // Node then discards what it had not read yet.
+    if (--this.#openHere === 0) this.#ending = true;
     if (link.gotClose) this.#free(link);
     this.#flush();
   }
@@ -483,7 +487,7 @@ export class Connection {
 
   #add(link: Link): void {
     this.#links.set(link.id, link);
-    if (this.#openHere++ === 0) this.carrier.ref();
+    this.#openHere++;
   }
 
   /** Room for `n` bytes in the output buffer; a full buffer is written out first. */
@@ -505,16 +509,22 @@ export class Connection {
 
   #writeOut(): void {
     if (this.#outEnd === this.#outStart) return;
-    if (this.#phase !== 'dead') this.#outWrites.push(this.#out);
-    this.#write(this.#out.subarray(this.#outStart, this.#outEnd), this.#writtenOut);
+    if (this.#canWrite()) {
+      this.#outWrites.push(this.#out);
+      this.#write(this.#out.subarray(this.#outStart, this.#outEnd), this.#writtenOut);
+    }
     // Nothing pending: the medium took it all during the write, so the buffer is free again.
     // Reusing buffers, rather than cutting fresh 256 KiB ones, keeps bulk output off the GC.
     if (this.carrier.pendingBytes === 0) this.#outEnd = 0;
     this.#outStart = this.#outEnd;
   }
 
+  #canWrite(): boolean {
+    return this.#phase !== 'dead' && !this.#ended;
+  }
+
   #write(buf: Buffer, done = this.#written): void {
-    if (this.#phase === 'dead') return;
+    if (!this.#canWrite()) return;
     this.#wroteSinceTick = true;
     this.carrier.write(buf, done);
   }
@@ -564,7 +574,10 @@ export class Connection {
       for (const link of due) this.#writeCredit(link);
     }
     this.#writeOut();
-    if (this.#ending && this.#links.size === 0) this.carrier.end();
+    if (this.#ending && !this.#ended) {
+      this.#ended = true;
+      this.carrier.end();
+    }
   };
 
   #writeCredit(link: Link): void {
@@ -590,11 +603,6 @@ export class Connection {
     this.#links.delete(link.id);
     this.#peerBytes -= link.announcedBytes;
     this.#checkFlushed();
-    if (this.#links.size === 0) {
-      // Nothing is left to talk about: end gracefully once the last frames are out.
-      this.#ending = true;
-      this.#scheduleFlush();
-    }
   }
 
   // ---- reading -------------------------------------------------------------------------------

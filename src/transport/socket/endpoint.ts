@@ -69,15 +69,33 @@ export class SocketEndpoint extends Link implements Endpoint {
   }
 
   canSend(bytes: number): SendStatus {
-    if (this.peerClosed) return SEND_PEER_CLOSED;
-    if (this.sendMessages < 1 || this.sendBytes < bytes) return SEND_FULL;
+    const status = this.#credited(bytes);
     // Credits say the far queue has room; the output budget says the socket is draining.
-    return this.conn.outputRoom(this, bytes) ? SEND_OK : SEND_FULL;
+    if (status !== SEND_OK || this.conn.outputRoom(this, bytes)) return status;
+    return SEND_FULL;
+  }
+
+  #credited(bytes: number): SendStatus {
+    if (this.peerClosed) return SEND_PEER_CLOSED;
+    return this.sendMessages < 1 || this.sendBytes < bytes ? SEND_FULL : SEND_OK;
   }
 
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     const status = this.canSend(data.byteLength);
-    if (status !== SEND_OK) return status;
+    return status === SEND_OK ? this.#send(type, data, handles) : status;
+  }
+
+  /**
+   * Sends what a bridge passes on from another connection. Its sender spent credits for it
+   * there, which this end's credits back, so it is sent whatever the output budget says:
+   * refusing it would lose a message its sender was told had room.
+   */
+  relay(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
+    const status = this.#credited(data.byteLength);
+    return status === SEND_OK ? this.#send(type, data, handles) : status;
+  }
+
+  #send(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     this.conn.writeMessage(this.id, type, data, handles);
     this.#sentHere++;
     this.sendMessages--;

@@ -4,12 +4,17 @@
  * credits come back, and never further; nothing is lost on the way.
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   Channel,
+  connect,
   exportEndpoint,
   importEndpoint,
   isIpcError,
+  listen,
+  privateSocketPath,
   type SpawnedProcess,
   spawnProcess,
 } from '../../../src/index.js';
@@ -164,4 +169,42 @@ describe('the bound through bridges', () => {
       }
     });
   }
+});
+
+describe('an end passed on from one connection to another', () => {
+  it('delivers all its peer sends, however full the output of the connection it came over', async () => {
+    // Here: a relay, with an end that came over `first` (whose output budget is one byte)
+    // passed on over `second`. What arrives from `second` goes out on `first`.
+    const paths = [await privateSocketPath(), await privateSocketPath()];
+    const [firstListener, secondListener] = await Promise.all([
+      listen({ path: paths[0] as string }, { maxOutputBytes: 1 }),
+      listen({ path: paths[1] as string }),
+    ]);
+    const [origin, first] = await Promise.all([
+      connect({ path: paths[0] as string }),
+      firstListener.accept() as Promise<Channel>,
+    ]);
+    const [far, second] = await Promise.all([
+      connect({ path: paths[1] as string }),
+      secondListener.accept() as Promise<Channel>,
+    ]);
+    const [mine, moved] = Channel.pair({ capacity: 64 });
+    origin.send({ type: 0, handles: [moved] });
+    const arrived = (await first.recv()).handles[0] as Channel;
+    second.send({ type: 0, handles: [arrived] });
+    const end = (await far.recv()).handles[0] as Channel;
+    let sent = 0;
+    while (end.send({ type: sent, data: new Uint8Array(100) }, { onFull: 'drop' })) sent++;
+    assert.equal(sent, 64);
+    end.close();
+    const types: number[] = [];
+    for await (const m of mine) types.push(m.type);
+    assert.deepEqual(
+      types,
+      Array.from({ length: 64 }, (_, i) => i),
+    );
+    for (const ch of [mine, origin, first, far, second]) ch.close();
+    await Promise.all([firstListener.close(), secondListener.close()]);
+    for (const path of paths) await rm(dirname(path), { recursive: true, force: true });
+  });
 });

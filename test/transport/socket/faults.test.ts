@@ -289,6 +289,29 @@ describe('a clean exit loses nothing', () => {
     assert.equal(await receiveAll('flush', 20_000, big), 20_000);
   });
 
+  it('a child that returns right after sending loses nothing, though this side writes to it first', async () => {
+    const [here, there] = Channel.pair({ capacity: 1000, capacityBytes: 1 << 20 });
+    const [poke, pokeFar] = Channel.pair({ capacityBytes: 64 * 1024 });
+    const proc = await spawnProcess(child('burst'), {
+      channels: { out: there, poke: pokeFar },
+      args: ['100'],
+    });
+    // While this thread sleeps the child sends all, closes all and returns; then this side
+    // writes to it before it reads. Had the child exited, that write would meet EPIPE, and Node
+    // would drop what this side had not read yet.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+    const seen = socketErrors();
+    for (let i = 0; i < 2; i++) poke.send({ type: i, data: new Uint8Array(16 * 1024) });
+    let n = 0;
+    for await (const m of here) assert.equal(m.type, n++);
+    seen.stop();
+    assert.equal(n, 100);
+    assert.deepEqual(seen.errors, []);
+    assert.deepEqual(await proc.exited, { code: 0, signal: null });
+    here.close();
+    poke.close();
+  });
+
   it('a child whose channels are all closed exits by itself, while this side stays open', async () => {
     const [here, there] = Channel.pair();
     const proc = await spawnProcess(child('exiter'), {
