@@ -23,6 +23,8 @@ from .wire import ChannelHandle, Handle, Message, PipeConsumer, PipeProducer, di
 
 FRAME_HEADER: Final = struct.Struct("<IBBHII")
 HEADER_BYTES: Final = 16
+# Output written out at once while a batch of frames is being read (see Connection.send).
+EAGER_OUT_BYTES: Final = 1024
 DESCRIPTOR: Final = struct.Struct("<IIIIHHIII6I8x")
 DESCRIPTOR_BYTES: Final = 64
 HELLO: Final = struct.Struct("<IHH32sIIIHHI")
@@ -1121,6 +1123,11 @@ class Connection(asyncio.Protocol):
             out += data
             if descriptors:
                 out += descriptors
+            if self._reading and len(out) >= EAGER_OUT_BYTES and not self._paused:
+                # Replies to a batch go out as they reach this size, not all at its end: the
+                # peer starts on the first while this side makes the rest.
+                self._out = bytearray()
+                self._write_now(bytes(out))
         # After the frame that opens their ids, as what they relay must follow it.
         if bridges:
             for bridge in bridges:
