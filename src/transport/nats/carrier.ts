@@ -189,8 +189,8 @@ export class NatsCarrier implements Carrier {
       // The client's data is a view into its socket read buffer: the engine may keep views of
       // what it is given, so it gets that buffer only when this message is most of it.
       if (2 * n >= data.buffer.byteLength) {
-        sink.data(Buffer.from(data.buffer, data.byteOffset + HEADER, n));
-      } else if (n > 0) sink.data(Buffer.from(data.subarray(HEADER)));
+        sink.data(Buffer.from(data.buffer, data.byteOffset + HEADER, n), 0);
+      } else if (n > 0) sink.data(Buffer.from(data.subarray(HEADER)), 0);
     } else if (kind === KIND_END) {
       // As a socket does, answer the peer's end with ours: nothing more flows either way.
       this.end();

@@ -100,6 +100,8 @@ const DEFAULT_CEILING: ChannelOptions = {
   maxHandles: 1024,
 };
 const OUT_CHUNK = 256 * 1024;
+/** The rest of a frame this large or more is read straight into the frame: no copy. */
+const DIRECT_READ_MIN = 16 * 1024;
 /**
  * Output written out as soon as this much is batched, not at the end of the turn: the peer
  * starts on the first frames (and returns their credits) while this side makes the rest, where
@@ -257,6 +259,11 @@ export class Connection {
   // Input reassembly: a partial header, then one buffer for the frame, sized from its checked header.
   #head = Buffer.alloc(HEADER_BYTES);
   #partial: Buffer | undefined;
+  /** `#partial` lies in the carrier's read buffer, which reads the rest there (readTarget). */
+  #partialInPlace = false;
+  /** The chunk being parsed, and whether a message kept a view of it. */
+  #parsing: Buffer | undefined;
+  #keptView = false;
   #partialBytes = 0;
   #partialNeed = 0;
   #plainOf: Buffer | undefined;
@@ -292,7 +299,8 @@ export class Connection {
             typeof options.secret === 'string' ? Buffer.from(options.secret) : options.secret,
           );
     carrier.start({
-      data: (chunk) => this.#onData(chunk),
+      data: (chunk, room) => this.#onData(chunk, room),
+      readTarget: () => this.#readTarget(),
       error: (err) => {
         this.#failure ??= new IpcError(
           'CONNECTION_FAILED',
@@ -607,15 +615,30 @@ export class Connection {
 
   // ---- reading -------------------------------------------------------------------------------
 
-  #onData(chunk: Buffer): void {
+  /** Returns whether `chunk`'s memory is still in use: a message's view, an incomplete frame. */
+  #onData(chunk: Buffer, room: number): boolean {
     this.#lastReceived = Date.now();
-    this.#parse(chunk);
+    this.#parsing = chunk;
+    this.#keptView = false;
+    this.#parse(chunk, room);
+    this.#parsing = undefined;
     // The cached view must not keep the chunk alive once it is parsed.
     this.#plainOf = undefined;
     this.#plainView = NO_BYTES;
+    return this.#keptView || this.#partialInPlace;
   }
 
-  #parse(chunk: Buffer): void {
+  /** The rest of the incomplete frame, for the carrier to read into, when that saves a copy. */
+  #readTarget(): Buffer | undefined {
+    const frame = this.#partial;
+    if (frame === undefined) return undefined;
+    const rest = this.#partialNeed - this.#partialBytes;
+    return this.#partialInPlace || rest >= DIRECT_READ_MIN
+      ? frame.subarray(this.#partialBytes)
+      : undefined;
+  }
+
+  #parse(chunk: Buffer, room: number): void {
     let at = this.#partialBytes > 0 ? this.#continuePartial(chunk) : 0;
     while (this.#phase !== 'dead' && at >= 0) {
       const left = chunk.length - at;
@@ -636,9 +659,16 @@ export class Connection {
     if (left < HEADER_BYTES) {
       chunk.copy(this.#head, 0, at);
     } else {
-      this.#partialNeed = HEADER_BYTES + get32(chunk, at);
-      this.#partial = Buffer.allocUnsafeSlow(this.#partialNeed);
-      chunk.copy(this.#partial, 0, at);
+      const need = HEADER_BYTES + get32(chunk, at);
+      this.#partialNeed = need;
+      if (need - left >= DIRECT_READ_MIN && need - left <= room) {
+        // The carrier reads the rest in place, after what arrived: a large frame is not copied.
+        this.#partial = Buffer.from(chunk.buffer, chunk.byteOffset + at, need);
+        this.#partialInPlace = true;
+      } else {
+        this.#partial = Buffer.allocUnsafeSlow(need);
+        chunk.copy(this.#partial, 0, at);
+      }
     }
     this.#partialBytes = left;
   }
@@ -667,11 +697,18 @@ export class Connection {
     }
     const frame = this.#partial;
     const n = Math.min(this.#partialNeed - this.#partialBytes, chunk.length - at);
-    chunk.copy(frame, this.#partialBytes, at, at + n);
+    // The carrier may have read straight into the frame (readTarget): then it is in place.
+    if (
+      chunk.buffer !== frame.buffer ||
+      chunk.byteOffset !== frame.byteOffset + this.#partialBytes
+    ) {
+      chunk.copy(frame, this.#partialBytes, at, at + n);
+    }
     this.#partialBytes += n;
     at += n;
     if (this.#partialBytes < this.#partialNeed) return -1;
     this.#partial = undefined;
+    this.#partialInPlace = false;
     this.#partialBytes = 0;
     this.#frame(frame, 0, this.#partialNeed - HEADER_BYTES);
     this.#partialNeed = 0;
@@ -763,12 +800,14 @@ export class Connection {
     const count = (buf[at + 6] as number) | ((buf[at + 7] as number) << 8);
     const dataBytes = length - count * DESCRIPTOR_BYTES;
     const start = at + HEADER_BYTES;
-    // A view when the message is at least half of its read chunk (or has a buffer of its own),
-    // else a copy: a small message must not keep a 64 KiB chunk alive for a peer to multiply.
-    const data =
-      2 * dataBytes >= buf.length
-        ? new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes)
-        : copyRange(this.#plain(buf), start, dataBytes);
+    // A view when the frame is at least half of the memory it was read into (or has a buffer of
+    // its own), else a copy: a small message must not keep a 64 KiB chunk alive for a peer to
+    // multiply, nor a read buffer the carrier would reuse.
+    let data: Uint8Array;
+    if (2 * length >= buf.buffer.byteLength - 2 * HEADER_BYTES) {
+      data = new Uint8Array(buf.buffer, buf.byteOffset + start, dataBytes);
+      if (buf.buffer === this.#parsing?.buffer) this.#keptView = true;
+    } else data = copyRange(this.#plain(buf), start, dataBytes);
     link.grantMessages--;
     link.grantBytes -= dataBytes;
     let handles = NO_HANDLES;

@@ -7,7 +7,7 @@ import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
 import type { NatsAddress } from '../nats/index.js';
-import { SocketCarrier } from './carrier.js';
+import { DirectReads, SocketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
 
@@ -217,6 +217,7 @@ export async function connect(
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);
+  const reads = new DirectReads();
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const fail = (err: Error) =>
       reject(new IpcError('CONNECTION_FAILED', `cannot connect: ${err.message}`, { cause: err }));
@@ -224,12 +225,16 @@ export async function connect(
     if (options.tls !== undefined && 'port' in address) {
       s = tls.connect({ ...options.tls, host: address.host, port: address.port }, () => resolve(s));
     } else {
-      s = 'path' in address ? net.connect(address.path) : net.connect(address.port, address.host);
+      s = net.connect(
+        'path' in address
+          ? { path: address.path, onread: reads.onread }
+          : { port: address.port, host: address.host, onread: reads.onread },
+      );
       s.once('connect', () => resolve(s));
     }
     s.once('error', fail);
   });
-  return channelOverSocket(socket, true, options);
+  return channelOverSocket(socket, true, options, options.tls === undefined ? reads : undefined);
 }
 
 /** Runs the handshake on an already connected stream (a socketpair, for example). */
@@ -237,9 +242,10 @@ export async function channelOverSocket(
   socket: net.Socket,
   client: boolean,
   options: ConnectionOptions = {},
+  reads?: DirectReads,
 ): Promise<Channel> {
   return new Channel(
-    await new Connection(new SocketCarrier(socket), client, options).handshake(
+    await new Connection(new SocketCarrier(socket, reads), client, options).handshake(
       options.handshakeTimeoutMs,
     ),
   );

@@ -6,6 +6,7 @@ import type { Channel } from '../../channel/channel.js';
 import { IpcError, isIpcError } from '../../errors.js';
 import { checkChannels, modulePath } from '../spawn-args.js';
 import { workerChannels } from '../worker/spawn.js';
+import { DirectReads } from './carrier.js';
 import type { ConnectionOptions } from './connection.js';
 import { channelOverSocket } from './listen.js';
 
@@ -231,8 +232,11 @@ async function receiveFromParent(options: ConnectionOptions): Promise<Record<str
       `${FD_ENV} is not set: this process was not started by spawnProcess`,
     );
   }
-  const socket = new net.Socket({ fd, readable: true, writable: true });
-  const root = await channelOverSocket(socket, true, options);
+  const reads = new DirectReads();
+  // Node reads `onread` here as in net.connect; @types/node only declares it for the latter.
+  const socketOptions = { fd, readable: true, writable: true, onread: reads.onread };
+  const socket = new net.Socket(socketOptions as net.SocketConstructorOpts);
+  const root = await channelOverSocket(socket, true, options, reads);
   const message = await root.recv();
   root.close();
   let names: unknown;

@@ -209,3 +209,58 @@ describe('socket transport', () => {
     await rm(dirname(path), { recursive: true });
   });
 });
+
+describe('reading into buffers the connection chooses', () => {
+  it('keeps every message intact, large ones read in place and small ones from a reused buffer', async () => {
+    const path = await privateSocketPath();
+    const listener = await listen({ path }, { capacity: 4096, capacityBytes: 64 << 20 });
+    // The connecting side reads with `onread`: in place for the rest of a large frame, else
+    // into one buffer it reuses while no message holds a view of it.
+    const [reader, writer] = await Promise.all([
+      connect({ path }, { capacity: 4096, capacityBytes: 64 << 20, maxMessageBytes: 1 << 20 }),
+      listener.accept() as Promise<Channel>,
+    ]);
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    const sizes: number[] = [];
+    for (let i = 0; i < 600; i++) {
+      const r = next() % 4;
+      sizes.push(
+        r === 0
+          ? next() % 200
+          : r === 1
+            ? 65536
+            : r === 2
+              ? 60_000 + (next() % 8000)
+              : next() % 300_000,
+      );
+    }
+    const fill = (i: number, size: number) => {
+      const d = new Uint8Array(size);
+      for (let k = 0; k < size; k++) d[k] = (i * 7 + k) & 255;
+      return d;
+    };
+    const sending = (async () => {
+      for (const [i, size] of sizes.entries())
+        await writer.sendWait({ type: i, data: fill(i, size) });
+    })();
+    // Every message is held until all arrived: a buffer reused under a view would show here.
+    const held = [];
+    while (held.length < sizes.length) held.push(...(await reader.recvBatch()));
+    await sending;
+    for (const [i, m] of held.entries()) {
+      assert.equal(m.type, i);
+      assert.ok(
+        Buffer.from(m.data).equals(fill(i, sizes[i] as number)),
+        `message ${i} of ${sizes[i]} bytes`,
+      );
+    }
+    reader.close();
+    writer.close();
+    await listener.close();
+    await rm(dirname(path), { recursive: true, force: true });
+  });
+});
