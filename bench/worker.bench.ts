@@ -270,11 +270,8 @@ async function portRoundTrip(count: number): Promise<Latency> {
   return percentiles(samples);
 }
 
-/** Best of a few runs: the machine is shared, and the best run is the least disturbed one. */
-async function best(runs: number, measure: () => Promise<number>): Promise<number> {
-  let top = 0;
-  for (let i = 0; i < runs; i++) top = Math.max(top, await measure());
-  return top;
+function range(values: number[], show: (n: number) => string): string {
+  return `${show(Math.min(...values))} to ${show(Math.max(...values))}`;
 }
 
 function fmt(n: number): string {
@@ -284,7 +281,7 @@ function fmt(n: number): string {
 async function main(): Promise<void> {
   const runs = quick ? 1 : 3;
   const scale = quick ? 0.2 : 1;
-  console.log(`node ${process.version}, ${runs} run(s) each, best kept\n`);
+  console.log(`node ${process.version}, ${runs} run(s) each, medians (range)\n`);
   if (only === 'natural') {
     await naturalTable(3);
     return;
@@ -304,10 +301,17 @@ async function throughputTable(runs: number, scale: number): Promise<void> {
     const count = Math.round((size <= 256 ? 4_000_000 : size <= 4096 ? 400_000 : 40_000) * scale);
     // MessagePort queues all of it at once, without bound: fewer, or the run takes long.
     const portCount = Math.round(count / (size <= 256 ? 4 : 1));
-    const ftl = await best(runs, () => ftlThroughput(size, count));
-    const port = await best(runs, () => portThroughput(size, portCount));
+    // Runs alternate, so that a change in the machine's load hits both alike.
+    const ftls: number[] = [];
+    const ports: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      ftls.push(await ftlThroughput(size, count));
+      ports.push(await portThroughput(size, portCount));
+    }
+    const ratios = ftls.map((f, i) => f / (ports[i] as number));
+    const ftl = median(ftls);
     console.log(
-      `| ${size} B | ${fmt(ftl)} | ${fmt(port)} | ${(ftl / port).toFixed(1)}x | ${((ftl * size) / 1e6).toFixed(0)} | ${count} / ${portCount} |`,
+      `| ${size} B | ${fmt(ftl)} (${range(ftls, fmt)}) | ${fmt(median(ports))} (${range(ports, fmt)}) | ${median(ratios).toFixed(1)}x (${range(ratios, (r) => `${r.toFixed(1)}x`)}) | ${((ftl * size) / 1e6).toFixed(0)} | ${count} / ${portCount} |`,
     );
   }
 }
@@ -320,18 +324,19 @@ async function roundTripTable(runs: number, scale: number): Promise<void> {
     ['ftl-ipc, sleeping (spinMicros: 0)', () => ftlRoundTrip({ spinMicros: 0 }, trips)],
     ['MessagePort', () => portRoundTrip(trips)],
   ];
-  const bestOf = rows.map(() => ({ p50: Number.POSITIVE_INFINITY, p99: Number.POSITIVE_INFINITY }));
+  const results: Latency[][] = rows.map(() => []);
   for (let run = 0; run < runs; run++) {
-    for (const [i, [, measure]] of rows.entries()) {
-      const latency = await measure();
-      if (latency.p50 < (bestOf[i] as Latency).p50) bestOf[i] = latency;
-    }
+    for (const [i, [, measure]] of rows.entries()) results[i]?.push(await measure());
   }
-  console.log(`\n| round trip 16 B, best of ${runs} | p50 µs | p99 µs |`);
+  console.log(`\n| round trip 16 B, median of ${runs} (range) | p50 µs | p99 µs |`);
   console.log('|---|---|---|');
+  const us = (n: number) => n.toFixed(1);
   for (const [i, [name]] of rows.entries()) {
-    const { p50, p99 } = bestOf[i] as Latency;
-    console.log(`| ${name} | ${p50.toFixed(1)} | ${p99.toFixed(1)} |`);
+    const p50s = (results[i] as Latency[]).map((l) => l.p50);
+    const p99s = (results[i] as Latency[]).map((l) => l.p99);
+    console.log(
+      `| ${name} | ${us(median(p50s))} (${range(p50s, us)}) | ${us(median(p99s))} (${range(p99s, us)}) |`,
+    );
   }
 }
 
