@@ -395,7 +395,27 @@ export class System {
         record.backoff = setTimeout(() => this.#launch(record), delayMs);
       }
     }
+    if (record.state === 'failed' || record.state === 'exited') this.#orphan(record);
     this.#checkDone();
+  }
+
+  /**
+   * `server` will not run again: a client still waiting for its direct link gets a channel whose
+   * peer is closed instead, so that it starts and sees PEER_CLOSED, as with a relayed pair.
+   */
+  #orphan(server: Record): void {
+    for (const client of this.#records.values()) {
+      for (const dep of client.spec.depends) {
+        const key = edgeKey(client.spec.name, dep.name);
+        const edge = this.#edges.get(key);
+        if (dep.service !== server.spec.name || edge?.link === undefined) continue;
+        this.#edges.set(key, { serverEnd: undefined });
+        if (client.running === undefined) continue;
+        const [clientEnd, serverEnd] = Channel.pair();
+        serverEnd.close();
+        hand(client.running.startup, StartupMessage.dependency, dep.name, clientEnd);
+      }
+    }
   }
 
   #checkDone(): void {

@@ -56,4 +56,21 @@ services:
       await run.system.stop(500);
     }
   });
+
+  it('a client whose server fails for good starts, sees PEER_CLOSED, and the run ends', async () => {
+    const run = new Run(`
+services:
+  - name: broken
+    module: ${fixture('fail')}
+    isolation: process
+    provides: [svc]
+    restart: { policy: on-failure, limit: 1, backoffMs: 20 }
+  - name: client
+    module: ${fixture('peer-closed-client')}
+    isolation: process
+    depends: [{ name: svc, protocol: svc }]
+`);
+    await run.waitFor(/\[client\] recv failed with PEER_CLOSED/);
+    await run.system.done;
+  });
 });
