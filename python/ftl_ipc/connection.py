@@ -311,6 +311,9 @@ class Channel(ChannelHandle, Books):
                 raise self._closed()
             fut = asyncio.get_running_loop().create_future()
             self._writers.append(fut)
+            if self._conn.output_full():
+                # No credit may come to wake it: the flush that writes the output out does.
+                self._conn.wait_output(self)
             if timeout is None:
                 await fut
             else:
@@ -716,7 +719,7 @@ class Connection(asyncio.Protocol):
         self._out = bytearray()
         self._flush_scheduled = False
         self._credit_due: list[Books] = []
-        self._output_waiters: list[Bridge] = []
+        self._output_waiters: list[Bridge | Channel] = []
         self._peer_bytes = 0
         self._paused = False
         self._reading = False
@@ -1133,10 +1136,10 @@ class Connection(asyncio.Protocol):
             for bridge in bridges:
                 bridge.start()
 
-    def wait_output(self, bridge: Bridge) -> None:
-        """`bridge` found the output full: it pumps again after the next flush."""
-        if bridge not in self._output_waiters:
-            self._output_waiters.append(bridge)
+    def wait_output(self, link: Bridge | Channel) -> None:
+        """`link` found the output full: it is told (output_ready) after the next flush."""
+        if link not in self._output_waiters:
+            self._output_waiters.append(link)
 
     def forget(self, ch: Channel) -> None:
         """An id the peer never heard of is given up: nothing to tell it."""
@@ -1176,8 +1179,8 @@ class Connection(asyncio.Protocol):
             self._write_now(bytes(out))
         if self._output_waiters:
             waiters, self._output_waiters = self._output_waiters, []
-            for bridge in waiters:
-                bridge.pump()
+            for link in waiters:
+                link.output_ready()
         if self._phase == "open" and not self._links and self._transport is not None:
             # Every channel is closed on both sides: end gracefully.
             self._phase = "dead"

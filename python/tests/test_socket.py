@@ -94,6 +94,22 @@ class PythonClientTypeScriptServer(PeerTest):
         ch.close()
         self.assertEqual((await p.line())["received"], ch.stats.sent)
 
+    async def test_a_sender_waiting_only_for_output_room_wakes_once_it_is_written(self) -> None:
+        p, address = await self.ts_listener("hold", "--capacity", "100", "--capacity-bytes", str(1 << 20))
+        ch = await connect(address, max_output_bytes=4096)
+        sent = 0
+        with self.assertRaises(IpcError) as caught:
+            while True:
+                ch.send(Message(1, bytes(1024)))
+                sent += 1
+        self.assertEqual(caught.exception.code, "BACKPRESSURE")
+        self.assertLess(sent, 10)  # the output budget stopped it, not the credits
+        # No credit comes back while the peer holds: only the written output can wake it.
+        await ch.send_wait(Message(1, bytes(1024)), timeout=5)
+        p.tell("read")
+        ch.close()
+        self.assertEqual((await p.line())["received"], sent + 1)
+
     async def test_byte_credits_bind_too(self) -> None:
         p, address = await self.ts_listener("hold", "--capacity", "100", "--capacity-bytes", "250")
         ch = await connect(address)
