@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { median, range } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -206,16 +207,10 @@ async function measure(server: Server, scenario: Scenario, duration: number): Pr
   return { rps: result.rps, p99: result.p99, load: loadavg()[0]!, cpu };
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
 /** `median (min to max)`. */
 function spread(xs: readonly number[], digits = 0, unit = ''): string {
   const f = (x: number) => `${x.toFixed(digits)}${unit}`;
-  return `${f(median(xs))} (${f(Math.min(...xs))} to ${f(Math.max(...xs))})`;
+  return `${f(median(xs))} (${range(xs, f)})`;
 }
 
 const servers = { ipc: await startServer('ipc'), plain: await startServer('plain') };

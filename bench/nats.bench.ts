@@ -15,6 +15,7 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { PingClient, servePing } from '../examples/ping/ping.generated.js';
 import { type Channel, type ChannelOptions, connect, listen } from '../src/index.js';
 import { startNats } from '../test/transport/nats/server.js';
+import { median } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 /** Only the flood, in a process that ran nothing before it. */
@@ -23,7 +24,6 @@ const ROUNDS = quick ? 1 : 5;
 const CALL_MS = quick ? 300 : 1000;
 const TUNED: ChannelOptions = { capacity: 8192, capacityBytes: 8 * 1024 * 1024 };
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const fmt = (xs: number[]) =>
   `${Math.round(median(xs)).toLocaleString('en')} (${Math.round(Math.min(...xs)).toLocaleString('en')}..${Math.round(Math.max(...xs)).toLocaleString('en')})`;
 let service = 0;

@@ -27,6 +27,7 @@ import {
   privateSocketPath,
 } from '../src/index.js';
 import type { WorkerJob } from './natural-peer.js';
+import { median, range } from './stats.js';
 
 const PEER = fileURLToPath(new URL('./natural-peer.js', import.meta.url));
 /** child_process, zeromq and the length-prefixed loop reuse the socket benchmark's child. */
@@ -275,16 +276,7 @@ const placements: { name: string; peer: Row; rows: Row[] }[] = [
   },
 ];
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1
-    ? (s[mid] as number)
-    : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
 const rate = (r: number) => (r >= 1e6 ? `${(r / 1e6).toFixed(2)} M` : `${(r / 1e3).toFixed(0)} k`);
-const spread = (xs: number[], f: (x: number) => string) =>
-  `${f(Math.min(...xs))} to ${f(Math.max(...xs))}`;
 const ratio = (r: number) => `${r.toFixed(2)}x`;
 
 const load = () =>
@@ -311,9 +303,9 @@ for (const placement of placements) {
     for (const [i, row] of all.entries()) {
       const mine = rates[i] as number[];
       const ratios = mine.map((r, k) => r / (peerRates[k] as number));
-      const vs = peerIn ? `${ratio(median(ratios))} | ${spread(ratios, ratio)}` : '- | -';
+      const vs = peerIn ? `${ratio(median(ratios))} | ${range(ratios, ratio)}` : '- | -';
       console.log(
-        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${spread(mine, rate)} | ${vs} |`,
+        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${range(mine, rate)} | ${vs} |`,
       );
     }
   }

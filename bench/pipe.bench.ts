@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { DataPipe, type DataPipeOptions, exportPipeEnd } from '../src/index.js';
+import { median } from './stats.js';
 
 const CHUNK = 64 * 1024;
 const CHUNKS = 8192; // 512 MiB per method
@@ -189,13 +190,6 @@ for (let round = 0; round < rounds; round++) {
   for (const method of chosen) results.get(method.key)?.push(await method.run());
 }
 
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 const gbps = (bytesPerSecond: number) => (bytesPerSecond / 1e9).toFixed(2);
 const spread = (xs: number[], f: (x: number) => string) =>
   `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;

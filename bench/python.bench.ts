@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { PingClient } from '../examples/ping/ping.generated.js';
 import { connect } from '../src/index.js';
+import { median, range } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 1 : 5;
@@ -143,9 +144,7 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const range = (xs: number[], digits: number) =>
-  `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+const span = (xs: number[], digits: number) => range(xs, (x) => x.toFixed(digits));
 console.log(
   `load average ${loadavg()
     .map((l) => l.toFixed(2))
@@ -157,7 +156,7 @@ console.log(
 console.log('| --- | --- | --- | --- | --- |');
 for (const [name, { rate, p50, python, node }] of results) {
   console.log(
-    `| ${name} | ${median(rate).toFixed(0)} (${range(rate, 0)}) | ${median(p50).toFixed(1)} (${range(p50, 1)}) | ${median(python).toFixed(2)} (${range(python, 2)}) | ${median(node).toFixed(2)} (${range(node, 2)}) |`,
+    `| ${name} | ${median(rate).toFixed(0)} (${span(rate, 0)}) | ${median(p50).toFixed(1)} (${span(p50, 1)}) | ${median(python).toFixed(2)} (${span(python, 2)}) | ${median(node).toFixed(2)} (${span(node, 2)}) |`,
   );
 }
 const ours = results.get('ftl-ipc (Unix socket)')!;

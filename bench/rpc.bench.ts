@@ -17,6 +17,7 @@ import { PingClient } from '../examples/ping/ping.generated.js';
 import { Channel, exportEndpoint, spawnProcess } from '../src/index.js';
 import { loadProto } from './rpc-grpc.js';
 import { nodeEndpoint, type PingApi, type WorkerJob } from './rpc-peer.js';
+import { median } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length);
@@ -196,11 +197,6 @@ function record(peer: Peer, metric: Metric, value: number): void {
   const byMetric = results.get(peer) ?? new Map<Metric, number[]>();
   results.set(peer, byMetric);
   byMetric.set(metric, [...(byMetric.get(metric) ?? []), value]);
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[sorted.length >> 1]!;
 }
 
 const load = () =>

@@ -21,6 +21,7 @@ import {
   importEndpoint,
   type WakePolicy,
 } from '../src/index.js';
+import { median, range } from './stats.js';
 
 type Job =
   | { kind: 'ftl-sink'; token: EndpointToken; count: number }
@@ -186,11 +187,6 @@ async function portNatural(size: number, count: number): Promise<Natural> {
   };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-}
-
 /** Natural-loop rows: runs alternate between the three, medians with their range. */
 async function naturalTable(runs: number): Promise<void> {
   const count = 300_000;
@@ -268,10 +264,6 @@ async function portRoundTrip(count: number): Promise<Latency> {
   port1.close();
   await worker.terminate();
   return percentiles(samples);
-}
-
-function range(values: number[], show: (n: number) => string): string {
-  return `${show(Math.min(...values))} to ${show(Math.max(...values))}`;
 }
 
 function fmt(n: number): string {
