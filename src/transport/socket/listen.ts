@@ -217,24 +217,27 @@ export async function connect(
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);
-  const reads = new DirectReads();
+  // A TLS socket reads Node's buffers: its bytes are decrypted before this side could choose.
+  const reads = options.tls === undefined ? new DirectReads() : undefined;
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const fail = (err: Error) =>
       reject(new IpcError('CONNECTION_FAILED', `cannot connect: ${err.message}`, { cause: err }));
     let s: net.Socket;
-    if (options.tls !== undefined && 'port' in address) {
-      s = tls.connect({ ...options.tls, host: address.host, port: address.port }, () => resolve(s));
+    if (reads === undefined) {
+      const { host, port } = address as { host: string; port: number };
+      s = tls.connect({ ...options.tls, host, port }, () => resolve(s));
     } else {
+      const { onread } = reads;
       s = net.connect(
         'path' in address
-          ? { path: address.path, onread: reads.onread }
-          : { port: address.port, host: address.host, onread: reads.onread },
+          ? { path: address.path, onread }
+          : { port: address.port, host: address.host, onread },
       );
       s.once('connect', () => resolve(s));
     }
     s.once('error', fail);
   });
-  return channelOverSocket(socket, true, options, options.tls === undefined ? reads : undefined);
+  return channelOverSocket(socket, true, options, reads);
 }
 
 /** Runs the handshake on an already connected stream (a socketpair, for example). */
