@@ -1,4 +1,5 @@
-export type { NatsAddress } from '../nats/index.js';
+export type { NatsAddress, NatsConnectOptions, NatsListenOptions } from '../nats/index.js';
+export type { Suite as NatsSuite } from '../nats/seal.js';
 export { type ConnectionOptions, flushSockets, socketDiagnostics } from './connection.js';
 export {
   type ConnectOptions,

@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
-import type { NatsAddress } from '../nats/index.js';
+import type { NatsAddress, NatsConnectOptions, NatsListenOptions } from '../nats/index.js';
 import { DirectReads, SocketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
@@ -148,11 +148,11 @@ export async function listen(address: SocketAddress, options?: ListenOptions): P
 /** Listens for a service on NATS (docs/nats.md). */
 export async function listen(
   address: NatsAddress,
-  options?: ListenOptions,
+  options?: NatsListenOptions,
 ): Promise<Listener<NatsAddress>>;
 export async function listen(
   address: SocketAddress | NatsAddress,
-  options: ListenOptions = {},
+  options: ListenOptions & NatsListenOptions = {},
 ): Promise<Listener<SocketAddress> | Listener<NatsAddress>> {
   // Loaded on first use: a program without NATS does not load its client.
   if ('nats' in address) return (await import('../nats/index.js')).listenNats(address, options);
@@ -211,7 +211,7 @@ function refuseTlsOnUnix(address: SocketAddress, options: { tls?: unknown }): vo
 /** Connects to a listener (a socket, or a service on NATS); resolves with the root channel once the handshake is done. */
 export async function connect(
   address: SocketAddress | NatsAddress,
-  options: ConnectOptions = {},
+  options: ConnectOptions & NatsConnectOptions = {},
 ): Promise<Channel> {
   if ('nats' in address) return (await import('../nats/index.js')).connectNats(address, options);
   assertAddress(address);

@@ -25,12 +25,12 @@ describe('a NATS server of a 3-node cluster killed mid-stream', natsSuite, () =>
       // The listener (receiver) is on a, the sender on b; the third is where either may go.
       const listener = await listen(
         { nats: { servers: a.url, ...fast }, service: `stream-${victim}` },
-        { heartbeatMs: 100 },
+        { heartbeatMs: 100, secret: 'cluster' },
       );
       const accepted = listener.accept();
       const out = await connect(
         { nats: { servers: b.url, ...fast }, service: `stream-${victim}` },
-        { heartbeatMs: 100 },
+        { heartbeatMs: 100, secret: 'cluster' },
       );
       const ch = (await accepted) as Channel;
       await listener.close();
