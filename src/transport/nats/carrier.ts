@@ -57,7 +57,9 @@ function carriersOf(nc: NatsConnection): Set<NatsCarrier> {
       for await (const s of nc.status()) {
         if (s.type === 'reconnect') for (const c of [...set]) c.reconnected();
       }
-    })();
+    })().catch(() => {
+      // The connection closed with an error: `closed()` above tells the carriers.
+    });
   }
   return live;
 }

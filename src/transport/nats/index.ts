@@ -5,8 +5,10 @@ import {
   type NodeConnectionOptions,
   connect as natsConnect,
   nuid,
+  TimeoutError,
 } from '@nats-io/transport-node';
 import { Channel } from '../../channel/channel.js';
+import { Deque } from '../../channel/deque.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
 import {
   Connection,
@@ -63,6 +65,14 @@ const REQUEST = /^ftl-ipc nats 1 ([a-z0-9-]{1,32})$/;
 const NONE = 'none';
 const ANSWER_CODES: IpcErrorCode[] = ['AUTH_FAILED', 'CONNECTION_FAILED'];
 const DEFAULT_MAX_HANDSHAKES = 256;
+/** Connect requests waiting to be answered; beyond it, dropped (the client asks again). */
+const MAX_QUEUED_REQUESTS = 1024;
+const REQUEST_BATCH = 64;
+/** A refused client asks again after this long, doubling, until its handshake timeout. */
+const RETRY_MS = 20;
+/** A request without an answer within this long goes again. */
+const ASK_MS = 250;
+const MAX_RETRY_MS = 500;
 
 function checkAddress(address: NatsAddress): { prefix: string; service: string } {
   const prefix = address.prefix ?? 'ftl-ipc';
@@ -170,6 +180,39 @@ function closeOwned(nc: NatsConnection): void {
   void Promise.race([nc.flush().catch(() => {}), late]).then(() => nc.close());
 }
 
+/**
+ * Asks the listener of `subject` for a connection: the answer comes to `reply`, `<own>.r`, the
+ * only reply subject a listener answers. A listener flooded with requests drops those it
+ * cannot queue, or answers busy: then the request goes again, until `timeoutMs`.
+ */
+async function ask(
+  nc: NatsConnection,
+  subject: string,
+  body: string,
+  reply: string,
+  timeoutMs: number,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = RETRY_MS; ; wait = Math.min(2 * wait, MAX_RETRY_MS)) {
+    const left = deadline - Date.now();
+    try {
+      const msg = await nc.request(subject, body, {
+        timeout: Math.max(1, Math.min(ASK_MS, left)),
+        noMux: true,
+        reply,
+      });
+      const answer = msg.data.length <= MAX_REQUEST ? msg.string() : '';
+      if (!answer.startsWith('!CONNECTION_FAILED busy') || Date.now() + wait >= deadline) {
+        return answer;
+      }
+    } catch (err) {
+      if (!(err instanceof TimeoutError) || Date.now() >= deadline) throw err;
+      continue;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
+  }
+}
+
 /** Connects to the listener of `address.service`; resolves with the root channel. */
 export async function connectNats(
   address: NatsAddress,
@@ -195,13 +238,7 @@ export async function connectNats(
   const subject = `${prefix}.svc.${service}`;
   let answer: string;
   try {
-    // The answer comes to `<own>.r`: the only reply subject a listener answers.
-    const reply = await nc.request(subject, `ftl-ipc nats 1 ${suite ?? NONE}`, {
-      timeout,
-      noMux: true,
-      reply: `${own}.r`,
-    });
-    answer = reply.data.length <= MAX_REQUEST ? reply.string() : '';
+    answer = await ask(nc, subject, `ftl-ipc nats 1 ${suite ?? NONE}`, `${own}.r`, timeout);
   } catch (err) {
     carrier.destroy();
     throw new IpcError(
@@ -252,6 +289,16 @@ export async function listenNats(
   }
   const handshakeMs = resolveConnectionOptions(options).handshakeTimeoutMs;
   const { nc, owned } = await open(address.nats);
+  // With a connection of its own, a listener takes requests on a second one: a flood of them
+  // then waits in that socket, not in front of the connections' messages.
+  const front = owned
+    ? (
+        await open(address.nats).catch(async (err) => {
+          await nc.close();
+          throw err;
+        })
+      ).nc
+    : nc;
   // An owned NATS connection lives until the listener stopped and its last connection ended.
   let live = 0;
   let handshakes = 0;
@@ -281,10 +328,14 @@ export async function listenNats(
     if (owned) closeOwned(nc);
   };
 
+  // Only the reply subject `connect` makes, `<prefix>.c.<id>.r`, is ever answered.
+  const isAnswerable = (msg: Msg) => {
+    const reply = msg.reply ?? '';
+    return reply.endsWith('.r') && isClient(reply.slice(0, -2));
+  };
   const request = (msg: Msg) => {
     const reply = msg.reply ?? '';
-    // Only the reply subject `connect` makes, `<prefix>.c.<id>.r`, is ever answered.
-    if (!reply.endsWith('.r') || !isClient(reply.slice(0, -2))) {
+    if (!isAnswerable(msg)) {
       refuse(
         `subject ${subject}`,
         new IpcError(
@@ -367,10 +418,24 @@ export async function listenNats(
     carrier.arrived(msg.data);
   };
 
-  const requests = nc.subscribe(subject, {
+  // Requests wait in a bounded queue and are answered a batch per turn: a flood of them only
+  // costs each its place in the queue (or a refusal), and the connections' messages, which the
+  // client delivers in the same reads, are not held up behind the work of answering.
+  const queued = new Deque<Msg>();
+  const drain = () => {
+    for (let i = 0; i < REQUEST_BATCH && queued.length > 0; i++) request(queued.shift() as Msg);
+    if (stopped) queued.drain();
+    else if (queued.length > 0) setImmediate(drain);
+  };
+  const requests = front.subscribe(subject, {
     queue: subject,
     callback: (err, msg) => {
-      if (err === null && !stopped) request(msg);
+      if (err !== null || stopped) return;
+      // Beyond the queue, a request is dropped unanswered, the cheapest refusal; the client
+      // asks again after 250 ms.
+      if (queued.length >= MAX_QUEUED_REQUESTS) return;
+      queued.push(msg);
+      if (queued.length === 1) setImmediate(drain);
     },
   });
   const streams = nc.subscribe(`${base}*`, {
@@ -393,12 +458,13 @@ export async function listenNats(
         if (stopped) return;
         stopped = true;
         requests.unsubscribe();
+        if (front !== nc) void front.close();
         release();
       },
     },
     options.backlog ?? 64,
   );
   // The server knows the subscriptions before anyone is told to connect.
-  await nc.flush();
+  await Promise.all([nc.flush(), front.flush()]);
   return listener;
 }
