@@ -45,6 +45,17 @@ function checkedLimits(limits: ChannelOptions): ChannelOptions {
   };
 }
 
+/**
+ * How links are protected: with FTL_NATS_SECRET (the same on every system of the cluster), or,
+ * with FTL_NATS_INSECURE=1, not at all. Otherwise a sentence for the log, and no links.
+ */
+function linkSecurity(): { secret: string } | { insecure: true } | string {
+  const secret = process.env.FTL_NATS_SECRET;
+  if (secret !== undefined && secret !== '') return { secret };
+  if (process.env.FTL_NATS_INSECURE === '1') return { insecure: true };
+  return 'not joining NATS: set FTL_NATS_SECRET (the same on every system) to protect the links, or FTL_NATS_INSECURE=1 to run them in clear (docs/nats.md, "Without a secret")';
+}
+
 export interface RemoteHooks {
   /**
    * A remote client arrived for `protocol`; false when no provider of it runs now (or, for an
@@ -59,6 +70,7 @@ export class RemoteSystem {
   readonly #spec: SystemSpec;
   readonly #hooks: RemoteHooks;
   readonly #nc: Promise<NatsConnection | undefined>;
+  #security: { secret: string } | { insecure: true } = { insecure: true };
   readonly #listeners: Listener<NatsAddress>[] = [];
   readonly #services: { stop(): Promise<unknown> }[] = [];
   /** Links accepted for each protocol, closed when its provider ends. */
@@ -68,6 +80,13 @@ export class RemoteSystem {
   constructor(spec: SystemSpec, servers: readonly string[], hooks: RemoteHooks) {
     this.#spec = spec;
     this.#hooks = hooks;
+    const security = linkSecurity();
+    if (typeof security === 'string') {
+      hooks.log(security);
+      this.#nc = Promise.resolve(undefined);
+      return;
+    }
+    this.#security = security;
     this.#nc = natsConnect({
       servers: [...servers],
       maxReconnectAttempts: -1,
@@ -90,7 +109,7 @@ export class RemoteSystem {
         // link: the whole peer budget applies from the start (the accept loop takes every link).
         const listener = await listen(
           { nats: nc, service: protocol },
-          { maxUnacceptedBytes: DEFAULT_MAX_PEER_BYTES },
+          { maxUnacceptedBytes: DEFAULT_MAX_PEER_BYTES, ...this.#security },
         );
         this.#listeners.push(listener);
         void this.#accept(protocol, listener);
@@ -199,7 +218,9 @@ export class RemoteSystem {
     void (async () => {
       const nc = await this.#nc;
       while (nc !== undefined && !dropped && !this.#stopped) {
-        link = await connect({ nats: nc, service: dep.protocol }).catch(() => undefined);
+        link = await connect({ nats: nc, service: dep.protocol }, this.#security).catch(
+          () => undefined,
+        );
         const clientEnd =
           link === undefined ? undefined : await this.#link(link, name, limits, clientInThread);
         if (dropped || this.#stopped) {

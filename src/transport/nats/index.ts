@@ -57,6 +57,7 @@ export interface NatsListenOptions extends ListenOptions {
   maxHandshakes?: number;
 }
 
+const RECONNECT = { reconnectTimeWait: 250, maxReconnectAttempts: -1 } as const;
 const TOKENS = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const ID = /^[A-Za-z0-9]{1,64}$/;
 /** Longest connect request or answer. */
@@ -161,8 +162,12 @@ async function open(nats: NatsAddress['nats']): Promise<{ nc: NatsConnection; ow
   if (typeof nats === 'object' && !Array.isArray(nats) && 'publish' in nats) {
     return { nc: nats, owned: false };
   }
-  const options: NodeConnectionOptions =
-    typeof nats === 'string' || Array.isArray(nats) ? { servers: nats } : nats;
+  // A channel outlives the loss of a server: try the others at once, and keep trying while
+  // the channels' heartbeat timeout has not given up on the peer (docs/nats.md, "Failover").
+  const options: NodeConnectionOptions = {
+    ...RECONNECT,
+    ...(typeof nats === 'string' || Array.isArray(nats) ? { servers: nats } : nats),
+  };
   try {
     return { nc: await natsConnect(options), owned: true };
   } catch (err) {
