@@ -12,9 +12,10 @@
 import { Svcm } from '@nats-io/services';
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import { Channel, type ChannelOptions, type Message } from '../channel/index.js';
+import { connect, listen } from '../transport/address.js';
 import type { NatsAddress } from '../transport/nats/index.js';
 import { DEFAULT_MAX_PEER_BYTES } from '../transport/socket/connection.js';
-import { connect, type Listener, listen } from '../transport/socket/listen.js';
+import type { Listener } from '../transport/socket/listen.js';
 import type { DependencySpec, SystemSpec } from './spec.js';
 import { decoder, encoder } from './startup.js';
 
