@@ -97,6 +97,38 @@ describe('attacks by a third NATS client on channels with a secret', natsSuite, 
     return { client, server: accepted as Channel, c: first.reply as string, s: first.subject };
   }
 
+  /**
+   * `n` clients connect in turn: each either fails with AUTH_FAILED (an attacker got in the
+   * way) or reaches the listener and gets a message across.
+   */
+  async function clients(n: number): Promise<{ made: number; failed: number }> {
+    let made = 0;
+    let failed = 0;
+    for (let i = 0; i < n; i++) {
+      const result = await connect(listener.address, {
+        secret,
+        heartbeatMs: 0,
+        handshakeTimeoutMs: 3000,
+      }).then(
+        (ch) => ch,
+        (err: IpcError) => err,
+      );
+      if ('code' in result) {
+        assert.equal(result.code, 'AUTH_FAILED', result.message);
+        failed++;
+        continue;
+      }
+      made++;
+      // Its root waits in the backlog: no waiter is left behind for the next test.
+      const far = (await listener.accept()) as Channel;
+      result.send({ type: 1, data: Buffer.from(SECRET_TEXT) });
+      assert.equal(Buffer.from((await far.recv()).data).toString(), SECRET_TEXT);
+      result.close();
+      far.close();
+    }
+    return { made, failed };
+  }
+
   it('reading: no plaintext of a channel with a secret on the wire, either way', async () => {
     const from = spy.seen.length;
     const { client, server: far } = await pair();
@@ -237,31 +269,7 @@ describe('attacks by a third NATS client on channels with a secret', natsSuite, 
       },
     });
     await relay.flush();
-    let made = 0;
-    let failed = 0;
-    let accepted = listener.accept();
-    for (let i = 0; i < 8; i++) {
-      const result = await connect(listener.address, {
-        secret,
-        heartbeatMs: 0,
-        handshakeTimeoutMs: 3000,
-      }).then(
-        (ch) => ch,
-        (err: IpcError) => err,
-      );
-      if ('code' in result) {
-        assert.equal(result.code, 'AUTH_FAILED', result.message);
-        failed++;
-        continue;
-      }
-      made++;
-      const far = (await accepted) as Channel;
-      accepted = listener.accept();
-      result.send({ type: 1, data: Buffer.from(SECRET_TEXT) });
-      assert.equal(Buffer.from((await far.recv()).data).toString(), SECRET_TEXT);
-      result.close();
-      far.close();
-    }
+    const { made, failed } = await clients(8);
     await relay.close();
     errors.stop();
     assert.equal(made + failed, 8);
@@ -297,29 +305,7 @@ describe('attacks by a third NATS client on channels with a secret', natsSuite, 
       },
     });
     await fake.flush();
-    let impersonated = 0;
-    let accepted = listener.accept();
-    for (let i = 0; i < 10; i++) {
-      const result = await connect(listener.address, {
-        secret,
-        heartbeatMs: 0,
-        handshakeTimeoutMs: 3000,
-      }).then(
-        (ch) => ch,
-        (err: IpcError) => err,
-      );
-      if ('code' in result) {
-        assert.equal(result.code, 'AUTH_FAILED', result.message);
-        impersonated++;
-        continue;
-      }
-      const far = (await accepted) as Channel;
-      accepted = listener.accept();
-      result.send({ type: 1, data: Buffer.from(SECRET_TEXT) });
-      assert.equal(Buffer.from((await far.recv()).data).toString(), SECRET_TEXT);
-      result.close();
-      far.close();
-    }
+    const impersonated = (await clients(10)).failed;
     await fake.flush();
     await fake.close();
     // The impersonator saw HELLO and AUTH at most: nothing of what any client sent.
