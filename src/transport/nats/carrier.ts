@@ -31,7 +31,7 @@ const MAX_REASON = 256;
 export const RESEND_MS = 500;
 /** After its end or reset, a carrier waits this long at most for the peer to acknowledge it. */
 export const LINGER_MS = 5000;
-const MIN_RESEND_GAP_MS = 50;
+const MIN_RESEND_GAP_MS = 100;
 
 /** A stream message not yet acknowledged: its bytes as published, and the write it ends. */
 interface Unacked {
@@ -306,9 +306,12 @@ export class NatsCarrier implements Carrier {
         );
         return;
       }
-    } else if (this.#suite !== undefined && n > CLEAR_MESSAGES) {
-      // In clear, an acknowledgement may only speak of the messages sent in clear.
-      this.#violation('AUTH_FAILED', `NATS ${KIND_NAMES[kind]} of message ${n} in clear`);
+    } else if (this.#suite !== undefined && (n > CLEAR_MESSAGES || this.#recvKey !== undefined)) {
+      // In clear, an acknowledgement may only speak of the handshake's messages, and only
+      // before the keys exist; one still in flight after that is dropped.
+      if (n > CLEAR_MESSAGES) {
+        this.#violation('AUTH_FAILED', `NATS ${KIND_NAMES[kind]} of message ${n} in clear`);
+      }
       return;
     } else if (data.length !== HEADER) {
       this.#violation('PROTOCOL_ERROR', `NATS ${KIND_NAMES[kind]} of ${data.length} bytes`);
@@ -322,7 +325,8 @@ export class NatsCarrier implements Carrier {
       return;
     }
     if (n > this.#acked) this.#release(n);
-    if (kind === KIND_RESEND) this.#resend(false);
+    // Only a resend about what is kept now: a stale one (replayed, say) does nothing.
+    if (kind === KIND_RESEND && n === this.#acked) this.#resend(false);
     if (this.#sinkClosed && this.#acked === this.#sendSeq) this.#finish();
   }
 
@@ -376,7 +380,7 @@ export class NatsCarrier implements Carrier {
     }
   }
 
-  /** Sends every unacknowledged message again; at most every 50 ms unless after a reconnect. */
+  /** Sends every unacknowledged message again; at most every 100 ms unless after a reconnect. */
   #resend(force: boolean): void {
     const now = Date.now();
     if (!force && now - this.#lastResend < MIN_RESEND_GAP_MS) return;

@@ -100,11 +100,17 @@ describe('half-open handshakes over NATS', natsSuite, () => {
     const floodMs = Number(await sent);
     await exited;
     const grown = (await rss(ch)) - before;
+    // Other test files run beside this one: the baseline is the calmer of before and after.
+    const after = await echoRate(ch, 1500);
+    const baseline = Math.min(calm, after);
     t.diagnostic(
-      `flood of ${FLOOD} requests sent in ${floodMs} ms; a good client served in ${servedMs} ms; echoes per 1.5 s ${calm} calm, ${flooded} in the flood; listener RSS grew ${(grown / MiB).toFixed(1)} MiB`,
+      `flood of ${FLOOD} requests sent in ${floodMs} ms; a good client served in ${servedMs} ms; echoes per 1.5 s ${calm} before, ${flooded} in the flood, ${after} after; listener RSS grew ${(grown / MiB).toFixed(1)} MiB`,
     );
     assert.ok(servedMs < 1000, `a good client took ${servedMs} ms`);
-    assert.ok(flooded * 2 >= calm, `${flooded} echoes in the flood, ${calm} before`);
+    assert.ok(
+      flooded * 2 >= baseline,
+      `${flooded} echoes in the flood, ${calm} before, ${after} after`,
+    );
     assert.ok(grown < 100 * MiB, `the listener grew ${grown} bytes`);
     good.close();
     ch.close();
