@@ -207,10 +207,33 @@ let fromParent: Promise<Record<string, Channel>> | undefined;
  * In code started by {@link spawnProcess} or `spawnWorker`: the channels it was given, by name.
  * The same call in a child process and in a worker thread; `options` apply to a process's
  * socket. Called again, it returns the same channels.
+ *
+ * With the names it expects (`parentChannels(['jobs', 'events'])`), the result is typed by them
+ * (no `| undefined` under `noUncheckedIndexedAccess`), and a name the parent did not give is an
+ * INVALID_ARGUMENT that says which names it did give. Channels given but not named are there too.
  */
-export function parentChannels(options: ConnectionOptions = {}): Promise<Record<string, Channel>> {
-  fromParent ??= isMainThread ? receiveFromParent(options) : fromSpawner();
-  return fromParent;
+export function parentChannels(options?: ConnectionOptions): Promise<Record<string, Channel>>;
+export function parentChannels<const N extends string>(
+  names: readonly N[],
+  options?: ConnectionOptions,
+): Promise<Record<N, Channel>>;
+export async function parentChannels(
+  namesOrOptions: readonly string[] | ConnectionOptions = {},
+  options: ConnectionOptions = {},
+): Promise<Record<string, Channel>> {
+  const names = Array.isArray(namesOrOptions) ? (namesOrOptions as readonly string[]) : undefined;
+  const socketOptions = names === undefined ? (namesOrOptions as ConnectionOptions) : options;
+  fromParent ??= isMainThread ? receiveFromParent(socketOptions) : fromSpawner();
+  const channels = await fromParent;
+  const missing = (names ?? []).filter((name) => !Object.hasOwn(channels, name));
+  if (missing.length > 0) {
+    const given = Object.keys(channels);
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `parentChannels: no channel named ${missing.map((n) => JSON.stringify(n)).join(', ')} was given; the parent gave ${given.length === 0 ? 'none' : given.map((n) => JSON.stringify(n)).join(', ')}`,
+    );
+  }
+  return channels;
 }
 
 async function fromSpawner(): Promise<Record<string, Channel>> {
