@@ -1,4 +1,4 @@
-import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, rmdirSync, unlinkSync } from 'node:fs';
 import { chmod, lstat, mkdtemp, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,8 @@ export interface ConnectOptions extends ConnectionOptions {
 
 /** The socket paths privateSocketPath made in this process: removed when it exits. */
 const madePaths = new Set<string>();
+/** Past this many, the paths whose directory is gone already are forgotten. */
+let sweepAt = 1024;
 
 /**
  * Creates a directory only this user may enter, for Unix sockets: `<tmp>/ftl-ipc-XXXXXX/<name>`.
@@ -39,6 +41,11 @@ export async function privateSocketPath(name = 'ipc.sock'): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'ftl-ipc-')), name);
   if (madePaths.size === 0) process.once('exit', removeMadePaths);
   madePaths.add(path);
+  // A long-lived process that makes a path per connection (and removes it) keeps few of them.
+  if (madePaths.size >= sweepAt) {
+    for (const made of madePaths) if (!existsSync(dirname(made))) madePaths.delete(made);
+    sweepAt = Math.max(1024, 2 * madePaths.size);
+  }
   return path;
 }
 
