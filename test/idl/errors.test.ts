@@ -299,4 +299,18 @@ describe('IDL errors', () => {
       ],
     );
   });
+
+  it('a definition whose generated name is one generated code imports from ftl-ipc or ftl-ipc/wire is refused', () => {
+    for (const name of ['call_context', 'message_table', 'channel']) {
+      const { diagnostics } = load({
+        'a.yaml': `name: demo\nstructs:\n  ${name}: [{ name: v, type: int32 }]\n`,
+      });
+      assert.deepEqual(
+        diagnostics.map((d) => d.code),
+        ['IDL_DUPLICATE_NAME'],
+        `struct ${name}: ${diagnostics.map((d) => d.message).join('; ')}`,
+      );
+      assert.match(diagnostics[0]!.message, /which the runtime or an import already uses/);
+    }
+  });
 });
