@@ -34,7 +34,7 @@ async function sh(command: string, args: readonly string[], cwd: string) {
 }
 
 const ECHO = `import { parentChannels } from 'ftl-ipc';
-const { relay } = await parentChannels();
+const { relay } = await parentChannels(['relay']);
 for await (const m of relay) relay.send(m);
 relay.close();
 `;
