@@ -43,6 +43,21 @@ async function endsInWorker(
   return { worker, ends, exited: once(worker, 'exit') };
 }
 
+/** Closes `count` ends here at once: each peer, in a worker that only awaits `closed`, sees it. */
+async function closedHereSeenThere(count: number): Promise<void> {
+  const { worker, ends, exited } = await endsInWorker(count);
+  try {
+    const reported = nextMessage<{ closed: string[] }>(worker);
+    await delay(SETTLE_MS);
+    for (const end of ends) end.close();
+    const { closed } = await within(reported, WAIT_MS, `the worker seeing ${count} closes`);
+    assert.deepEqual(closed, Array(count).fill('peer'));
+    assert.deepEqual(await exited, [0]);
+  } finally {
+    await worker.terminate();
+  }
+}
+
 describe('worker transport: what wakes the other thread', () => {
   it('a sender sleeping for room is woken when the reader in a worker takes one message and its task ends', {
     timeout: 60_000,
@@ -74,42 +89,21 @@ describe('worker transport: what wakes the other thread', () => {
     }
   });
 
-  it('a close here reaches an end in a worker that only awaits `closed` (no recv, no sendWait)', {
-    timeout: 60_000,
-  }, async () => {
-    const { worker, ends, exited } = await endsInWorker(1);
-    try {
-      const reported = nextMessage<{ closed: string[] }>(worker);
-      await delay(SETTLE_MS);
-      for (const end of ends) end.close();
-      assert.deepEqual(await within(reported, WAIT_MS, 'the worker seeing the close'), {
-        closed: ['peer'],
-      });
-      assert.deepEqual(await exited, [0]);
-    } finally {
-      await worker.terminate();
-    }
-  });
+  it(
+    'a close here reaches an end in a worker that only awaits `closed` (no recv, no sendWait)',
+    {
+      timeout: 60_000,
+    },
+    () => closedHereSeenThere(1),
+  );
 
-  it('200 closes here at once (more than a thread mailbox holds) all reach the ends in a worker', {
-    timeout: 60_000,
-  }, async () => {
-    const { worker, ends, exited } = await endsInWorker(200);
-    try {
-      const reported = nextMessage<{ closed: string[] }>(worker);
-      await delay(SETTLE_MS);
-      for (const end of ends) end.close();
-      const { closed } = await within(reported, WAIT_MS, 'the worker seeing 200 closes');
-      assert.equal(closed.length, 200);
-      assert.ok(
-        closed.every((reason) => reason === 'peer'),
-        `reasons: ${[...new Set(closed)]}`,
-      );
-      assert.deepEqual(await exited, [0]);
-    } finally {
-      await worker.terminate();
-    }
-  });
+  it(
+    '200 closes here at once (more than a thread mailbox holds) all reach the ends in a worker',
+    {
+      timeout: 60_000,
+    },
+    () => closedHereSeenThere(200),
+  );
 
   it('a close in a worker reaches an end here that only awaits `closed`', {
     timeout: 60_000,
