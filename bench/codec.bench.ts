@@ -14,7 +14,8 @@ import {
 import { FieldDescriptorProto_Type, FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { Bench } from 'tinybench';
 import { loadIdlOrThrow } from '../src/idl/index.js';
-import { decodeMessage, encodeMessage, type Message, runtimeDescriptors } from '../src/index.js';
+import type { Message } from '../src/index.js';
+import { decodeMessage, encodeMessage, runtimeDescriptors } from '../src/wire/index.js';
 import { type Reading, reading } from './bench.generated.js';
 
 const value: Reading = {

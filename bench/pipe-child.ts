@@ -5,12 +5,12 @@
 import { connect } from 'node:net';
 import { type DataPipeConsumer, parentChannels } from '../src/index.js';
 
-const { ctl } = await parentChannels();
+const { ctl } = await parentChannels(['ctl']);
 const report = async (bytes: number) => {
   const data = new Uint8Array(8);
   new DataView(data.buffer).setFloat64(0, bytes, true);
-  await ctl?.sendWait({ type: 1, data });
-  ctl?.close();
+  await ctl.sendWait({ type: 1, data });
+  ctl.close();
 };
 
 if (process.argv[2] === 'pipe') {

@@ -53,8 +53,8 @@ async function inWorker(job: WorkerJob): Promise<void> {
 async function inChild(kind: string, path: string | undefined): Promise<void> {
   switch (kind) {
     case 'ftl': {
-      const { ping } = await parentChannels();
-      await servePing(ping!, { ping: ({ value }) => ({ value: handler(value) }) });
+      const { ping } = await parentChannels(['ping']);
+      await servePing(ping, { ping: ({ value }) => ({ value: handler(value) }) });
       return;
     }
     case 'birpc': {

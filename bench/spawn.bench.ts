@@ -98,5 +98,5 @@ async function main(): Promise<void> {
 
 const role = process.env[ROLE];
 if (role === 'token') await echo(importEndpoint((workerData as { token: EndpointToken }).token));
-else if (role === 'parent') await echo((await parentChannels()).echo!);
+else if (role === 'parent') await echo((await parentChannels(['echo'])).echo);
 else await main();

@@ -18,4 +18,7 @@ export {
   type SpawnWorkerOptions,
   spawnWorker,
 } from './transport/worker/spawn.js';
-export * from './wire/index.js';
+// What code calling and serving a generated protocol writes; the rest of the wire, which
+// generated code uses, is the `ftl-ipc/wire` entry.
+export type { CallOptions, ClientOptions } from './wire/rpc.js';
+export type { CallContext, ServeOptions } from './wire/rpc-server.js';

@@ -34,7 +34,7 @@ async function sh(command: string, args: readonly string[], cwd: string) {
 }
 
 const ECHO = `import { parentChannels } from 'ftl-ipc';
-const { relay } = await parentChannels();
+const { relay } = await parentChannels(['relay']);
 for await (const m of relay) relay.send(m);
 relay.close();
 `;
@@ -50,6 +50,30 @@ for (const start of [spawnWorker, spawnProcess]) {
   await exited;
 }
 console.log(got.join(', '));
+`;
+
+/** Names only generated code and tools use: on `ftl-ipc/wire`, not on the main entry. */
+const WIRE_ONLY = [
+  'FLAG_ERROR',
+  'FLAG_REPLY',
+  'HEADER_BYTES',
+  'VERSION',
+  'Reader',
+  'Writer',
+  'MessageTable',
+  'encodeMessage',
+  'decodeMessage',
+  'encodeReply',
+  'runtimeDescriptors',
+  'RpcClient',
+  'RpcServer',
+  'invalidRequestChannel',
+  'handlerErrorChannel',
+];
+
+const ENTRIES = `const main = Object.keys(await import('ftl-ipc'));
+const wire = Object.keys(await import('ftl-ipc/wire'));
+console.log(JSON.stringify({ main, wire }));
 `;
 
 const TSCONFIG = {
@@ -143,6 +167,14 @@ it('packs an unbuilt checkout, installs it quietly and runs a worker, a child an
     const generated = await readFile(join(project, 'ping.generated.ts'), 'utf8');
     assert.match(generated, /@generated/);
     assert.match(generated, /from 'ftl-ipc'/);
+    assert.match(generated, /from 'ftl-ipc\/wire'/);
+    // The wire's internals are on the ftl-ipc/wire entry, and only there.
+    const entries = await sh(process.execPath, ['--input-type=module', '-e', ENTRIES], project);
+    const { main, wire } = JSON.parse(entries.stdout) as { main: string[]; wire: string[] };
+    for (const name of WIRE_ONLY) {
+      assert.ok(wire.includes(name), `ftl-ipc/wire has no ${name}`);
+      assert.ok(!main.includes(name), `the main entry still exports ${name}`);
+    }
     const version = await sh('npx', ['--no-install', 'ftl-ipc', '--version'], project);
     assert.equal(version.stdout, `${pkg.version}\n`);
     // A TypeScript project set up as the README says type-checks against the shipped types.

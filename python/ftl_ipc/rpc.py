@@ -234,15 +234,20 @@ class RpcServer(_Peer):
         on_invalid: Literal["close", "ignore"] = "close",
         on_error: Callable[[BaseException, str], None] | None = None,
         reply_on_full: OnFull = "close",
+        stop_on_error: bool = False,
+        reply_stack: bool = False,
     ) -> None:
         """Receives and dispatches until the client closes and the handlers have finished, or a
-        handler fails with no `on_error` (raises it). Either way the channel is closed after.
-        Handlers run at most `concurrency` at once (default: the queue's capacity); requests
+        handler fails with `stop_on_error` or an `on_error` raises (raises that). Either way the
+        channel is closed after. A failed handler's call is answered with an error reply (its
+        text is the exception's, or with `reply_stack` its traceback), `{channel, error, kind,
+        action}` is published on `rpc:error`, `on_error(error, kind)` is called, and serving goes
+        on. Handlers run at most `concurrency` at once (default: the queue's capacity); requests
         beyond that wait, up to as many again, then this side stops reading."""
         limit = self.channel.limits.capacity if concurrency is None else concurrency
         if type(limit) is not int or limit < 1:
             raise IpcError("INVALID_ARGUMENT", f"concurrency must be a positive integer, got {concurrency!r}")
-        d = _Dispatch(self, handlers, limit, reply_on_full, on_error)
+        d = _Dispatch(self, handlers, limit, reply_on_full, on_error, stop_on_error, reply_stack)
         channel, table = self.channel, self.table
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pumping = False
@@ -276,9 +281,6 @@ class RpcServer(_Peer):
                     d.offer(request)
                 if d.failure is not None:
                     end()
-            except Exception as e:  # an on_error callback that raised: serving stops with it
-                d.failure = d.failure or e
-                end()
             finally:
                 pumping = False
             return None
@@ -306,11 +308,7 @@ class RpcServer(_Peer):
                 except IpcError:
                     return False  # the usual path decodes it again, and reports it
                 desc, txid, value = general, received.txid, received.value
-            try:
-                d.run(desc, txid, value, None, None)
-            except Exception as e:  # an on_error callback that raised: serving stops with it
-                d.failure = d.failure or e
-                end()
+            d.run(desc, txid, value, None, None)
             return True
 
         channel.on_readable = pump
@@ -347,6 +345,8 @@ class _Dispatch:
         limit: int,
         reply_on_full: OnFull,
         on_error: Callable[[BaseException, str], None] | None,
+        stop_on_error: bool,
+        reply_stack: bool,
     ) -> None:
         self.server = server
         self.handlers = handlers
@@ -354,6 +354,8 @@ class _Dispatch:
         self.limit = limit
         self.reply_on_full = reply_on_full
         self.on_error = on_error
+        self.stop_on_error = stop_on_error
+        self.reply_stack = reply_stack
         self.active = 0
         self.held: collections.deque[_Job] = collections.deque()
         self.waiting: dict[int, _Job] = {}
@@ -446,8 +448,8 @@ class _Dispatch:
             self.on_room()
 
     def answer(self, d: MessageDescriptor[Any], txid: int, value: Any, error: BaseException | None, aborted: bool) -> None:
-        """Replies to a call (a push has no reply); a failure stops serving unless `on_error`
-        takes it."""
+        """Replies to a call (a push has no reply); a failure is reported, and stops serving only
+        with `stop_on_error` (or an `on_error` that raises)."""
         failed = error is not None and not aborted
         if txid:  # a call: its descriptor is a CallDescriptor
             fast = d.encode_reply_fixed  # type: ignore[attr-defined]
@@ -457,21 +459,31 @@ class _Dispatch:
                     self.server.channel.send_data(d.reply_id, data, self.reply_on_full)
                 else:
                     try:
-                        reply = encode_error_reply(d, txid, error) if error else encode_reply(d, txid, value)
+                        reply = (
+                            encode_error_reply(d, txid, error, self.reply_stack)
+                            if error
+                            else encode_reply(d, txid, value)
+                        )
                     except IpcError as e:
                         failed, error = True, e
-                        reply = encode_error_reply(d, txid, e)
+                        reply = encode_error_reply(d, txid, e, self.reply_stack)
                     self.server.channel.send(reply, self.reply_on_full)
             except IpcError as e:
                 # A client that has gone away is not a failure of this server.
                 if e.code not in ("PEER_CLOSED", "CLOSED"):
                     failed, error = True, e
         if failed and error is not None:
-            if self.on_error is None:
+            stop = self.stop_on_error
+            channel = self.server.channel
+            events.publish("rpc:error", {"channel": channel, "error": error, "kind": d.kind, "action": "stop" if stop else "continue"})
+            if self.on_error is not None:
+                try:
+                    self.on_error(error, d.kind)
+                except Exception as e:  # serving stops with what it raised
+                    stop, error = True, e
+            if stop:
                 self.failure = self.failure or error
                 self.server.close()
-            else:
-                self.on_error(error, d.kind)
 
     def _wake(self) -> None:
         for f in (self._room, self._idle):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+import traceback
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
@@ -491,10 +492,14 @@ def _cut_utf8(text: str, capacity: int) -> str:
     return text.encode("utf-8", "replace")[:capacity].decode("utf-8", "ignore")
 
 
-def encode_error_reply(d: CallDescriptor[Any, Any], txid: int, error: BaseException) -> Message:
-    """A reply saying the call failed: its IpcError code or HANDLER_FAILED, and its text, cut to fit."""
+def encode_error_reply(d: CallDescriptor[Any, Any], txid: int, error: BaseException, stack: bool = False) -> Message:
+    """A reply saying the call failed: its IpcError code or HANDLER_FAILED, and its text (with
+    `stack` its traceback), cut to fit."""
     code = error.code if isinstance(error, IpcError) else "HANDLER_FAILED"
-    text = error.message if isinstance(error, IpcError) else str(error)
+    if stack:
+        text = "".join(traceback.format_exception(error))
+    else:
+        text = error.message if isinstance(error, IpcError) else str(error)
     body = ErrorBody(_cut_utf8(code, ERROR_CODE_CAPACITY), _cut_utf8(text, ERROR_TEXT_CAPACITY))
     return _writer.message(d.reply_id, txid, FLAG_REPLY | FLAG_ERROR, _encode_error_body, body)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 from typing import Any
 
@@ -54,5 +56,8 @@ class Peer:
 
 
 def socket_path(name: str = "s") -> str:
-    """A path in a fresh private directory (the TypeScript listener refuses an open one)."""
-    return os.path.join(tempfile.mkdtemp(prefix="ftl-ipc-py-"), name)
+    """A path in a fresh private directory (the TypeScript listener refuses an open one), removed
+    when the tests exit."""
+    folder = tempfile.mkdtemp(prefix="ftl-ipc-py-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return os.path.join(folder, name)

@@ -11,7 +11,7 @@ import sys
 import unittest
 
 from ftl_ipc import IpcError
-from ftl_ipc.connection import channel_over_socket
+from ftl_ipc.connection import channel_over_socket, events
 from ftl_ipc.rpc import CallContext
 from ftl_ipc.wire import PLAIN_HEAD, encode_message, encode_reply
 
@@ -37,6 +37,12 @@ class Work:
     async def hang(self, value: rpctest.Hang, context: CallContext) -> rpctest.HangReply:
         await asyncio.sleep(0.01 * value.tag)
         return rpctest.HangReply()
+
+
+class FailingHang(Work):
+    async def hang(self, value: rpctest.Hang, context: CallContext) -> rpctest.HangReply:
+        await asyncio.sleep(0)
+        raise ValueError(f"{value.tag} is unlucky")
 
 
 class GeneratedFixedCodecs(unittest.TestCase):
@@ -89,32 +95,62 @@ class FastPath(unittest.IsolatedAsyncioTestCase):
         client.close()
         await asyncio.wait_for(serving, 5)
 
-    async def test_a_failed_handler_stops_a_server_without_on_error(self) -> None:
+    async def test_a_failed_handler_fails_only_its_call_and_serving_goes_on(self) -> None:
         client, server = await self.pair()
-        serving = asyncio.ensure_future(server.serve(Work()))
+        published: list[dict[str, object]] = []
+        events.subscribe("rpc:error", published.append)
+        self.addCleanup(events.unsubscribe, "rpc:error", published.append)
+        serving = asyncio.ensure_future(server.serve(FailingHang()))
+        for call in (client.add(rpctest.Add(value=-1)), client.hang(rpctest.Hang(tag=1))):
+            with self.assertRaises(IpcError) as caught:
+                await asyncio.wait_for(call, 10)  # a server that stopped would leave it hanging
+            self.assertEqual(caught.exception.code, "REMOTE_ERROR")
+            self.assertRegex(caught.exception.message, r"failed at the peer: \S+ is unlucky \(HANDLER_FAILED\)$")
+        self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=1)), 10)).value, 2)
+        self.assertEqual(
+            [(e["kind"], str(e["error"]), e["action"], e["channel"] is server.channel) for e in published],
+            [("add", "-1 is unlucky", "continue", True), ("hang", "1 is unlucky", "continue", True)],
+        )
+        self.assertFalse(serving.done())
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+    async def test_stop_on_error_stops_serving_with_the_failure(self) -> None:
+        client, server = await self.pair()
+        serving = asyncio.ensure_future(server.serve(Work(), stop_on_error=True))
         self.assertEqual((await client.add(rpctest.Add(value=1))).value, 2)
         with self.assertRaises(IpcError) as caught:
-            await client.add(rpctest.Add(value=-1))
+            await asyncio.wait_for(client.add(rpctest.Add(value=-1)), 10)
         self.assertIn("HANDLER_FAILED", caught.exception.message)
         with self.assertRaises(ValueError):
             await asyncio.wait_for(serving, 5)
         self.assertTrue(server.channel.closed)
         client.close()
 
-    async def test_an_on_error_that_raises_stops_serving_with_its_error(self) -> None:
+    async def test_reply_stack_sends_the_traceback(self) -> None:
         client, server = await self.pair()
-
-        def on_error(error: BaseException, kind: str) -> None:
-            raise RuntimeError(f"on_error gave up on {kind}")
-
-        serving = asyncio.ensure_future(server.serve(Work(), on_error=on_error))
+        serving = asyncio.ensure_future(server.serve(Work(), reply_stack=True))
         with self.assertRaises(IpcError) as caught:
-            await client.add(rpctest.Add(value=-1))
-        self.assertIn("HANDLER_FAILED", caught.exception.message)  # answered before on_error ran
-        with self.assertRaises(RuntimeError):
-            await asyncio.wait_for(serving, 5)
-        self.assertTrue(server.channel.closed)
+            await asyncio.wait_for(client.add(rpctest.Add(value=-1)), 10)
+        self.assertRegex(caught.exception.message, r"Traceback \(most recent call last\):\n[\s\S]*, in add\n")
         client.close()
+        await asyncio.wait_for(serving, 5)
+
+    async def test_an_on_error_that_raises_stops_serving_with_its_error(self) -> None:
+        for value in (rpctest.Add(value=-1), rpctest.Hang(tag=1)):  # a synchronous and an async handler
+            client, server = await self.pair()
+
+            def on_error(error: BaseException, kind: str) -> None:
+                raise RuntimeError(f"on_error gave up on {kind}")
+
+            serving = asyncio.ensure_future(server.serve(FailingHang(), on_error=on_error))
+            with self.assertRaises(IpcError) as caught:
+                await asyncio.wait_for(client.add(value) if isinstance(value, rpctest.Add) else client.hang(value), 10)
+            self.assertIn("HANDLER_FAILED", caught.exception.message)  # answered before on_error ran
+            with self.assertRaises(RuntimeError):
+                await asyncio.wait_for(serving, 5)
+            self.assertTrue(server.channel.closed)
+            client.close()
 
     async def test_requests_beyond_the_concurrency_wait_their_turn(self) -> None:
         client, server = await self.pair()

@@ -1,4 +1,5 @@
 import { IpcError } from '../errors.js';
+import { shown } from '../shown.js';
 import type { WaitOptions } from './channel.js';
 
 export interface Waiter {
@@ -19,20 +20,26 @@ function aborted(signal: AbortSignal | undefined): IpcError {
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
- * What is wrong with wait options, checked before any queue is looked at: an already-aborted
- * signal (ABORTED) or a timeoutMs that is not a number from 0 to 2^31 - 1 (INVALID_ARGUMENT).
+ * What is wrong with wait options, checked before any queue is looked at: options that are not
+ * an object, a signal that is not an AbortSignal or a timeoutMs that is not a number from 0 to
+ * 2^31 - 1 (INVALID_ARGUMENT), then an already-aborted signal (ABORTED).
  */
-export function checkWaitOptions({ timeoutMs, signal }: WaitOptions): IpcError | undefined {
-  if (signal?.aborted) return aborted(signal);
+export function checkWaitOptions(options: WaitOptions): IpcError | undefined {
+  if (typeof options !== 'object' || options === null)
+    return new IpcError('INVALID_ARGUMENT', `options must be an object, got ${shown(options)}`);
+  const { timeoutMs, signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    return new IpcError('INVALID_ARGUMENT', `signal must be an AbortSignal, got ${shown(signal)}`);
   if (
     timeoutMs !== undefined &&
     (typeof timeoutMs !== 'number' || !(timeoutMs >= 0 && timeoutMs <= MAX_TIMEOUT_MS))
   ) {
     return new IpcError(
       'INVALID_ARGUMENT',
-      `timeoutMs must be a number from 0 to ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`,
+      `timeoutMs must be a number from 0 to ${MAX_TIMEOUT_MS}, got ${shown(timeoutMs)}`,
     );
   }
+  if (signal?.aborted) return aborted(signal);
   return undefined;
 }
 

@@ -6,7 +6,7 @@ import { generatePython } from '../codegen/python.js';
 import { formatDiagnostic } from '../idl/diagnostics.js';
 import { findIdlFiles, loadIdl } from '../idl/load.js';
 import type { PackageDef } from '../idl/model.js';
-import { type Command, type CommandIo, UsageError } from './io.js';
+import { type Command, type CommandIo, UsageError, unreadable } from './io.js';
 
 export const genSummary = 'Generates TypeScript or Python clients and servers from IDL files.';
 
@@ -35,7 +35,8 @@ export function loadOrReport(inputs: readonly string[], io: CommandIo): PackageD
   try {
     files = findIdlFiles(inputs);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    const path = (error as NodeJS.ErrnoException).path ?? inputs.join(', ');
+    throw new UsageError(unreadable(path, error), false);
   }
   if (files.length === 0)
     throw new UsageError(`no .yaml, .yml or .json files in ${inputs.join(', ')}`);

@@ -14,6 +14,7 @@ const commands: Record<string, { run: Command; summary: string; usage: string }>
 };
 
 const usage = `Usage: ftl-ipc <command> [options]
+       ftl-ipc help [<command>]
        ftl-ipc --version
 
 Commands:
@@ -22,7 +23,8 @@ ${Object.entries(commands)
   .join('\n')}
 
 Options:
-  -h, --help     show this help; \`ftl-ipc <command> --help\` shows a command's
+  -h, --help     show this help; \`ftl-ipc help <command>\` or
+                 \`ftl-ipc <command> --help\` shows a command's
   -v, --version  print the version of ftl-ipc
 `;
 
@@ -43,11 +45,9 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     io.out(`${version()}\n`);
     return 0;
   }
+  if (name === 'help') return help(args, io);
   const command = commands[name];
-  if (command === undefined) {
-    io.err(`ftl-ipc: unknown command "${name}"\n\n${usage}`);
-    return 2;
-  }
+  if (command === undefined) return unknownCommand(name, io);
   if (args.includes('--help') || args.includes('-h')) {
     io.out(command.usage);
     return 0;
@@ -55,16 +55,51 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await command.run(args, io);
   } catch (error) {
-    // parseArgs reports unknown options as TypeErrors with a code; both are the caller's mistake.
-    if (
-      error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
-    ) {
-      io.err(`ftl-ipc ${name}: ${(error as Error).message}\n\n${command.usage}`);
-      return 2;
-    }
-    throw error;
+    const message = usageMistake(error);
+    if (message === undefined) throw error;
+    const showUsage = !(error instanceof UsageError) || error.showUsage;
+    io.err(`ftl-ipc ${name}: ${message}\n${showUsage ? `\n${command.usage}` : ''}`);
+    return 2;
   }
+}
+
+/** `ftl-ipc help` and `ftl-ipc help <command>`. */
+function help(args: readonly string[], io: CommandIo): number {
+  const [name, ...extra] = args;
+  if (name === undefined) {
+    io.out(usage);
+    return 0;
+  }
+  const command = commands[name];
+  if (command === undefined) return unknownCommand(name, io);
+  if (extra.length > 0) {
+    io.err(`ftl-ipc help: takes one command, got ${args.join(' ')}\n\n${usage}`);
+    return 2;
+  }
+  io.out(command.usage);
+  return 0;
+}
+
+function unknownCommand(name: string, io: CommandIo): number {
+  io.err(`ftl-ipc: unknown command "${name}"\n\n${usage}`);
+  return 2;
+}
+
+/**
+ * The message for a mistake of the caller's, or undefined for any other error. parseArgs reports
+ * bad options as TypeErrors with an ERR_PARSE_ARGS code; its message for an unknown option ends
+ * in an unbalanced quote, so that one is said here.
+ */
+function usageMistake(error: unknown): string | undefined {
+  if (error instanceof UsageError) return error.message;
+  const { code, message } = error as { code?: string; message: string };
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const option = /^Unknown option '(.*?)'/.exec(message)?.[1];
+    if (option !== undefined) {
+      return `unknown option ${option}; a file name that starts with '-' goes after '--', as in \`-- ${option}\``;
+    }
+  }
+  return code?.startsWith('ERR_PARSE_ARGS') ? message : undefined;
 }
 
 const invoked =

@@ -3,7 +3,7 @@ import { formatSpecDiagnostic } from '../runtime/diagnostics.js';
 import { loadSystemSpec } from '../runtime/spec.js';
 import { LiveStatus } from '../runtime/status.js';
 import { type ShutdownReport, System, type SystemEvent } from '../runtime/supervisor.js';
-import { type CommandIo, UsageError } from './io.js';
+import { type CommandIo, UsageError, unreadable } from './io.js';
 
 export const runSummary = 'Runs a system of services: starts, connects, restarts and stops them.';
 
@@ -60,7 +60,7 @@ export async function run(
   try {
     loaded = loadSystemSpec(file);
   } catch (error) {
-    io.err(`ftl-ipc run: cannot read ${file}: ${(error as Error).message}\n`);
+    io.err(`ftl-ipc run: ${unreadable(file, error)}\n`);
     return 1;
   }
   const { spec, diagnostics } = loaded;

@@ -33,25 +33,34 @@ export const names = {
   waitMethod: (message: string) => `${camelCase(message)}Wait`,
 } as const;
 
-/** Identifiers generated modules import from the runtime; IDL names must not produce them. */
-export const runtimeNames: readonly string[] = [
-  'Channel',
-  'DataPipeProducer',
-  'DataPipeConsumer',
-  'Reader',
-  'Writer',
-  'RpcPeer',
+/** Identifiers generated modules import from the main entry (`ftl-ipc`): what callers write too. */
+export const mainEntryNames: ReadonlySet<string> = new Set([
+  'CallContext',
   'CallOptions',
+  'Channel',
+  'ClientOptions',
+  'DataPipeConsumer',
+  'DataPipeProducer',
   'SendOptions',
-  'SendWaitOptions',
   'ServeOptions',
-  'MessageDescriptor',
+  'WaitOptions',
+]);
+
+/** Identifiers generated modules import from the `ftl-ipc/wire` entry, which only they need. */
+export const wireEntryNames: ReadonlySet<string> = new Set([
   'CallDescriptor',
+  'MessageDescriptor',
+  'MessageTable',
+  'Reader',
   'RpcClient',
   'RpcServer',
-  'MessageTable',
-  'WaitOptions',
-  'ClientOptions',
+  'Writer',
+]);
+
+/** Identifiers generated modules import or use; IDL names must not produce them. */
+export const runtimeNames: readonly string[] = [
+  ...mainEntryNames,
+  ...wireEntryNames,
   // Built-ins generated code names.
   'Promise',
   'Record',

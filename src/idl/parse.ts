@@ -60,6 +60,7 @@ export interface RawProtocol {
 
 export interface RawFile {
   readonly source: SourceFile;
+  /** `''` when the file has no usable name (already reported): resolved anyway, under another. */
   readonly name: Located<string>;
   readonly doc: string | undefined;
   readonly imports: Located<string>[];
@@ -113,9 +114,9 @@ class FileParser {
       ['name'],
     );
     if (!entries) return undefined;
-    const name = this.#name(entries, 'name', 'package name');
-    // Parse on without a name so the rest of the file's problems are reported too.
-    const file = {
+    // Without a name the file is still parsed and resolved, so its other problems are reported too.
+    const name = this.#name(entries, 'name', 'package name') ?? { value: '', start: 0, end: 0 };
+    return {
       source: this.#source,
       doc: this.#optionalString(entries, 'doc'),
       imports: this.#list(entries.get('imports')?.value ?? null, 'imports', (node) =>
@@ -150,8 +151,8 @@ class FileParser {
           doc,
         }),
       ),
+      name,
     };
-    return name && { ...file, name };
   }
 
   /**
@@ -215,12 +216,15 @@ class FileParser {
     const entries = this.#entries(node, 'a message', keys, ['name', 'type']);
     if (!entries) return undefined;
     const name = this.#name(entries, 'name', 'message name');
-    const kind = this.#choice(entries, 'type', ['call', 'push'] as const);
-    if (!name || !kind) return undefined;
+    const type = this.#choice(entries, 'type', ['call', 'push'] as const);
+    if (!name) return undefined;
+    // With its type wrong or missing (reported), the message is read on as what its keys suggest,
+    // so the problems of its fields are reported in this pass too.
+    const kind = type ?? (entries.has('origin') && !entries.has('returns') ? 'push' : 'call');
     const where = `message "${name.value}"`;
     let origin = this.#choice(entries, 'origin', ['client', 'server'] as const);
     const originEntry = entries.get('origin');
-    if (kind === 'call' && origin === 'server' && originEntry) {
+    if (type === 'call' && origin === 'server' && originEntry) {
       this.report(
         this.#span(originEntry.value),
         'IDL_BAD_VALUE',
@@ -236,7 +240,7 @@ class FileParser {
     }
     origin ??= 'client';
     const returns = entries.get('returns');
-    if (kind === 'push' && returns) {
+    if (type === 'push' && returns) {
       this.report(
         this.#span(returns.key),
         'IDL_BAD_VALUE',
@@ -244,7 +248,7 @@ class FileParser {
       );
     }
     const replyId = entries.get('reply_id');
-    if (kind === 'push' && replyId) {
+    if (type === 'push' && replyId) {
       this.report(this.#span(replyId.key), 'IDL_BAD_VALUE', `${where}: only a call has "reply_id"`);
     }
     return {
@@ -388,6 +392,7 @@ class FileParser {
     return this.#optionalLocated(entries, key)?.value;
   }
 
+  /** A badly formed name is reported and still returned, so what it names is checked too. */
   #nameAt(node: Node | null, what: string): Located<string> | undefined {
     const name = this.#string(node, what);
     if (name && !namePattern.test(name.value)) {
@@ -396,7 +401,6 @@ class FileParser {
         'IDL_BAD_NAME',
         `${what} "${name.value}" must be lower snake case (like tcp_listen)`,
       );
-      return undefined;
     }
     return name;
   }

@@ -70,21 +70,26 @@ class Resolver {
 
   resolve(files: readonly LoadedFile[]): PackageDef[] {
     const packages: Seen = new Map();
-    const usable = files.filter(({ raw }) => {
+    // A file whose package name is missing, reserved or taken is still resolved, under a name
+    // no package can have (with a space), so the rest of its problems are reported in this pass.
+    const declared = files.map(({ raw }, i) => {
       this.#file = raw;
-      if (reservedPackageNames.includes(raw.name.value)) {
+      const name = raw.name.value;
+      let usableName = name !== '';
+      if (usableName && reservedPackageNames.includes(name)) {
         this.#report(
           raw.name,
           'IDL_BAD_NAME',
-          `package name "${raw.name.value}" is reserved in generated code; choose another`,
+          `package name "${name}" is reserved in generated code; choose another`,
         );
-        return false;
+        usableName = false;
+      } else if (usableName) {
+        usableName = this.#unique(packages, name, raw.name, 'package name');
       }
-      return this.#unique(packages, raw.name.value, raw.name, 'package name');
+      return this.#declare(raw, usableName ? name : `${name} (file ${i})`);
     });
-    const declared = usable.map((file) => this.#declare(file.raw));
-    const byRaw = new Map(usable.map((file, i) => [file.raw, declared[i]!]));
-    for (const file of usable) {
+    const byRaw = new Map(files.map((file, i) => [file.raw, declared[i]!]));
+    for (const file of files) {
       this.#file = file.raw;
       const pkg = byRaw.get(file.raw)!;
       for (const imported of file.imports) {
@@ -95,8 +100,8 @@ class Resolver {
     }
     const before = this.#diagnostics.length;
     this.#checkRecursion(
-      usable.map((f) => byRaw.get(f.raw)!),
-      new Map(usable.map((f) => [byRaw.get(f.raw)!, f.raw])),
+      files.map((f) => byRaw.get(f.raw)!),
+      new Map(files.map((f) => [byRaw.get(f.raw)!, f.raw])),
     );
     // Sizes of recursive structs are unbounded, so only measure when there are none.
     if (this.#diagnostics.length === before) {
@@ -112,8 +117,8 @@ class Resolver {
         }
       }
     }
-    this.#assignIds(usable, byRaw);
-    for (const file of usable) {
+    this.#assignIds(files, byRaw);
+    for (const file of files) {
       this.#file = file.raw;
       this.#checkGeneratedNames(byRaw.get(file.raw)!);
     }
@@ -121,9 +126,8 @@ class Resolver {
   }
 
   /** Creates every definition with empty bodies first, so references can point across files. */
-  #declare(raw: RawFile): PackageDef {
+  #declare(raw: RawFile, pkg: string): PackageDef {
     this.#file = raw;
-    const pkg = raw.name.value;
     const span = (at: Located<string>) => ({ file: raw.source.path, start: at.start, end: at.end });
     const typeNames: Seen = new Map();
     const scope: Scope = { structs: new Map(), enums: new Map(), protocols: new Map() };

@@ -106,6 +106,6 @@ export async function childStartup(): Promise<{ boot: BootInfo; startup: Channel
   const boot = JSON.parse(process.env[BOOT_ENV] ?? 'null') as BootInfo;
   // Ctrl-C reaches the whole process group; the supervisor decides when this service stops.
   if (isMainThread) process.on('SIGINT', () => {});
-  const { startup } = await parentChannels();
-  return { boot, startup: startup! };
+  const { startup } = await parentChannels(['startup']);
+  return { boot, startup };
 }

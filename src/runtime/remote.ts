@@ -21,6 +21,8 @@ import { decoder, encoder } from './startup.js';
 
 /** How long a client's supervisor waits before it asks again for a provider that is not there. */
 const RETRY_MS = 500;
+/** How long the supervisor waits before it tries again to reach a NATS server it could not. */
+const NATS_RETRY_MS = 2000;
 /** The most a link's first message (the client's name) may hold. */
 const MAX_NAME_BYTES = 256;
 const LINK_OPEN = 1;
@@ -77,6 +79,8 @@ export class RemoteSystem {
   /** Links accepted for each protocol, closed when its provider ends. */
   readonly #links = new Map<string, Set<Channel>>();
   #stopped = false;
+  /** Ends the wait between two attempts to reach NATS, at stop(). */
+  #stopWaiting = () => {};
 
   constructor(spec: SystemSpec, servers: readonly string[], hooks: RemoteHooks) {
     this.#spec = spec;
@@ -88,17 +92,59 @@ export class RemoteSystem {
       return;
     }
     this.#security = security;
-    this.#nc = natsConnect({
-      servers: [...servers],
-      maxReconnectAttempts: -1,
-      name: spec.name,
-    }).then(
-      (nc) => this.#offer(nc).then(() => nc),
-      (err: Error) => {
-        hooks.log(`cannot connect to NATS ${servers.join(', ')}: ${err.message}`);
-        return undefined;
-      },
-    );
+    this.#nc = this.#connect(servers).then(async (nc) => {
+      if (nc !== undefined) await this.#offer(nc);
+      return nc;
+    });
+  }
+
+  /**
+   * Reaches a NATS server, trying again every NATS_RETRY_MS until one answers or the run stops
+   * (each side of a two-host system may start before the server); the log says so once, and once
+   * more when it is reached. Once connected, the client reconnects by itself without limit.
+   */
+  async #connect(servers: readonly string[]): Promise<NatsConnection | undefined> {
+    const where = servers.join(', ');
+    for (let attempt = 1; !this.#stopped; attempt++) {
+      try {
+        const nc = await natsConnect({
+          servers: [...servers],
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: NATS_RETRY_MS,
+          name: this.#spec.name,
+        });
+        if (attempt > 1) this.#hooks.log(`connected to NATS ${where} (attempt ${attempt})`);
+        void this.#watch(nc, where);
+        return nc;
+      } catch (err) {
+        if (attempt === 1) {
+          this.#hooks.log(
+            `cannot connect to NATS ${where}: ${(err as Error).message}; retrying every ${NATS_RETRY_MS / 1000} s until a server answers, without limit (nothing is offered or linked over NATS meanwhile; stop the run to give up)`,
+          );
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, NATS_RETRY_MS);
+        this.#stopWaiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return undefined;
+  }
+
+  /** Tells the log when the NATS connection is lost and when it is back. */
+  async #watch(nc: NatsConnection, where: string): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') {
+        this.#hooks.log(
+          `lost NATS ${status.server}; reconnecting to ${where} every ${NATS_RETRY_MS / 1000} s, without limit`,
+        );
+      } else if (status.type === 'reconnect') {
+        this.#hooks.log(`reconnected to NATS ${status.server}`);
+      }
+    }
   }
 
   /** Offers every provided protocol over NATS and registers it with the NATS service API. */
@@ -282,6 +328,7 @@ export class RemoteSystem {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#stopWaiting();
     const nc = await this.#nc;
     for (const s of this.#services) await s.stop().catch(() => undefined);
     for (const l of this.#listeners) await l.close();

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Channel } from '../channel/channel.js';
 import { kHandleState } from '../channel/handle.js';
@@ -27,9 +27,21 @@ export function modulePath(module: string | URL, caller: string): string {
       module instanceof URL || isAbsolute(module)
         ? ''
         : ` (a relative path resolves against the current directory, ${process.cwd()}; for a path relative to the calling module pass new URL('${module}', import.meta.url))`;
-    throw new IpcError('INVALID_ARGUMENT', `${caller}: module ${path} not found${relative}`);
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `${caller}: module ${path} not found${relative}${compiledHint(path)}`,
+    );
   }
   return path;
+}
+
+/** For a missing `.ts` module: Node runs its compiled `.js`, as `ftl-ipc run` says too. */
+function compiledHint(path: string): string {
+  const ts = /\.([cm]?)ts$/.exec(path);
+  if (ts === null) return '';
+  const js = `${path.slice(0, ts.index)}.${ts[1]}js`;
+  const there = existsSync(js) ? `; ${js} exists` : '';
+  return `; a .ts module runs from its compiled .js: name the .js (new URL('./${basename(js)}', import.meta.url) in the compiled caller names the file beside it)${there}`;
 }
 
 /**

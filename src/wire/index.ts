@@ -1,4 +1,7 @@
-/** What generated code and tools use to encode, decode, call and serve. */
+/**
+ * The `ftl-ipc/wire` entry: what generated code and tools use to encode, decode, call and serve.
+ * The option types callers write (CallOptions, ServeOptions, ...) are on the main entry.
+ */
 export { runtimeDescriptors } from './codec.js';
 export { FLAG_ERROR, FLAG_REPLY, HEADER_BYTES, VERSION } from './frame.js';
 export {
@@ -11,11 +14,6 @@ export {
   type Received,
 } from './message.js';
 export { Reader } from './reader.js';
-export { type CallOptions, type ClientOptions, RpcClient } from './rpc.js';
-export {
-  type CallContext,
-  invalidRequestChannel,
-  RpcServer,
-  type ServeOptions,
-} from './rpc-server.js';
+export { RpcClient } from './rpc.js';
+export { handlerErrorChannel, invalidRequestChannel, RpcServer } from './rpc-server.js';
 export { Writer } from './writer.js';

@@ -73,15 +73,17 @@ function decodeErrorBody(r: Reader): ErrorBody {
 
 /**
  * A reply saying the call failed with `error`: its IpcError code or HANDLER_FAILED, and its
- * message, cut to fit as it is only for people to read.
+ * message (or with `stack` its stack), cut to fit as it is only for people to read.
  */
 export function encodeErrorReply(
   d: CallDescriptor<unknown, unknown>,
   txid: number,
   error: unknown,
+  stack = false,
 ): OutgoingMessage {
   const code = isIpcError(error) ? error.code : 'HANDLER_FAILED';
-  const text = error instanceof Error ? error.message : String(error);
+  const text =
+    error instanceof Error ? ((stack ? error.stack : undefined) ?? error.message) : String(error);
   const body = {
     code: code.slice(0, ERROR_CODE_CAPACITY / 4),
     text: text.slice(0, ERROR_TEXT_CAPACITY / 4),

@@ -20,6 +20,13 @@ import { Peer } from './rpc.js';
  */
 export const invalidRequestChannel = diagnosticsChannel.channel('ftl-ipc:rpc:invalid');
 
+/**
+ * Published when a handler fails (it throws, rejects, or returns a reply that does not encode),
+ * with `{ channel, error, kind, action }`: `action` is 'stop' when serving stops because of it
+ * (`stopOnError`), or 'continue'.
+ */
+export const handlerErrorChannel = diagnosticsChannel.channel('ftl-ipc:rpc:error');
+
 /** What a call's handler gets beside the request. */
 export interface CallContext {
   /** The call's transaction id. */
@@ -78,10 +85,20 @@ export interface ServeOptions {
    */
   onInvalid?: 'close' | 'ignore' | ((error: IpcError, message: Message) => 'close' | 'ignore');
   /**
-   * Called when a handler throws. A failed call is also answered with an error reply. Without it,
-   * serving stops: the channel is closed and `serve` rejects with the error.
+   * Called when a handler fails, after its call (if it is one) was answered with an error reply;
+   * serving goes on. An `onError` that throws stops serving with what it threw.
    */
   onError?: (error: unknown, kind: string) => void;
+  /**
+   * Stop serving at the first handler failure: the channel is closed and `serve` rejects with the
+   * error. Default false: only the failing call fails (`REMOTE_ERROR` at the client).
+   */
+  stopOnError?: boolean;
+  /**
+   * Error replies carry the handler's error's stack instead of only its message (cut to 256
+   * characters either way). Default false, as a stack tells the client about the server's code.
+   */
+  replyStack?: boolean;
   /** Replies use Channel's strategies; the default 'close' tells a client that stopped reading. */
   replyOnFull?: OnFull;
 }
@@ -134,7 +151,7 @@ export class RpcServer<In extends Received = Received> extends Peer<In> {
 
   /**
    * Receives and dispatches until the client closes and the handlers have finished (resolves),
-   * or a handler fails with no `onError` (rejects). Either way the channel is closed after.
+   * or a handler fails with `stopOnError` or an `onError` throws (rejects). Either way the channel is closed after.
    */
   protected async dispatch(handlers: object, options: ServeOptions = {}): Promise<void> {
     try {
@@ -334,13 +351,15 @@ class Dispatcher<In extends Received> {
       if (context.aborted) failure = undefined;
       const call = d as CallDescriptor<unknown, unknown>;
       const txid = context.txid;
-      let reply = failed === undefined ? undefined : encodeErrorReply(call, txid, failed.error);
+      const stack = this.#options.replyStack === true;
+      let reply =
+        failed === undefined ? undefined : encodeErrorReply(call, txid, failed.error, stack);
       if (reply === undefined) {
         try {
           reply = encodeReply(call, txid, value, true);
         } catch (error) {
           failure = { error };
-          reply = encodeErrorReply(call, txid, error);
+          reply = encodeErrorReply(call, txid, error, stack);
         }
       }
       try {
@@ -351,16 +370,30 @@ class Dispatcher<In extends Received> {
           failure ??= { error };
       }
     }
-    if (failure !== undefined) {
-      if (this.#options.onError === undefined) {
-        this.#failure ??= failure;
-        this.#end(new IpcError('CLOSED', 'serving stopped: a handler failed'));
-        this.#server.close();
-      } else {
-        this.#options.onError(failure.error, request.kind);
-      }
-    }
+    if (failure !== undefined) this.#failed(failure.error, request.kind);
     this.#pull();
+  }
+
+  /** A handler failed: its call was answered; serving goes on unless told to stop. */
+  #failed(error: unknown, kind: string): void {
+    const options = this.#options;
+    let stop = options.stopOnError === true ? { error } : undefined;
+    if (handlerErrorChannel.hasSubscribers)
+      handlerErrorChannel.publish({
+        channel: this.#server.channel,
+        error,
+        kind,
+        action: stop === undefined ? 'continue' : 'stop',
+      });
+    try {
+      options.onError?.(error, kind);
+    } catch (thrown) {
+      stop = { error: thrown };
+    }
+    if (stop === undefined) return;
+    this.#failure ??= stop;
+    this.#end(new IpcError('CLOSED', 'serving stopped: a handler failed'));
+    this.#server.close();
   }
 
   /** Starts held jobs while slots are free, then lets the loop go on if it waits. */

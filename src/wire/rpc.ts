@@ -5,6 +5,7 @@ import type {
   SendOptions,
   WaitOptions,
 } from '../channel/index.js';
+import { checkWaitOptions } from '../channel/wait.js';
 import { IpcError, isIpcError } from '../errors.js';
 import { encodeCancel, setTxid, withDeadline } from './control.js';
 import { ERROR_CODE_CAPACITY, ERROR_TEXT_CAPACITY, HEADER_BYTES } from './frame.js';
@@ -130,17 +131,22 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
 
   constructor(channel: Channel, table: MessageTable<In>, options: ClientOptions = {}) {
     super(channel, table);
+    const invalid = checkWaitOptions(options);
+    if (invalid !== undefined) throw invalid;
     this.#defaultTimeoutMs = options.timeoutMs;
   }
 
   call<Req, Rep>(d: CallDescriptor<Req, Rep>, value: Req, options: CallOptions = {}): Promise<Rep> {
-    const signal = options.signal;
-    if (signal?.aborted)
+    const invalid = checkWaitOptions(options);
+    if (invalid !== undefined)
       return Promise.reject(
-        new IpcError('ABORTED', `${d.name} was aborted before it was sent`, {
-          cause: signal.reason,
-        }),
+        invalid.code === 'ABORTED'
+          ? new IpcError('ABORTED', `${d.name} was aborted before it was sent`, {
+              cause: invalid.cause,
+            })
+          : new IpcError('INVALID_ARGUMENT', `${d.name}: ${invalid.message}`),
       );
+    const signal = options.signal;
     if (this.#broken !== undefined) return Promise.reject(this.#broken);
     if (this.#heldFull()) return Promise.reject(this.#unreadPushes(d.name));
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;

@@ -2,6 +2,7 @@ import { copyBytes } from '../channel/copy.js';
 import { Channel, type Handle, type OutgoingMessage } from '../channel/index.js';
 import { IpcError } from '../errors.js';
 import type { PipeEnd } from '../idl/model.js';
+import { shown } from '../shown.js';
 import { HEADER_BYTES, MAGIC_0, MAGIC_1, VERSION } from './frame.js';
 import { type HandleClass, type PipeEndOf, pipeEndClasses } from './handles.js';
 import { FieldPath } from './path.js';
@@ -11,26 +12,6 @@ const utf8 = new TextEncoder();
 /** `String.prototype.isWellFormed` is in Node 20 but not yet in the es2023 lib. */
 const isWellFormed = (s: string): boolean =>
   (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-
-/** Shows a wrong value in an error without running any of its code (no toString calls). */
-function shown(value: unknown): string {
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-    case 'bigint':
-      return `${value}n`;
-    case 'object':
-      if (value === null) return 'null';
-      if (Array.isArray(value)) return `an array of ${value.length} items`;
-      if (value instanceof Uint8Array) return `${value.length} bytes`;
-      return 'an object';
-    case 'function':
-    case 'symbol':
-      return `a ${typeof value}`;
-    default:
-      return String(value);
-  }
-}
 
 /**
  * Encodes one message into a buffer it reuses across messages, validating every value on the

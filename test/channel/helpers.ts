@@ -68,3 +68,19 @@ export function liveMemory(): NodeJS.MemoryUsage {
   gc();
   return process.memoryUsage();
 }
+
+/**
+ * `promise`, or a rejection naming `what` once `ms` passed without it settling: a wait that
+ * would hang on a lost wake-up fails the test by its name, in time for its cleanup to run.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -60,3 +60,56 @@ describe('ftl-ipc help and version', () => {
     assert.match(err, /unknown command "serve"[\s\S]*Commands:/);
   });
 });
+
+describe('ftl-ipc help <command>', () => {
+  it('help alone is --help; help <command> is <command> --help', async () => {
+    assert.deepEqual(await cli('help'), await cli('--help'));
+    for (const name of COMMANDS) {
+      const { status, out, err } = await cli('help', name);
+      assert.equal(status, 0);
+      assert.equal(err, '');
+      assert.equal(out, (await cli(name, '--help')).out);
+    }
+    assert.match((await cli('--help')).out, /ftl-ipc help \[<command>\]/);
+  });
+
+  it('help for a command that does not exist says so, with status 2', async () => {
+    const { status, err } = await cli('help', 'serve');
+    assert.equal(status, 2);
+    assert.match(err, /^ftl-ipc: unknown command "serve"\n/);
+  });
+});
+
+describe('ftl-ipc usage mistakes', () => {
+  it('an unknown option is named with balanced quotes, then the usage', async () => {
+    for (const name of COMMANDS) {
+      const { status, err } = await cli(name, '--bogus', 'x');
+      assert.equal(status, 2);
+      const [first] = err.split('\n');
+      assert.equal(
+        first,
+        `ftl-ipc ${name}: unknown option --bogus; a file name that starts with '-' goes after '--', as in \`-- --bogus\``,
+      );
+      for (const quote of ["'", '"', '`']) {
+        assert.equal(first!.split(quote).length % 2, 1, `unbalanced ${quote} in: ${first}`);
+      }
+      assert.match(err, new RegExp(`\\n\\nUsage: ftl-ipc ${name} `));
+    }
+  });
+
+  it('a file that does not exist is one line naming it, not ENOENT and the usage', async () => {
+    const missing = '/nonexistent/ftl-ipc/service.yaml';
+    for (const argv of [
+      ['gen', missing],
+      ['compat', '--baseline', missing, missing],
+    ]) {
+      const { status, out, err } = await cli(...argv);
+      assert.equal(status, 2, err);
+      assert.equal(out, '');
+      assert.equal(err, `ftl-ipc ${argv[0]}: ${missing} does not exist\n`);
+    }
+    const run = await cli('run', missing);
+    assert.equal(run.status, 1);
+    assert.equal(run.err, `ftl-ipc run: ${missing} does not exist\n`);
+  });
+});

@@ -242,4 +242,75 @@ describe('IDL errors', () => {
     );
     assert.equal(new Map(ids(one)).get('a'), fnv1a32('demo.p.a'));
   });
+
+  it('every problem of a file is reported in one pass, a bad package name and bad names among them', () => {
+    const { diagnostics } = load({
+      'a.yaml': [
+        'name: Bad-Name',
+        'structs:',
+        '  Point: [{ name: X, type: int32 }, { name: tag, type: strng }]',
+        'protocols:',
+        '  work:',
+        '    - name: Add',
+        '      type: cal',
+        '      params: [{ name: p, type: Point }, { name: q, type: uint17 }]',
+        '      returns: [{ name: text, type: string }]',
+        '    - name: ping',
+        '      type: push',
+        '      colour: red',
+        '',
+      ].join('\n'),
+    });
+    assert.deepEqual(where(diagnostics), [
+      'IDL_BAD_NAME@1:7', // the package name
+      'IDL_BAD_NAME@3:3', // a struct name
+      'IDL_BAD_NAME@3:19', // a field name
+      'IDL_UNKNOWN_TYPE@3:56', // in the struct with the bad name
+      'IDL_BAD_NAME@6:13', // a message name
+      'IDL_BAD_VALUE@7:13', // the message's type
+      'IDL_UNKNOWN_TYPE@8:59', // in the message with the bad name and type
+      'IDL_MISSING_CAPACITY@9:37',
+      'IDL_MISSING_KEY@10:7',
+      'IDL_UNKNOWN_KEY@12:7',
+    ]);
+  });
+
+  it('a file with no name, a reserved name or a name another file has is checked through all the same', () => {
+    const push = (type: string) =>
+      `protocols:\n  p:\n    - { name: m, type: push, origin: client, params: [{ name: v, type: ${type} }] }\n`;
+    assert.deepEqual(where(load({ 'a.yaml': push('nope') }).diagnostics), [
+      'IDL_MISSING_KEY@1:1',
+      'IDL_UNKNOWN_TYPE@3:72',
+    ]);
+    assert.deepEqual(where(load({ 'a.yaml': `name: value\n${push('nope')}` }).diagnostics), [
+      'IDL_BAD_NAME@1:7',
+      'IDL_UNKNOWN_TYPE@4:72',
+    ]);
+    const { diagnostics } = load({
+      'a.yaml': `name: dup\nimports: [b.yaml]\n${push('nope')}`,
+      'b.yaml': `name: dup\n${push('nada')}`,
+    });
+    assert.deepEqual(
+      diagnostics.map((d) => `${d.file.replace(/.*\//, '')}:${d.code}@${d.line}:${d.col}`).sort(),
+      [
+        'a.yaml:IDL_UNKNOWN_TYPE@5:72',
+        'b.yaml:IDL_DUPLICATE_NAME@1:7',
+        'b.yaml:IDL_UNKNOWN_TYPE@4:72',
+      ],
+    );
+  });
+
+  it('a definition whose generated name is one generated code imports from ftl-ipc or ftl-ipc/wire is refused', () => {
+    for (const name of ['call_context', 'message_table', 'channel']) {
+      const { diagnostics } = load({
+        'a.yaml': `name: demo\nstructs:\n  ${name}: [{ name: v, type: int32 }]\n`,
+      });
+      assert.deepEqual(
+        diagnostics.map((d) => d.code),
+        ['IDL_DUPLICATE_NAME'],
+        `struct ${name}: ${diagnostics.map((d) => d.message).join('; ')}`,
+      );
+      assert.match(diagnostics[0]!.message, /which the runtime or an import already uses/);
+    }
+  });
 });

@@ -8,17 +8,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { type Handle, IpcError, type Message } from 'ftl-ipc';
 import {
   type CallDescriptor,
   decodeMessage,
   encodeMessage,
-  type Handle,
-  IpcError,
-  type Message,
   type MessageDescriptor,
   MessageTable,
   runtimeDescriptors,
-} from 'ftl-ipc';
+} from 'ftl-ipc/wire';
 import { type FieldDef, messagesByName, type TypeSpec } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
 import { type HandleKind, handlesOf, loadVectorSchema } from '../vectors/json.js';

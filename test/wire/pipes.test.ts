@@ -1,15 +1,13 @@
 /** Pipe ends in IDL fields, moving over a real channel through the generated and runtime codecs. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Channel, DataPipe, isIpcError } from 'ftl-ipc';
 import {
-  Channel,
-  DataPipe,
   decodeMessage,
   encodeMessage,
-  isIpcError,
   type MessageDescriptor,
   runtimeDescriptors,
-} from 'ftl-ipc';
+} from 'ftl-ipc/wire';
 import { loadVectorSchema } from '../vectors/json.js';
 import { AllClient, AllServer, type Pipes, pipes } from '../vectors/vectors.generated.js';
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { Channel, decodeMessage, encodeMessage, IpcError, isIpcError, type Message } from 'ftl-ipc';
+import { Channel, IpcError, isIpcError, type Message } from 'ftl-ipc';
+import { decodeMessage, encodeMessage } from 'ftl-ipc/wire';
 import { encodeCancel, readControl, withDeadline } from '../../src/wire/control.js';
 import { bytesToHex, type HandleKind, handlesOf, hexToBytes, vectorsDir } from '../vectors/json.js';
 import * as vectors from '../vectors/vectors.generated.js';

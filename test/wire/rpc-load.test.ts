@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { Channel, isIpcError } from 'ftl-ipc';
+import { Worker } from 'node:worker_threads';
+import { Channel, exportEndpoint, isIpcError } from 'ftl-ipc';
 import { startProcessPeer, startWorkerPeer } from './rpc-helpers.js';
 import { serveWork } from './rpc-peer.js';
 import { WorkClient } from './rpctest.generated.js';
@@ -60,15 +62,42 @@ describe('RPC under load, default limits', () => {
     assert.deepEqual(exited, { code: 0, signal: null });
   });
 
+  // The calls are awaited (allSettled) before the worker is terminated: they may fail while
+  // terminate() is still pending. A worker that dies before it imported its channel is reported
+  // by the token's port closing, which Node delivers before the worker's 'exit' (and so before
+  // terminate() resolves); awaiting terminate() first left those rejections unhandled for a turn.
   it('every call of a client that calls too many for a worker that dies fails, none hangs', async () => {
     const [a, b] = Channel.pair();
     const worker = startWorkerPeer(b);
     const client = new WorkClient(a);
-    const calls = Array.from({ length: 1000 }, (_, i) => client.add({ value: i }));
+    const settled = Promise.allSettled(
+      Array.from({ length: 1000 }, (_, i) => client.add({ value: i })),
+    );
     await worker.terminate();
-    const results = await Promise.allSettled(calls);
-    for (const r of results)
+    for (const r of await settled)
       if (r.status === 'rejected') assert.ok(isIpcError(r.reason, 'PEER_CLOSED'), String(r.reason));
+    client.close();
+  });
+
+  it('every call fails PEER_CLOSED, none hangs, when the worker dies before it imported the channel', {
+    timeout: 30_000,
+  }, async () => {
+    const [a, b] = Channel.pair();
+    const token = exportEndpoint(b);
+    // Started (it holds the token's port) but never imports: its death is told by the port.
+    const worker = new Worker('setInterval(() => {}, 1000);', {
+      eval: true,
+      workerData: { token },
+      transferList: token.transfer,
+    });
+    await once(worker, 'online');
+    const client = new WorkClient(a);
+    const settled = Promise.allSettled(
+      Array.from({ length: 1000 }, (_, i) => client.add({ value: i })),
+    );
+    await worker.terminate();
+    for (const r of await settled)
+      assert.ok(r.status === 'rejected' && isIpcError(r.reason, 'PEER_CLOSED'), String(r));
     client.close();
   });
 });

@@ -39,7 +39,6 @@ export function serveWork(channel: Channel): Promise<void> {
 if (!isMainThread) {
   await serveWork(importEndpoint((workerData as { token: EndpointToken }).token));
 } else if (process.env.FTL_IPC_RPC_PEER === '1') {
-  const { work } = await parentChannels();
-  if (work === undefined) throw new Error('no work channel');
+  const { work } = await parentChannels(['work']);
   await serveWork(work);
 }

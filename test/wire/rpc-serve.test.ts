@@ -112,13 +112,16 @@ describe('serve', () => {
     const [a, b] = Channel.pair();
     const client = new WorkClient(a);
     const server = new WorkServer(b);
-    const serving = server.serve({
-      add: ({ value }) => ({ value }),
-      hang: () => ({}),
-      noisy: () => {
-        throw new Error('broken');
+    const serving = server.serve(
+      {
+        add: ({ value }) => ({ value }),
+        hang: () => ({}),
+        noisy: () => {
+          throw new Error('broken');
+        },
       },
-    });
+      { stopOnError: true },
+    );
     assert.equal((await client.add({ value: 3 })).value, 3);
     await assert.rejects(client.noisy({ value: 1 }), (e) => isIpcError(e, 'REMOTE_ERROR'));
     await assert.rejects(serving, /broken/);

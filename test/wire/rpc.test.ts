@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { Channel, type ChannelOptions, IpcError, isIpcError } from 'ftl-ipc';
 import { hexToBytes } from '../vectors/json.js';
@@ -72,17 +73,89 @@ describe('generated client and server', () => {
     await assert.rejects(call, code('PEER_CLOSED'));
   });
 
-  it('turns a failing handler into a REMOTE_ERROR reply; serve rejects without onError', async () => {
+  it('a failing handler fails only its call: REMOTE_ERROR with its message and no stack, serving goes on, the failure is published', async () => {
+    const { client, server } = connect();
+    const published: unknown[] = [];
+    const listen = (event: unknown) => published.push(event);
+    diagnosticsChannel.subscribe('ftl-ipc:rpc:error', listen);
+    try {
+      const failure = new Error('disk full');
+      const serving = server.serve(
+        handlers({
+          echo: ({ text }) => {
+            if (text === 'sync') throw failure;
+            if (text === 'async') return Promise.reject(failure);
+            return { text, color: Color.red };
+          },
+        }),
+      );
+      for (const text of ['sync', 'async'])
+        await assert.rejects(
+          client.echo({ text }),
+          (e: unknown) =>
+            code('REMOTE_ERROR')(e) &&
+            /failed at the peer: disk full \(HANDLER_FAILED\)$/.test((e as Error).message),
+        );
+      assert.deepEqual(await client.echo({ text: 'next' }), { text: 'next', color: Color.red });
+      assert.deepEqual(published, [
+        { channel: server.channel, error: failure, kind: 'echo', action: 'continue' },
+        { channel: server.channel, error: failure, kind: 'echo', action: 'continue' },
+      ]);
+      client.close();
+      await serving;
+    } finally {
+      diagnosticsChannel.unsubscribe('ftl-ipc:rpc:error', listen);
+    }
+  });
+
+  it('stopOnError: the first failure is answered, then serving stops and serve rejects with it', async () => {
     const { client, server } = connect();
     const failure = new Error('disk full');
-    const serving = server.serve(handlers({ echo: () => Promise.reject(failure) }));
+    const serving = server.serve(handlers({ echo: () => Promise.reject(failure) }), {
+      stopOnError: true,
+    });
+    await assert.rejects(client.echo({ text: 'x' }), code('REMOTE_ERROR'));
+    await assert.rejects(serving, (e) => e === failure);
+    await assert.rejects(client.echo({ text: 'again' }), code('PEER_CLOSED'));
+  });
+
+  it("replyStack: the error reply carries the handler error's stack", async () => {
+    const { client, server } = connect();
+    const serving = server.serve(
+      handlers({
+        echo: function failingEcho() {
+          throw new Error('disk full');
+        },
+      }),
+      { replyStack: true },
+    );
     await assert.rejects(
       client.echo({ text: 'x' }),
       (e: unknown) =>
-        code('REMOTE_ERROR')(e) && /disk full \(HANDLER_FAILED\)/.test((e as Error).message),
+        code('REMOTE_ERROR')(e) &&
+        /Error: disk full\n\s+at .*failingEcho/.test((e as Error).message),
     );
-    await assert.rejects(serving, (e) => e === failure);
-    await assert.rejects(client.echo({ text: 'again' }), code('PEER_CLOSED'));
+    client.close();
+    await serving;
+  });
+
+  it('an onError that throws stops serving with what it threw', async () => {
+    const { client, server } = connect();
+    const gaveUp = new Error('onError gave up');
+    const serving = server.serve(
+      handlers({
+        echo: () => {
+          throw new Error('disk full');
+        },
+      }),
+      {
+        onError: () => {
+          throw gaveUp;
+        },
+      },
+    );
+    await assert.rejects(client.echo({ text: 'x' }), code('REMOTE_ERROR'));
+    await assert.rejects(serving, (e) => e === gaveUp);
   });
 
   it('keeps serving after a handler failure when onError is given', async () => {

@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { IpcError, type Message } from 'ftl-ipc';
 import {
   type CallDescriptor,
   decodeMessage,
   encodeMessage,
   encodeReply,
-  IpcError,
-  type Message,
   type MessageDescriptor,
   MessageTable,
   Reader,
   runtimeDescriptors,
-} from 'ftl-ipc';
+} from 'ftl-ipc/wire';
 import { messagesByName } from '../../src/idl/index.js';
 import { camelCase } from '../../src/idl/names.js';
 import { decodeReply } from '../../src/wire/message.js';

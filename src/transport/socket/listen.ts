@@ -1,4 +1,5 @@
-import { chmod, mkdtemp, stat } from 'node:fs/promises';
+import { existsSync, lstatSync, rmdirSync, unlinkSync } from 'node:fs';
+import { chmod, lstat, mkdtemp, stat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -25,9 +26,43 @@ export interface ConnectOptions extends ConnectionOptions {
   tls?: tls.ConnectionOptions;
 }
 
-/** Creates a directory only this user may enter, for Unix sockets: `<tmp>/ftl-ipc-XXXXXX/<name>`. */
+/** The socket paths privateSocketPath made in this process: removed when it exits. */
+const madePaths = new Set<string>();
+/** Past this many, the paths whose directory is gone already are forgotten. */
+let sweepAt = 1024;
+
+/**
+ * Creates a directory only this user may enter, for Unix sockets: `<tmp>/ftl-ipc-XXXXXX/<name>`.
+ * The directory belongs to this process: when it exits, the socket at the path (if one is left)
+ * and the directory (if nothing else is in it) are removed. Removing it earlier yourself is fine.
+ */
 export async function privateSocketPath(name = 'ipc.sock'): Promise<string> {
-  return join(await mkdtemp(join(tmpdir(), 'ftl-ipc-')), name);
+  const path = join(await mkdtemp(join(tmpdir(), 'ftl-ipc-')), name);
+  if (madePaths.size === 0) process.once('exit', removeMadePaths);
+  madePaths.add(path);
+  // A long-lived process that makes a path per connection (and removes it) keeps few of them.
+  if (madePaths.size >= sweepAt) {
+    for (const made of madePaths) if (!existsSync(dirname(made))) madePaths.delete(made);
+    sweepAt = Math.max(1024, 2 * madePaths.size);
+  }
+  return path;
+}
+
+/** At exit, so synchronous; a path already removed by its user is skipped. */
+function removeMadePaths(): void {
+  for (const path of madePaths) {
+    for (const remove of [
+      () => lstatSync(path).isSocket() && unlinkSync(path),
+      () => rmdirSync(dirname(path)),
+    ]) {
+      try {
+        remove();
+      } catch {
+        // Gone already (ENOENT), or holding what someone else put there (ENOTEMPTY): left alone.
+      }
+    }
+  }
+  madePaths.clear();
 }
 
 /** Where a listener takes connections from (a socket server, a NATS subject) and how it stops. */
@@ -180,15 +215,100 @@ export async function listenSocket(
     },
     options.backlog ?? 64,
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(new IpcError('CONNECTION_FAILED', `cannot listen: ${err.message}`, { cause: err })),
+  if ('path' in address) {
+    await listenOnPath(server, address.path);
+    await chmod(address.path, 0o600);
+  } else {
+    await bind(server, (done) => server.listen(address.port, address.host, done)).catch(
+      (err: Error) => {
+        throw new IpcError('CONNECTION_FAILED', `cannot listen: ${err.message}`, { cause: err });
+      },
     );
-    if ('path' in address) server.listen(address.path, resolve);
-    else server.listen(address.port, address.host, resolve);
-  });
-  if ('path' in address) await chmod(address.path, 0o600);
+  }
   return listener;
+}
+
+function bind(server: net.Server, listen: (done: () => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error) => reject(err);
+    server.once('error', fail);
+    listen(() => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
+
+/** Listens on one path at a time per path in this process: replacing a stale socket is not atomic. */
+const binding = new Map<string, Promise<void>>();
+
+/**
+ * Listens on a Unix socket path. A socket left there by a listener that died (kill -9, a crash)
+ * is replaced when nothing answers on it; a live listener, or anything that is not a socket, is
+ * left alone and reported (docs/socket-transport.md, "A socket left by a crash").
+ */
+function listenOnPath(server: net.Server, path: string): Promise<void> {
+  const turn = (binding.get(path) ?? Promise.resolve()).then(() => bindPath(server, path));
+  const settled = turn.catch(() => {});
+  binding.set(path, settled);
+  void settled.then(() => binding.get(path) === settled && binding.delete(path));
+  return turn;
+}
+
+async function bindPath(server: net.Server, path: string): Promise<void> {
+  const fail = (why: string, cause?: unknown) =>
+    new IpcError('CONNECTION_FAILED', `cannot listen on ${path}: ${why}`, { cause });
+  // A stale socket is replaced once; still in use after that, another listener took the path.
+  for (let replaced = false; ; replaced = true) {
+    const error = await bind(server, (done) => server.listen(path, done)).then(
+      () => undefined,
+      (err: NodeJS.ErrnoException) => err,
+    );
+    if (error === undefined) return;
+    if (error.code !== 'EADDRINUSE') throw fail(error.message, error);
+    const before = await lstat(path).catch(() => undefined);
+    if (before === undefined) {
+      if (replaced) throw fail(error.message, error);
+      continue;
+    }
+    if (!before.isSocket()) {
+      throw fail('the path exists and is not a socket; it was left as it is', error);
+    }
+    const probe = await answers(path);
+    if (probe === 'answered') {
+      throw fail(
+        'another listener is accepting connections on it (close that one, or choose another path)',
+        error,
+      );
+    }
+    if (probe !== 'ECONNREFUSED' || replaced) {
+      throw fail(
+        `a socket is there and connecting to it failed with ${probe}, so it may be in use; it was left as it is`,
+        error,
+      );
+    }
+    // Refused: nobody listens. Unlinked only if it is still the same socket, not one that another
+    // process's listener put there meanwhile.
+    const now = await lstat(path).catch(() => undefined);
+    if (now !== undefined && now.ino === before.ino && now.dev === before.dev) {
+      await unlink(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT')
+          throw fail(`cannot remove the stale socket: ${err.message}`, err);
+      });
+    }
+  }
+}
+
+/** 'answered' when a listener accepts a connection on `path`; else the connect error's code. */
+function answers(path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve('answered');
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
 }
 
 function refuseTlsOnUnix(address: SocketAddress, options: { tls?: unknown }): void {

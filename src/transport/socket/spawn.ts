@@ -135,27 +135,40 @@ async function startFailure(
     child.kill('SIGKILL');
     exit = await exited;
   }
-  let what: string;
-  if (timedOut)
-    what = `did not call parentChannels() in time (${(error as Error).message}); it was killed`;
-  else if (killed) what = `broke the handshake (${(error as Error).message}); it was killed`;
-  else if (exit!.signal !== null)
-    what = `was killed by ${exit!.signal} before calling parentChannels()`;
-  else what = `exited with code ${exit!.code} before calling parentChannels()`;
-  const code = killed && isIpcError(error) ? error.code : 'CONNECTION_FAILED';
-  return new IpcError(code, `${who} ${what}; ${await describeStderr(io, stderr)}`, {
-    cause: error,
-  });
+  const lines = stderr === undefined ? undefined : nonEmptyLines(await stderr);
+  if (timedOut || killed) {
+    const what = timedOut
+      ? `did not call parentChannels() in time (${(error as Error).message}); it was killed`
+      : `broke the handshake (${(error as Error).message}); it was killed`;
+    const code = killed && isIpcError(error) ? error.code : 'CONNECTION_FAILED';
+    return new IpcError(code, `${who} ${what}; ${describeStderr(io, lines)}`, { cause: error });
+  }
+  // It ended by itself: the socket's reset is only a symptom. The cause is what it died of, as
+  // its stderr says (an uncaught error, e.g. ERR_MODULE_NOT_FOUND), or else its exit.
+  const ended =
+    exit!.signal !== null ? `was killed by ${exit!.signal}` : `exited with code ${exit!.code}`;
+  const thrown = lines?.map((line) => THROWN.exec(line)).find((m) => m !== null);
+  const cause = new Error(thrown?.[0] ?? `the child process ${ended}`, { cause: error });
+  if (thrown?.[1] !== undefined) Object.assign(cause, { code: thrown[1] });
+  const why = thrown === undefined ? '' : `: ${thrown[0]}`;
+  return new IpcError(
+    'CONNECTION_FAILED',
+    `${who} ${ended} before calling parentChannels()${why}; ${describeStderr(io, lines)}`,
+    { cause },
+  );
 }
 
-async function describeStderr(
-  io: NonNullable<SpawnOptions['stdio']>,
-  stderr: Promise<string> | undefined,
-): Promise<string> {
+/** The line Node prints for an uncaught error: `Error [ERR_MODULE_NOT_FOUND]: Cannot find...`. */
+const THROWN = /^(?:[A-Z]\w*)?Error(?: \[(ERR_\w+)\])?: .{1,1000}/;
+
+function nonEmptyLines(text: string): string[] {
+  return text.split('\n').filter((l) => l.trim() !== '');
+}
+
+function describeStderr(io: NonNullable<SpawnOptions['stdio']>, lines?: string[]): string {
   if (io === 'inherit') return "its stderr is this process's stderr";
   if (io === 'ignore') return "its stderr was ignored (stdio: 'ignore')";
-  const lines = (await stderr)!.split('\n').filter((l) => l.trim() !== '');
-  if (lines.length === 0) return 'it wrote nothing to stderr';
+  if (lines === undefined || lines.length === 0) return 'it wrote nothing to stderr';
   const shown = lines.slice(0, STDERR_LINES).map((l) => `  ${l}`);
   const more = lines.length > STDERR_LINES ? `\n  (${lines.length - STDERR_LINES} more lines)` : '';
   return `its stderr began:\n${shown.join('\n')}${more}`;
@@ -207,10 +220,33 @@ let fromParent: Promise<Record<string, Channel>> | undefined;
  * In code started by {@link spawnProcess} or `spawnWorker`: the channels it was given, by name.
  * The same call in a child process and in a worker thread; `options` apply to a process's
  * socket. Called again, it returns the same channels.
+ *
+ * With the names it expects (`parentChannels(['jobs', 'events'])`), the result is typed by them
+ * (no `| undefined` under `noUncheckedIndexedAccess`), and a name the parent did not give is an
+ * INVALID_ARGUMENT that says which names it did give. Channels given but not named are there too.
  */
-export function parentChannels(options: ConnectionOptions = {}): Promise<Record<string, Channel>> {
-  fromParent ??= isMainThread ? receiveFromParent(options) : fromSpawner();
-  return fromParent;
+export function parentChannels(options?: ConnectionOptions): Promise<Record<string, Channel>>;
+export function parentChannels<const N extends string>(
+  names: readonly N[],
+  options?: ConnectionOptions,
+): Promise<Record<N, Channel>>;
+export async function parentChannels(
+  namesOrOptions: readonly string[] | ConnectionOptions = {},
+  options: ConnectionOptions = {},
+): Promise<Record<string, Channel>> {
+  const names = Array.isArray(namesOrOptions) ? (namesOrOptions as readonly string[]) : undefined;
+  const socketOptions = names === undefined ? (namesOrOptions as ConnectionOptions) : options;
+  fromParent ??= isMainThread ? receiveFromParent(socketOptions) : fromSpawner();
+  const channels = await fromParent;
+  const missing = (names ?? []).filter((name) => !Object.hasOwn(channels, name));
+  if (missing.length > 0) {
+    const given = Object.keys(channels);
+    throw new IpcError(
+      'INVALID_ARGUMENT',
+      `parentChannels: no channel named ${missing.map((n) => JSON.stringify(n)).join(', ')} was given; the parent gave ${given.length === 0 ? 'none' : given.map((n) => JSON.stringify(n)).join(', ')}`,
+    );
+  }
+  return channels;
 }
 
 async function fromSpawner(): Promise<Record<string, Channel>> {

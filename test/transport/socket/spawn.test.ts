@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { Channel, type IpcError, isIpcError, spawnProcess } from '../../../src/index.js';
+import {
+  Channel,
+  type IpcError,
+  isIpcError,
+  spawnProcess,
+  spawnWorker,
+} from '../../../src/index.js';
 import { alive, failure } from '../spawn-helpers.js';
 import { child } from './helpers.js';
 
@@ -55,6 +61,41 @@ describe('spawnProcess failures', () => {
     );
     assert.match(error.message, /exited with code 1/);
     assert.match(error.message, /ERR_MODULE_NOT_FOUND|Cannot find module/);
+  });
+
+  it("gives as the cause of a failed import the child's own error, not the socket's reset", async () => {
+    const error = await failure(
+      spawnProcess(child('bad-import'), { stdio: 'pipe' }),
+      'CONNECTION_FAILED',
+    );
+    const cause = error.cause as NodeJS.ErrnoException;
+    assert.equal(cause.code, 'ERR_MODULE_NOT_FOUND', cause.message);
+    assert.match(
+      cause.message,
+      /^Error \[ERR_MODULE_NOT_FOUND\]: Cannot find module .*no-such-module\.js/,
+    );
+    assert.match(
+      error.message,
+      /exited with code 1 before calling parentChannels\(\): Error \[ERR_MODULE_NOT_FOUND\]: Cannot find module/,
+    );
+    // Without its stderr, the cause is the exit: what spawnWorker's cause is to a thread.
+    const blind = await failure(
+      spawnProcess(child('bad-import'), { stdio: 'ignore' }),
+      'CONNECTION_FAILED',
+    );
+    assert.equal((blind.cause as Error).message, 'the child process exited with code 1');
+    assert.doesNotMatch(blind.message, /ECONNRESET/);
+  });
+
+  it('names the compiled .js when given a .ts module that is not there, as ftl-ipc run does', async () => {
+    const ts = child('echo').replace(/\.js$/, '.ts');
+    for (const start of [spawnProcess, spawnWorker]) {
+      const error = await failure(start(pathToFileURL(ts)), 'INVALID_ARGUMENT');
+      assert.ok(error.message.startsWith(`${start.name}: module ${ts} not found; `), error.message);
+      assert.match(error.message, /a \.ts module runs from its compiled \.js: name the \.js/);
+      assert.match(error.message, /new URL\('\.\/echo\.js', import\.meta\.url\)/);
+      assert.ok(error.message.endsWith(`; ${child('echo')} exists`), error.message);
+    }
   });
 
   it('says where the stderr went when it is not piped', async () => {

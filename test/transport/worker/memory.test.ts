@@ -7,9 +7,12 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { describe, it } from 'node:test';
 import { Channel, exportEndpoint, importEndpoint, sharedMemoryStats } from '../../../src/index.js';
+import { within } from '../../channel/helpers.js';
 import { exitCode, nextMessage, startWorker } from './workers.js';
 
 const MiB = 2 ** 20;
+/** A wait that a lost wake-up or a broken arena would make endless fails after this, by name. */
+const WAIT_MS = 20_000;
 
 /** Address space of this process (all threads), from /proc: what it has reserved. */
 function reservedBytes(): number {
@@ -22,7 +25,9 @@ function arenaReserve(): number {
 }
 
 describe('memory of channels between threads', () => {
-  it('move churn for 20 s: a channel to a worker and back, a message each way, closed; RSS grows < 100 MiB', async (t) => {
+  it('move churn for 20 s: a channel to a worker and back, a message each way, closed; RSS grows < 100 MiB', {
+    timeout: 100_000,
+  }, async (t) => {
     const [ctrl, theirs] = Channel.pair();
     const worker = startWorker('bounce', exportEndpoint(theirs));
     const cycle = async (n: number) => {
@@ -34,16 +39,29 @@ describe('memory of channels between threads', () => {
       a.close();
       back.close();
     };
-    // Warm up (JIT, first arena blocks), then measure.
-    for (let n = 0; n < 2000; n++) await cycle(n);
-    const start = process.memoryUsage().rss;
-    const started = performance.now();
     let moves = 0;
-    while (performance.now() - started < 20_000) await cycle(moves++);
-    const grown = process.memoryUsage().rss - start;
-    const live = sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
-    ctrl.close();
-    await exitCode(worker);
+    let grown: number;
+    let live: number;
+    try {
+      // Warm up (JIT, first arena blocks), then measure.
+      const warmUp = async () => {
+        for (let n = 0; n < 2000; n++) await cycle(n);
+      };
+      await within(warmUp(), 60_000, 'the first 2000 moves');
+      const start = process.memoryUsage().rss;
+      const started = performance.now();
+      const churn = async () => {
+        while (performance.now() - started < 20_000) await cycle(moves++);
+      };
+      await within(churn(), 60_000, '20 s of moves');
+      grown = process.memoryUsage().rss - start;
+      live = sharedMemoryStats().reduce((sum, a) => sum + a.liveBytes, 0);
+      ctrl.close();
+      await within(exitCode(worker), WAIT_MS, 'the worker ending once its channel closed');
+    } finally {
+      ctrl.close();
+      await worker.terminate();
+    }
     t.diagnostic(`${(moves / 20).toFixed(0)} moves/s, RSS +${(grown / MiB).toFixed(1)} MiB`);
     assert.ok(moves > 1000, `only ${moves} moves in 20 s`);
     assert.ok(grown < 100 * MiB, `RSS grew by ${(grown / MiB).toFixed(1)} MiB over ${moves} moves`);
@@ -51,7 +69,9 @@ describe('memory of channels between threads', () => {
     assert.ok(live < 64 * 1024, `${live} bytes of shared memory still in use`);
   });
 
-  it('100,000 live channels at defaults to a worker, each used once: < 10 s, <= 1 GiB RSS, <= 2 GiB reserved', async (t) => {
+  it('100,000 live channels at defaults to a worker, each used once: < 10 s, <= 1 GiB RSS, <= 2 GiB reserved', {
+    timeout: 100_000,
+  }, async (t) => {
     const count = 100_000;
     const [ctrl, theirs] = Channel.pair();
     const worker = startWorker('holdMany', exportEndpoint(theirs), { count, size: 16 });
@@ -60,28 +80,39 @@ describe('memory of channels between threads', () => {
     const started = performance.now();
     const cpu = process.cpuUsage();
     const mine: Channel[] = [];
-    for (let i = 0; i < count; i += 64) {
-      const handles: Channel[] = [];
-      for (let j = i; j < Math.min(count, i + 64); j++) {
-        const [a, b] = Channel.pair();
-        mine.push(a);
-        handles.push(b);
+    let seconds: number;
+    let cpuSeconds: number;
+    let rss: number;
+    let reserved: number;
+    try {
+      for (let i = 0; i < count; i += 64) {
+        const handles: Channel[] = [];
+        for (let j = i; j < Math.min(count, i + 64); j++) {
+          const [a, b] = Channel.pair();
+          mine.push(a);
+          handles.push(b);
+        }
+        await ctrl.sendWait({ type: 0, handles }, { timeoutMs: WAIT_MS });
       }
-      await ctrl.sendWait({ type: 0, handles });
+      const sent = nextMessage(worker);
+      for (const a of mine) a.send({ type: 2, data: new Uint8Array(16) });
+      await within(sent, 60_000, `the worker sending on ${count} channels`);
+      const receive = async () => {
+        for (const a of mine) assert.equal((await a.recv()).type, 1);
+      };
+      await within(receive(), 60_000, `the messages on ${count} channels`);
+      seconds = (performance.now() - started) / 1000;
+      const used = process.cpuUsage(cpu);
+      cpuSeconds = (used.user + used.system) / 1e6;
+      rss = process.memoryUsage().rss;
+      reserved = reservedBytes() - reservedBefore + arenaReserve();
+      worker.postMessage('close');
+      await within(exitCode(worker), WAIT_MS, 'the worker ending once told to close');
+    } finally {
+      await worker.terminate();
+      for (const a of mine) a.close();
+      ctrl.close();
     }
-    const sent = nextMessage(worker);
-    for (const a of mine) a.send({ type: 2, data: new Uint8Array(16) });
-    await sent;
-    for (const a of mine) assert.equal((await a.recv()).type, 1);
-    const seconds = (performance.now() - started) / 1000;
-    const used = process.cpuUsage(cpu);
-    const cpuSeconds = (used.user + used.system) / 1e6;
-    const rss = process.memoryUsage().rss;
-    const reserved = reservedBytes() - reservedBefore + arenaReserve();
-    worker.postMessage('close');
-    await exitCode(worker);
-    for (const a of mine) a.close();
-    ctrl.close();
     const load = loadavg()[0] as number;
     t.diagnostic(
       `${seconds.toFixed(1)} s (${cpuSeconds.toFixed(1)} s of CPU, both threads), RSS ${(rss / MiB).toFixed(0)} MiB, reserved ${(reserved / MiB).toFixed(0)} MiB, load average ${load.toFixed(1)}`,

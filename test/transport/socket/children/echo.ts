@@ -1,7 +1,6 @@
 /** Sends every message it receives straight back, handles included: a relay for the tests. */
 import { parentChannels } from '../../../../src/index.js';
 
-const { relay } = await parentChannels();
-if (relay === undefined) throw new Error('no relay channel');
+const { relay } = await parentChannels(['relay']);
 for await (const m of relay) await relay.sendWait(m);
 relay.close();

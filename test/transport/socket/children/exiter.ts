@@ -5,8 +5,7 @@
  */
 import { flushSockets, parentChannels } from '../../../../src/index.js';
 
-const { out } = await parentChannels();
-if (out === undefined) throw new Error('no out channel');
+const { out } = await parentChannels(['out']);
 const count = Number(process.argv[2]);
 for (let i = 0; i < count; i++) await out.sendWait({ type: i, data: new Uint8Array(100) });
 out.close();

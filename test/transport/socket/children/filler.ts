@@ -5,8 +5,7 @@
  */
 import { isIpcError, parentChannels } from '../../../../src/index.js';
 
-const { end, control } = await parentChannels();
-if (end === undefined || control === undefined) throw new Error('missing channels');
+const { end, control } = await parentChannels(['end', 'control']);
 let next = Number(process.argv[2]);
 for await (const command of control) {
   for (let i = 0; i < command.type; i++) await end.sendWait({ type: next++ });

@@ -1,8 +1,7 @@
 /** Sends `count` (argv[2]) messages on `link`, reads as many, and reports their type sum. */
 import { parentChannels } from '../../../../src/index.js';
 
-const { link, report } = await parentChannels();
-if (link === undefined || report === undefined) throw new Error('missing channels');
+const { link, report } = await parentChannels(['link', 'report']);
 const count = Number(process.argv[2]);
 const sending = (async () => {
   for (let i = 0; i < count; i++) await link.sendWait({ type: i });

@@ -15,8 +15,7 @@ const DRAIN = 3; // read the held consumer to its end; answers the byte count
 const CLOSE = 4; // close every held end
 const WRITE = 5; // write data (a decimal byte count) to the held producer; answers 'ok' or the error code
 
-const { ctl } = await parentChannels();
-if (ctl === undefined) throw new Error('no ctl channel');
+const { ctl } = await parentChannels(['ctl']);
 const held: Handle[] = [];
 const text = (s: string) => new TextEncoder().encode(s);
 

@@ -4,8 +4,7 @@
  */
 import { parentChannels } from '../../../../src/index.js';
 
-const { end, control } = await parentChannels();
-if (end === undefined || control === undefined) throw new Error('missing channels');
+const { end, control } = await parentChannels(['end', 'control']);
 for await (const command of control) {
   let last = -1;
   for (let i = 0; i < command.type; i++) last = (await end.recv()).type;
