@@ -173,7 +173,7 @@ async function open(nats: NatsAddress['nats']): Promise<{ nc: NatsConnection; ow
   } catch (err) {
     throw new IpcError(
       'CONNECTION_FAILED',
-      `cannot connect to NATS ${String(options.servers ?? 'localhost:4222')}: ${(err as Error).message} (one attempt; with waitOnFirstConnect: true in the NATS options it tries again every reconnectTimeWait, 2 s by default, until a server answers)`,
+      `cannot connect to NATS ${String(options.servers ?? 'localhost:4222')}: ${(err as Error).message} (one attempt; with waitOnFirstConnect: true in the NATS options it tries again every reconnectTimeWait, ${options.reconnectTimeWait} ms here, until a server answers)`,
       { cause: err },
     );
   }
