@@ -5,16 +5,28 @@
  * - one-way 16 B and 4 KiB: raw publish/subscribe (no bound at all: publish everything, then
  *   flush) against an ftl-ipc channel with library defaults and tuned (capacity 8192, 8 MiB);
  * - calls/s with 64 in flight: the generated PingClient over NATS against NATS request/reply;
- * - memory of a receiver that stops reading while the sender floods for 2 s.
+ * - memory of a receiver that stops reading while the sender floods for 2 s;
+ * - the cost of the protection: one-way 16 B and 4 KiB with a secret (aes-256-gcm, the default,
+ *   and hmac-sha256) against insecure: true, library defaults otherwise.
+ * ftl-ipc runs with a secret (aes-256-gcm) unless said otherwise.
  * Medians of ROUNDS rounds with their range. Run: npm run bench:nats [-- --quick]
+ * `-- --failover [runs]`: only the failover runs of test/transport/nats/cluster.test.ts (10 each
+ * by default), with the longest pauses.
  */
 import { loadavg } from 'node:os';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { PingClient, servePing } from '../examples/ping/ping.generated.js';
-import { type Channel, type ChannelOptions, connect, listen } from '../src/index.js';
-import { startNats } from '../test/transport/nats/server.js';
+import {
+  type Channel,
+  type ChannelOptions,
+  connect,
+  listen,
+  type NatsSuite,
+} from '../src/index.js';
+import { failoverRun } from '../test/transport/nats/failover.js';
+import { startCluster, startNats } from '../test/transport/nats/server.js';
 import { median } from './stats.js';
 
 const quick = process.argv.includes('--quick');
@@ -28,12 +40,22 @@ const fmt = (xs: number[]) =>
   `${Math.round(median(xs)).toLocaleString('en')} (${Math.round(Math.min(...xs)).toLocaleString('en')}..${Math.round(Math.max(...xs)).toLocaleString('en')})`;
 let service = 0;
 
+type Protection = 'insecure' | NatsSuite;
+
 /** A connected ftl-ipc pair over NATS: `a` on one NATS connection, `b` on another. */
-async function pairOver(url: string, options: ChannelOptions = {}): Promise<[Channel, Channel]> {
+async function pairOver(
+  url: string,
+  options: ChannelOptions = {},
+  protection: Protection = 'aes-256-gcm',
+): Promise<[Channel, Channel]> {
   const name = `bench${service++}`;
-  const listener = await listen({ nats: url, service: name }, options);
+  const guard =
+    protection === 'insecure'
+      ? { insecure: true }
+      : { secret: 'bench', suite: protection, suites: [protection] };
+  const listener = await listen({ nats: url, service: name }, { ...options, ...guard });
   const [a, b] = await Promise.all([
-    connect({ nats: url, service: name }, options),
+    connect({ nats: url, service: name }, { ...options, ...guard }),
     listener.accept(),
   ]);
   await listener.close();
@@ -66,8 +88,14 @@ async function rawOneWay(url: string, size: number, count: number): Promise<numb
   return rate;
 }
 
-async function ftlOneWay(url: string, size: number, count: number, options: ChannelOptions) {
-  const [a, b] = await pairOver(url, options);
+async function ftlOneWay(
+  url: string,
+  size: number,
+  count: number,
+  options: ChannelOptions,
+  protection: Protection = 'aes-256-gcm',
+) {
+  const [a, b] = await pairOver(url, options, protection);
   const data = new Uint8Array(size);
   const t0 = performance.now();
   const receiving = (async () => {
@@ -185,7 +213,54 @@ async function flood(url: string, kind: 'ftl' | 'raw'): Promise<{ mib: number; n
   return { mib, note };
 }
 
+/** The failover runs of cluster.test.ts, `runs` times for each victim. */
+async function failover(runs: number): Promise<void> {
+  for (const victim of ['sender', 'receiver'] as const) {
+    const stream: number[] = [];
+    const calls: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      const servers = await startCluster(3);
+      const pause = await failoverRun(servers, victim, `failover${service++}`);
+      stream.push(pause.streamPauseMs);
+      calls.push(pause.callPauseMs);
+      for (const s of servers) await s.stop();
+    }
+    console.log(
+      `kill -9 of the ${victim}'s server, ${runs} runs, all exactly once in order: longest pause in the stream ${Math.max(...stream)} ms (median ${median(stream)}), between replies ${Math.max(...calls)} ms (median ${median(calls)})`,
+    );
+  }
+}
+
+/** One-way rates with each protection, library defaults otherwise. */
+async function protectionTable(url: string): Promise<string[]> {
+  const rows = [
+    '| one-way | insecure: true | aes-256-gcm | ratio | hmac-sha256 | ratio |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const [size, count] of [
+    [16, quick ? 50_000 : 200_000],
+    [4096, quick ? 10_000 : 50_000],
+  ] as const) {
+    const by: Record<Protection, number[]> = { insecure: [], 'aes-256-gcm': [], 'hmac-sha256': [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of ['insecure', 'aes-256-gcm', 'hmac-sha256'] as const) {
+        by[p].push(await ftlOneWay(url, size, count, {}, p));
+      }
+    }
+    const ratio = (p: Protection) => (median(by[p]) / median(by.insecure)).toFixed(2);
+    rows.push(
+      `| ${size} B, msg/s | ${fmt(by.insecure)} | ${fmt(by['aes-256-gcm'])} | ${ratio('aes-256-gcm')}x | ${fmt(by['hmac-sha256'])} | ${ratio('hmac-sha256')}x |`,
+    );
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
+  const at = process.argv.indexOf('--failover');
+  if (at >= 0) {
+    await failover(Number(process.argv[at + 1] ?? 10) || 10);
+    return;
+  }
   const external = process.env.NATS_URL;
   const server = external === undefined ? await startNats() : undefined;
   const url = external ?? (server?.url as string);
@@ -226,6 +301,7 @@ async function main(): Promise<void> {
     `| calls/s, 64 in flight (request/reply vs PingClient) | ${fmt(rawRpc)} | ${fmt(ftlRpc)} | ${(median(ftlRpc) / median(rawRpc)).toFixed(2)}x | | |`,
   );
   if (!floodOnly) console.log(table.join('\n'));
+  if (!floodOnly) console.log((await protectionTable(url)).join('\n'));
   for (const kind of ['ftl', 'raw'] as const) {
     const { mib, note } = await flood(url, kind);
     console.log(

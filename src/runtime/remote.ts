@@ -12,9 +12,10 @@
 import { Svcm } from '@nats-io/services';
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import { Channel, type ChannelOptions, type Message } from '../channel/index.js';
+import { connect, listen } from '../transport/address.js';
 import type { NatsAddress } from '../transport/nats/index.js';
 import { DEFAULT_MAX_PEER_BYTES } from '../transport/socket/connection.js';
-import { connect, type Listener, listen } from '../transport/socket/listen.js';
+import type { Listener } from '../transport/socket/listen.js';
 import type { DependencySpec, SystemSpec } from './spec.js';
 import { decoder, encoder } from './startup.js';
 
@@ -47,6 +48,17 @@ function checkedLimits(limits: ChannelOptions): ChannelOptions {
   };
 }
 
+/**
+ * How links are protected: with FTL_NATS_SECRET (the same on every system of the cluster), or,
+ * with FTL_NATS_INSECURE=1, not at all. Otherwise a sentence for the log, and no links.
+ */
+function linkSecurity(): { secret: string } | { insecure: true } | string {
+  const secret = process.env.FTL_NATS_SECRET;
+  if (secret !== undefined && secret !== '') return { secret };
+  if (process.env.FTL_NATS_INSECURE === '1') return { insecure: true };
+  return 'not joining NATS: set FTL_NATS_SECRET (the same on every system) to protect the links, or FTL_NATS_INSECURE=1 to run them in clear (docs/nats.md, "Without a secret")';
+}
+
 export interface RemoteHooks {
   /**
    * A remote client arrived for `protocol`; false when no provider of it runs now (or, for an
@@ -61,6 +73,7 @@ export class RemoteSystem {
   readonly #spec: SystemSpec;
   readonly #hooks: RemoteHooks;
   readonly #nc: Promise<NatsConnection | undefined>;
+  #security: { secret: string } | { insecure: true } = { insecure: true };
   readonly #listeners: Listener<NatsAddress>[] = [];
   readonly #services: { stop(): Promise<unknown> }[] = [];
   /** Links accepted for each protocol, closed when its provider ends. */
@@ -72,6 +85,13 @@ export class RemoteSystem {
   constructor(spec: SystemSpec, servers: readonly string[], hooks: RemoteHooks) {
     this.#spec = spec;
     this.#hooks = hooks;
+    const security = linkSecurity();
+    if (typeof security === 'string') {
+      hooks.log(security);
+      this.#nc = Promise.resolve(undefined);
+      return;
+    }
+    this.#security = security;
     this.#nc = this.#connect(servers).then(async (nc) => {
       if (nc !== undefined) await this.#offer(nc);
       return nc;
@@ -136,7 +156,7 @@ export class RemoteSystem {
         // link: the whole peer budget applies from the start (the accept loop takes every link).
         const listener = await listen(
           { nats: nc, service: protocol },
-          { maxUnacceptedBytes: DEFAULT_MAX_PEER_BYTES },
+          { maxUnacceptedBytes: DEFAULT_MAX_PEER_BYTES, ...this.#security },
         );
         this.#listeners.push(listener);
         void this.#accept(protocol, listener);
@@ -245,7 +265,9 @@ export class RemoteSystem {
     void (async () => {
       const nc = await this.#nc;
       while (nc !== undefined && !dropped && !this.#stopped) {
-        link = await connect({ nats: nc, service: dep.protocol }).catch(() => undefined);
+        link = await connect({ nats: nc, service: dep.protocol }, this.#security).catch(
+          () => undefined,
+        );
         const clientEnd =
           link === undefined ? undefined : await this.#link(link, name, limits, clientInThread);
         if (dropped || this.#stopped) {

@@ -10,11 +10,11 @@ import { fixture, Run, root } from './helpers.js';
 
 const BIN = `${root}dist/src/cli/main.js`;
 
-/** `ftl-ipc run spec` with FTL_NATS_URL; collects what it prints. */
+/** `ftl-ipc run spec` with FTL_NATS_URL and a shared FTL_NATS_SECRET; collects what it prints. */
 function run(spec: string, url: string): { child: ChildProcess; out: string[]; err: string[] } {
   const child = spawn(process.execPath, [BIN, 'run', spec], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FTL_NATS_URL: url },
+    env: { ...process.env, FTL_NATS_URL: url, FTL_NATS_SECRET: 'runtime test' },
   });
   const out: string[] = [];
   const err: string[] = [];
@@ -34,9 +34,14 @@ async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promi
 describe('systems joined over NATS', natsSuite, () => {
   let server: NatsServer;
   before(async () => {
+    // The systems in this process protect their links with it (children get it from run()).
+    process.env.FTL_NATS_SECRET = 'runtime test';
     server = await startNats();
   });
-  after(() => server.stop());
+  after(async () => {
+    delete process.env.FTL_NATS_SECRET;
+    await server.stop();
+  });
 
   it('a dependency no local service provides is resolved over NATS only with a server', () => {
     const text = `nats: [nats://a:4222, nats://b:4222]

@@ -37,6 +37,11 @@ export interface Carrier {
   end(): void;
   /** Ends now. */
   destroy(): void;
+  /**
+   * With a shared secret, once both nonces are known: a carrier that protects what follows the
+   * handshake (NATS) derives its keys here and returns what the AUTH frames must also cover.
+   */
+  bind?(secret: Buffer, clientNonce: Buffer, serverNonce: Buffer): Buffer;
 }
 
 /** Room for two frames of a 64 KiB message, so that a read can hold one whole. */

@@ -233,6 +233,8 @@ export class Connection {
   readonly #heartbeatMs: number;
   readonly #timeoutOption: number | undefined;
   #peerHello: Hello | undefined;
+  /** What the carrier binds to the handshake (its subjects), covered by AUTH; none on a socket. */
+  #binding: Buffer | undefined;
   #phase: Phase = 'hello';
   #links = new Map<number, Link>();
   #nextId: number;
@@ -302,6 +304,12 @@ export class Connection {
       data: (chunk, room) => this.#onData(chunk, room),
       readTarget: () => this.#readTarget(),
       error: (err) => {
+        // A carrier that checks messages itself (NATS) reports what the peer did wrong as an
+        // IpcError: fail as for a bad frame (published, the carrier reset).
+        if (err instanceof IpcError) {
+          this.fail(err, false);
+          return;
+        }
         this.#failure ??= new IpcError(
           'CONNECTION_FAILED',
           `${this.carrier.kind} error: ${err.message}`,
@@ -932,20 +940,26 @@ export class Connection {
       return;
     }
     this.#phase = 'auth';
+    const [c, s] = this.#client ? [this.#nonce, hello.nonce] : [hello.nonce, this.#nonce];
+    this.#binding = this.carrier.bind?.(this.#secret, c, s);
     const buf = Buffer.allocUnsafe(HEADER_BYTES + AUTH_BYTES);
     writeHeader(buf, 0, AUTH_BYTES, FRAME_AUTH, 0, ROOT_ID, 0);
     this.#mac(this.#client, this.#nonce, hello.nonce).copy(buf, HEADER_BYTES);
     this.#write(buf);
   }
 
-  /** The proof that `client`'s side, which chose `own`, knows the secret; bound to both nonces. */
+  /**
+   * The proof that `client`'s side, which chose `own`, knows the secret; bound to both nonces
+   * and to what the carrier binds (nothing on a socket).
+   */
   #mac(client: boolean, own: Buffer, theirs: Buffer): Buffer {
-    return createHmac('sha256', this.#secret as Buffer)
+    const mac = createHmac('sha256', this.#secret as Buffer)
       .update(AUTH_LABEL)
       .update(client ? 'c' : 's')
       .update(own)
-      .update(theirs)
-      .digest();
+      .update(theirs);
+    if (this.#binding !== undefined) mac.update(this.#binding);
+    return mac.digest();
   }
 
   #auth(payload: Buffer): void {

@@ -7,7 +7,6 @@ import tls from 'node:tls';
 import { Channel } from '../../channel/channel.js';
 import { Deque } from '../../channel/deque.js';
 import { IpcError } from '../../errors.js';
-import type { NatsAddress } from '../nats/index.js';
 import { DirectReads, SocketCarrier } from './carrier.js';
 import { Connection, type ConnectionOptions, resolveConnectionOptions } from './connection.js';
 import type { SocketEndpoint } from './endpoint.js';
@@ -177,20 +176,13 @@ async function assertPrivateDirectory(path: string): Promise<void> {
 
 /**
  * Listens on a Unix socket (mode 0600, in a directory only this user may enter) or on TCP.
- * Each connection that completes the handshake yields its root channel.
+ * Each connection that completes the handshake yields its root channel. (`listen` in
+ * ../address.ts picks this or NATS by the address.)
  */
-export async function listen(address: SocketAddress, options?: ListenOptions): Promise<Listener>;
-/** Listens for a service on NATS (docs/nats.md). */
-export async function listen(
-  address: NatsAddress,
-  options?: ListenOptions,
-): Promise<Listener<NatsAddress>>;
-export async function listen(
-  address: SocketAddress | NatsAddress,
+export async function listenSocket(
+  address: SocketAddress,
   options: ListenOptions = {},
-): Promise<Listener<SocketAddress> | Listener<NatsAddress>> {
-  // Loaded on first use: a program without NATS does not load its client.
-  if ('nats' in address) return (await import('../nats/index.js')).listenNats(address, options);
+): Promise<Listener<SocketAddress>> {
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);
@@ -328,12 +320,11 @@ function refuseTlsOnUnix(address: SocketAddress, options: { tls?: unknown }): vo
   }
 }
 
-/** Connects to a listener (a socket, or a service on NATS); resolves with the root channel once the handshake is done. */
-export async function connect(
-  address: SocketAddress | NatsAddress,
+/** Connects to a socket listener; resolves with the root channel once the handshake is done. */
+export async function connectSocket(
+  address: SocketAddress,
   options: ConnectOptions = {},
 ): Promise<Channel> {
-  if ('nats' in address) return (await import('../nats/index.js')).connectNats(address, options);
   assertAddress(address);
   resolveConnectionOptions(options);
   refuseTlsOnUnix(address, options);

@@ -19,9 +19,9 @@ describe('over NATS', natsSuite, () => {
   before(async () => {
     server = await startNats();
     nc = await natsConnect({ servers: server.url });
-    listener = await listen({ nats: nc, service: 'relay' });
+    listener = await listen({ nats: nc, service: 'relay' }, { secret: 'conformance' });
     const accepted = listener.accept();
-    relay = await connect(listener.address);
+    relay = await connect(listener.address, { secret: 'conformance' });
     const far = (await accepted) as Channel;
     void (async () => {
       for (;;) {

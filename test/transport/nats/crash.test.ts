@@ -18,9 +18,11 @@ describe('peer death over NATS', natsSuite, () => {
   it('kill -9: PEER_CLOSED within the heartbeat timeout, after what arrived is delivered', async () => {
     const listener = await listen(
       { nats: server.url, service: 'crash' },
-      { capacity: 64, heartbeatMs: 100, heartbeatTimeoutMs: 500 },
+      { capacity: 64, heartbeatMs: 100, heartbeatTimeoutMs: 500, secret: 'crash' },
     );
-    const proc = spawn(process.execPath, [sender, server.url, 'crash', '20'], { stdio: 'inherit' });
+    const proc = spawn(process.execPath, [sender, server.url, 'crash', '20', 'crash'], {
+      stdio: 'inherit',
+    });
     const exited = new Promise((resolve) => proc.once('exit', (_code, signal) => resolve(signal)));
     const ch = (await listener.accept()) as Channel;
     await delivered(ch, 20);

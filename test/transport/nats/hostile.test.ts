@@ -27,7 +27,14 @@ describe('a hostile peer over NATS', natsSuite, () => {
   before(async () => {
     server = await startNats();
     nc = await natsConnect({ servers: server.url });
-    listener = await listen({ nats: nc, service: 'victim' }, { ...LIMITS, heartbeatMs: 0 });
+    listener = await listen(
+      { nats: nc, service: 'victim' },
+      {
+        ...LIMITS,
+        heartbeatMs: 0,
+        insecure: true,
+      },
+    );
   });
   after(async () => {
     await listener.close();
@@ -37,7 +44,10 @@ describe('a hostile peer over NATS', natsSuite, () => {
   });
 
   async function stillServes(): Promise<void> {
-    const [a, b] = await Promise.all([connect(listener.address), listener.accept()]);
+    const [a, b] = await Promise.all([
+      connect(listener.address, { insecure: true }),
+      listener.accept(),
+    ]);
     a.send({ type: 42 });
     assert.equal((await (b as Channel).recv()).type, 42);
     a.close();
@@ -100,13 +110,23 @@ describe('a hostile peer over NATS', natsSuite, () => {
     await peer.close();
   });
 
-  it('skips a sequence number (as a lost message would): closed, never a hole', async () => {
-    const root = await expectClosed((peer) => {
+  it('skips a number (as a lost message would): never a hole; the rest is asked for again', async () => {
+    const peer = await rawNatsPeer(server.url, 'victim');
+    try {
+      peer.send(rawHello(LIMITS));
+      const root = (await listener.accept()) as Channel;
       peer.send(frame(FRAME_MSG, 0, 1));
       peer.send(frame(FRAME_MSG, 0, 2), { seq: 5 });
-    });
-    assert.equal((await root.recv()).type, 1);
-    await assert.rejects(root.recv(), { code: 'PEER_CLOSED' });
+      assert.equal((await root.recv()).type, 1);
+      // RESEND (kind 4) of message 2: the listener has 0, 1 and wants what follows.
+      await until('a RESEND', () => peer.received.some((m) => m[8] === 4 && m[0] === 2));
+      assert.equal(root.tryRecv(), undefined);
+      peer.send(frame(FRAME_MSG, 0, 2), { seq: 2 });
+      assert.equal((await root.recv()).type, 2);
+      root.close();
+    } finally {
+      await peer.close();
+    }
     await stillServes();
   });
 
@@ -116,16 +136,29 @@ describe('a hostile peer over NATS', natsSuite, () => {
     await stillServes();
   });
 
-  it('asks to connect from a subject outside the prefix: refused, not answered', async () => {
+  it('a connect request naming a foreign reply subject: refused, nothing published there', async () => {
     const seen = socketErrors();
     const peer = await rawNatsPeer(server.url, 'victim');
+    const published: string[] = [];
+    peer.nc.subscribe('orders.create', { callback: (_e, m) => void published.push(m.string()) });
+    peer.nc.subscribe('ftl-ipc.c.abc', { callback: (_e, m) => void published.push(m.string()) });
     try {
-      await assert.rejects(peer.nc.request('ftl-ipc.svc.victim', '$SYS.hijack', { timeout: 300 }));
-      await until('the error', () => seen.errors.length > 0);
+      for (const reply of ['orders.create', 'ftl-ipc.c.abc']) {
+        await assert.rejects(
+          peer.nc.request('ftl-ipc.svc.victim', 'ftl-ipc nats 1 none', {
+            timeout: 300,
+            noMux: true,
+            reply,
+          }),
+        );
+      }
+      await until('the errors', () => seen.errors.length >= 2);
       assert.match(
         seen.errors[0]?.message ?? '',
-        /named "\$SYS.hijack", not a subject under ftl-ipc.c/,
+        /asked for an answer on "orders.create", not ftl-ipc.c.<id>.r/,
       );
+      await peer.nc.flush();
+      assert.deepEqual(published, []);
     } finally {
       seen.stop();
       await peer.close();

@@ -17,6 +17,7 @@ import { failure } from '../spawn-helpers.js';
 import { type NatsServer, natsSuite, startNats } from './server.js';
 
 const MiB = 1024 * 1024;
+const secret = 'the tests share this secret';
 
 describe('channels over NATS', natsSuite, () => {
   let server: NatsServer;
@@ -35,9 +36,9 @@ describe('channels over NATS', natsSuite, () => {
     serverOptions = {},
     clientOptions = {},
   ): Promise<{ a: Channel; b: Channel; listener: Listener<NatsAddress> }> {
-    const listener = await listen({ nats: nc, service }, serverOptions);
+    const listener = await listen({ nats: nc, service }, { secret, ...serverOptions });
     const [a, b] = await Promise.all([
-      connect({ nats: server.url, service }, clientOptions),
+      connect({ nats: server.url, service }, { secret, ...clientOptions }),
       listener.accept(),
     ]);
     return { a, b: b as Channel, listener };
@@ -98,18 +99,78 @@ describe('channels over NATS', natsSuite, () => {
     ok.a.close();
     ok.b.close();
     await failure(connect(ok.listener.address, { secret: 'wrong' }), 'AUTH_FAILED');
+    // An insecure client is refused by the listener's answer, before any handshake.
+    const refused = await failure(connect(ok.listener.address, { insecure: true }), 'AUTH_FAILED');
+    assert.match(refused.message, /refused: suite none is not taken here/);
     await ok.listener.close();
   });
 
+  it('no secret needs insecure: true, on both sides; the two cannot be combined', async () => {
+    const error = await failure(listen({ nats: nc, service: 'x' }), 'INVALID_ARGUMENT');
+    assert.match(
+      error.message,
+      /a NATS listener needs a secret: .* pass secret, or insecure: true/,
+    );
+    await failure(connect({ nats: nc, service: 'x' }), 'INVALID_ARGUMENT');
+    await failure(
+      connect({ nats: nc, service: 'x' }, { secret, insecure: true }),
+      'INVALID_ARGUMENT',
+    );
+    await failure(
+      connect({ nats: nc, service: 'x' }, { insecure: true, suite: 'hmac-sha256' }),
+      'INVALID_ARGUMENT',
+    );
+    await failure(
+      connect({ nats: nc, service: 'x' }, { secret, suite: 'rot13' as never }),
+      'INVALID_ARGUMENT',
+    );
+    const { a, b, listener } = await pair(
+      'insecure',
+      { secret: undefined, insecure: true },
+      { secret: undefined, insecure: true },
+    );
+    a.send({ type: 7 });
+    assert.equal((await b.recv()).type, 7);
+    a.close();
+    b.close();
+    await listener.close();
+  });
+
+  it('the integrity-only suite, when the listener takes it', async () => {
+    const { a, b, listener } = await pair(
+      'hmac',
+      { suites: ['aes-256-gcm', 'hmac-sha256'] },
+      { suite: 'hmac-sha256' },
+    );
+    a.send({ type: 3, data: Buffer.from('in clear, but authenticated') });
+    assert.equal(Buffer.from((await b.recv()).data).toString(), 'in clear, but authenticated');
+    a.close();
+    b.close();
+    const strict = await listen({ nats: nc, service: 'gcm-only' }, { secret });
+    const refused = await failure(
+      connect(strict.address, { secret, suite: 'hmac-sha256' }),
+      'AUTH_FAILED',
+    );
+    assert.match(refused.message, /suite hmac-sha256 is not taken here \(aes-256-gcm\)/);
+    await strict.close();
+    await listener.close();
+  });
+
   it('no listener of the service (or under another prefix) is CONNECTION_FAILED', async () => {
-    const listener = await listen({ nats: nc, service: 'prefixed', prefix: 'tenant-a' });
-    const error = await failure(connect({ nats: nc, service: 'prefixed' }), 'CONNECTION_FAILED');
+    const listener = await listen(
+      { nats: nc, service: 'prefixed', prefix: 'tenant-a' },
+      { secret },
+    );
+    const error = await failure(
+      connect({ nats: nc, service: 'prefixed' }, { secret }),
+      'CONNECTION_FAILED',
+    );
     assert.match(
       error.message,
       /no listener of service prefixed answered on NATS subject ftl-ipc\.svc\.prefixed/,
     );
     const [a, b] = await Promise.all([
-      connect({ nats: nc, service: 'prefixed', prefix: 'tenant-a' }),
+      connect({ nats: nc, service: 'prefixed', prefix: 'tenant-a' }, { secret }),
       listener.accept(),
     ]);
     a.close();
@@ -118,11 +179,24 @@ describe('channels over NATS', natsSuite, () => {
   });
 
   it('bad addresses and options are INVALID_ARGUMENT before anything is sent', async () => {
-    await failure(connect({ nats: nc, service: 'a b' }), 'INVALID_ARGUMENT');
-    await failure(connect({ nats: nc, service: 'x', prefix: 'p.*' }), 'INVALID_ARGUMENT');
-    await failure(listen({ nats: nc, service: 'x' }, { tls: {} }), 'INVALID_ARGUMENT');
-    await failure(connect({ nats: nc, service: 'x' }, { heartbeatMs: -1 }), 'INVALID_ARGUMENT');
-    await failure(connect({ nats: 'nats://127.0.0.1:1', service: 'x' }), 'CONNECTION_FAILED');
+    await failure(connect({ nats: nc, service: 'a b' }, { secret }), 'INVALID_ARGUMENT');
+    await failure(
+      connect({ nats: nc, service: 'x', prefix: 'p.*' }, { secret }),
+      'INVALID_ARGUMENT',
+    );
+    await failure(listen({ nats: nc, service: 'x' }, { secret, tls: {} }), 'INVALID_ARGUMENT');
+    await failure(
+      connect({ nats: nc, service: 'x' }, { secret, heartbeatMs: -1 }),
+      'INVALID_ARGUMENT',
+    );
+    await failure(
+      listen({ nats: nc, service: 'x' }, { secret, maxHandshakes: 0 }),
+      'INVALID_ARGUMENT',
+    );
+    await failure(
+      connect({ nats: 'nats://127.0.0.1:1', service: 'x' }, { secret }),
+      'CONNECTION_FAILED',
+    );
   });
 
   it('flushSockets covers NATS connections: what was sent before close arrives', async () => {

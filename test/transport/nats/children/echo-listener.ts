@@ -1,0 +1,21 @@
+/**
+ * A listener for service argv[3] on NATS server argv[2] with secret argv[4]: it echoes every
+ * message, and answers type 1 with its resident set size (a float64, bytes). Prints "ready".
+ */
+import { type Channel, listen } from '../../../../src/index.js';
+
+const [url, service, secret] = process.argv.slice(2) as [string, string, string];
+const listener = await listen({ nats: url, service }, { secret });
+async function serve(ch: Channel): Promise<void> {
+  for (;;) {
+    const m = await ch.recv().catch(() => undefined);
+    if (m === undefined) return;
+    if (m.type === 1) {
+      const data = Buffer.alloc(8);
+      data.writeDoubleLE(process.memoryUsage.rss());
+      await ch.sendWait({ type: 1, data });
+    } else await ch.sendWait({ type: m.type, data: m.data });
+  }
+}
+process.stdout.write('ready\n');
+for await (const ch of listener) void serve(ch);
