@@ -30,31 +30,49 @@ import { waitAsync } from './wake.js';
 /** Address space one arena reserves; committed only as blocks are first used. */
 export const ARENA_RESERVE = 2 ** 29;
 const MIN_CLASS = 6;
+const MAX_CLASS = 28;
 /** Largest block: 256 MiB. */
-export const MAX_BLOCK = 2 ** 28;
+export const MAX_BLOCK = 2 ** MAX_CLASS;
 const GROW_STEP = 2 ** 20;
 
-/** Header words (int32). The free-list heads are BigInt64 words from byte 64. */
+/** Header words (int32). */
 const MAGIC = 0;
 const TOP = 1;
 const ID = 2;
 const THREADS = 3;
 const LIVE_BYTES = 4;
 const LIVE_BLOCKS = 5;
-const HEADS = 8;
-const HEADER_BYTES = 512;
-const MAGIC_VALUE = 0x4654_4c41;
+/** The allocator's lock: 0 free, 1 held, 2 held with waiters (a futex). */
+const LOCK = 6;
+/** Bit `k` set while the free list of size class `k` is not empty. */
+const FREE_MASK = 7;
+const FREE_BYTES = 8;
+/** Free-list heads, one per size class. */
+const HEADS = 16;
+const MAGIC_VALUE = 0x4654_4c42;
+/**
+ * One bit per 64-byte unit of the block area, set where a free block starts: whether a
+ * block's buddy is free cannot be read from the buddy's header, which may be the payload of
+ * a larger block in use.
+ */
+const BITMAP = 1024;
+/** Blocks start here, aligned to their size relative to it (buddies differ in one bit). */
+const BASE = 2 ** 21;
+const AREA = ARENA_RESERVE - BASE;
 
-/** A block's own header, before its payload: size class, kind, free-list link. */
+/** A block's own header, before its payload: size class, kind, free-list links. */
 export const BLOCK_HEADER = 16;
 const B_CLASS = 0;
 const B_KIND = 1;
-const B_LINK = 2;
+const B_NEXT = 2;
+const B_PREV = 3;
 export const KIND_SLOT = 1;
 export const KIND_RING = 2;
 export const KIND_PIPE = 3;
 const KIND_THREAD = 4;
 const KIND_FREE = 5;
+/** Out of every list and not handed out: being split or merged by one thread. */
+const KIND_HELD = 6;
 
 /** A thread's entry (int32 words of its payload). */
 const T_ID = 0;
@@ -97,13 +115,22 @@ export interface ArenaStats {
   reserved: number;
   /** Bytes the arena has grown to: at most what the operating system has committed for it. */
   size: number;
-  /** Bytes handed out as blocks so far (free blocks are reused before this grows). */
+  /** Bytes of the block area handed out so far, free blocks included (its high-water mark). */
   used: number;
+  /** Bytes of free blocks below `used`, reusable for a block of any size. */
+  freeBytes: number;
   /** Bytes of blocks in use now, and how many blocks. */
   liveBytes: number;
   liveBlocks: number;
 }
 
+/**
+ * A buddy allocator: power-of-two blocks, each aligned to its size, so a freed block merges
+ * with its buddy when that is free too, and freed memory serves any size. Free lists and the
+ * free bitmap change under a lock in the arena; no thread holds it across a loop or a call,
+ * where V8 could end a terminated worker's execution with the lock held: a split or a merge
+ * takes it once per step and holds the block it works on out of every list meanwhile.
+ */
 export class Arena {
   readonly buffer: SharedArrayBuffer;
   readonly id: number;
@@ -111,22 +138,20 @@ export class Arena {
   i32!: Int32Array;
   u8!: Uint8Array;
   f64!: Float64Array;
-  readonly #heads: BigInt64Array;
   /** This thread's entry, made when the thread first uses the arena. */
   #thread = 0;
 
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
-    this.#heads = new BigInt64Array(buffer, 0, HEADER_BYTES / 8);
     this.#views();
     this.id = this.i32[ID] as number;
   }
 
   static create(): Arena {
-    const buffer = new GrowableBuffer(GROW_STEP, { maxByteLength: ARENA_RESERVE });
-    const i32 = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    const buffer = new GrowableBuffer(BASE + GROW_STEP, { maxByteLength: ARENA_RESERVE });
+    const i32 = new Int32Array(buffer, 0, BITMAP / 4);
     i32[ID] = randomInt(1, 2 ** 31 - 1);
-    i32[TOP] = HEADER_BYTES;
+    i32[TOP] = BASE;
     Atomics.store(i32, MAGIC, MAGIC_VALUE);
     return new Arena(buffer);
   }
@@ -142,7 +167,11 @@ export class Arena {
     this.f64 = new Float64Array(this.buffer, 0, n >> 3);
   }
 
-  /** Makes this thread's views reach `end`, which another thread may have allocated. */
+  /**
+   * Makes this thread's views reach `end`, which another thread may have allocated after
+   * this thread last looked. Every offset read from shared memory or from a token goes
+   * through here (or through a method below that does) before it is used.
+   */
   cover(end: number): void {
     if (end > this.u8.length) this.#views();
   }
@@ -159,65 +188,181 @@ export class Arena {
    */
   alloc(bytes: number, kind: number): number {
     const k = Math.max(MIN_CLASS, Math.ceil(Math.log2(bytes + BLOCK_HEADER)));
-    const size = 2 ** k;
-    if (size > MAX_BLOCK) return 0;
-    let block = this.#pop(k);
-    if (block === 0) {
-      block = this.#bump(size);
-      if (block === 0) return 0;
-      this.i32[(block >> 2) + B_CLASS] = k;
+    if (k > MAX_CLASS) return 0;
+    let block = this.#take(k);
+    if (block === 0) block = this.#bump(k);
+    if (block === 0) return 0;
+    let j = this.i32[(block >> 2) + B_CLASS] as number;
+    this.cover(block + 2 ** j);
+    const i32 = this.i32;
+    while (j > k) {
+      // The upper half gets its header before the lower half shrinks: a scan of the blocks
+      // (see `blocks`) always walks headers.
+      j--;
+      const upper = block + 2 ** j;
+      i32[(upper >> 2) + B_CLASS] = j;
+      i32[(upper >> 2) + B_KIND] = KIND_HELD;
+      Atomics.store(i32, (block >> 2) + B_CLASS, j);
+      this.#push(upper, j);
     }
-    this.cover(block + size);
-    Atomics.store(this.i32, (block >> 2) + B_KIND, kind);
-    Atomics.add(this.i32, LIVE_BYTES, size);
-    Atomics.add(this.i32, LIVE_BLOCKS, 1);
+    Atomics.store(i32, (block >> 2) + B_KIND, kind);
+    Atomics.add(i32, LIVE_BYTES, 2 ** k);
+    Atomics.add(i32, LIVE_BLOCKS, 1);
     return block + BLOCK_HEADER;
   }
 
   /** Payload bytes of the block at `payload`. */
   sizeOf(payload: number): number {
+    this.cover(payload);
     return 2 ** (this.i32[(payload - BLOCK_HEADER) >> 2] as number) - BLOCK_HEADER;
   }
 
-  /** Returns a block from `alloc`, from any thread. */
+  /** Returns a block from `alloc`, from any thread; it merges with its free buddies. */
   free(payload: number): void {
-    const block = payload - BLOCK_HEADER;
-    const k = this.i32[(block >> 2) + B_CLASS] as number;
-    Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_FREE);
+    this.cover(payload);
+    let block = payload - BLOCK_HEADER;
+    let k = this.i32[(block >> 2) + B_CLASS] as number;
+    Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
     Atomics.sub(this.i32, LIVE_BYTES, 2 ** k);
     Atomics.sub(this.i32, LIVE_BLOCKS, 1);
-    const heads = this.#heads;
+    while (k < MAX_CLASS) {
+      const buddy = BASE + ((block - BASE) ^ (2 ** k));
+      if (!this.#unlinkFree(buddy, k)) break;
+      k++;
+      if (buddy < block) block = buddy;
+      Atomics.store(this.i32, (block >> 2) + B_CLASS, k);
+    }
+    this.#push(block, k);
+  }
+
+  /*
+   * The three methods below change the free lists. Each takes the lock once and holds it over
+   * straight-line code only: a block header that another thread's growth put past this
+   * thread's views makes it let go, widen the views and start again.
+   */
+
+  /**
+   * Takes the first block of the smallest non-empty free list of class `k` or more out of it;
+   * 0 when there is none.
+   */
+  #take(k: number): number {
     for (;;) {
-      const head = Atomics.load(heads, HEADS + k);
-      this.i32[(block >> 2) + B_LINK] = Number(head & 0xffff_ffffn);
-      const next = (((head >> 32n) + 1n) << 32n) | BigInt(block);
-      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return;
+      const i32 = this.i32;
+      const limit = i32.length << 2;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      const mask = (i32[FREE_MASK] as number) & (-1 << k);
+      if (mask === 0) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        return 0;
+      }
+      const j = 31 - Math.clz32(mask & -mask);
+      const block = i32[HEADS + j] as number;
+      const w = block >> 2;
+      const next = block + BLOCK_HEADER > limit ? -1 : (i32[w + B_NEXT] as number);
+      if (next < 0 || next + BLOCK_HEADER > limit) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      i32[HEADS + j] = next;
+      if (next === 0) i32[FREE_MASK] = (i32[FREE_MASK] as number) & ~(1 << j);
+      else i32[(next >> 2) + B_PREV] = 0;
+      const unit = (block - BASE) >> 6;
+      const bits = (BITMAP >> 2) + (unit >> 5);
+      i32[bits] = (i32[bits] as number) & ~(1 << unit);
+      i32[w + B_KIND] = KIND_HELD;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** j;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return block;
     }
   }
 
-  /** Treiber stack per size class; the tag in the high word defeats ABA. */
-  #pop(k: number): number {
-    const heads = this.#heads;
+  /** Takes `block` out of its free list if it is a free block of class `k`. */
+  #unlinkFree(block: number, k: number): boolean {
+    if (block + 2 ** k > Atomics.load(this.i32, TOP)) return false;
+    this.cover(block + BLOCK_HEADER);
+    const unit = (block - BASE) >> 6;
+    const bits = (BITMAP >> 2) + (unit >> 5);
+    const w = block >> 2;
     for (;;) {
-      const head = Atomics.load(heads, HEADS + k);
-      const block = Number(head & 0xffff_ffffn);
-      if (block === 0) return 0;
-      this.cover(block + BLOCK_HEADER);
-      const link = Atomics.load(this.i32, (block >> 2) + B_LINK) >>> 0;
-      const next = (((head >> 32n) + 1n) << 32n) | BigInt(link);
-      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return block;
+      const i32 = this.i32;
+      const limit = i32.length << 2;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      if (((i32[bits] as number) & (1 << unit)) === 0 || i32[w + B_CLASS] !== k) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        return false;
+      }
+      const next = i32[w + B_NEXT] as number;
+      const prev = i32[w + B_PREV] as number;
+      if (next + BLOCK_HEADER > limit || prev + BLOCK_HEADER > limit) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      if (prev === 0) i32[HEADS + k] = next;
+      else i32[(prev >> 2) + B_NEXT] = next;
+      if (next !== 0) i32[(next >> 2) + B_PREV] = prev;
+      else if (prev === 0) i32[FREE_MASK] = (i32[FREE_MASK] as number) & ~(1 << k);
+      i32[bits] = (i32[bits] as number) & ~(1 << unit);
+      i32[w + B_KIND] = KIND_HELD;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** k;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return true;
     }
   }
 
-  #bump(size: number): number {
+  /** Puts `block` (in this thread's views), of class `k`, first in its free list. */
+  #push(block: number, k: number): void {
+    const w = block >> 2;
+    const unit = (block - BASE) >> 6;
+    const bits = (BITMAP >> 2) + (unit >> 5);
+    for (;;) {
+      const i32 = this.i32;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      const head = i32[HEADS + k] as number;
+      if (head + BLOCK_HEADER > i32.length << 2) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      i32[w + B_NEXT] = head;
+      i32[w + B_PREV] = 0;
+      if (head !== 0) i32[(head >> 2) + B_PREV] = block;
+      i32[HEADS + k] = block;
+      i32[FREE_MASK] = (i32[FREE_MASK] as number) | (1 << k);
+      i32[bits] = (i32[bits] as number) | (1 << unit);
+      i32[w + B_KIND] = KIND_FREE;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) + 2 ** k;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return;
+    }
+  }
+
+  /** Waits for the lock, held by another thread for a few stores; returns holding it. */
+  #contend(): void {
     const i32 = this.i32;
+    for (let spin = 0; spin < 100; spin++) {
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) === 0) return;
+    }
+    while (Atomics.exchange(i32, LOCK, 2) !== 0) Atomics.wait(i32, LOCK, 2, 1);
+  }
+
+  /**
+   * A new block of class `k` at the top of the block area, aligned to its size; the gap that
+   * alignment leaves below it goes to the free lists.
+   */
+  #bump(k: number): number {
+    const i32 = this.i32;
+    const size = 2 ** k;
     let top: number;
+    let block: number;
     for (;;) {
       top = Atomics.load(i32, TOP);
-      if (top + size > ARENA_RESERVE) return 0;
-      if (Atomics.compareExchange(i32, TOP, top, top + size) === top) break;
+      block = BASE + Math.ceil((top - BASE) / size) * size;
+      if (block + size > ARENA_RESERVE) return 0;
+      if (Atomics.compareExchange(i32, TOP, top, block + size) === top) break;
     }
-    const end = top + size;
+    const end = block + size;
     while (this.buffer.byteLength < end) {
       const want = Math.min(
         ARENA_RESERVE,
@@ -231,7 +376,19 @@ export class Arena {
       if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'grow', ...this.stats() });
     }
     this.cover(end);
-    return top;
+    const view = this.i32;
+    // The gap, in the largest aligned blocks that fit, each of them free.
+    for (let at = top; at < block; ) {
+      let j = Math.min(31 - Math.clz32((at - BASE) & -(at - BASE)), k - 1);
+      while (at + 2 ** j > block) j--;
+      view[(at >> 2) + B_CLASS] = j;
+      view[(at >> 2) + B_KIND] = KIND_HELD;
+      this.#push(at, j);
+      at += 2 ** j;
+    }
+    view[(block >> 2) + B_CLASS] = k;
+    view[(block >> 2) + B_KIND] = KIND_HELD;
+    return block;
   }
 
   stats(): ArenaStats {
@@ -240,7 +397,8 @@ export class Arena {
       id: this.id,
       reserved: ARENA_RESERVE,
       size: this.buffer.byteLength,
-      used: Atomics.load(i32, TOP),
+      used: Atomics.load(i32, TOP) - BASE,
+      freeBytes: Atomics.load(i32, FREE_BYTES),
       liveBytes: Atomics.load(i32, LIVE_BYTES),
       liveBlocks: Atomics.load(i32, LIVE_BLOCKS),
     };
@@ -250,10 +408,11 @@ export class Arena {
   *blocks(kind: number): Generator<number> {
     const top = Atomics.load(this.i32, TOP);
     this.cover(top);
-    for (let block = HEADER_BYTES; block < top; ) {
-      const k = this.i32[(block >> 2) + B_CLASS] as number;
-      // A block whose header is not written yet: reserved an instant ago, by a live thread.
-      if (k < MIN_CLASS) return;
+    for (let block = BASE; block < top; ) {
+      const k = Atomics.load(this.i32, (block >> 2) + B_CLASS);
+      // A header not written yet (reserved an instant ago, by a live thread), or one that a
+      // merge in another thread just made part of a larger block: the scan ends there.
+      if (k < MIN_CLASS || k > MAX_CLASS || (block - BASE) % 2 ** k !== 0) return;
       if (Atomics.load(this.i32, (block >> 2) + B_KIND) === kind) yield block + BLOCK_HEADER;
       block += 2 ** k;
     }
@@ -261,7 +420,7 @@ export class Arena {
 
   #register(): number {
     const entry = this.alloc(ENTRY_BYTES, KIND_THREAD);
-    if (entry === 0) throw exhausted();
+    if (entry === 0) throw exhausted(ENTRY_BYTES, this);
     const i32 = this.i32;
     const w = entry >> 2;
     i32.fill(0, w, w + ENTRY_BYTES / 4);
@@ -289,6 +448,7 @@ export class Arena {
       deliver(this, key);
       return;
     }
+    this.cover(entry + ENTRY_BYTES);
     const i32 = this.i32;
     const w = entry >> 2;
     const slot = Atomics.add(i32, w + T_MAIL_HEAD, 1) & (MAIL_SLOTS - 1);
@@ -300,12 +460,13 @@ export class Arena {
 
   /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
   markDead(id: number): Set<number> {
-    const i32 = this.i32;
     const entries: number[] = [];
-    for (let e = Atomics.load(i32, THREADS); e !== 0; e = i32[(e >> 2) + T_NEXT] as number) {
+    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
       this.cover(e + ENTRY_BYTES);
       entries.push(e);
+      e = this.i32[(e >> 2) + T_NEXT] as number;
     }
+    const i32 = this.i32;
     const deadIds = new Set([id]);
     for (let grew = true; grew; ) {
       grew = false;
@@ -326,10 +487,12 @@ export class Arena {
   }
 }
 
-export function exhausted(): IpcError {
+/** Shared memory ran out: `bytes` were asked for, with what the arena had at the time. */
+export function exhausted(bytes: number, arena: Arena): IpcError {
+  const s = arena.stats();
   return new IpcError(
-    'HANDLE_NOT_MOVABLE',
-    `the shared memory for channels between threads is exhausted (${ARENA_RESERVE} bytes reserved per arena); close channels or lower their limits`,
+    'RESOURCE_EXHAUSTED',
+    `the shared memory for channels between threads is exhausted: ${bytes} bytes requested, ${s.liveBytes} of ${AREA} bytes in use (${s.freeBytes} free, in smaller pieces); close channels or lower their limits`,
   );
 }
 
@@ -383,7 +546,7 @@ export function allocate(bytes: number, kind: number): { arena: Arena; offset: n
     if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...home.stats() });
     offset = home.alloc(bytes, kind);
   }
-  if (offset === 0) throw exhausted();
+  if (offset === 0) throw exhausted(bytes, home);
   return { arena: home, offset };
 }
 

@@ -813,7 +813,7 @@ export class SharedEndpoint implements Endpoint {
   #writeHandles(handles: readonly HandleState[]): number {
     const arena = this.#arena;
     const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
-    if (block === 0) throw exhausted();
+    if (block === 0) throw exhausted(handles.length * HANDLE_BYTES, arena);
     this.#refresh(block + handles.length * HANDLE_BYTES);
     for (let i = 0; i < handles.length; i++) {
       exportHandle(handles[i] as HandleState, arena, (block + i * HANDLE_BYTES) >> 2);
@@ -881,7 +881,7 @@ export class SharedEndpoint implements Endpoint {
       MIN_RING_BLOCK - 2 * RING_HEADER,
     );
     const ring = this.#arena.alloc(bytes + RING_HEADER, KIND_RING);
-    if (ring === 0) throw exhausted();
+    if (ring === 0) throw exhausted(bytes + RING_HEADER, this.#arena);
     const old = this.#outRing;
     const oldData = this.#outData;
     this.#enterOut(ring);
