@@ -210,6 +210,8 @@ export class ByteRing {
  */
 export function closeRingEnd(arena: Arena, offset: number, producer: boolean): void {
   const h = offset >> 2;
+  // The offset came from a descriptor or a scan: past this thread's views if another grew them.
+  arena.cover(offset + RING_HEADER_BYTES);
   const i32 = arena.i32;
   const flag = producer ? PRODUCER_CLOSED : CONSUMER_CLOSED;
   const before = Atomics.or(i32, h + CLOSED, flag);

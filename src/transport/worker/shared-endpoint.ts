@@ -522,13 +522,19 @@ export class SharedEndpoint implements Endpoint {
     return SEND_FULL;
   }
 
+  /**
+   * All or nothing: whatever fails (room, peer, a handle, shared memory) fails before any
+   * handle has moved, or after the handles that moved were given back, as they were.
+   */
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     for (const handle of handles) checkMovable(handle);
     const bytes = data.byteLength;
     const status = this.canSend(bytes);
     if (status !== SEND_OK) return status;
+    const size = recordSize(bytes);
+    const at = this.#place(size);
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
-    this.#write(type, data, handles.length, block);
+    this.#write(at, size, type, data, handles.length, block);
     return SEND_OK;
   }
 
@@ -809,14 +815,35 @@ export class SharedEndpoint implements Endpoint {
     );
   }
 
-  /** Moves `handles` into a block of this pair's arena; the reader frees it. */
+  /**
+   * Moves `handles` into a block of this pair's arena; the reader frees it. Local ends go
+   * first, as only their move can fail (it needs shared memory for their pair): when one
+   * does, those moved before are given back and the block freed.
+   */
   #writeHandles(handles: readonly HandleState[]): number {
     const arena = this.#arena;
     const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
     if (block === 0) throw exhausted(handles.length * HANDLE_BYTES, arena);
     this.#refresh(block + handles.length * HANDLE_BYTES);
+    const at = (i: number) => (block + i * HANDLE_BYTES) >> 2;
+    const moved: [LocalEndpoint, Travel, EndpointEvents | undefined][] = [];
     for (let i = 0; i < handles.length; i++) {
-      exportHandle(handles[i] as HandleState, arena, (block + i * HANDLE_BYTES) >> 2);
+      const local = localEnd(handles[i] as HandleState);
+      if (local === undefined) continue;
+      const events = local.events;
+      try {
+        const t = travelOf(local);
+        describeTravel(t, arena, at(i));
+        moved.push([local, t, events]);
+      } catch (error) {
+        for (const [end, t, before] of moved) end.resume(SharedEndpoint.#fromTravel(t), before);
+        arena.free(block);
+        throw error;
+      }
+    }
+    for (let i = 0; i < handles.length; i++) {
+      const state = handles[i] as HandleState;
+      if (localEnd(state) === undefined) exportHandle(state, arena, at(i));
     }
     return block;
   }
@@ -900,10 +927,11 @@ export class SharedEndpoint implements Endpoint {
     this.#ringLargest = 0;
   }
 
-  /** Appends a record the limits admitted, in a larger ring when this one has no room. */
-  #write(type: number, data: Uint8Array, handleCount: number, block: number): void {
-    const bytes = data.byteLength;
-    const size = recordSize(bytes);
+  /**
+   * Where a record of `size` bytes the limits admitted goes, in a larger ring when this one
+   * has no room: taken before the handles move, so that no shared memory is missing after.
+   */
+  #place(size: number): number {
     if (this.#outRing === 0) this.#switchRing(size, true);
     else if (
       this.#outSize > SHRINK_ABOVE &&
@@ -914,13 +942,24 @@ export class SharedEndpoint implements Endpoint {
     ) {
       this.#switchRing(size, false);
     }
+    const at = this.#placeFor(size);
+    if (at >= 0) return at;
+    this.#switchRing(size, true);
+    return 0;
+  }
+
+  /** Appends a record at `at`, from `#place`. */
+  #write(
+    at: number,
+    size: number,
+    type: number,
+    data: Uint8Array,
+    handleCount: number,
+    block: number,
+  ): void {
+    const bytes = data.byteLength;
     this.#ringWrites++;
     if (size > this.#ringLargest) this.#ringLargest = size;
-    let at = this.#placeFor(size);
-    if (at < 0) {
-      this.#switchRing(size, true);
-      at = 0;
-    }
     const i32 = this.#i32;
     if (at === 0 && this.#head !== 0) i32[(this.#outData + this.#head) >> 2] = WRAP;
     const word = (this.#outData + at) >> 2;
@@ -929,8 +968,8 @@ export class SharedEndpoint implements Endpoint {
     i32[word + 2] = handleCount;
     i32[word + 3] = block;
     if (bytes > 0) this.#u8.set(data, this.#outData + at + RECORD_HEADER);
-    at += size;
-    this.#head = at === this.#outSize ? 0 : at;
+    const end = at + size;
+    this.#head = end === this.#outSize ? 0 : end;
     this.#sentMsgs = (this.#sentMsgs + 1) | 0;
     this.#sentBytes = (this.#sentBytes + bytes) | 0;
     // One fenced store per message: the byte count rides on the message count's release.
@@ -1032,6 +1071,20 @@ export class SharedEndpoint implements Endpoint {
   /** Reports a peer that closed in another thread; see `onThreadWake`. */
   static poll(side: SharedEndpoint): void {
     if (!side.#gone && !side.#peerReported && side.peerClosed) side.#peerDied();
+  }
+
+  /** Adopts back, here, a side that `moveOut` or `travelOf` made ready to travel. */
+  static #fromTravel(t: Travel): SharedEndpoint {
+    return SharedEndpoint.#adopt(
+      t.arena,
+      t.slot,
+      t.side,
+      t.generation,
+      t.pairId,
+      t.limits,
+      t.counters,
+      resolveWakePolicy(),
+    );
   }
 
   static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
@@ -1194,41 +1247,66 @@ export function exportEndpointState(state: HandleState): EndpointToken {
   return token;
 }
 
+/** The local end behind a handle, whose move needs shared memory; undefined for others. */
+function localEnd(state: HandleState): LocalEndpoint | undefined {
+  return state instanceof LocalEndpoint && state.remote === undefined ? state : undefined;
+}
+
 /**
  * The side that travels for `state`. A local end whose peer stays becomes side 1 of a new
  * shared pair, the peer forwarding to side 0; the messages queued on both are replayed into
- * the rings. Side 1 is built here only when it has messages to replay.
+ * the rings. Side 1 is built here only when it has messages to replay. All or nothing: when
+ * shared memory runs out on the way, the messages replayed are taken back (their handles
+ * with them) and the local pair is as it was.
  */
 function travelOf(state: HandleState): Travel {
   if (state instanceof SharedEndpoint) return state.moveOut();
   const local = state as LocalEndpoint;
-  const remote = local.takeRemote();
-  if (remote !== undefined) return travelOf(remote);
-  let stay: SharedEndpoint | undefined;
-  let forPeer: RawMessage[] = [];
-  const own = local.detach((peerSide) => {
-    stay = SharedEndpoint.open(
-      peerSide.limits,
-      [peerSide.counters, local.counters],
+  const remote = local.remote;
+  if (remote !== undefined) {
+    local.takeRemote();
+    return travelOf(remote);
+  }
+  let travel: Travel | undefined;
+  local.detach((own, peerSide) => {
+    const stay = SharedEndpoint.open(
+      peerSide?.limits ?? own.limits,
+      [peerSide?.counters ?? newCounters(), own.counters],
       resolveWakePolicy(),
     );
-    forPeer = peerSide.queued;
-    return stay;
-  });
-  if (stay === undefined) {
-    // The peer is gone already: the traveller still needs a ring to drain what it holds.
-    stay = SharedEndpoint.open(own.limits, [newCounters(), own.counters], resolveWakePolicy());
-    replay(stay, own.queued);
+    let traveller: SharedEndpoint | undefined;
+    let toTraveller = 0;
+    let toStay = 0;
+    try {
+      for (const m of own.queued) {
+        stay.trySend(m.type, m.data, m.handles);
+        toTraveller++;
+      }
+      if (peerSide !== undefined && peerSide.queued.length > 0) {
+        traveller = SharedEndpoint.other(stay, own.counters);
+        for (const m of peerSide.queued) {
+          traveller.trySend(m.type, m.data, m.handles);
+          toStay++;
+        }
+      }
+    } catch (error) {
+      traveller ??= SharedEndpoint.other(stay, own.counters);
+      takeBack(traveller, own.queued, toTraveller);
+      if (peerSide !== undefined) takeBack(stay, peerSide.queued, toStay);
+      traveller.close();
+      stay.close();
+      throw error;
+    }
+    travel = traveller?.moveOut() ?? SharedEndpoint.otherTravelling(stay, own.counters);
+    if (peerSide !== undefined) return stay;
+    // The peer is gone already: the traveller still needs the ring to drain what it holds.
     stay.close();
-    return SharedEndpoint.otherTravelling(stay, own.counters);
-  }
-  replay(stay, own.queued);
-  if (forPeer.length === 0) return SharedEndpoint.otherTravelling(stay, own.counters);
-  const leave = SharedEndpoint.other(stay, own.counters);
-  replay(leave, forPeer);
-  return leave.moveOut();
+    return undefined;
+  });
+  return travel as Travel;
 }
 
-function replay(into: SharedEndpoint, messages: RawMessage[]): void {
-  for (const m of messages) into.trySend(m.type, m.data, m.handles);
+/** Reads back the first `count` of `messages` that were replayed to `from`, in their place. */
+function takeBack(from: SharedEndpoint, messages: RawMessage[], count: number): void {
+  for (let i = 0; i < count; i++) messages[i] = from.take() as RawMessage;
 }

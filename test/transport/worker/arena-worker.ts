@@ -22,6 +22,20 @@ const scenarios: Record<string, () => unknown> = {
     return echo(ch);
   },
 
+  /** Imports its end, says so, and never reads: its queue fills. */
+  importOnly() {
+    importEndpoint(data.token);
+    port.postMessage('imported');
+    // Alive until terminated: an idle worker would exit, and its end close with it.
+    port.on('message', () => {});
+  },
+
+  /** Imports its end, says so, and closes it. */
+  importThenClose() {
+    importEndpoint(data.token).close();
+    port.postMessage('imported');
+  },
+
   /** Every channel handle arriving on the control channel is echoed until its peer closes. */
   async echoHandles() {
     const ctrl = importEndpoint(data.token);
