@@ -227,6 +227,11 @@ export function closeRingEnd(arena: Arena, offset: number, producer: boolean): v
 /** Closes the ends of the arena ring at `offset` that the `dead` thread entries held. */
 export function reapRing(arena: Arena, offset: number, dead: Set<number>): void {
   const h = offset >> 2;
-  if (dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER))) closeRingEnd(arena, offset, true);
-  if (dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER))) closeRingEnd(arena, offset, false);
+  const producer = dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER));
+  const consumer = dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER));
+  // The entries are freed after this scan: nobody may notify them then.
+  if (producer) Atomics.store(arena.i32, h + PRODUCER_OWNER, 0);
+  if (consumer) Atomics.store(arena.i32, h + CONSUMER_OWNER, 0);
+  if (producer) closeRingEnd(arena, offset, true);
+  if (consumer) closeRingEnd(arena, offset, false);
 }

@@ -47,6 +47,8 @@ const LOCK = 6;
 /** Bit `k` set while the free list of size class `k` is not empty. */
 const FREE_MASK = 7;
 const FREE_BYTES = 8;
+/** Bumped whenever an entry leaves the thread list: a walk that saw it change starts again. */
+const THREADS_EPOCH = 9;
 /** Free-list heads, one per size class. */
 const HEADS = 16;
 const MAGIC_VALUE = 0x4654_4c42;
@@ -428,13 +430,29 @@ export class Arena {
     i32[w + T_PARENT] = parentThreadId;
     i32[w + T_WAKE] = 0;
     Atomics.store(i32, w + T_ALIVE, 1);
-    for (;;) {
-      const head = Atomics.load(i32, THREADS);
-      i32[w + T_NEXT] = head;
-      if (Atomics.compareExchange(i32, THREADS, head, entry) === head) break;
-    }
+    // Under the lock, as `forget` unlinks under it.
+    if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+    i32[w + T_NEXT] = i32[THREADS] as number;
+    i32[THREADS] = entry;
+    if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
     watchThreadWord(this, w);
     return entry;
+  }
+
+  /**
+   * The thread entries, from a walk during which no entry left the list (epoch `epoch`);
+   * undefined when one did: what the walk read may be a block reused since.
+   */
+  #entries(epoch: number): number[] | undefined {
+    const entries: number[] = [];
+    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
+      if (e < BASE || e % 16 !== 0 || e >= Atomics.load(this.i32, TOP)) return undefined;
+      this.cover(e + ENTRY_BYTES);
+      entries.push(e);
+      e = Atomics.load(this.i32, (e >> 2) + T_NEXT);
+      if (Atomics.load(this.i32, THREADS_EPOCH) !== epoch) return undefined;
+    }
+    return entries;
   }
 
   /**
@@ -458,32 +476,69 @@ export class Arena {
     if (Atomics.compareExchange(i32, w + T_WAKE, 0, 1) === 0) Atomics.notify(i32, w + T_WAKE);
   }
 
-  /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
+  /**
+   * Marks the entries of thread `id` and of the threads it started dead; returns them. Each
+   * mark is made under the lock, in the epoch the entries were read in.
+   */
   markDead(id: number): Set<number> {
-    const entries: number[] = [];
-    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
-      this.cover(e + ENTRY_BYTES);
-      entries.push(e);
-      e = this.i32[(e >> 2) + T_NEXT] as number;
-    }
-    const i32 = this.i32;
-    const deadIds = new Set([id]);
-    for (let grew = true; grew; ) {
-      grew = false;
+    const dead = new Set<number>();
+    for (;;) {
+      const epoch = Atomics.load(this.i32, THREADS_EPOCH);
+      const entries = this.#entries(epoch);
+      if (entries === undefined) continue;
+      const i32 = this.i32;
+      const deadIds = new Set([id]);
+      for (let grew = true; grew; ) {
+        grew = false;
+        for (const e of entries) {
+          const tid = i32[(e >> 2) + T_ID] as number;
+          if (!deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
+            deadIds.add(tid);
+            grew = true;
+          }
+        }
+      }
+      let stale = false;
       for (const e of entries) {
-        const tid = i32[(e >> 2) + T_ID] as number;
-        if (!deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
-          deadIds.add(tid);
-          grew = true;
+        if (!deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
+        if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+        stale = i32[THREADS_EPOCH] !== epoch;
+        const marked = !stale && Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, 1, 0) === 1;
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        if (stale) break;
+        if (marked) dead.add(e);
+      }
+      if (!stale) return dead;
+    }
+  }
+
+  /**
+   * Unlinks the entries of dead threads and frees them, once what they owned was closed: a
+   * thread that dies leaves no block behind.
+   */
+  forget(dead: Set<number>): void {
+    for (const e of dead) {
+      for (;;) {
+        const epoch = Atomics.load(this.i32, THREADS_EPOCH);
+        const entries = this.#entries(epoch);
+        if (entries === undefined) continue;
+        const at = entries.indexOf(e);
+        if (at < 0) break;
+        const link = at === 0 ? THREADS : ((entries[at - 1] as number) >> 2) + T_NEXT;
+        const i32 = this.i32;
+        if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+        const unlinked = i32[THREADS_EPOCH] === epoch && i32[link] === e;
+        if (unlinked) {
+          i32[link] = i32[(e >> 2) + T_NEXT] as number;
+          i32[THREADS_EPOCH] = epoch + 1;
+        }
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        if (unlinked) {
+          this.free(e);
+          break;
         }
       }
     }
-    const dead = new Set<number>();
-    for (const e of entries) {
-      if (!deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
-      if (Atomics.exchange(i32, (e >> 2) + T_ALIVE, 0) === 1) dead.add(e);
-    }
-    return dead;
   }
 }
 
@@ -641,6 +696,7 @@ process.on('worker', (worker) => {
       const dead = arena.markDead(id);
       if (dead.size === 0) continue;
       for (const handler of deathHandlers) handler(arena, dead);
+      arena.forget(dead);
     }
   });
 });

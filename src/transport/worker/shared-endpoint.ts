@@ -1123,8 +1123,11 @@ onThreadWake((arena, keys) => {
 onThreadsDied((arena, dead) => {
   for (const slot of arena.blocks(KIND_SLOT)) {
     for (let side = 0; side < 2; side++) {
-      if (dead.has(Atomics.load(arena.i32, (slot >> 2) + OWNER + side)))
-        closeSide(arena, slot, side);
+      const owner = (slot >> 2) + OWNER + side;
+      if (!dead.has(Atomics.load(arena.i32, owner))) continue;
+      // The entry is freed after this scan: nobody may notify it then.
+      Atomics.store(arena.i32, owner, 0);
+      closeSide(arena, slot, side);
     }
   }
 });
