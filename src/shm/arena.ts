@@ -34,6 +34,13 @@ const MAX_CLASS = 28;
 /** Largest block: 256 MiB. */
 export const MAX_BLOCK = 2 ** MAX_CLASS;
 const GROW_STEP = 2 ** 20;
+/**
+ * An arena grown past this whose blocks in use fall below a sixteenth of its size retires:
+ * new pairs go to a new arena, and the old one, once its last block is freed, is let go of by
+ * every thread, so the operating system gets its memory back (a SharedArrayBuffer cannot
+ * shrink or give pages back otherwise).
+ */
+export const RETIRE_ABOVE = 2 ** 26;
 
 /** Header words (int32). */
 const MAGIC = 0;
@@ -49,6 +56,11 @@ const FREE_MASK = 7;
 const FREE_BYTES = 8;
 /** Bumped whenever an entry leaves the thread list: a walk that saw it change starts again. */
 const THREADS_EPOCH = 9;
+/** Thread entries in the list: an arena with no other block in use is empty. */
+const ENTRIES = 10;
+/** 1 once new pairs go elsewhere (see `retire`); the arena that took over, once made. */
+const RETIRED = 11;
+const SUCCESSOR = 12;
 /** Free-list heads, one per size class. */
 const HEADS = 16;
 const MAGIC_VALUE = 0x4654_4c42;
@@ -142,6 +154,8 @@ export class Arena {
   f64!: Float64Array;
   /** This thread's entry, made when the thread first uses the arena. */
   #thread = 0;
+  /** Set when this thread lets go of the arena: the watch on its wake word ends. */
+  released = false;
 
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
@@ -176,6 +190,11 @@ export class Arena {
    */
   cover(end: number): void {
     if (end > this.u8.length) this.#views();
+  }
+
+  /** This thread's entry offset, 0 before it used the arena. */
+  get entry(): number {
+    return this.#thread;
   }
 
   /** This thread's entry offset, registering the thread on first use. */
@@ -225,8 +244,9 @@ export class Arena {
     let block = payload - BLOCK_HEADER;
     let k = this.i32[(block >> 2) + B_CLASS] as number;
     Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
-    Atomics.sub(this.i32, LIVE_BYTES, 2 ** k);
-    Atomics.sub(this.i32, LIVE_BLOCKS, 1);
+    const live = Atomics.sub(this.i32, LIVE_BYTES, 2 ** k) - 2 ** k;
+    const blocks = Atomics.sub(this.i32, LIVE_BLOCKS, 1) - 1;
+    this.#retireIfIdle(live, blocks);
     while (k < MAX_CLASS) {
       const buddy = BASE + ((block - BASE) ^ (2 ** k));
       if (!this.#unlinkFree(buddy, k)) break;
@@ -235,6 +255,41 @@ export class Arena {
       Atomics.store(this.i32, (block >> 2) + B_CLASS, k);
     }
     this.#push(block, k);
+  }
+
+  /** Retires this arena when it is large and nearly unused, and lets go of it when empty. */
+  #retireIfIdle(live: number, blocks: number): void {
+    const i32 = this.i32;
+    if (Atomics.load(i32, RETIRED) === 0) {
+      if (this.buffer.byteLength <= RETIRE_ABOVE || 16 * live >= this.buffer.byteLength) return;
+      if (Atomics.compareExchange(i32, RETIRED, 0, 1) !== 0) return;
+      if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'retire', ...this.stats() });
+    }
+    if (blocks === Atomics.load(i32, ENTRIES)) {
+      // Later, outside whatever freed the block; every other thread hears of it too.
+      queueMicrotask(() => letGo(this));
+      announce.postMessage({ empty: this.id });
+    }
+  }
+
+  /** New pairs go elsewhere since this arena retired. */
+  get retired(): boolean {
+    return Atomics.load(this.i32, RETIRED) === 1;
+  }
+
+  /** Retired, with no block in use but the entries of threads. */
+  get empty(): boolean {
+    const i32 = this.i32;
+    return this.retired && Atomics.load(i32, LIVE_BLOCKS) === Atomics.load(i32, ENTRIES);
+  }
+
+  /** The arena that took over from this retired one, made by the first thread to need it. */
+  successor(): Arena {
+    const id = Atomics.load(this.i32, SUCCESSOR);
+    if (id !== 0) return arenaOf(id);
+    const next = newArena();
+    const won = Atomics.compareExchange(this.i32, SUCCESSOR, 0, next.id);
+    return won === 0 ? next : arenaOf(won);
   }
 
   /*
@@ -434,6 +489,7 @@ export class Arena {
     if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
     i32[w + T_NEXT] = i32[THREADS] as number;
     i32[THREADS] = entry;
+    i32[ENTRIES] = (i32[ENTRIES] as number) + 1;
     if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
     watchThreadWord(this, w);
     return entry;
@@ -531,6 +587,7 @@ export class Arena {
         if (unlinked) {
           i32[link] = i32[(e >> 2) + T_NEXT] as number;
           i32[THREADS_EPOCH] = epoch + 1;
+          i32[ENTRIES] = (i32[ENTRIES] as number) - 1;
         }
         if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
         if (unlinked) {
@@ -559,7 +616,31 @@ setEnvironmentData(ENV_PARENT, threadId);
 const known = new Map<number, Arena>();
 const announce = new BroadcastChannel('ftl-ipc/arenas');
 announce.unref();
-announce.onmessage = (event) => adoptBuffer((event as MessageEvent).data);
+announce.onmessage = (event) => heard((event as MessageEvent).data);
+
+/** An arena announced by the thread that made it, or one that became empty. */
+function heard(value: unknown): void {
+  const empty = (value as { empty?: unknown } | null)?.empty;
+  if (typeof empty === 'number') {
+    const arena = known.get(empty);
+    if (arena !== undefined) letGo(arena);
+  } else adoptBuffer(value);
+}
+
+/**
+ * Forgets a retired arena that became empty, in this thread: with every thread doing so, its
+ * memory goes back to the operating system once the garbage collectors let go of it.
+ */
+function letGo(arena: Arena): void {
+  if (!arena.empty || known.get(arena.id) !== arena) return;
+  if (home === arena) home = arena.successor();
+  known.delete(arena.id);
+  arena.released = true;
+  // Ends this thread's wait on its wake word there, which holds the memory.
+  if (arena.entry !== 0) Atomics.notify(arena.i32, (arena.entry >> 2) + T_WAKE);
+  setEnvironmentData(ENV_ARENA, home.buffer);
+  if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'release', ...arena.stats() });
+}
 
 function adoptBuffer(value: unknown): Arena | undefined {
   if (!(value instanceof SharedArrayBuffer) || !growable(value).growable) return undefined;
@@ -567,18 +648,27 @@ function adoptBuffer(value: unknown): Arena | undefined {
   let arena = known.get(id);
   if (arena === undefined) {
     arena = new Arena(value);
+    // An announcement that came late, of an arena nobody uses any more.
+    if (arena.empty) return undefined;
     known.set(id, arena);
   }
+  return arena;
+}
+
+/** A new arena, announced to every thread. */
+function newArena(): Arena {
+  const arena = Arena.create();
+  known.set(arena.id, arena);
+  announce.postMessage(arena.buffer);
+  if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...arena.stats() });
   return arena;
 }
 
 let home: Arena = (() => {
   const inherited = adoptBuffer(getEnvironmentData(ENV_ARENA));
   if (inherited !== undefined) return inherited;
-  const arena = Arena.create();
-  known.set(arena.id, arena);
+  const arena = newArena();
   setEnvironmentData(ENV_ARENA, arena.buffer);
-  announce.postMessage(arena.buffer);
   return arena;
 })();
 
@@ -588,17 +678,18 @@ export function homeArena(): Arena {
 }
 
 /**
- * Allocates from the home arena, and from a new one (announced to every thread) when it is
- * full. Throws when even a new arena cannot hold the block.
+ * Allocates from the home arena (its successor once it retired), and from a new one
+ * (announced to every thread) when it is full. Throws when even a new arena cannot hold it.
  */
 export function allocate(bytes: number, kind: number): { arena: Arena; offset: number } {
+  if (home.retired) {
+    while (home.retired) home = home.successor();
+    setEnvironmentData(ENV_ARENA, home.buffer);
+  }
   let offset = home.alloc(bytes, kind);
   if (offset === 0 && bytes + BLOCK_HEADER <= MAX_BLOCK) {
-    home = Arena.create();
-    known.set(home.id, home);
+    home = newArena();
     setEnvironmentData(ENV_ARENA, home.buffer);
-    announce.postMessage(home.buffer);
-    if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...home.stats() });
     offset = home.alloc(bytes, kind);
   }
   if (offset === 0) throw exhausted(bytes, home);
@@ -612,7 +703,7 @@ export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
   while (arena === undefined) {
     const m = receiveMessageOnPort(announce as unknown as MessagePort);
     if (m === undefined) break;
-    adoptBuffer(m.message);
+    heard(m.message);
     arena = known.get(id);
   }
   if (arena === undefined) {
@@ -666,6 +757,7 @@ function watchThreadWord(arena: Arena, w: number): void {
   const i32 = new Int32Array(arena.buffer, 0, w + ENTRY_BYTES / 4);
   const word = w + T_WAKE;
   const loop = (): void => {
+    if (arena.released) return;
     Atomics.store(i32, word, 0);
     if (Atomics.exchange(i32, w + T_OVERFLOW, 0) === 1) deliver(arena, null);
     for (let k = 0; k < MAIL_SLOTS; k++) {

@@ -173,7 +173,7 @@ function randomPairId(): number {
  * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
  * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
-const sidesHere = new Map<Arena, Map<number, SharedEndpoint>>();
+const sidesHere = new WeakMap<Arena, Map<number, SharedEndpoint>>();
 
 /** The sides here in `arena`, by slot + side (slots are 16-byte aligned: the low bits are free). */
 function sidesIn(arena: Arena): Map<number, SharedEndpoint> {
@@ -458,7 +458,17 @@ export class SharedEndpoint implements Endpoint {
   static fromToken(token: EndpointToken, policy?: WakePolicy): SharedEndpoint {
     checkToken(token);
     const resolved = resolveWakePolicy(policy);
-    const arena = arenaOf(token.arena, token.memory);
+    let arena: Arena;
+    try {
+      arena = arenaOf(token.arena, token.memory);
+    } catch (error) {
+      if (!isIpcError(error, 'INVALID_MESSAGE')) throw error;
+      // Every block of that arena was freed and every thread let go of it: imported already.
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `this endpoint token (side ${token.side}, generation ${token.generation}) was already imported`,
+      );
+    }
     return SharedEndpoint.#adopt(
       arena,
       token.slot,
