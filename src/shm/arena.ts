@@ -63,6 +63,17 @@ const RETIRED = 11;
 const SUCCESSOR = 12;
 /** Free-list heads, one per size class. */
 const HEADS = 16;
+/**
+ * Quick lists: per size class, a lock-free stack (BigInt64 heads from here, a tag in the high
+ * word against ABA) of freed blocks kept whole, so that the churn of a move (a slot, rings, a
+ * handle block) costs one compare-and-swap per block, as it did before blocks merged, instead
+ * of a split on every allocation and a merge on every free. They hold a few blocks per class
+ * (see `quickLimit`); beyond that a freed block merges, and an allocation that finds no room
+ * anywhere merges them all first.
+ */
+const QUICK = 32;
+const QUICK_COUNT = 128;
+const QUICK_BYTES = 13;
 const MAGIC_VALUE = 0x4654_4c42;
 /**
  * One bit per 64-byte unit of the block area, set where a free block starts: whether a
@@ -73,6 +84,14 @@ const BITMAP = 1024;
 /** Blocks start here, aligned to their size relative to it (buddies differ in one bit). */
 const BASE = 2 ** 21;
 const AREA = ARENA_RESERVE - BASE;
+
+/** Blocks a quick list of class `k` keeps: up to 64, and at most 1 MiB. */
+/** Blocks smaller than this are carved in runs from a block of this class (64 KiB). */
+const CARVE_CLASS = 16;
+
+function quickLimit(k: number): number {
+  return Math.max(2, Math.min(64, 2 ** (20 - k)));
+}
 
 /** A block's own header, before its payload: size class, kind, free-list links. */
 export const BLOCK_HEADER = 16;
@@ -150,6 +169,7 @@ export class Arena {
   readonly id: number;
   /** Views over the arena as far as this thread has seen it grow; see `cover`. */
   i32!: Int32Array;
+  readonly #quick: BigInt64Array;
   u8!: Uint8Array;
   f64!: Float64Array;
   /** This thread's entry, made when the thread first uses the arena. */
@@ -159,6 +179,7 @@ export class Arena {
 
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
+    this.#quick = new BigInt64Array(buffer, 0, 64);
     this.#views();
     this.id = this.i32[ID] as number;
   }
@@ -210,8 +231,10 @@ export class Arena {
   alloc(bytes: number, kind: number): number {
     const k = Math.max(MIN_CLASS, Math.ceil(Math.log2(bytes + BLOCK_HEADER)));
     if (k > MAX_CLASS) return 0;
-    let block = this.#take(k);
-    if (block === 0) block = this.#bump(k);
+    let block = this.#popQuick(k);
+    if (block === 0) block = this.#take(k);
+    if (block === 0) block = k < CARVE_CLASS ? this.#carve(k) : this.#bump(k);
+    if (block === 0 && this.#drainQuick()) block = this.#take(k);
     if (block === 0) return 0;
     let j = this.i32[(block >> 2) + B_CLASS] as number;
     this.cover(block + 2 ** j);
@@ -241,12 +264,18 @@ export class Arena {
   /** Returns a block from `alloc`, from any thread; it merges with its free buddies. */
   free(payload: number): void {
     this.cover(payload);
-    let block = payload - BLOCK_HEADER;
-    let k = this.i32[(block >> 2) + B_CLASS] as number;
+    const block = payload - BLOCK_HEADER;
+    const k = this.i32[(block >> 2) + B_CLASS] as number;
     Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
     const live = Atomics.sub(this.i32, LIVE_BYTES, 2 ** k) - 2 ** k;
     const blocks = Atomics.sub(this.i32, LIVE_BLOCKS, 1) - 1;
     this.#retireIfIdle(live, blocks);
+    if (Atomics.load(this.i32, QUICK_COUNT + k) < quickLimit(k)) this.#pushQuick(block, k);
+    else this.#merge(block, k);
+  }
+
+  /** Puts a held block of class `k` in the free lists, merged with its free buddies. */
+  #merge(block: number, k: number): void {
     while (k < MAX_CLASS) {
       const buddy = BASE + ((block - BASE) ^ (2 ** k));
       if (!this.#unlinkFree(buddy, k)) break;
@@ -257,11 +286,90 @@ export class Arena {
     this.#push(block, k);
   }
 
+  /**
+   * A new block of class `k` from a fresh 64 KiB block at the top, whose other blocks of that
+   * class go to the quick list at once, in one compare-and-swap: small blocks are allocated
+   * in runs, not one bump (and one alignment gap) each.
+   */
+  #carve(k: number): number {
+    const chunk = this.#bump(CARVE_CLASS);
+    if (chunk === 0) return this.#bump(k);
+    const size = 2 ** k;
+    const end = chunk + 2 ** CARVE_CLASS;
+    const i32 = this.i32;
+    const first = chunk + size;
+    const last = end - size;
+    for (let b = first; b < end; b += size) {
+      i32[(b >> 2) + B_CLASS] = k;
+      i32[(b >> 2) + B_KIND] = KIND_FREE;
+      i32[(b >> 2) + B_NEXT] = b + size;
+    }
+    // The chunk's header last: a scan of the blocks sees either the chunk or its pieces.
+    Atomics.store(i32, (chunk >> 2) + B_CLASS, k);
+    const count = 2 ** (CARVE_CLASS - k) - 1;
+    Atomics.add(i32, QUICK_COUNT + k, count);
+    Atomics.add(i32, QUICK_BYTES, count * size);
+    const heads = this.#quick;
+    for (;;) {
+      const head = Atomics.load(heads, QUICK + k);
+      Atomics.store(i32, (last >> 2) + B_NEXT, Number(head & 0xffff_ffffn));
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(first);
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) return chunk;
+    }
+  }
+
+  #pushQuick(block: number, k: number): void {
+    const i32 = this.i32;
+    Atomics.store(i32, (block >> 2) + B_KIND, KIND_FREE);
+    Atomics.add(i32, QUICK_COUNT + k, 1);
+    Atomics.add(i32, QUICK_BYTES, 2 ** k);
+    const heads = this.#quick;
+    for (;;) {
+      const head = Atomics.load(heads, QUICK + k);
+      Atomics.store(i32, (block >> 2) + B_NEXT, Number(head & 0xffff_ffffn));
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(block);
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) return;
+    }
+  }
+
+  /** A block of class `k` from its quick list, held, or 0. */
+  #popQuick(k: number): number {
+    const heads = this.#quick;
+    for (;;) {
+      const head = Atomics.load(heads, QUICK + k);
+      const block = Number(head & 0xffff_ffffn);
+      if (block === 0) return 0;
+      this.cover(block + BLOCK_HEADER);
+      const link = Atomics.load(this.i32, (block >> 2) + B_NEXT) >>> 0;
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(link);
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) {
+        const i32 = this.i32;
+        Atomics.store(i32, (block >> 2) + B_KIND, KIND_HELD);
+        Atomics.sub(i32, QUICK_COUNT + k, 1);
+        Atomics.sub(i32, QUICK_BYTES, 2 ** k);
+        return block;
+      }
+    }
+  }
+
+  /** Merges every block of the quick lists; whether there was any. */
+  #drainQuick(): boolean {
+    let any = false;
+    for (let k = MIN_CLASS; k <= MAX_CLASS; k++) {
+      for (let block = this.#popQuick(k); block !== 0; block = this.#popQuick(k)) {
+        this.#merge(block, k);
+        any = true;
+      }
+    }
+    return any;
+  }
+
   /** Retires this arena when it is large and nearly unused, and lets go of it when empty. */
   #retireIfIdle(live: number, blocks: number): void {
     const i32 = this.i32;
     if (Atomics.load(i32, RETIRED) === 0) {
-      if (this.buffer.byteLength <= RETIRE_ABOVE || 16 * live >= this.buffer.byteLength) return;
+      // This thread's views first: the buffer's own length is slower to read.
+      if (i32.length <= RETIRE_ABOVE >> 2 || 16 * live >= this.buffer.byteLength) return;
       if (Atomics.compareExchange(i32, RETIRED, 0, 1) !== 0) return;
       if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'retire', ...this.stats() });
     }
@@ -455,7 +563,7 @@ export class Arena {
       reserved: ARENA_RESERVE,
       size: this.buffer.byteLength,
       used: Atomics.load(i32, TOP) - BASE,
-      freeBytes: Atomics.load(i32, FREE_BYTES),
+      freeBytes: Atomics.load(i32, FREE_BYTES) + Atomics.load(i32, QUICK_BYTES),
       liveBytes: Atomics.load(i32, LIVE_BYTES),
       liveBlocks: Atomics.load(i32, LIVE_BLOCKS),
     };
