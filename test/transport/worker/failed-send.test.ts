@@ -169,15 +169,14 @@ const placements: Record<string, () => Placement> = {
   'to a worker': workerPlacement,
 };
 
-const reasons: Record<
-  string,
-  {
-    code: string;
-    shared?: boolean;
-    localOnly?: boolean;
-    run(p: Placement, handle: Handle): Promise<void>;
-  }
-> = {
+interface Reason {
+  code: string;
+  shared?: boolean;
+  localOnly?: boolean;
+  run(p: Placement, handle: Handle): Promise<void>;
+}
+
+const reasons: Record<string, Reason> = {
   'a full queue': {
     code: 'BACKPRESSURE',
     async run(p, handle) {
@@ -215,73 +214,44 @@ const reasons: Record<
       sender.send({ type: 3, handles: [handle, sender] });
     },
   },
-  'no shared memory for the first ring': {
-    code: 'RESOURCE_EXHAUSTED',
-    shared: true,
-    async run(p, handle) {
-      const sender = await p.sender({});
-      const arena = homeArena();
-      const blocks = fill(arena);
-      try {
-        sender.send({ type: 3, handles: [handle] });
-      } finally {
-        release(arena, blocks);
-      }
-    },
-  },
-  'no shared memory for the handles': {
-    code: 'RESOURCE_EXHAUSTED',
-    shared: true,
-    async run(p, handle) {
-      const sender = await p.sender({});
-      sender.send({ type: 1 });
-      const arena = homeArena();
-      const blocks = fill(arena);
-      try {
-        sender.send({ type: 3, handles: [handle] });
-      } finally {
-        release(arena, blocks);
-      }
-    },
-  },
-  'no shared memory for the larger ring a message needs, with room for its handles': {
-    code: 'RESOURCE_EXHAUSTED',
-    shared: true,
-    async run(p, handle) {
-      const sender = await p.sender({});
-      sender.send({ type: 1 });
-      const arena = homeArena();
-      const room = arena.alloc(128 - 16, KIND_RING);
-      const blocks = fill(arena);
-      arena.free(room);
-      try {
-        sender.send({ type: 3, data: new Uint8Array(4096), handles: [handle] });
-      } finally {
-        release(arena, blocks);
-      }
-    },
-  },
+  'no shared memory for the first ring': exhaustion({}),
+  'no shared memory for the handles': exhaustion({ ring: true }),
+  'no shared memory for the larger ring a message needs, with room for its handles': exhaustion({
+    ring: true,
+    leave: 128,
+    bytes: 4096,
+  }),
+  // Room for the handle blocks, the end's slot and one ring: the ring of the other direction
+  // is what fails, after messages were replayed into the first.
   'no shared memory for the second ring of a local end on its way': {
-    code: 'RESOURCE_EXHAUSTED',
-    shared: true,
+    ...exhaustion({ ring: true, leave: 1024 }),
     localOnly: true,
-    async run(p, handle) {
-      const sender = await p.sender({});
-      sender.send({ type: 1 });
-      const arena = homeArena();
-      // Room for the handle blocks, the end's slot and one ring: the ring of the other
-      // direction is what fails, after messages were replayed into the first.
-      const kib = arena.alloc(1024 - 16, KIND_RING);
-      const blocks = fill(arena);
-      arena.free(kib);
-      try {
-        sender.send({ type: 3, handles: [handle] });
-      } finally {
-        release(arena, blocks);
-      }
-    },
   },
 };
+
+/**
+ * A send that finds the sender's arena full: after a first message (`ring`) made its ring,
+ * with a block of `leave` bytes left free, of a message of `bytes`.
+ */
+function exhaustion({ ring = false, leave = 0, bytes = 0 }): Reason {
+  return {
+    code: 'RESOURCE_EXHAUSTED',
+    shared: true,
+    async run(p, handle) {
+      const sender = await p.sender({});
+      if (ring) sender.send({ type: 1 });
+      const arena = homeArena();
+      const room = leave > 0 ? arena.alloc(leave - 16, KIND_RING) : 0;
+      const blocks = fill(arena);
+      if (room !== 0) arena.free(room);
+      try {
+        sender.send({ type: 3, data: new Uint8Array(bytes), handles: [handle] });
+      } finally {
+        release(arena, blocks);
+      }
+    },
+  };
+}
 
 for (const [placementName, makePlacement] of Object.entries(placements)) {
   describe(`a failed send ${placementName} leaves every handle in it as it was`, () => {
