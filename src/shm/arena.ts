@@ -73,7 +73,6 @@ const HEADS = 16;
  */
 const QUICK = 32;
 const QUICK_COUNT = 128;
-const QUICK_BYTES = 13;
 const MAGIC_VALUE = 0x4654_4c42;
 /**
  * One bit per 64-byte unit of the block area, set where a free block starts: whether a
@@ -266,12 +265,15 @@ export class Arena {
     this.cover(payload);
     const block = payload - BLOCK_HEADER;
     const k = this.i32[(block >> 2) + B_CLASS] as number;
-    Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
     const live = Atomics.sub(this.i32, LIVE_BYTES, 2 ** k) - 2 ** k;
     const blocks = Atomics.sub(this.i32, LIVE_BLOCKS, 1) - 1;
     this.#retireIfIdle(live, blocks);
-    if (Atomics.load(this.i32, QUICK_COUNT + k) < quickLimit(k)) this.#pushQuick(block, k);
-    else this.#merge(block, k);
+    if (Atomics.load(this.i32, QUICK_COUNT + k) < quickLimit(k)) {
+      this.#pushQuick(block, k);
+    } else {
+      Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
+      this.#merge(block, k);
+    }
   }
 
   /** Puts a held block of class `k` in the free lists, merged with its free buddies. */
@@ -308,7 +310,6 @@ export class Arena {
     Atomics.store(i32, (chunk >> 2) + B_CLASS, k);
     const count = 2 ** (CARVE_CLASS - k) - 1;
     Atomics.add(i32, QUICK_COUNT + k, count);
-    Atomics.add(i32, QUICK_BYTES, count * size);
     const heads = this.#quick;
     for (;;) {
       const head = Atomics.load(heads, QUICK + k);
@@ -322,7 +323,6 @@ export class Arena {
     const i32 = this.i32;
     Atomics.store(i32, (block >> 2) + B_KIND, KIND_FREE);
     Atomics.add(i32, QUICK_COUNT + k, 1);
-    Atomics.add(i32, QUICK_BYTES, 2 ** k);
     const heads = this.#quick;
     for (;;) {
       const head = Atomics.load(heads, QUICK + k);
@@ -332,7 +332,7 @@ export class Arena {
     }
   }
 
-  /** A block of class `k` from its quick list, held, or 0. */
+  /** A block of class `k` from its quick list (its kind still says free), or 0. */
   #popQuick(k: number): number {
     const heads = this.#quick;
     for (;;) {
@@ -343,10 +343,7 @@ export class Arena {
       const link = Atomics.load(this.i32, (block >> 2) + B_NEXT) >>> 0;
       const next = (((head >> 32n) + 1n) << 32n) | BigInt(link);
       if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) {
-        const i32 = this.i32;
-        Atomics.store(i32, (block >> 2) + B_KIND, KIND_HELD);
-        Atomics.sub(i32, QUICK_COUNT + k, 1);
-        Atomics.sub(i32, QUICK_BYTES, 2 ** k);
+        Atomics.sub(this.i32, QUICK_COUNT + k, 1);
         return block;
       }
     }
@@ -556,6 +553,13 @@ export class Arena {
     return block;
   }
 
+  #quickBytes(): number {
+    let bytes = 0;
+    for (let k = MIN_CLASS; k <= MAX_CLASS; k++)
+      bytes += Atomics.load(this.i32, QUICK_COUNT + k) * 2 ** k;
+    return bytes;
+  }
+
   stats(): ArenaStats {
     const i32 = this.i32;
     return {
@@ -563,7 +567,7 @@ export class Arena {
       reserved: ARENA_RESERVE,
       size: this.buffer.byteLength,
       used: Atomics.load(i32, TOP) - BASE,
-      freeBytes: Atomics.load(i32, FREE_BYTES) + Atomics.load(i32, QUICK_BYTES),
+      freeBytes: Atomics.load(i32, FREE_BYTES) + this.#quickBytes(),
       liveBytes: Atomics.load(i32, LIVE_BYTES),
       liveBlocks: Atomics.load(i32, LIVE_BLOCKS),
     };
