@@ -54,8 +54,6 @@ const LOCK = 6;
 /** Bit `k` set while the free list of size class `k` is not empty. */
 const FREE_MASK = 7;
 const FREE_BYTES = 8;
-/** Bumped whenever an entry leaves the thread list: a walk that saw it change starts again. */
-const THREADS_EPOCH = 9;
 /** Thread entries in the list: an arena with no other block in use is empty. */
 const ENTRIES = 10;
 /** 1 once new pairs go elsewhere (see `retire`); the arena that took over, once made. */
@@ -118,6 +116,12 @@ const T_MAIL_HEAD = 6;
 const T_MAIL = 8;
 const MAIL_SLOTS = 64;
 const ENTRY_BYTES = (T_MAIL + MAIL_SLOTS) * 4;
+const ENTRY_BLOCK = 512;
+/** T_ALIVE: in use; its thread died; free for the next thread; being set up. */
+const ALIVE = 1;
+const DEAD = 0;
+const VACANT = 2;
+const CLAIMED = 3;
 /**
  * What a mailbox key names: a channel side (its slot offset plus the side, bit 1 clear) or a
  * pipe ring (its offset with this bit set). Offsets of blocks are multiples of 16.
@@ -588,39 +592,50 @@ export class Arena {
   }
 
   #register(): number {
+    const entry = this.#vacantEntry() || this.#newEntry();
+    const i32 = this.i32;
+    const w = entry >> 2;
+    i32[w + T_ID] = threadId;
+    i32[w + T_PARENT] = parentThreadId;
+    Atomics.store(i32, w + T_ALIVE, ALIVE);
+    Atomics.add(i32, ENTRIES, 1);
+    watchThreadWord(this, w);
+    return entry;
+  }
+
+  /** A new entry, first in the thread list (which only ever grows, so walks need no care). */
+  #newEntry(): number {
     const entry = this.alloc(ENTRY_BYTES, KIND_THREAD);
     if (entry === 0) throw exhausted(ENTRY_BYTES, this);
     const i32 = this.i32;
     const w = entry >> 2;
     i32.fill(0, w, w + ENTRY_BYTES / 4);
-    i32[w + T_ID] = threadId;
-    i32[w + T_PARENT] = parentThreadId;
-    i32[w + T_WAKE] = 0;
-    Atomics.store(i32, w + T_ALIVE, 1);
-    // Under the lock, as `forget` unlinks under it.
-    if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
-    i32[w + T_NEXT] = i32[THREADS] as number;
-    i32[THREADS] = entry;
-    i32[ENTRIES] = (i32[ENTRIES] as number) + 1;
-    if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
-    watchThreadWord(this, w);
-    return entry;
+    Atomics.store(i32, w + T_ALIVE, CLAIMED);
+    for (;;) {
+      const head = Atomics.load(i32, THREADS);
+      i32[w + T_NEXT] = head;
+      if (Atomics.compareExchange(i32, THREADS, head, entry) === head) return entry;
+    }
   }
 
   /**
-   * The thread entries, from a walk during which no entry left the list (epoch `epoch`);
-   * undefined when one did: what the walk read may be a block reused since.
+   * The entry of a thread that died, claimed for this one. A dead thread's entry is never
+   * freed for other uses: a thread that read its offset before the death was handled may
+   * still notify it, which must not write into a ring or a slot.
    */
-  #entries(epoch: number): number[] | undefined {
-    const entries: number[] = [];
+  #vacantEntry(): number {
     for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
-      if (e < BASE || e % 16 !== 0 || e >= Atomics.load(this.i32, TOP)) return undefined;
       this.cover(e + ENTRY_BYTES);
-      entries.push(e);
-      e = Atomics.load(this.i32, (e >> 2) + T_NEXT);
-      if (Atomics.load(this.i32, THREADS_EPOCH) !== epoch) return undefined;
+      const w = e >> 2;
+      if (Atomics.compareExchange(this.i32, w + T_ALIVE, VACANT, CLAIMED) === VACANT) {
+        Atomics.add(this.i32, LIVE_BLOCKS, 1);
+        Atomics.add(this.i32, LIVE_BYTES, ENTRY_BLOCK);
+        this.i32.fill(0, w + T_WAKE, w + ENTRY_BYTES / 4);
+        return e;
+      }
+      e = Atomics.load(this.i32, w + T_NEXT);
     }
-    return entries;
+    return 0;
   }
 
   /**
@@ -644,69 +659,47 @@ export class Arena {
     if (Atomics.compareExchange(i32, w + T_WAKE, 0, 1) === 0) Atomics.notify(i32, w + T_WAKE);
   }
 
-  /**
-   * Marks the entries of thread `id` and of the threads it started dead; returns them. Each
-   * mark is made under the lock, in the epoch the entries were read in.
-   */
+  /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
   markDead(id: number): Set<number> {
-    const dead = new Set<number>();
-    for (;;) {
-      const epoch = Atomics.load(this.i32, THREADS_EPOCH);
-      const entries = this.#entries(epoch);
-      if (entries === undefined) continue;
-      const i32 = this.i32;
-      const deadIds = new Set([id]);
-      for (let grew = true; grew; ) {
-        grew = false;
-        for (const e of entries) {
-          const tid = i32[(e >> 2) + T_ID] as number;
-          if (!deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
-            deadIds.add(tid);
-            grew = true;
-          }
+    const entries: number[] = [];
+    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
+      this.cover(e + ENTRY_BYTES);
+      entries.push(e);
+      e = Atomics.load(this.i32, (e >> 2) + T_NEXT);
+    }
+    const i32 = this.i32;
+    const alive = (e: number) => Atomics.load(i32, (e >> 2) + T_ALIVE) === ALIVE;
+    const deadIds = new Set([id]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const e of entries) {
+        const tid = i32[(e >> 2) + T_ID] as number;
+        if (alive(e) && !deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
+          deadIds.add(tid);
+          grew = true;
         }
       }
-      let stale = false;
-      for (const e of entries) {
-        if (!deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
-        if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
-        stale = i32[THREADS_EPOCH] !== epoch;
-        const marked = !stale && Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, 1, 0) === 1;
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
-        if (stale) break;
-        if (marked) dead.add(e);
-      }
-      if (!stale) return dead;
     }
+    const dead = new Set<number>();
+    for (const e of entries) {
+      if (!alive(e) || !deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
+      if (Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, ALIVE, DEAD) === ALIVE) dead.add(e);
+    }
+    return dead;
   }
 
   /**
-   * Unlinks the entries of dead threads and frees them, once what they owned was closed: a
-   * thread that dies leaves no block behind.
+   * Makes the entries of dead threads vacant once what they owned was closed: no longer in
+   * use (a thread that dies leaves no block in use behind), kept for the next thread.
    */
   forget(dead: Set<number>): void {
+    const i32 = this.i32;
     for (const e of dead) {
-      for (;;) {
-        const epoch = Atomics.load(this.i32, THREADS_EPOCH);
-        const entries = this.#entries(epoch);
-        if (entries === undefined) continue;
-        const at = entries.indexOf(e);
-        if (at < 0) break;
-        const link = at === 0 ? THREADS : ((entries[at - 1] as number) >> 2) + T_NEXT;
-        const i32 = this.i32;
-        if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
-        const unlinked = i32[THREADS_EPOCH] === epoch && i32[link] === e;
-        if (unlinked) {
-          i32[link] = i32[(e >> 2) + T_NEXT] as number;
-          i32[THREADS_EPOCH] = epoch + 1;
-          i32[ENTRIES] = (i32[ENTRIES] as number) - 1;
-        }
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
-        if (unlinked) {
-          this.free(e);
-          break;
-        }
-      }
+      if (Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, DEAD, VACANT) !== DEAD) continue;
+      Atomics.sub(i32, ENTRIES, 1);
+      Atomics.sub(i32, LIVE_BYTES, ENTRY_BLOCK);
+      const blocks = Atomics.sub(i32, LIVE_BLOCKS, 1) - 1;
+      this.#retireIfIdle(Atomics.load(i32, LIVE_BYTES), blocks);
     }
   }
 }
