@@ -644,7 +644,8 @@ export class Arena {
    * the thread looks at everything it holds in this arena.
    */
   notifyThread(entry: number, key: number): void {
-    if (entry === 0) return;
+    // 0 or negative: the side is travelling (see SharedEndpoint.moveOut).
+    if (entry <= 0) return;
     if (entry === this.#thread) {
       deliver(this, key);
       return;

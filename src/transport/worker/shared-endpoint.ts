@@ -545,6 +545,7 @@ export class SharedEndpoint implements Endpoint {
     const at = this.#place(size);
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
     this.#write(at, size, type, data, handles.length, block);
+    if (block !== 0) travelled(this.#arena, block, handles.length);
     return SEND_OK;
   }
 
@@ -641,13 +642,21 @@ export class SharedEndpoint implements Endpoint {
       this.#heldMsgs++;
       this.#heldBytes += bytes;
     }
-    // Taken, before the producer may reuse the record: a reader standing in for this one if
-    // this thread dies (see dropUnread) must not free the block again, though the progress
-    // published may not count this message yet.
-    if (handleCount !== 0) i32[word + 3] = 0;
-    this.#taken();
-    if (handleCount === 0) return { type, data, handles: NO_HANDLES };
-    return { type, data, handles: this.#readHandles(handleCount, block) };
+    if (handleCount === 0) {
+      this.#taken();
+      return { type, data, handles: NO_HANDLES };
+    }
+    // The handles are adopted here before the record says it was taken, and that before the
+    // producer may reuse the record: a reader standing in for this one if this thread dies
+    // (see dropUnread) closes those of a record it finds with its block, none twice, and none
+    // is left owned by nobody, which would leave its peer waiting for ever.
+    try {
+      return { type, data, handles: this.#readHandles(handleCount, block) };
+    } finally {
+      this.#i32[word + 3] = 0;
+      this.#arena.free(block);
+      this.#taken();
+    }
   }
 
   /** The producer moved on to the next ring: follow it and free the one it left. */
@@ -781,7 +790,9 @@ export class SharedEndpoint implements Endpoint {
     i32[this.#out + P_HEAD] = this.#head;
     i32[this.#out + P_RING] = this.#outRing;
     i32[this.#out + P_RING_START] = this.#ringStart;
-    Atomics.store(i32, this.#c + OWNER + this.#side, 0);
+    // Still this thread's until the message carrying it is sent (see `#sent`): if this thread
+    // dies before, its parent closes the side, which nobody else could ever reach.
+    Atomics.store(i32, this.#c + OWNER + this.#side, -this.#arena.thread);
     const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
     this.#leave();
     const { sent, received, dropped, backpressured, discarded } = this.counters;
@@ -870,7 +881,6 @@ export class SharedEndpoint implements Endpoint {
         error ??= err;
       }
     }
-    arena.free(block);
     if (error !== undefined) {
       for (const handle of handles) handle.close();
       throw error;
@@ -1134,7 +1144,9 @@ onThreadsDied((arena, dead) => {
   for (const slot of arena.blocks(KIND_SLOT)) {
     for (let side = 0; side < 2; side++) {
       const owner = (slot >> 2) + OWNER + side;
-      if (!dead.has(Atomics.load(arena.i32, owner))) continue;
+      // Owned by a dead thread, or moved out by one in a message it never sent.
+      const entry = Atomics.load(arena.i32, owner);
+      if (!dead.has(entry) && !dead.has(-entry)) continue;
       // The entry is freed after this scan: nobody may notify it then.
       Atomics.store(arena.i32, owner, 0);
       closeSide(arena, slot, side);
@@ -1201,6 +1213,25 @@ function exportHandle(state: HandleState, arena: Arena, w: number): void {
   describeTravel(travelOf(state), arena, w);
 }
 
+/**
+ * The message whose handle descriptors are at `block` was sent: the sides in it now belong to
+ * its reader, which may have adopted them already.
+ */
+function travelled(arena: Arena, block: number, count: number): void {
+  const i32 = arena.i32;
+  for (let i = 0; i < count; i++) {
+    const w = (block + i * HANDLE_BYTES) >> 2;
+    if (i32[w] !== HANDLE_CHANNEL) continue;
+    unclaim(arenaOf(i32[w + 1] as number), i32[w + 2] as number, i32[w + 3] as number);
+  }
+}
+
+/** Clears the mark of this thread that `moveOut` left on a side, unless its adopter took it. */
+function unclaim(arena: Arena, slot: number, side: number): void {
+  arena.cover(slot + SLOT_BYTES);
+  Atomics.compareExchange(arena.i32, (slot >> 2) + OWNER + side, -arena.thread, 0);
+}
+
 /** Writes a travelling side as a handle descriptor at int32 index `w` of `arena`. */
 function describeTravel(t: Travel, arena: Arena, w: number): void {
   const i32 = arena.i32;
@@ -1233,6 +1264,8 @@ function importHandle(arena: Arena, w: number): HandleState {
 /** Turns a channel endpoint that {@link checkMovable} accepted into a token; it is dead after. */
 export function exportEndpointState(state: HandleState): EndpointToken {
   const t = travelOf(state);
+  // The token's port watches the importer's thread from here on.
+  unclaim(t.arena, t.slot, t.side);
   const { port1, port2 } = new MessageChannel();
   const token: EndpointToken = {
     version: TOKEN_VERSION,
