@@ -103,6 +103,12 @@ const KIND_THREAD = 4;
 const KIND_FREE = 5;
 /** Out of every list and not handed out: being split or merged by one thread. */
 const KIND_HELD = 6;
+/**
+ * A block a thread allocated for something that is not reachable from shared memory yet (the
+ * handles of a message it is sending), with that thread's entry in the header's free-list
+ * word: freed for it if it dies first (see `claim`).
+ */
+const KIND_CLAIMED = 7;
 
 /** A thread's entry (int32 words of its payload). */
 const T_ID = 0;
@@ -256,6 +262,30 @@ export class Arena {
     Atomics.add(i32, LIVE_BYTES, 2 ** k);
     Atomics.add(i32, LIVE_BLOCKS, 1);
     return block + BLOCK_HEADER;
+  }
+
+  /**
+   * A block for this thread alone until `release`: if the thread dies before, its parent
+   * frees it (a terminated worker can stop anywhere).
+   */
+  claim(bytes: number): number {
+    const payload = this.alloc(bytes, KIND_CLAIMED);
+    if (payload !== 0)
+      Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_NEXT, this.thread);
+    return payload;
+  }
+
+  /** Makes a block from `claim` an ordinary one of `kind`, reachable from shared memory now. */
+  release(payload: number, kind: number): void {
+    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_KIND, kind);
+  }
+
+  /** Frees the claimed blocks of dead threads. */
+  freeClaimed(dead: Set<number>): void {
+    for (const payload of [...this.blocks(KIND_CLAIMED)]) {
+      const w = (payload - BLOCK_HEADER) >> 2;
+      if (dead.has(Atomics.load(this.i32, w + B_NEXT))) this.free(payload);
+    }
   }
 
   /** Payload bytes of the block at `payload`. */
@@ -894,6 +924,7 @@ process.on('worker', (worker) => {
       const dead = arena.markDead(id);
       if (dead.size === 0) continue;
       for (const handler of deathHandlers) handler(arena, dead);
+      arena.freeClaimed(dead);
       arena.forget(dead);
     }
   });

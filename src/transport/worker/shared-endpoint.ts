@@ -544,6 +544,8 @@ export class SharedEndpoint implements Endpoint {
     const size = recordSize(bytes);
     const at = this.#place(size);
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
+    // Before the record names it: from then on its reader frees it.
+    if (block !== 0) this.#arena.release(block, KIND_RING);
     this.#write(at, size, type, data, handles.length, block);
     if (block !== 0) travelled(this.#arena, block, handles.length);
     return SEND_OK;
@@ -843,7 +845,7 @@ export class SharedEndpoint implements Endpoint {
    */
   #writeHandles(handles: readonly HandleState[]): number {
     const arena = this.#arena;
-    const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
+    const block = arena.claim(handles.length * HANDLE_BYTES);
     if (block === 0) throw exhausted(handles.length * HANDLE_BYTES, arena);
     this.#refresh(block + handles.length * HANDLE_BYTES);
     const at = (i: number) => (block + i * HANDLE_BYTES) >> 2;
