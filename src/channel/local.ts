@@ -117,12 +117,16 @@ export class LocalEndpoint implements Endpoint {
 
   /**
    * Takes this end out of the thread so a transport can carry it away; this object is dead
-   * afterwards. The peer, if still open, hands its own state to `connect` and from then on
-   * forwards every call to the endpoint `connect` returns (the transport's stand-in for the
-   * peer's side, which must deliver `peerSide.queued` first). An end that already forwards has
-   * nothing local left: use {@link takeRemote} for it.
+   * afterwards. `connect` gets what both ends queued (`peerSide` undefined when the peer
+   * closed) and returns the transport's stand-in for the peer's side, which must deliver
+   * `peerSide.queued` first; the peer forwards every call to it from then on. When `connect`
+   * throws, nothing changed: both queues hold what the arrays hold then (`connect` may have
+   * replaced messages it took back). An end that already forwards has nothing local left: use
+   * {@link takeRemote} for it.
    */
-  detach(connect: (peerSide: DetachedEnd) => Endpoint): DetachedEnd {
+  detach(
+    connect: (own: DetachedEnd, peerSide: DetachedEnd | undefined) => Endpoint | undefined,
+  ): void {
     const peer = this.#peer;
     const own: DetachedEnd = {
       limits: this.limits,
@@ -130,28 +134,51 @@ export class LocalEndpoint implements Endpoint {
       queued: this.#queue.drain(),
       peerClosed: this.#peerClosed,
     };
+    const peerSide: DetachedEnd | undefined =
+      peer === undefined
+        ? undefined
+        : {
+            limits: peer.limits,
+            counters: peer.#counters,
+            queued: peer.#queue.drain(),
+            peerClosed: false,
+          };
+    let remote: Endpoint | undefined;
+    try {
+      remote = connect(own, peerSide);
+    } catch (error) {
+      for (const m of own.queued) this.#queue.push(m);
+      if (peer !== undefined) for (const m of peerSide?.queued ?? []) peer.#queue.push(m);
+      throw error;
+    }
     this.#peer = undefined;
     this.#queuedBytes = 0;
     this.events = undefined;
-    if (peer !== undefined) {
+    if (peer !== undefined && remote !== undefined) {
       peer.#peer = undefined;
-      const remote = connect({
-        limits: peer.limits,
-        counters: peer.#counters,
-        queued: peer.#queue.drain(),
-        peerClosed: false,
-      });
       peer.#queuedBytes = 0;
-      peer.#remote = remote;
-      remote.events = {
-        readable: () => peer.events?.readable(),
-        writable: () => peer.events?.writable(),
-        peerClosed: () => peer.events?.peerClosed(),
-      };
-      if (peer.#readableArmed) remote.armReadable();
+      peer.#forwardTo(remote);
       if (this.#peerWantsWritable) remote.armWritable(this.#wakeAt);
     }
-    return own;
+  }
+
+  /**
+   * Undoes a {@link detach} that a failed send had made: this end forwards to `remote`, the
+   * side that was to travel, adopted back in this thread, and its Channel hears of it again.
+   */
+  resume(remote: Endpoint, events: EndpointEvents | undefined): void {
+    this.events = events;
+    this.#forwardTo(remote);
+  }
+
+  #forwardTo(remote: Endpoint): void {
+    this.#remote = remote;
+    remote.events = {
+      readable: () => this.events?.readable(),
+      writable: () => this.events?.writable(),
+      peerClosed: () => this.events?.peerClosed(),
+    };
+    if (this.#readableArmed) remote.armReadable();
   }
 
   canSend(bytes: number): SendStatus {

@@ -210,6 +210,8 @@ export class ByteRing {
  */
 export function closeRingEnd(arena: Arena, offset: number, producer: boolean): void {
   const h = offset >> 2;
+  // The offset came from a descriptor or a scan: past this thread's views if another grew them.
+  arena.cover(offset + RING_HEADER_BYTES);
   const i32 = arena.i32;
   const flag = producer ? PRODUCER_CLOSED : CONSUMER_CLOSED;
   const before = Atomics.or(i32, h + CLOSED, flag);
@@ -225,6 +227,11 @@ export function closeRingEnd(arena: Arena, offset: number, producer: boolean): v
 /** Closes the ends of the arena ring at `offset` that the `dead` thread entries held. */
 export function reapRing(arena: Arena, offset: number, dead: Set<number>): void {
   const h = offset >> 2;
-  if (dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER))) closeRingEnd(arena, offset, true);
-  if (dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER))) closeRingEnd(arena, offset, false);
+  const producer = dead.has(Atomics.load(arena.i32, h + PRODUCER_OWNER));
+  const consumer = dead.has(Atomics.load(arena.i32, h + CONSUMER_OWNER));
+  // The entries are freed after this scan: nobody may notify them then.
+  if (producer) Atomics.store(arena.i32, h + PRODUCER_OWNER, 0);
+  if (consumer) Atomics.store(arena.i32, h + CONSUMER_OWNER, 0);
+  if (producer) closeRingEnd(arena, offset, true);
+  if (consumer) closeRingEnd(arena, offset, false);
 }

@@ -30,31 +30,85 @@ import { waitAsync } from './wake.js';
 /** Address space one arena reserves; committed only as blocks are first used. */
 export const ARENA_RESERVE = 2 ** 29;
 const MIN_CLASS = 6;
+const MAX_CLASS = 28;
 /** Largest block: 256 MiB. */
-export const MAX_BLOCK = 2 ** 28;
+export const MAX_BLOCK = 2 ** MAX_CLASS;
 const GROW_STEP = 2 ** 20;
+/**
+ * An arena grown past this whose blocks in use fall below a sixteenth of its size retires:
+ * new pairs go to a new arena, and the old one, once its last block is freed, is let go of by
+ * every thread, so the operating system gets its memory back (a SharedArrayBuffer cannot
+ * shrink or give pages back otherwise).
+ */
+export const RETIRE_ABOVE = 2 ** 26;
 
-/** Header words (int32). The free-list heads are BigInt64 words from byte 64. */
+/** Header words (int32). */
 const MAGIC = 0;
 const TOP = 1;
 const ID = 2;
 const THREADS = 3;
 const LIVE_BYTES = 4;
 const LIVE_BLOCKS = 5;
-const HEADS = 8;
-const HEADER_BYTES = 512;
-const MAGIC_VALUE = 0x4654_4c41;
+/** The allocator's lock: 0 free, 1 held, 2 held with waiters (a futex). */
+const LOCK = 6;
+/** Bit `k` set while the free list of size class `k` is not empty. */
+const FREE_MASK = 7;
+const FREE_BYTES = 8;
+/** Thread entries in the list: an arena with no other block in use is empty. */
+const ENTRIES = 10;
+/** 1 once new pairs go elsewhere (see `retire`); the arena that took over, once made. */
+const RETIRED = 11;
+const SUCCESSOR = 12;
+/** Free-list heads, one per size class. */
+const HEADS = 16;
+/**
+ * Quick lists: per size class, a lock-free stack (BigInt64 heads from here, a tag in the high
+ * word against ABA) of freed blocks kept whole, so that the churn of a move (a slot, rings, a
+ * handle block) costs one compare-and-swap per block, as it did before blocks merged, instead
+ * of a split on every allocation and a merge on every free. They hold a few blocks per class
+ * (see `quickLimit`); beyond that a freed block merges, and an allocation that finds no room
+ * anywhere merges them all first.
+ */
+const QUICK = 32;
+const QUICK_COUNT = 128;
+const MAGIC_VALUE = 0x4654_4c42;
+/**
+ * One bit per 64-byte unit of the block area, set where a free block starts: whether a
+ * block's buddy is free cannot be read from the buddy's header, which may be the payload of
+ * a larger block in use.
+ */
+const BITMAP = 1024;
+/** Blocks start here, aligned to their size relative to it (buddies differ in one bit). */
+const BASE = 2 ** 21;
+const AREA = ARENA_RESERVE - BASE;
 
-/** A block's own header, before its payload: size class, kind, free-list link. */
+/** Blocks a quick list of class `k` keeps: up to 64, and at most 1 MiB. */
+/** Blocks smaller than this are carved in runs from a block of this class (64 KiB). */
+const CARVE_CLASS = 16;
+
+function quickLimit(k: number): number {
+  return Math.max(2, Math.min(64, 2 ** (20 - k)));
+}
+
+/** A block's own header, before its payload: size class, kind, free-list links. */
 export const BLOCK_HEADER = 16;
 const B_CLASS = 0;
 const B_KIND = 1;
-const B_LINK = 2;
+const B_NEXT = 2;
+const B_PREV = 3;
 export const KIND_SLOT = 1;
 export const KIND_RING = 2;
 export const KIND_PIPE = 3;
 const KIND_THREAD = 4;
 const KIND_FREE = 5;
+/** Out of every list and not handed out: being split or merged by one thread. */
+const KIND_HELD = 6;
+/**
+ * A block a thread allocated for something that is not reachable from shared memory yet (the
+ * handles of a message it is sending), with that thread's entry in the header's free-list
+ * word: freed for it if it dies first (see `claim`).
+ */
+const KIND_CLAIMED = 7;
 
 /** A thread's entry (int32 words of its payload). */
 const T_ID = 0;
@@ -68,6 +122,12 @@ const T_MAIL_HEAD = 6;
 const T_MAIL = 8;
 const MAIL_SLOTS = 64;
 const ENTRY_BYTES = (T_MAIL + MAIL_SLOTS) * 4;
+const ENTRY_BLOCK = 512;
+/** T_ALIVE: in use; its thread died; free for the next thread; being set up. */
+const ALIVE = 1;
+const DEAD = 0;
+const VACANT = 2;
+const CLAIMED = 3;
 /**
  * What a mailbox key names: a channel side (its slot offset plus the side, bit 1 clear) or a
  * pipe ring (its offset with this bit set). Offsets of blocks are multiples of 16.
@@ -97,36 +157,47 @@ export interface ArenaStats {
   reserved: number;
   /** Bytes the arena has grown to: at most what the operating system has committed for it. */
   size: number;
-  /** Bytes handed out as blocks so far (free blocks are reused before this grows). */
+  /** Bytes of the block area handed out so far, free blocks included (its high-water mark). */
   used: number;
+  /** Bytes of free blocks below `used`, reusable for a block of any size. */
+  freeBytes: number;
   /** Bytes of blocks in use now, and how many blocks. */
   liveBytes: number;
   liveBlocks: number;
 }
 
+/**
+ * A buddy allocator: power-of-two blocks, each aligned to its size, so a freed block merges
+ * with its buddy when that is free too, and freed memory serves any size. Free lists and the
+ * free bitmap change under a lock in the arena; no thread holds it across a loop or a call,
+ * where V8 could end a terminated worker's execution with the lock held: a split or a merge
+ * takes it once per step and holds the block it works on out of every list meanwhile.
+ */
 export class Arena {
   readonly buffer: SharedArrayBuffer;
   readonly id: number;
   /** Views over the arena as far as this thread has seen it grow; see `cover`. */
   i32!: Int32Array;
+  readonly #quick: BigInt64Array;
   u8!: Uint8Array;
   f64!: Float64Array;
-  readonly #heads: BigInt64Array;
   /** This thread's entry, made when the thread first uses the arena. */
   #thread = 0;
+  /** Set when this thread lets go of the arena: the watch on its wake word ends. */
+  released = false;
 
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
-    this.#heads = new BigInt64Array(buffer, 0, HEADER_BYTES / 8);
+    this.#quick = new BigInt64Array(buffer, 0, 64);
     this.#views();
     this.id = this.i32[ID] as number;
   }
 
   static create(): Arena {
-    const buffer = new GrowableBuffer(GROW_STEP, { maxByteLength: ARENA_RESERVE });
-    const i32 = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    const buffer = new GrowableBuffer(BASE + GROW_STEP, { maxByteLength: ARENA_RESERVE });
+    const i32 = new Int32Array(buffer, 0, BITMAP / 4);
     i32[ID] = randomInt(1, 2 ** 31 - 1);
-    i32[TOP] = HEADER_BYTES;
+    i32[TOP] = BASE;
     Atomics.store(i32, MAGIC, MAGIC_VALUE);
     return new Arena(buffer);
   }
@@ -142,9 +213,18 @@ export class Arena {
     this.f64 = new Float64Array(this.buffer, 0, n >> 3);
   }
 
-  /** Makes this thread's views reach `end`, which another thread may have allocated. */
+  /**
+   * Makes this thread's views reach `end`, which another thread may have allocated after
+   * this thread last looked. Every offset read from shared memory or from a token goes
+   * through here (or through a method below that does) before it is used.
+   */
   cover(end: number): void {
     if (end > this.u8.length) this.#views();
+  }
+
+  /** This thread's entry offset, 0 before it used the arena. */
+  get entry(): number {
+    return this.#thread;
   }
 
   /** This thread's entry offset, registering the thread on first use. */
@@ -159,65 +239,326 @@ export class Arena {
    */
   alloc(bytes: number, kind: number): number {
     const k = Math.max(MIN_CLASS, Math.ceil(Math.log2(bytes + BLOCK_HEADER)));
-    const size = 2 ** k;
-    if (size > MAX_BLOCK) return 0;
-    let block = this.#pop(k);
-    if (block === 0) {
-      block = this.#bump(size);
-      if (block === 0) return 0;
-      this.i32[(block >> 2) + B_CLASS] = k;
+    if (k > MAX_CLASS) return 0;
+    let block = this.#popQuick(k);
+    if (block === 0) block = this.#take(k);
+    if (block === 0) block = k < CARVE_CLASS ? this.#carve(k) : this.#bump(k);
+    if (block === 0 && this.#drainQuick()) block = this.#take(k);
+    if (block === 0) return 0;
+    let j = this.i32[(block >> 2) + B_CLASS] as number;
+    this.cover(block + 2 ** j);
+    const i32 = this.i32;
+    while (j > k) {
+      // The upper half gets its header before the lower half shrinks: a scan of the blocks
+      // (see `blocks`) always walks headers.
+      j--;
+      const upper = block + 2 ** j;
+      i32[(upper >> 2) + B_CLASS] = j;
+      i32[(upper >> 2) + B_KIND] = KIND_HELD;
+      Atomics.store(i32, (block >> 2) + B_CLASS, j);
+      this.#push(upper, j);
     }
-    this.cover(block + size);
-    Atomics.store(this.i32, (block >> 2) + B_KIND, kind);
-    Atomics.add(this.i32, LIVE_BYTES, size);
-    Atomics.add(this.i32, LIVE_BLOCKS, 1);
+    Atomics.store(i32, (block >> 2) + B_KIND, kind);
+    Atomics.add(i32, LIVE_BYTES, 2 ** k);
+    Atomics.add(i32, LIVE_BLOCKS, 1);
     return block + BLOCK_HEADER;
+  }
+
+  /**
+   * A block for this thread alone until `release`: if the thread dies before, its parent
+   * frees it (a terminated worker can stop anywhere).
+   */
+  claim(bytes: number): number {
+    const payload = this.alloc(bytes, KIND_CLAIMED);
+    if (payload !== 0)
+      Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_NEXT, this.thread);
+    return payload;
+  }
+
+  /** Makes a block from `claim` an ordinary one of `kind`, reachable from shared memory now. */
+  release(payload: number, kind: number): void {
+    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_KIND, kind);
+  }
+
+  /** Frees the claimed blocks of dead threads. */
+  freeClaimed(dead: Set<number>): void {
+    for (const payload of [...this.blocks(KIND_CLAIMED)]) {
+      const w = (payload - BLOCK_HEADER) >> 2;
+      if (dead.has(Atomics.load(this.i32, w + B_NEXT))) this.free(payload);
+    }
   }
 
   /** Payload bytes of the block at `payload`. */
   sizeOf(payload: number): number {
+    this.cover(payload);
     return 2 ** (this.i32[(payload - BLOCK_HEADER) >> 2] as number) - BLOCK_HEADER;
   }
 
-  /** Returns a block from `alloc`, from any thread. */
+  /** Returns a block from `alloc`, from any thread; it merges with its free buddies. */
   free(payload: number): void {
+    this.cover(payload);
     const block = payload - BLOCK_HEADER;
     const k = this.i32[(block >> 2) + B_CLASS] as number;
-    Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_FREE);
-    Atomics.sub(this.i32, LIVE_BYTES, 2 ** k);
-    Atomics.sub(this.i32, LIVE_BLOCKS, 1);
-    const heads = this.#heads;
-    for (;;) {
-      const head = Atomics.load(heads, HEADS + k);
-      this.i32[(block >> 2) + B_LINK] = Number(head & 0xffff_ffffn);
-      const next = (((head >> 32n) + 1n) << 32n) | BigInt(block);
-      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return;
+    const live = Atomics.sub(this.i32, LIVE_BYTES, 2 ** k) - 2 ** k;
+    const blocks = Atomics.sub(this.i32, LIVE_BLOCKS, 1) - 1;
+    this.#retireIfIdle(live, blocks);
+    if (Atomics.load(this.i32, QUICK_COUNT + k) < quickLimit(k)) {
+      this.#pushQuick(block, k);
+    } else {
+      Atomics.store(this.i32, (block >> 2) + B_KIND, KIND_HELD);
+      this.#merge(block, k);
     }
   }
 
-  /** Treiber stack per size class; the tag in the high word defeats ABA. */
-  #pop(k: number): number {
-    const heads = this.#heads;
+  /** Puts a held block of class `k` in the free lists, merged with its free buddies. */
+  #merge(block: number, k: number): void {
+    while (k < MAX_CLASS) {
+      const buddy = BASE + ((block - BASE) ^ (2 ** k));
+      if (!this.#unlinkFree(buddy, k)) break;
+      k++;
+      if (buddy < block) block = buddy;
+      Atomics.store(this.i32, (block >> 2) + B_CLASS, k);
+    }
+    this.#push(block, k);
+  }
+
+  /**
+   * A new block of class `k` from a fresh 64 KiB block at the top, whose other blocks of that
+   * class go to the quick list at once, in one compare-and-swap: small blocks are allocated
+   * in runs, not one bump (and one alignment gap) each.
+   */
+  #carve(k: number): number {
+    const chunk = this.#bump(CARVE_CLASS);
+    if (chunk === 0) return this.#bump(k);
+    const size = 2 ** k;
+    const end = chunk + 2 ** CARVE_CLASS;
+    const i32 = this.i32;
+    const first = chunk + size;
+    const last = end - size;
+    for (let b = first; b < end; b += size) {
+      i32[(b >> 2) + B_CLASS] = k;
+      i32[(b >> 2) + B_KIND] = KIND_FREE;
+      i32[(b >> 2) + B_NEXT] = b + size;
+    }
+    // The chunk's header last: a scan of the blocks sees either the chunk or its pieces.
+    Atomics.store(i32, (chunk >> 2) + B_CLASS, k);
+    const count = 2 ** (CARVE_CLASS - k) - 1;
+    Atomics.add(i32, QUICK_COUNT + k, count);
+    const heads = this.#quick;
     for (;;) {
-      const head = Atomics.load(heads, HEADS + k);
+      const head = Atomics.load(heads, QUICK + k);
+      Atomics.store(i32, (last >> 2) + B_NEXT, Number(head & 0xffff_ffffn));
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(first);
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) return chunk;
+    }
+  }
+
+  #pushQuick(block: number, k: number): void {
+    const i32 = this.i32;
+    Atomics.store(i32, (block >> 2) + B_KIND, KIND_FREE);
+    Atomics.add(i32, QUICK_COUNT + k, 1);
+    const heads = this.#quick;
+    for (;;) {
+      const head = Atomics.load(heads, QUICK + k);
+      Atomics.store(i32, (block >> 2) + B_NEXT, Number(head & 0xffff_ffffn));
+      const next = (((head >> 32n) + 1n) << 32n) | BigInt(block);
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) return;
+    }
+  }
+
+  /** A block of class `k` from its quick list (its kind still says free), or 0. */
+  #popQuick(k: number): number {
+    const heads = this.#quick;
+    for (;;) {
+      const head = Atomics.load(heads, QUICK + k);
       const block = Number(head & 0xffff_ffffn);
       if (block === 0) return 0;
       this.cover(block + BLOCK_HEADER);
-      const link = Atomics.load(this.i32, (block >> 2) + B_LINK) >>> 0;
+      const link = Atomics.load(this.i32, (block >> 2) + B_NEXT) >>> 0;
       const next = (((head >> 32n) + 1n) << 32n) | BigInt(link);
-      if (Atomics.compareExchange(heads, HEADS + k, head, next) === head) return block;
+      if (Atomics.compareExchange(heads, QUICK + k, head, next) === head) {
+        Atomics.sub(this.i32, QUICK_COUNT + k, 1);
+        return block;
+      }
     }
   }
 
-  #bump(size: number): number {
+  /** Merges every block of the quick lists; whether there was any. */
+  #drainQuick(): boolean {
+    let any = false;
+    for (let k = MIN_CLASS; k <= MAX_CLASS; k++) {
+      for (let block = this.#popQuick(k); block !== 0; block = this.#popQuick(k)) {
+        this.#merge(block, k);
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  /** Retires this arena when it is large and nearly unused, and lets go of it when empty. */
+  #retireIfIdle(live: number, blocks: number): void {
     const i32 = this.i32;
+    if (Atomics.load(i32, RETIRED) === 0) {
+      // This thread's views first: the buffer's own length is slower to read.
+      if (i32.length <= RETIRE_ABOVE >> 2 || 16 * live >= this.buffer.byteLength) return;
+      if (Atomics.compareExchange(i32, RETIRED, 0, 1) !== 0) return;
+      if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'retire', ...this.stats() });
+    }
+    if (blocks === Atomics.load(i32, ENTRIES)) {
+      // Later, outside whatever freed the block; every other thread hears of it too.
+      queueMicrotask(() => letGo(this));
+      announce.postMessage({ empty: this.id });
+    }
+  }
+
+  /** New pairs go elsewhere since this arena retired. */
+  get retired(): boolean {
+    return Atomics.load(this.i32, RETIRED) === 1;
+  }
+
+  /** Retired, with no block in use but the entries of threads. */
+  get empty(): boolean {
+    const i32 = this.i32;
+    return this.retired && Atomics.load(i32, LIVE_BLOCKS) === Atomics.load(i32, ENTRIES);
+  }
+
+  /** The arena that took over from this retired one, made by the first thread to need it. */
+  successor(): Arena {
+    const id = Atomics.load(this.i32, SUCCESSOR);
+    if (id !== 0) return arenaOf(id);
+    const next = newArena();
+    const won = Atomics.compareExchange(this.i32, SUCCESSOR, 0, next.id);
+    return won === 0 ? next : arenaOf(won);
+  }
+
+  /*
+   * The three methods below change the free lists. Each takes the lock once and holds it over
+   * straight-line code only: a block header that another thread's growth put past this
+   * thread's views makes it let go, widen the views and start again.
+   */
+
+  /**
+   * Takes the first block of the smallest non-empty free list of class `k` or more out of it;
+   * 0 when there is none.
+   */
+  #take(k: number): number {
+    for (;;) {
+      const i32 = this.i32;
+      const limit = i32.length << 2;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      const mask = (i32[FREE_MASK] as number) & (-1 << k);
+      if (mask === 0) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        return 0;
+      }
+      const j = 31 - Math.clz32(mask & -mask);
+      const block = i32[HEADS + j] as number;
+      const w = block >> 2;
+      const next = block + BLOCK_HEADER > limit ? -1 : (i32[w + B_NEXT] as number);
+      if (next < 0 || next + BLOCK_HEADER > limit) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      i32[HEADS + j] = next;
+      if (next === 0) i32[FREE_MASK] = (i32[FREE_MASK] as number) & ~(1 << j);
+      else i32[(next >> 2) + B_PREV] = 0;
+      const unit = (block - BASE) >> 6;
+      const bits = (BITMAP >> 2) + (unit >> 5);
+      i32[bits] = (i32[bits] as number) & ~(1 << unit);
+      i32[w + B_KIND] = KIND_HELD;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** j;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return block;
+    }
+  }
+
+  /** Takes `block` out of its free list if it is a free block of class `k`. */
+  #unlinkFree(block: number, k: number): boolean {
+    if (block + 2 ** k > Atomics.load(this.i32, TOP)) return false;
+    this.cover(block + BLOCK_HEADER);
+    const unit = (block - BASE) >> 6;
+    const bits = (BITMAP >> 2) + (unit >> 5);
+    const w = block >> 2;
+    for (;;) {
+      const i32 = this.i32;
+      const limit = i32.length << 2;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      if (((i32[bits] as number) & (1 << unit)) === 0 || i32[w + B_CLASS] !== k) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        return false;
+      }
+      const next = i32[w + B_NEXT] as number;
+      const prev = i32[w + B_PREV] as number;
+      if (next + BLOCK_HEADER > limit || prev + BLOCK_HEADER > limit) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      if (prev === 0) i32[HEADS + k] = next;
+      else i32[(prev >> 2) + B_NEXT] = next;
+      if (next !== 0) i32[(next >> 2) + B_PREV] = prev;
+      else if (prev === 0) i32[FREE_MASK] = (i32[FREE_MASK] as number) & ~(1 << k);
+      i32[bits] = (i32[bits] as number) & ~(1 << unit);
+      i32[w + B_KIND] = KIND_HELD;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** k;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return true;
+    }
+  }
+
+  /** Puts `block` (in this thread's views), of class `k`, first in its free list. */
+  #push(block: number, k: number): void {
+    const w = block >> 2;
+    const unit = (block - BASE) >> 6;
+    const bits = (BITMAP >> 2) + (unit >> 5);
+    for (;;) {
+      const i32 = this.i32;
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      const head = i32[HEADS + k] as number;
+      if (head + BLOCK_HEADER > i32.length << 2) {
+        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        this.#views();
+        continue;
+      }
+      i32[w + B_NEXT] = head;
+      i32[w + B_PREV] = 0;
+      if (head !== 0) i32[(head >> 2) + B_PREV] = block;
+      i32[HEADS + k] = block;
+      i32[FREE_MASK] = (i32[FREE_MASK] as number) | (1 << k);
+      i32[bits] = (i32[bits] as number) | (1 << unit);
+      i32[w + B_KIND] = KIND_FREE;
+      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) + 2 ** k;
+      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      return;
+    }
+  }
+
+  /** Waits for the lock, held by another thread for a few stores; returns holding it. */
+  #contend(): void {
+    const i32 = this.i32;
+    for (let spin = 0; spin < 100; spin++) {
+      if (Atomics.compareExchange(i32, LOCK, 0, 1) === 0) return;
+    }
+    while (Atomics.exchange(i32, LOCK, 2) !== 0) Atomics.wait(i32, LOCK, 2, 1);
+  }
+
+  /**
+   * A new block of class `k` at the top of the block area, aligned to its size; the gap that
+   * alignment leaves below it goes to the free lists.
+   */
+  #bump(k: number): number {
+    const i32 = this.i32;
+    const size = 2 ** k;
     let top: number;
+    let block: number;
     for (;;) {
       top = Atomics.load(i32, TOP);
-      if (top + size > ARENA_RESERVE) return 0;
-      if (Atomics.compareExchange(i32, TOP, top, top + size) === top) break;
+      block = BASE + Math.ceil((top - BASE) / size) * size;
+      if (block + size > ARENA_RESERVE) return 0;
+      if (Atomics.compareExchange(i32, TOP, top, block + size) === top) break;
     }
-    const end = top + size;
+    const end = block + size;
     while (this.buffer.byteLength < end) {
       const want = Math.min(
         ARENA_RESERVE,
@@ -231,7 +572,26 @@ export class Arena {
       if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'grow', ...this.stats() });
     }
     this.cover(end);
-    return top;
+    const view = this.i32;
+    // The gap, in the largest aligned blocks that fit, each of them free.
+    for (let at = top; at < block; ) {
+      let j = Math.min(31 - Math.clz32((at - BASE) & -(at - BASE)), k - 1);
+      while (at + 2 ** j > block) j--;
+      view[(at >> 2) + B_CLASS] = j;
+      view[(at >> 2) + B_KIND] = KIND_HELD;
+      this.#push(at, j);
+      at += 2 ** j;
+    }
+    view[(block >> 2) + B_CLASS] = k;
+    view[(block >> 2) + B_KIND] = KIND_HELD;
+    return block;
+  }
+
+  #quickBytes(): number {
+    let bytes = 0;
+    for (let k = MIN_CLASS; k <= MAX_CLASS; k++)
+      bytes += Atomics.load(this.i32, QUICK_COUNT + k) * 2 ** k;
+    return bytes;
   }
 
   stats(): ArenaStats {
@@ -240,7 +600,8 @@ export class Arena {
       id: this.id,
       reserved: ARENA_RESERVE,
       size: this.buffer.byteLength,
-      used: Atomics.load(i32, TOP),
+      used: Atomics.load(i32, TOP) - BASE,
+      freeBytes: Atomics.load(i32, FREE_BYTES) + this.#quickBytes(),
       liveBytes: Atomics.load(i32, LIVE_BYTES),
       liveBlocks: Atomics.load(i32, LIVE_BLOCKS),
     };
@@ -250,32 +611,61 @@ export class Arena {
   *blocks(kind: number): Generator<number> {
     const top = Atomics.load(this.i32, TOP);
     this.cover(top);
-    for (let block = HEADER_BYTES; block < top; ) {
-      const k = this.i32[(block >> 2) + B_CLASS] as number;
-      // A block whose header is not written yet: reserved an instant ago, by a live thread.
-      if (k < MIN_CLASS) return;
+    for (let block = BASE; block < top; ) {
+      const k = Atomics.load(this.i32, (block >> 2) + B_CLASS);
+      // A header not written yet (reserved an instant ago, by a live thread), or one that a
+      // merge in another thread just made part of a larger block: the scan ends there.
+      if (k < MIN_CLASS || k > MAX_CLASS || (block - BASE) % 2 ** k !== 0) return;
       if (Atomics.load(this.i32, (block >> 2) + B_KIND) === kind) yield block + BLOCK_HEADER;
       block += 2 ** k;
     }
   }
 
   #register(): number {
+    const entry = this.#vacantEntry() || this.#newEntry();
+    const i32 = this.i32;
+    const w = entry >> 2;
+    i32[w + T_ID] = threadId;
+    i32[w + T_PARENT] = parentThreadId;
+    Atomics.store(i32, w + T_ALIVE, ALIVE);
+    Atomics.add(i32, ENTRIES, 1);
+    watchThreadWord(this, w);
+    return entry;
+  }
+
+  /** A new entry, first in the thread list (which only ever grows, so walks need no care). */
+  #newEntry(): number {
     const entry = this.alloc(ENTRY_BYTES, KIND_THREAD);
-    if (entry === 0) throw exhausted();
+    if (entry === 0) throw exhausted(ENTRY_BYTES, this);
     const i32 = this.i32;
     const w = entry >> 2;
     i32.fill(0, w, w + ENTRY_BYTES / 4);
-    i32[w + T_ID] = threadId;
-    i32[w + T_PARENT] = parentThreadId;
-    i32[w + T_WAKE] = 0;
-    Atomics.store(i32, w + T_ALIVE, 1);
+    Atomics.store(i32, w + T_ALIVE, CLAIMED);
     for (;;) {
       const head = Atomics.load(i32, THREADS);
       i32[w + T_NEXT] = head;
-      if (Atomics.compareExchange(i32, THREADS, head, entry) === head) break;
+      if (Atomics.compareExchange(i32, THREADS, head, entry) === head) return entry;
     }
-    watchThreadWord(this, w);
-    return entry;
+  }
+
+  /**
+   * The entry of a thread that died, claimed for this one. A dead thread's entry is never
+   * freed for other uses: a thread that read its offset before the death was handled may
+   * still notify it, which must not write into a ring or a slot.
+   */
+  #vacantEntry(): number {
+    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
+      this.cover(e + ENTRY_BYTES);
+      const w = e >> 2;
+      if (Atomics.compareExchange(this.i32, w + T_ALIVE, VACANT, CLAIMED) === VACANT) {
+        Atomics.add(this.i32, LIVE_BLOCKS, 1);
+        Atomics.add(this.i32, LIVE_BYTES, ENTRY_BLOCK);
+        this.i32.fill(0, w + T_WAKE, w + ENTRY_BYTES / 4);
+        return e;
+      }
+      e = Atomics.load(this.i32, w + T_NEXT);
+    }
+    return 0;
   }
 
   /**
@@ -284,11 +674,13 @@ export class Arena {
    * the thread looks at everything it holds in this arena.
    */
   notifyThread(entry: number, key: number): void {
-    if (entry === 0) return;
+    // 0 or negative: the side is travelling (see SharedEndpoint.moveOut).
+    if (entry <= 0) return;
     if (entry === this.#thread) {
       deliver(this, key);
       return;
     }
+    this.cover(entry + ENTRY_BYTES);
     const i32 = this.i32;
     const w = entry >> 2;
     const slot = Atomics.add(i32, w + T_MAIL_HEAD, 1) & (MAIL_SLOTS - 1);
@@ -300,18 +692,20 @@ export class Arena {
 
   /** Marks the entries of thread `id` and of the threads it started dead; returns them. */
   markDead(id: number): Set<number> {
-    const i32 = this.i32;
     const entries: number[] = [];
-    for (let e = Atomics.load(i32, THREADS); e !== 0; e = i32[(e >> 2) + T_NEXT] as number) {
+    for (let e = Atomics.load(this.i32, THREADS); e !== 0; ) {
       this.cover(e + ENTRY_BYTES);
       entries.push(e);
+      e = Atomics.load(this.i32, (e >> 2) + T_NEXT);
     }
+    const i32 = this.i32;
+    const alive = (e: number) => Atomics.load(i32, (e >> 2) + T_ALIVE) === ALIVE;
     const deadIds = new Set([id]);
     for (let grew = true; grew; ) {
       grew = false;
       for (const e of entries) {
         const tid = i32[(e >> 2) + T_ID] as number;
-        if (!deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
+        if (alive(e) && !deadIds.has(tid) && deadIds.has(i32[(e >> 2) + T_PARENT] as number)) {
           deadIds.add(tid);
           grew = true;
         }
@@ -319,17 +713,34 @@ export class Arena {
     }
     const dead = new Set<number>();
     for (const e of entries) {
-      if (!deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
-      if (Atomics.exchange(i32, (e >> 2) + T_ALIVE, 0) === 1) dead.add(e);
+      if (!alive(e) || !deadIds.has(i32[(e >> 2) + T_ID] as number)) continue;
+      if (Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, ALIVE, DEAD) === ALIVE) dead.add(e);
     }
     return dead;
   }
+
+  /**
+   * Makes the entries of dead threads vacant once what they owned was closed: no longer in
+   * use (a thread that dies leaves no block in use behind), kept for the next thread.
+   */
+  forget(dead: Set<number>): void {
+    const i32 = this.i32;
+    for (const e of dead) {
+      if (Atomics.compareExchange(i32, (e >> 2) + T_ALIVE, DEAD, VACANT) !== DEAD) continue;
+      Atomics.sub(i32, ENTRIES, 1);
+      Atomics.sub(i32, LIVE_BYTES, ENTRY_BLOCK);
+      const blocks = Atomics.sub(i32, LIVE_BLOCKS, 1) - 1;
+      this.#retireIfIdle(Atomics.load(i32, LIVE_BYTES), blocks);
+    }
+  }
 }
 
-export function exhausted(): IpcError {
+/** Shared memory ran out: `bytes` were asked for, with what the arena had at the time. */
+export function exhausted(bytes: number, arena: Arena): IpcError {
+  const s = arena.stats();
   return new IpcError(
-    'HANDLE_NOT_MOVABLE',
-    `the shared memory for channels between threads is exhausted (${ARENA_RESERVE} bytes reserved per arena); close channels or lower their limits`,
+    'RESOURCE_EXHAUSTED',
+    `the shared memory for channels between threads is exhausted: ${bytes} bytes requested, ${s.liveBytes} of ${AREA} bytes in use (${s.freeBytes} free, in smaller pieces); close channels or lower their limits`,
   );
 }
 
@@ -341,7 +752,31 @@ setEnvironmentData(ENV_PARENT, threadId);
 const known = new Map<number, Arena>();
 const announce = new BroadcastChannel('ftl-ipc/arenas');
 announce.unref();
-announce.onmessage = (event) => adoptBuffer((event as MessageEvent).data);
+announce.onmessage = (event) => heard((event as MessageEvent).data);
+
+/** An arena announced by the thread that made it, or one that became empty. */
+function heard(value: unknown): void {
+  const empty = (value as { empty?: unknown } | null)?.empty;
+  if (typeof empty === 'number') {
+    const arena = known.get(empty);
+    if (arena !== undefined) letGo(arena);
+  } else adoptBuffer(value);
+}
+
+/**
+ * Forgets a retired arena that became empty, in this thread: with every thread doing so, its
+ * memory goes back to the operating system once the garbage collectors let go of it.
+ */
+function letGo(arena: Arena): void {
+  if (!arena.empty || known.get(arena.id) !== arena) return;
+  if (home === arena) home = arena.successor();
+  known.delete(arena.id);
+  arena.released = true;
+  // Ends this thread's wait on its wake word there, which holds the memory.
+  if (arena.entry !== 0) Atomics.notify(arena.i32, (arena.entry >> 2) + T_WAKE);
+  setEnvironmentData(ENV_ARENA, home.buffer);
+  if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'release', ...arena.stats() });
+}
 
 function adoptBuffer(value: unknown): Arena | undefined {
   if (!(value instanceof SharedArrayBuffer) || !growable(value).growable) return undefined;
@@ -349,18 +784,27 @@ function adoptBuffer(value: unknown): Arena | undefined {
   let arena = known.get(id);
   if (arena === undefined) {
     arena = new Arena(value);
+    // An announcement that came late, of an arena nobody uses any more.
+    if (arena.empty) return undefined;
     known.set(id, arena);
   }
+  return arena;
+}
+
+/** A new arena, announced to every thread. */
+function newArena(): Arena {
+  const arena = Arena.create();
+  known.set(arena.id, arena);
+  announce.postMessage(arena.buffer);
+  if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...arena.stats() });
   return arena;
 }
 
 let home: Arena = (() => {
   const inherited = adoptBuffer(getEnvironmentData(ENV_ARENA));
   if (inherited !== undefined) return inherited;
-  const arena = Arena.create();
-  known.set(arena.id, arena);
+  const arena = newArena();
   setEnvironmentData(ENV_ARENA, arena.buffer);
-  announce.postMessage(arena.buffer);
   return arena;
 })();
 
@@ -370,20 +814,21 @@ export function homeArena(): Arena {
 }
 
 /**
- * Allocates from the home arena, and from a new one (announced to every thread) when it is
- * full. Throws when even a new arena cannot hold the block.
+ * Allocates from the home arena (its successor once it retired), and from a new one
+ * (announced to every thread) when it is full. Throws when even a new arena cannot hold it.
  */
 export function allocate(bytes: number, kind: number): { arena: Arena; offset: number } {
+  if (home.retired) {
+    while (home.retired) home = home.successor();
+    setEnvironmentData(ENV_ARENA, home.buffer);
+  }
   let offset = home.alloc(bytes, kind);
   if (offset === 0 && bytes + BLOCK_HEADER <= MAX_BLOCK) {
-    home = Arena.create();
-    known.set(home.id, home);
+    home = newArena();
     setEnvironmentData(ENV_ARENA, home.buffer);
-    announce.postMessage(home.buffer);
-    if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'create', ...home.stats() });
     offset = home.alloc(bytes, kind);
   }
-  if (offset === 0) throw exhausted();
+  if (offset === 0) throw exhausted(bytes, home);
   return { arena: home, offset };
 }
 
@@ -394,7 +839,7 @@ export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
   while (arena === undefined) {
     const m = receiveMessageOnPort(announce as unknown as MessagePort);
     if (m === undefined) break;
-    adoptBuffer(m.message);
+    heard(m.message);
     arena = known.get(id);
   }
   if (arena === undefined) {
@@ -448,6 +893,7 @@ function watchThreadWord(arena: Arena, w: number): void {
   const i32 = new Int32Array(arena.buffer, 0, w + ENTRY_BYTES / 4);
   const word = w + T_WAKE;
   const loop = (): void => {
+    if (arena.released) return;
     Atomics.store(i32, word, 0);
     if (Atomics.exchange(i32, w + T_OVERFLOW, 0) === 1) deliver(arena, null);
     for (let k = 0; k < MAIL_SLOTS; k++) {
@@ -478,6 +924,8 @@ process.on('worker', (worker) => {
       const dead = arena.markDead(id);
       if (dead.size === 0) continue;
       for (const handler of deathHandlers) handler(arena, dead);
+      arena.freeClaimed(dead);
+      arena.forget(dead);
     }
   });
 });

@@ -173,7 +173,7 @@ function randomPairId(): number {
  * The sides living in this thread, by slot. A close wakes a peer in the same thread directly,
  * and a wake-up of this thread (a peer closed elsewhere) looks at each of them.
  */
-const sidesHere = new Map<Arena, Map<number, SharedEndpoint>>();
+const sidesHere = new WeakMap<Arena, Map<number, SharedEndpoint>>();
 
 /** The sides here in `arena`, by slot + side (slots are 16-byte aligned: the low bits are free). */
 function sidesIn(arena: Arena): Map<number, SharedEndpoint> {
@@ -458,7 +458,17 @@ export class SharedEndpoint implements Endpoint {
   static fromToken(token: EndpointToken, policy?: WakePolicy): SharedEndpoint {
     checkToken(token);
     const resolved = resolveWakePolicy(policy);
-    const arena = arenaOf(token.arena, token.memory);
+    let arena: Arena;
+    try {
+      arena = arenaOf(token.arena, token.memory);
+    } catch (error) {
+      if (!isIpcError(error, 'INVALID_MESSAGE')) throw error;
+      // Every block of that arena was freed and every thread let go of it: imported already.
+      throw new IpcError(
+        'INVALID_ARGUMENT',
+        `this endpoint token (side ${token.side}, generation ${token.generation}) was already imported`,
+      );
+    }
     return SharedEndpoint.#adopt(
       arena,
       token.slot,
@@ -522,13 +532,22 @@ export class SharedEndpoint implements Endpoint {
     return SEND_FULL;
   }
 
+  /**
+   * All or nothing: whatever fails (room, peer, a handle, shared memory) fails before any
+   * handle has moved, or after the handles that moved were given back, as they were.
+   */
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus {
     for (const handle of handles) checkMovable(handle);
     const bytes = data.byteLength;
     const status = this.canSend(bytes);
     if (status !== SEND_OK) return status;
+    const size = recordSize(bytes);
+    const at = this.#place(size);
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
-    this.#write(type, data, handles.length, block);
+    // Before the record names it: from then on its reader frees it.
+    if (block !== 0) this.#arena.release(block, KIND_RING);
+    this.#write(at, size, type, data, handles.length, block);
+    if (block !== 0) travelled(this.#arena, block, handles.length);
     return SEND_OK;
   }
 
@@ -625,13 +644,21 @@ export class SharedEndpoint implements Endpoint {
       this.#heldMsgs++;
       this.#heldBytes += bytes;
     }
-    // Taken, before the producer may reuse the record: a reader standing in for this one if
-    // this thread dies (see dropUnread) must not free the block again, though the progress
-    // published may not count this message yet.
-    if (handleCount !== 0) i32[word + 3] = 0;
-    this.#taken();
-    if (handleCount === 0) return { type, data, handles: NO_HANDLES };
-    return { type, data, handles: this.#readHandles(handleCount, block) };
+    if (handleCount === 0) {
+      this.#taken();
+      return { type, data, handles: NO_HANDLES };
+    }
+    // The handles are adopted here before the record says it was taken, and that before the
+    // producer may reuse the record: a reader standing in for this one if this thread dies
+    // (see dropUnread) closes those of a record it finds with its block, none twice, and none
+    // is left owned by nobody, which would leave its peer waiting for ever.
+    try {
+      return { type, data, handles: this.#readHandles(handleCount, block) };
+    } finally {
+      this.#i32[word + 3] = 0;
+      this.#arena.free(block);
+      this.#taken();
+    }
   }
 
   /** The producer moved on to the next ring: follow it and free the one it left. */
@@ -765,7 +792,9 @@ export class SharedEndpoint implements Endpoint {
     i32[this.#out + P_HEAD] = this.#head;
     i32[this.#out + P_RING] = this.#outRing;
     i32[this.#out + P_RING_START] = this.#ringStart;
-    Atomics.store(i32, this.#c + OWNER + this.#side, 0);
+    // Still this thread's until the message carrying it is sent (see `#sent`): if this thread
+    // dies before, its parent closes the side, which nobody else could ever reach.
+    Atomics.store(i32, this.#c + OWNER + this.#side, -this.#arena.thread);
     const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
     this.#leave();
     const { sent, received, dropped, backpressured, discarded } = this.counters;
@@ -809,14 +838,35 @@ export class SharedEndpoint implements Endpoint {
     );
   }
 
-  /** Moves `handles` into a block of this pair's arena; the reader frees it. */
+  /**
+   * Moves `handles` into a block of this pair's arena; the reader frees it. Local ends go
+   * first, as only their move can fail (it needs shared memory for their pair): when one
+   * does, those moved before are given back and the block freed.
+   */
   #writeHandles(handles: readonly HandleState[]): number {
     const arena = this.#arena;
-    const block = arena.alloc(handles.length * HANDLE_BYTES, KIND_RING);
-    if (block === 0) throw exhausted();
+    const block = arena.claim(handles.length * HANDLE_BYTES);
+    if (block === 0) throw exhausted(handles.length * HANDLE_BYTES, arena);
     this.#refresh(block + handles.length * HANDLE_BYTES);
+    const at = (i: number) => (block + i * HANDLE_BYTES) >> 2;
+    const moved: [LocalEndpoint, Travel, EndpointEvents | undefined][] = [];
     for (let i = 0; i < handles.length; i++) {
-      exportHandle(handles[i] as HandleState, arena, (block + i * HANDLE_BYTES) >> 2);
+      const local = localEnd(handles[i] as HandleState);
+      if (local === undefined) continue;
+      const events = local.events;
+      try {
+        const t = travelOf(local);
+        describeTravel(t, arena, at(i));
+        moved.push([local, t, events]);
+      } catch (error) {
+        for (const [end, t, before] of moved) end.resume(SharedEndpoint.#fromTravel(t), before);
+        arena.free(block);
+        throw error;
+      }
+    }
+    for (let i = 0; i < handles.length; i++) {
+      const state = handles[i] as HandleState;
+      if (localEnd(state) === undefined) exportHandle(state, arena, at(i));
     }
     return block;
   }
@@ -833,7 +883,6 @@ export class SharedEndpoint implements Endpoint {
         error ??= err;
       }
     }
-    arena.free(block);
     if (error !== undefined) {
       for (const handle of handles) handle.close();
       throw error;
@@ -881,7 +930,7 @@ export class SharedEndpoint implements Endpoint {
       MIN_RING_BLOCK - 2 * RING_HEADER,
     );
     const ring = this.#arena.alloc(bytes + RING_HEADER, KIND_RING);
-    if (ring === 0) throw exhausted();
+    if (ring === 0) throw exhausted(bytes + RING_HEADER, this.#arena);
     const old = this.#outRing;
     const oldData = this.#outData;
     this.#enterOut(ring);
@@ -900,10 +949,11 @@ export class SharedEndpoint implements Endpoint {
     this.#ringLargest = 0;
   }
 
-  /** Appends a record the limits admitted, in a larger ring when this one has no room. */
-  #write(type: number, data: Uint8Array, handleCount: number, block: number): void {
-    const bytes = data.byteLength;
-    const size = recordSize(bytes);
+  /**
+   * Where a record of `size` bytes the limits admitted goes, in a larger ring when this one
+   * has no room: taken before the handles move, so that no shared memory is missing after.
+   */
+  #place(size: number): number {
     if (this.#outRing === 0) this.#switchRing(size, true);
     else if (
       this.#outSize > SHRINK_ABOVE &&
@@ -914,13 +964,24 @@ export class SharedEndpoint implements Endpoint {
     ) {
       this.#switchRing(size, false);
     }
+    const at = this.#placeFor(size);
+    if (at >= 0) return at;
+    this.#switchRing(size, true);
+    return 0;
+  }
+
+  /** Appends a record at `at`, from `#place`. */
+  #write(
+    at: number,
+    size: number,
+    type: number,
+    data: Uint8Array,
+    handleCount: number,
+    block: number,
+  ): void {
+    const bytes = data.byteLength;
     this.#ringWrites++;
     if (size > this.#ringLargest) this.#ringLargest = size;
-    let at = this.#placeFor(size);
-    if (at < 0) {
-      this.#switchRing(size, true);
-      at = 0;
-    }
     const i32 = this.#i32;
     if (at === 0 && this.#head !== 0) i32[(this.#outData + this.#head) >> 2] = WRAP;
     const word = (this.#outData + at) >> 2;
@@ -929,8 +990,8 @@ export class SharedEndpoint implements Endpoint {
     i32[word + 2] = handleCount;
     i32[word + 3] = block;
     if (bytes > 0) this.#u8.set(data, this.#outData + at + RECORD_HEADER);
-    at += size;
-    this.#head = at === this.#outSize ? 0 : at;
+    const end = at + size;
+    this.#head = end === this.#outSize ? 0 : end;
     this.#sentMsgs = (this.#sentMsgs + 1) | 0;
     this.#sentBytes = (this.#sentBytes + bytes) | 0;
     // One fenced store per message: the byte count rides on the message count's release.
@@ -1034,6 +1095,20 @@ export class SharedEndpoint implements Endpoint {
     if (!side.#gone && !side.#peerReported && side.peerClosed) side.#peerDied();
   }
 
+  /** Adopts back, here, a side that `moveOut` or `travelOf` made ready to travel. */
+  static #fromTravel(t: Travel): SharedEndpoint {
+    return SharedEndpoint.#adopt(
+      t.arena,
+      t.slot,
+      t.side,
+      t.generation,
+      t.pairId,
+      t.limits,
+      t.counters,
+      resolveWakePolicy(),
+    );
+  }
+
   static fromDescriptor(arena: Arena, w: number): SharedEndpoint {
     return SharedEndpoint.#fromDescriptor(arena, w);
   }
@@ -1070,8 +1145,13 @@ onThreadWake((arena, keys) => {
 onThreadsDied((arena, dead) => {
   for (const slot of arena.blocks(KIND_SLOT)) {
     for (let side = 0; side < 2; side++) {
-      if (dead.has(Atomics.load(arena.i32, (slot >> 2) + OWNER + side)))
-        closeSide(arena, slot, side);
+      const owner = (slot >> 2) + OWNER + side;
+      // Owned by a dead thread, or moved out by one in a message it never sent.
+      const entry = Atomics.load(arena.i32, owner);
+      if (!dead.has(entry) && !dead.has(-entry)) continue;
+      // The entry is freed after this scan: nobody may notify it then.
+      Atomics.store(arena.i32, owner, 0);
+      closeSide(arena, slot, side);
     }
   }
 });
@@ -1135,6 +1215,25 @@ function exportHandle(state: HandleState, arena: Arena, w: number): void {
   describeTravel(travelOf(state), arena, w);
 }
 
+/**
+ * The message whose handle descriptors are at `block` was sent: the sides in it now belong to
+ * its reader, which may have adopted them already.
+ */
+function travelled(arena: Arena, block: number, count: number): void {
+  const i32 = arena.i32;
+  for (let i = 0; i < count; i++) {
+    const w = (block + i * HANDLE_BYTES) >> 2;
+    if (i32[w] !== HANDLE_CHANNEL) continue;
+    unclaim(arenaOf(i32[w + 1] as number), i32[w + 2] as number, i32[w + 3] as number);
+  }
+}
+
+/** Clears the mark of this thread that `moveOut` left on a side, unless its adopter took it. */
+function unclaim(arena: Arena, slot: number, side: number): void {
+  arena.cover(slot + SLOT_BYTES);
+  Atomics.compareExchange(arena.i32, (slot >> 2) + OWNER + side, -arena.thread, 0);
+}
+
 /** Writes a travelling side as a handle descriptor at int32 index `w` of `arena`. */
 function describeTravel(t: Travel, arena: Arena, w: number): void {
   const i32 = arena.i32;
@@ -1167,6 +1266,8 @@ function importHandle(arena: Arena, w: number): HandleState {
 /** Turns a channel endpoint that {@link checkMovable} accepted into a token; it is dead after. */
 export function exportEndpointState(state: HandleState): EndpointToken {
   const t = travelOf(state);
+  // The token's port watches the importer's thread from here on.
+  unclaim(t.arena, t.slot, t.side);
   const { port1, port2 } = new MessageChannel();
   const token: EndpointToken = {
     version: TOKEN_VERSION,
@@ -1194,41 +1295,66 @@ export function exportEndpointState(state: HandleState): EndpointToken {
   return token;
 }
 
+/** The local end behind a handle, whose move needs shared memory; undefined for others. */
+function localEnd(state: HandleState): LocalEndpoint | undefined {
+  return state instanceof LocalEndpoint && state.remote === undefined ? state : undefined;
+}
+
 /**
  * The side that travels for `state`. A local end whose peer stays becomes side 1 of a new
  * shared pair, the peer forwarding to side 0; the messages queued on both are replayed into
- * the rings. Side 1 is built here only when it has messages to replay.
+ * the rings. Side 1 is built here only when it has messages to replay. All or nothing: when
+ * shared memory runs out on the way, the messages replayed are taken back (their handles
+ * with them) and the local pair is as it was.
  */
 function travelOf(state: HandleState): Travel {
   if (state instanceof SharedEndpoint) return state.moveOut();
   const local = state as LocalEndpoint;
-  const remote = local.takeRemote();
-  if (remote !== undefined) return travelOf(remote);
-  let stay: SharedEndpoint | undefined;
-  let forPeer: RawMessage[] = [];
-  const own = local.detach((peerSide) => {
-    stay = SharedEndpoint.open(
-      peerSide.limits,
-      [peerSide.counters, local.counters],
+  const remote = local.remote;
+  if (remote !== undefined) {
+    local.takeRemote();
+    return travelOf(remote);
+  }
+  let travel: Travel | undefined;
+  local.detach((own, peerSide) => {
+    const stay = SharedEndpoint.open(
+      peerSide?.limits ?? own.limits,
+      [peerSide?.counters ?? newCounters(), own.counters],
       resolveWakePolicy(),
     );
-    forPeer = peerSide.queued;
-    return stay;
-  });
-  if (stay === undefined) {
-    // The peer is gone already: the traveller still needs a ring to drain what it holds.
-    stay = SharedEndpoint.open(own.limits, [newCounters(), own.counters], resolveWakePolicy());
-    replay(stay, own.queued);
+    let traveller: SharedEndpoint | undefined;
+    let toTraveller = 0;
+    let toStay = 0;
+    try {
+      for (const m of own.queued) {
+        stay.trySend(m.type, m.data, m.handles);
+        toTraveller++;
+      }
+      if (peerSide !== undefined && peerSide.queued.length > 0) {
+        traveller = SharedEndpoint.other(stay, own.counters);
+        for (const m of peerSide.queued) {
+          traveller.trySend(m.type, m.data, m.handles);
+          toStay++;
+        }
+      }
+    } catch (error) {
+      traveller ??= SharedEndpoint.other(stay, own.counters);
+      takeBack(traveller, own.queued, toTraveller);
+      if (peerSide !== undefined) takeBack(stay, peerSide.queued, toStay);
+      traveller.close();
+      stay.close();
+      throw error;
+    }
+    travel = traveller?.moveOut() ?? SharedEndpoint.otherTravelling(stay, own.counters);
+    if (peerSide !== undefined) return stay;
+    // The peer is gone already: the traveller still needs the ring to drain what it holds.
     stay.close();
-    return SharedEndpoint.otherTravelling(stay, own.counters);
-  }
-  replay(stay, own.queued);
-  if (forPeer.length === 0) return SharedEndpoint.otherTravelling(stay, own.counters);
-  const leave = SharedEndpoint.other(stay, own.counters);
-  replay(leave, forPeer);
-  return leave.moveOut();
+    return undefined;
+  });
+  return travel as Travel;
 }
 
-function replay(into: SharedEndpoint, messages: RawMessage[]): void {
-  for (const m of messages) into.trySend(m.type, m.data, m.handles);
+/** Reads back the first `count` of `messages` that were replayed to `from`, in their place. */
+function takeBack(from: SharedEndpoint, messages: RawMessage[], count: number): void {
+  for (let i = 0; i < count; i++) messages[i] = from.take() as RawMessage;
 }

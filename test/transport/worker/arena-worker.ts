@@ -1,0 +1,61 @@
+/** The worker side of the arena tests: `workerData.scenario` names what to do. */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Channel, type EndpointToken, importEndpoint } from '../../../src/index.js';
+
+const data = workerData as { scenario: string; token: EndpointToken };
+const port = parentPort!;
+
+/** Echoes every message on `ch` (type + 1, same data) until the peer closes. */
+async function echo(ch: Channel): Promise<void> {
+  try {
+    for await (const m of ch) await ch.sendWait({ type: m.type + 1, data: m.data });
+  } finally {
+    ch.close();
+  }
+}
+
+const scenarios: Record<string, () => unknown> = {
+  /** Imports its end at once, says so, and echoes; the first message comes much later. */
+  importThenEcho() {
+    const ch = importEndpoint(data.token);
+    port.postMessage('imported');
+    return echo(ch);
+  },
+
+  /** Imports its end, says so, and never reads: its queue fills. */
+  importOnly() {
+    importEndpoint(data.token);
+    port.postMessage('imported');
+    // Alive until terminated: an idle worker would exit, and its end close with it.
+    port.on('message', () => {});
+  },
+
+  /** Imports its end, says so, and closes it. */
+  importThenClose() {
+    importEndpoint(data.token).close();
+    port.postMessage('imported');
+  },
+
+  /** Every channel handle arriving on the control channel is echoed until its peer closes. */
+  async echoHandles() {
+    const ctrl = importEndpoint(data.token);
+    const echoes: Promise<void>[] = [];
+    for await (const m of ctrl) {
+      for (const h of m.handles) if (h instanceof Channel) echoes.push(echo(h));
+      await ctrl.sendWait({ type: m.type });
+    }
+    await Promise.all(echoes);
+  },
+
+  /** Keeps every handle it receives open, acknowledging each message, until told to exit. */
+  async holdHandles() {
+    const ctrl = importEndpoint(data.token);
+    const held: unknown[] = [];
+    for await (const m of ctrl) {
+      held.push(...m.handles);
+      await ctrl.sendWait({ type: m.type });
+    }
+  },
+};
+
+await (scenarios[data.scenario] as () => unknown)();

@@ -1,0 +1,277 @@
+/**
+ * A send that fails leaves every handle in it as it was before the call: still the caller's,
+ * working, with its queued messages and its peer none the wiser (issue 26: a send that ran
+ * out of shared memory left its handles half moved, their peers waiting forever).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import {
+  Channel,
+  DataPipe,
+  type DataPipeConsumer,
+  type DataPipeProducer,
+  exportEndpoint,
+  type Handle,
+  importEndpoint,
+  isIpcError,
+} from '../../../src/index.js';
+import { type Arena, homeArena, KIND_RING } from '../../../src/shm/arena.js';
+
+const WAIT = { timeout: 30_000 };
+
+/** Takes every block the arena has left; returns them for `release`. */
+function fill(arena: Arena): number[] {
+  const blocks: number[] = [];
+  for (let k = 28; k >= 6; k--) {
+    for (
+      let b = arena.alloc(2 ** k - 16, KIND_RING);
+      b !== 0;
+      b = arena.alloc(2 ** k - 16, KIND_RING)
+    ) {
+      blocks.push(b);
+    }
+  }
+  return blocks;
+}
+
+function release(arena: Arena, blocks: number[]): void {
+  for (const b of blocks) arena.free(b);
+}
+
+/** A handle to put in a message, and how to show afterwards that it works as before. */
+interface Subject {
+  handle: Handle;
+  intact(): Promise<void>;
+}
+
+async function channelIntact(h: Channel, peer: Channel): Promise<void> {
+  // What was queued before the failed send is still there, both ways, and new traffic flows.
+  assert.equal((await h.recv()).type, 7);
+  assert.equal((await peer.recv()).type, 8);
+  h.send({ type: 9, data: new Uint8Array([9]) });
+  assert.deepEqual((await peer.recv()).data, new Uint8Array([9]));
+  peer.send({ type: 10 });
+  assert.equal((await h.recv()).type, 10);
+  h.close();
+  assert.equal(await peer.closed, 'peer');
+  await assert.rejects(peer.recv(), (e) => isIpcError(e, 'PEER_CLOSED'));
+}
+
+function queuedBothWays(h: Channel, peer: Channel): void {
+  peer.send({ type: 7 });
+  h.send({ type: 8 });
+}
+
+const subjects: Record<string, () => Subject> = {
+  'a local channel end with messages queued both ways'() {
+    const [h, peer] = Channel.pair();
+    queuedBothWays(h, peer);
+    return { handle: h, intact: () => channelIntact(h, peer) };
+  },
+  'a local channel end whose queue carries a pipe end'() {
+    const [h, peer] = Channel.pair();
+    const [producer, consumer] = DataPipe.create({ capacityBytes: 256 });
+    peer.send({ type: 7, handles: [consumer] });
+    h.send({ type: 8 });
+    return {
+      handle: h,
+      async intact() {
+        const m = await h.recv();
+        assert.equal(m.type, 7);
+        producer.write(new Uint8Array([1, 2, 3]));
+        assert.deepEqual(
+          await (m.handles[0] as DataPipeConsumer).read(),
+          new Uint8Array([1, 2, 3]),
+        );
+        peer.send({ type: 7 });
+        await channelIntact(h, peer);
+        producer.close();
+      },
+    };
+  },
+  'a channel end in shared memory'() {
+    const [local, peer] = Channel.pair();
+    const h = importEndpoint(exportEndpoint(local));
+    queuedBothWays(h, peer);
+    return { handle: h, intact: () => channelIntact(h, peer) };
+  },
+  'a pipe producer'() {
+    const [producer, consumer] = DataPipe.create({ capacityBytes: 256 });
+    producer.write(new Uint8Array([5]));
+    return { handle: producer, intact: () => pipeIntact(producer, consumer) };
+  },
+};
+
+async function pipeIntact(producer: DataPipeProducer, consumer: DataPipeConsumer): Promise<void> {
+  producer.write(new Uint8Array([6]));
+  assert.deepEqual(await consumer.read(2), new Uint8Array([5, 6]));
+  producer.close();
+  await consumer.closed;
+}
+
+/** Where the channel the message goes through has its other end. */
+interface Placement {
+  /** A sender with the given limits; `full` when its peer's queue must be full. */
+  sender(options: {
+    capacity?: number;
+    maxHandles?: number;
+    full?: boolean;
+    closed?: boolean;
+  }): Promise<Channel>;
+  /** Whether the sender uses the thread arena (only then can shared memory run out). */
+  shared: boolean;
+  done(): Promise<void>;
+}
+
+function localPlacement(): Placement {
+  const peers: Channel[] = [];
+  return {
+    shared: false,
+    async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
+      const [a, b] = Channel.pair({ capacity, maxHandles });
+      peers.push(b);
+      if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
+      if (closed) b.close();
+      return a;
+    },
+    async done() {
+      for (const p of peers) p.close();
+    },
+  };
+}
+
+function workerPlacement(): Placement {
+  const workers: Worker[] = [];
+  return {
+    shared: true,
+    async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
+      const [a, b] = Channel.pair({ capacity, maxHandles });
+      const token = exportEndpoint(b);
+      const worker = new Worker(new URL('./arena-worker.js', import.meta.url), {
+        workerData: { scenario: closed ? 'importThenClose' : 'importOnly', token },
+        transferList: token.transfer,
+      });
+      workers.push(worker);
+      await new Promise((resolve) => worker.once('message', resolve));
+      if (closed) await a.closed;
+      if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
+      return a;
+    },
+    async done() {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
+
+const placements: Record<string, () => Placement> = {
+  'between two ends in this thread': localPlacement,
+  'to a worker': workerPlacement,
+};
+
+interface Reason {
+  code: string;
+  shared?: boolean;
+  localOnly?: boolean;
+  run(p: Placement, handle: Handle): Promise<void>;
+}
+
+const reasons: Record<string, Reason> = {
+  'a full queue': {
+    code: 'BACKPRESSURE',
+    async run(p, handle) {
+      (await p.sender({ capacity: 2, full: true })).send({ type: 3, handles: [handle] });
+    },
+  },
+  'a closed peer': {
+    code: 'PEER_CLOSED',
+    async run(p, handle) {
+      (await p.sender({ closed: true })).send({ type: 3, handles: [handle] });
+    },
+  },
+  'an invalid type': {
+    code: 'INVALID_ARGUMENT',
+    async run(p, handle) {
+      (await p.sender({})).send({ type: -1, handles: [handle] });
+    },
+  },
+  'too many handles': {
+    code: 'TOO_MANY_HANDLES',
+    async run(p, handle) {
+      const [x, y] = Channel.pair();
+      try {
+        (await p.sender({ maxHandles: 1 })).send({ type: 3, handles: [handle, x] });
+      } finally {
+        x.close();
+        y.close();
+      }
+    },
+  },
+  'the channel itself among the handles': {
+    code: 'HANDLE_NOT_MOVABLE',
+    async run(p, handle) {
+      const sender = await p.sender({});
+      sender.send({ type: 3, handles: [handle, sender] });
+    },
+  },
+  'no shared memory for the first ring': exhaustion({}),
+  'no shared memory for the handles': exhaustion({ ring: true }),
+  'no shared memory for the larger ring a message needs, with room for its handles': exhaustion({
+    ring: true,
+    leave: 128,
+    bytes: 4096,
+  }),
+  // Room for the handle blocks, the end's slot and one ring: the ring of the other direction
+  // is what fails, after messages were replayed into the first.
+  'no shared memory for the second ring of a local end on its way': {
+    ...exhaustion({ ring: true, leave: 1024 }),
+    localOnly: true,
+  },
+};
+
+/**
+ * A send that finds the sender's arena full: after a first message (`ring`) made its ring,
+ * with a block of `leave` bytes left free, of a message of `bytes`.
+ */
+function exhaustion({ ring = false, leave = 0, bytes = 0 }): Reason {
+  return {
+    code: 'RESOURCE_EXHAUSTED',
+    shared: true,
+    async run(p, handle) {
+      const sender = await p.sender({});
+      if (ring) sender.send({ type: 1 });
+      const arena = homeArena();
+      const room = leave > 0 ? arena.alloc(leave - 16, KIND_RING) : 0;
+      const blocks = fill(arena);
+      if (room !== 0) arena.free(room);
+      try {
+        sender.send({ type: 3, data: new Uint8Array(bytes), handles: [handle] });
+      } finally {
+        release(arena, blocks);
+      }
+    },
+  };
+}
+
+for (const [placementName, makePlacement] of Object.entries(placements)) {
+  describe(`a failed send ${placementName} leaves every handle in it as it was`, () => {
+    for (const [reasonName, reason] of Object.entries(reasons)) {
+      for (const [subjectName, makeSubject] of Object.entries(subjects)) {
+        const placement = makePlacement();
+        if (reason.shared === true && !placement.shared) continue;
+        if (reason.localOnly === true && !subjectName.startsWith('a local')) continue;
+        it(`${reasonName} (${reason.code}): ${subjectName}`, WAIT, async () => {
+          const subject = makeSubject();
+          try {
+            await assert.rejects(reason.run(placement, subject.handle), (e) =>
+              isIpcError(e, reason.code as never),
+            );
+            await subject.intact();
+          } finally {
+            await placement.done();
+          }
+        });
+      }
+    }
+  });
+}
