@@ -134,6 +134,21 @@ const CLAIMED = 3;
  */
 export const PIPE_KEY = 2;
 
+/**
+ * The allocator's lock word: 0 free, 1 held, 2 held with waiters. Held for a few stores only,
+ * so a contender spins briefly before it sleeps.
+ */
+function lock(i32: Int32Array): void {
+  for (let spin = 0; spin <= 100; spin++) {
+    if (Atomics.compareExchange(i32, LOCK, 0, 1) === 0) return;
+  }
+  while (Atomics.exchange(i32, LOCK, 2) !== 0) Atomics.wait(i32, LOCK, 2, 1);
+}
+
+function unlock(i32: Int32Array): void {
+  if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+}
+
 /** ES2024's growable SharedArrayBuffer, which Node 20 has but the es2023 lib does not declare. */
 interface Growable {
   readonly growable: boolean;
@@ -445,10 +460,10 @@ export class Arena {
     for (;;) {
       const i32 = this.i32;
       const limit = i32.length << 2;
-      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      lock(i32);
       const mask = (i32[FREE_MASK] as number) & (-1 << k);
       if (mask === 0) {
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        unlock(i32);
         return 0;
       }
       const j = 31 - Math.clz32(mask & -mask);
@@ -456,7 +471,7 @@ export class Arena {
       const w = block >> 2;
       const next = block + BLOCK_HEADER > limit ? -1 : (i32[w + B_NEXT] as number);
       if (next < 0 || next + BLOCK_HEADER > limit) {
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        unlock(i32);
         this.#views();
         continue;
       }
@@ -468,7 +483,7 @@ export class Arena {
       i32[bits] = (i32[bits] as number) & ~(1 << unit);
       i32[w + B_KIND] = KIND_HELD;
       i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** j;
-      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      unlock(i32);
       return block;
     }
   }
@@ -483,15 +498,15 @@ export class Arena {
     for (;;) {
       const i32 = this.i32;
       const limit = i32.length << 2;
-      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      lock(i32);
       if (((i32[bits] as number) & (1 << unit)) === 0 || i32[w + B_CLASS] !== k) {
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        unlock(i32);
         return false;
       }
       const next = i32[w + B_NEXT] as number;
       const prev = i32[w + B_PREV] as number;
       if (next + BLOCK_HEADER > limit || prev + BLOCK_HEADER > limit) {
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        unlock(i32);
         this.#views();
         continue;
       }
@@ -502,7 +517,7 @@ export class Arena {
       i32[bits] = (i32[bits] as number) & ~(1 << unit);
       i32[w + B_KIND] = KIND_HELD;
       i32[FREE_BYTES] = (i32[FREE_BYTES] as number) - 2 ** k;
-      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      unlock(i32);
       return true;
     }
   }
@@ -514,10 +529,10 @@ export class Arena {
     const bits = (BITMAP >> 2) + (unit >> 5);
     for (;;) {
       const i32 = this.i32;
-      if (Atomics.compareExchange(i32, LOCK, 0, 1) !== 0) this.#contend();
+      lock(i32);
       const head = i32[HEADS + k] as number;
       if (head + BLOCK_HEADER > i32.length << 2) {
-        if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+        unlock(i32);
         this.#views();
         continue;
       }
@@ -529,18 +544,9 @@ export class Arena {
       i32[bits] = (i32[bits] as number) | (1 << unit);
       i32[w + B_KIND] = KIND_FREE;
       i32[FREE_BYTES] = (i32[FREE_BYTES] as number) + 2 ** k;
-      if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+      unlock(i32);
       return;
     }
-  }
-
-  /** Waits for the lock, held by another thread for a few stores; returns holding it. */
-  #contend(): void {
-    const i32 = this.i32;
-    for (let spin = 0; spin < 100; spin++) {
-      if (Atomics.compareExchange(i32, LOCK, 0, 1) === 0) return;
-    }
-    while (Atomics.exchange(i32, LOCK, 2) !== 0) Atomics.wait(i32, LOCK, 2, 1);
   }
 
   /**
