@@ -49,8 +49,11 @@ const ID = 2;
 const THREADS = 3;
 const LIVE_BYTES = 4;
 const LIVE_BLOCKS = 5;
-/** The allocator's lock: 0 free, 1 held, 2 held with waiters (a futex). */
-const LOCK = 6;
+/**
+ * The allocator's lock: 0 free, else the holder's thread entry (or UNNAMED), plus 1 while
+ * others wait (a futex). See `lock`.
+ */
+export const LOCK = 6;
 /** Bit `k` set while the free list of size class `k` is not empty. */
 const FREE_MASK = 7;
 const FREE_BYTES = 8;
@@ -103,6 +106,8 @@ const KIND_THREAD = 4;
 const KIND_FREE = 5;
 /** Out of every list and not handed out: being split or merged by one thread. */
 const KIND_HELD = 6;
+/** In a quick list: free, but not in the free lists that `rebuildFreeLists` makes again. */
+const KIND_QUICK = 8;
 /**
  * A block a thread allocated for something that is not reachable from shared memory yet (the
  * handles of a message it is sending), with that thread's entry in the header's free-list
@@ -134,19 +139,45 @@ const CLAIMED = 3;
  */
 export const PIPE_KEY = 2;
 
+/** The lock word's holder for a thread still making its entry. */
+const UNNAMED = 8;
+/** A thread that waits this long for the allocator's lock goes on without it (see `lock`). */
+const LOCK_PATIENCE_MS = 100;
+
 /**
- * The allocator's lock word: 0 free, 1 held, 2 held with waiters. Held for a few stores only,
- * so a contender spins briefly before it sleeps.
+ * Takes the allocator's lock for `holder` (a thread entry, or UNNAMED); false when another
+ * thread held it for LOCK_PATIENCE_MS. It is held for a few stores only, so a contender spins
+ * briefly before it sleeps.
+ *
+ * `worker.terminate()` can end a thread at any point, the few stores under the lock included
+ * (measured: a terminated loop was stopped between two stores in half of 200 tries), and the
+ * lock would then stay held for good. So the word names its holder: the parent that sees the
+ * holder exit takes the lock over and rebuilds the free lists from the block headers (see
+ * `recover`), and meanwhile no thread blocks for longer than the patience: an allocation goes
+ * on without the free lists (from the top of the arena, or fails with RESOURCE_EXHAUSTED), a
+ * free goes to a quick list. The parent must get back to its event loop to see the exit.
  */
-function lock(i32: Int32Array): void {
+function lock(i32: Int32Array, holder: number): boolean {
   for (let spin = 0; spin <= 100; spin++) {
-    if (Atomics.compareExchange(i32, LOCK, 0, 1) === 0) return;
+    if (Atomics.compareExchange(i32, LOCK, 0, holder) === 0) return true;
   }
-  while (Atomics.exchange(i32, LOCK, 2) !== 0) Atomics.wait(i32, LOCK, 2, 1);
+  let deadline = 0;
+  for (;;) {
+    const held = Atomics.load(i32, LOCK);
+    if (held === 0) {
+      if (Atomics.compareExchange(i32, LOCK, 0, holder | 1) === 0) return true;
+      continue;
+    }
+    if ((held & 1) === 0 && Atomics.compareExchange(i32, LOCK, held, held | 1) !== held) continue;
+    Atomics.wait(i32, LOCK, held | 1, 1);
+    const now = performance.now();
+    if (deadline === 0) deadline = now + LOCK_PATIENCE_MS;
+    else if (now > deadline) return false;
+  }
 }
 
 function unlock(i32: Int32Array): void {
-  if (Atomics.exchange(i32, LOCK, 0) === 2) Atomics.notify(i32, LOCK, 1);
+  if ((Atomics.exchange(i32, LOCK, 0) & 1) === 1) Atomics.notify(i32, LOCK);
 }
 
 /** ES2024's growable SharedArrayBuffer, which Node 20 has but the es2023 lib does not declare. */
@@ -325,8 +356,11 @@ export class Arena {
     }
   }
 
-  /** Puts a held block of class `k` in the free lists, merged with its free buddies. */
-  #merge(block: number, k: number): void {
+  /**
+   * Puts a held block of class `k` in the free lists, merged with its free buddies; false when
+   * the lock could not be had and it went to a quick list instead.
+   */
+  #merge(block: number, k: number): boolean {
     while (k < MAX_CLASS) {
       const buddy = BASE + ((block - BASE) ^ (2 ** k));
       if (!this.#unlinkFree(buddy, k)) break;
@@ -334,7 +368,7 @@ export class Arena {
       if (buddy < block) block = buddy;
       Atomics.store(this.i32, (block >> 2) + B_CLASS, k);
     }
-    this.#push(block, k);
+    return this.#push(block, k);
   }
 
   /**
@@ -352,7 +386,7 @@ export class Arena {
     const last = end - size;
     for (let b = first; b < end; b += size) {
       i32[(b >> 2) + B_CLASS] = k;
-      i32[(b >> 2) + B_KIND] = KIND_FREE;
+      i32[(b >> 2) + B_KIND] = KIND_QUICK;
       i32[(b >> 2) + B_NEXT] = b + size;
     }
     // The chunk's header last: a scan of the blocks sees either the chunk or its pieces.
@@ -370,7 +404,7 @@ export class Arena {
 
   #pushQuick(block: number, k: number): void {
     const i32 = this.i32;
-    Atomics.store(i32, (block >> 2) + B_KIND, KIND_FREE);
+    Atomics.store(i32, (block >> 2) + B_KIND, KIND_QUICK);
     Atomics.add(i32, QUICK_COUNT + k, 1);
     const heads = this.#quick;
     for (;;) {
@@ -381,7 +415,7 @@ export class Arena {
     }
   }
 
-  /** A block of class `k` from its quick list (its kind still says free), or 0. */
+  /** A block of class `k` from its quick list (its kind still says quick), or 0. */
   #popQuick(k: number): number {
     const heads = this.#quick;
     for (;;) {
@@ -398,12 +432,12 @@ export class Arena {
     }
   }
 
-  /** Merges every block of the quick lists; whether there was any. */
+  /** Merges every block of the quick lists; whether any merged. */
   #drainQuick(): boolean {
     let any = false;
     for (let k = MIN_CLASS; k <= MAX_CLASS; k++) {
       for (let block = this.#popQuick(k); block !== 0; block = this.#popQuick(k)) {
-        this.#merge(block, k);
+        if (!this.#merge(block, k)) return any;
         any = true;
       }
     }
@@ -460,7 +494,7 @@ export class Arena {
     for (;;) {
       const i32 = this.i32;
       const limit = i32.length << 2;
-      lock(i32);
+      if (!lock(i32, this.#holder)) return 0;
       const mask = (i32[FREE_MASK] as number) & (-1 << k);
       if (mask === 0) {
         unlock(i32);
@@ -498,7 +532,7 @@ export class Arena {
     for (;;) {
       const i32 = this.i32;
       const limit = i32.length << 2;
-      lock(i32);
+      if (!lock(i32, this.#holder)) return false;
       if (((i32[bits] as number) & (1 << unit)) === 0 || i32[w + B_CLASS] !== k) {
         unlock(i32);
         return false;
@@ -522,30 +556,83 @@ export class Arena {
     }
   }
 
-  /** Puts `block` (in this thread's views), of class `k`, first in its free list. */
-  #push(block: number, k: number): void {
-    const w = block >> 2;
-    const unit = (block - BASE) >> 6;
-    const bits = (BITMAP >> 2) + (unit >> 5);
+  /**
+   * Puts `block` (in this thread's views), of class `k`, first in its free list; in its quick
+   * list when the lock cannot be had (false then).
+   */
+  #push(block: number, k: number): boolean {
     for (;;) {
       const i32 = this.i32;
-      lock(i32);
-      const head = i32[HEADS + k] as number;
-      if (head + BLOCK_HEADER > i32.length << 2) {
+      if (!lock(i32, this.#holder)) {
+        this.#pushQuick(block, k);
+        return false;
+      }
+      if ((i32[HEADS + k] as number) + BLOCK_HEADER > i32.length << 2) {
         unlock(i32);
         this.#views();
         continue;
       }
-      i32[w + B_NEXT] = head;
-      i32[w + B_PREV] = 0;
-      if (head !== 0) i32[(head >> 2) + B_PREV] = block;
-      i32[HEADS + k] = block;
-      i32[FREE_MASK] = (i32[FREE_MASK] as number) | (1 << k);
-      i32[bits] = (i32[bits] as number) | (1 << unit);
-      i32[w + B_KIND] = KIND_FREE;
-      i32[FREE_BYTES] = (i32[FREE_BYTES] as number) + 2 ** k;
+      this.#link(block, k);
       unlock(i32);
-      return;
+      return true;
+    }
+  }
+
+  /** Links `block` first in the free list of class `k`; the lock is held. */
+  #link(block: number, k: number): void {
+    const i32 = this.i32;
+    const w = block >> 2;
+    const unit = (block - BASE) >> 6;
+    const bits = (BITMAP >> 2) + (unit >> 5);
+    const head = i32[HEADS + k] as number;
+    i32[w + B_NEXT] = head;
+    i32[w + B_PREV] = 0;
+    if (head !== 0) i32[(head >> 2) + B_PREV] = block;
+    i32[HEADS + k] = block;
+    i32[FREE_MASK] = (i32[FREE_MASK] as number) | (1 << k);
+    i32[bits] = (i32[bits] as number) | (1 << unit);
+    i32[w + B_KIND] = KIND_FREE;
+    i32[FREE_BYTES] = (i32[FREE_BYTES] as number) + 2 ** k;
+  }
+
+  /** The lock word's holder for this thread. */
+  get #holder(): number {
+    return this.#thread || UNNAMED;
+  }
+
+  /**
+   * Takes over the allocator's lock if one of the `dead` thread entries held it, and rebuilds
+   * the free lists from the block headers: what that thread was changing under the lock may be
+   * half done. Blocks it held out of every list stay lost, a few at most.
+   */
+  recover(dead: Set<number>): void {
+    const i32 = this.i32;
+    const held = Atomics.load(i32, LOCK);
+    if (!dead.has(held & ~1)) return;
+    if (Atomics.compareExchange(i32, LOCK, held, this.#holder | 1) !== held) return;
+    this.#rebuildFreeLists();
+    unlock(i32);
+    if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'recover', ...this.stats() });
+  }
+
+  /**
+   * Empties the free lists, then links every block whose header says free into them, walking
+   * the headers from the bottom; the lock is held. A walk ends at a header not written yet
+   * (a block another thread is reserving at the top), as in `blocks`.
+   */
+  #rebuildFreeLists(): void {
+    const top = Atomics.load(this.i32, TOP);
+    this.cover(top);
+    const i32 = this.i32;
+    i32.fill(0, HEADS, HEADS + MAX_CLASS + 1);
+    i32[FREE_MASK] = 0;
+    i32[FREE_BYTES] = 0;
+    i32.fill(0, BITMAP >> 2, (BITMAP >> 2) + ((top - BASE) >> 11) + 1);
+    for (let block = BASE; block < top; ) {
+      const k = i32[(block >> 2) + B_CLASS] as number;
+      if (k < MIN_CLASS || k > MAX_CLASS || (block - BASE) % 2 ** k !== 0) return;
+      if (i32[(block >> 2) + B_KIND] === KIND_FREE) this.#link(block, k);
+      block += 2 ** k;
     }
   }
 
@@ -744,9 +831,13 @@ export class Arena {
 /** Shared memory ran out: `bytes` were asked for, with what the arena had at the time. */
 export function exhausted(bytes: number, arena: Arena): IpcError {
   const s = arena.stats();
+  const why =
+    Atomics.load(arena.i32, LOCK) === 0
+      ? `${s.liveBytes} of ${AREA} bytes in use (${s.freeBytes} free, in smaller pieces); close channels or lower their limits`
+      : `the allocator's lock was held by another thread for ${LOCK_PATIENCE_MS} ms, most likely one that a terminate() ended while it allocated; its parent thread takes the lock over when it sees the exit, so try again`;
   return new IpcError(
     'RESOURCE_EXHAUSTED',
-    `the shared memory for channels between threads is exhausted: ${bytes} bytes requested, ${s.liveBytes} of ${AREA} bytes in use (${s.freeBytes} free, in smaller pieces); close channels or lower their limits`,
+    `the shared memory for channels between threads is exhausted: ${bytes} bytes requested, ${why}`,
   );
 }
 
@@ -929,6 +1020,7 @@ process.on('worker', (worker) => {
     for (const arena of known.values()) {
       const dead = arena.markDead(id);
       if (dead.size === 0) continue;
+      arena.recover(dead);
       for (const handler of deathHandlers) handler(arena, dead);
       arena.freeClaimed(dead);
       arena.forget(dead);
