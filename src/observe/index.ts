@@ -1,0 +1,7 @@
+export {
+  type ChannelSample,
+  MetricsRegistry,
+  renderChannelMetrics,
+  renderSystemMetrics,
+} from './metrics.js';
+export { type ObservedSystem, type ObserveOptions, ObserveServer } from './server.js';
