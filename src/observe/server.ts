@@ -33,13 +33,19 @@ const TYPES: Readonly<Record<string, string>> = {
   js: 'text/javascript; charset=utf-8',
   css: 'text/css; charset=utf-8',
 };
+interface Recorded {
+  readonly seq: number;
+  readonly t: number;
+  readonly event: SystemEvent;
+}
+
 /** Events the page can show when a channel or service is clicked: the newest this many. */
 const RECENT_EVENTS = 200;
 
 /**
- * The live page of a running system and its `/metrics`, over HTTP. Every request needs the token
- * the printed URL carries (`?token=` or `Authorization: Bearer`), since anyone on the host can
- * reach a local port. The page gets a snapshot per interval over server-sent events.
+ * The live page of a running system and its `/metrics`, over HTTP. The data (`/events`,
+ * `/metrics`) needs the token the printed URL carries (`?token=` or `Authorization: Bearer`),
+ * since anyone on the host can reach a local port. The page gets a snapshot per interval over server-sent events.
  */
 export class ObserveServer {
   /** The page's address, token included. */
@@ -49,9 +55,10 @@ export class ObserveServer {
   readonly #token: string;
   readonly #streams = new Set<ServerResponse>();
   readonly #exits = new Map<string, number>();
-  readonly #events: { readonly t: number; readonly event: SystemEvent }[] = [];
-  /** Events not yet sent to the open pages. */
-  #unsent: { readonly t: number; readonly event: SystemEvent }[] = [];
+  readonly #events: Recorded[] = [];
+  /** Events not yet sent to the open pages (a page that just opened may have them already). */
+  #unsent: Recorded[] = [];
+  #seq = 0;
   readonly #timer: NodeJS.Timeout;
 
   private constructor(server: Server, system: ObservedSystem, token: string, intervalMs: number) {
@@ -83,7 +90,7 @@ export class ObserveServer {
   event(event: SystemEvent): void {
     if (event.kind === 'exit')
       this.#exits.set(event.service, (this.#exits.get(event.service) ?? 0) + 1);
-    const entry = { t: Date.now(), event };
+    const entry = { seq: ++this.#seq, t: Date.now(), event };
     this.#events.push(entry);
     if (this.#events.length > RECENT_EVENTS) this.#events.shift();
     this.#unsent.push(entry);
@@ -103,14 +110,27 @@ export class ObserveServer {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    // The page's files are the package's, the same for everyone; only the data needs the token.
+    const file = ASSETS[url.pathname];
+    if (file !== undefined) {
+      const body = await readFile(new URL(file, PAGE));
+      res
+        .writeHead(200, {
+          'content-type': TYPES[file.split('.').pop()!]!,
+          'cache-control': 'no-store',
+          'content-security-policy': "default-src 'self'; img-src 'self' data:",
+        })
+        .end(body);
+      return;
+    }
     if (!this.#authorized(req, url)) {
       res
         .writeHead(401, { 'content-type': 'text/plain' })
         .end('a token is needed: use the URL ftl-ipc run printed\n');
-      return;
-    }
-    if (req.method !== 'GET') {
-      res.writeHead(405, { allow: 'GET' }).end();
       return;
     }
     if (url.pathname === '/metrics') {
@@ -131,19 +151,7 @@ export class ObserveServer {
       res.write(`data: ${JSON.stringify(this.#snapshot([]))}\n\n`);
       return;
     }
-    const file = ASSETS[url.pathname];
-    if (file === undefined) {
-      res.writeHead(404).end();
-      return;
-    }
-    const body = await readFile(new URL(file, PAGE));
-    res
-      .writeHead(200, {
-        'content-type': TYPES[file.split('.').pop()!]!,
-        'cache-control': 'no-store',
-        'content-security-policy': "default-src 'self'",
-      })
-      .end(body);
+    res.writeHead(404).end();
   }
 
   #authorized(req: IncomingMessage, url: URL): boolean {
@@ -176,7 +184,7 @@ export class ObserveServer {
     };
   }
 
-  #snapshot(events: readonly { readonly t: number; readonly event: SystemEvent }[]) {
+  #snapshot(events: readonly Recorded[]) {
     return {
       t: Date.now(),
       services: this.#system.status().map((s) => ({

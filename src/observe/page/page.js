@@ -54,7 +54,7 @@ function push(series, value) {
 }
 
 function update(snapshot) {
-  for (const e of snapshot.events) events.push(e);
+  for (const e of snapshot.events) if (e.seq > (events.at(-1)?.seq ?? 0)) events.push(e);
   while (events.length > 200) events.shift();
   const seen = new Set();
   for (const s of snapshot.services) {
@@ -161,7 +161,7 @@ function renderGraph() {
     const col = deepest - column.get(s.name);
     const row = rows.get(col) ?? 0;
     rows.set(col, row + 1);
-    at.set(s.name, { x: 20 + col * 260, y: 20 + row * 70 });
+    at.set(s.name, { x: 20 + col * 380, y: 30 + row * 70 });
   }
   const svg = $('graph');
   const nodes = [];
@@ -182,7 +182,11 @@ function renderGraph() {
         x2: b.x,
         y2: b.y + 20,
       }),
-      el('text', { svg: true, x: (a.x + 160 + b.x) / 2 - 50, y: (a.y + b.y) / 2 + 12 }, label),
+      el(
+        'text',
+        { svg: true, 'text-anchor': 'middle', x: (a.x + 160 + b.x) / 2, y: (a.y + b.y) / 2 + 14 },
+        label,
+      ),
     );
   }
   for (const s of graph.services) {
@@ -203,6 +207,7 @@ function renderGraph() {
       ),
     );
   }
+  svg.setAttribute('height', String(40 + Math.max(1, ...rows.values()) * 70));
   svg.replaceChildren(...nodes);
 }
 
