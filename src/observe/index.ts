@@ -5,3 +5,4 @@ export {
   renderSystemMetrics,
 } from './metrics.js';
 export { type ObservedSystem, type ObserveOptions, ObserveServer } from './server.js';
+export { disableTracing, enableTracing } from './tracing.js';
