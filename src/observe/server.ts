@@ -1,6 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SystemSpec } from '../runtime/spec.js';
 import type { ServiceStatus, SystemEvent } from '../runtime/supervisor.js';
@@ -74,6 +74,8 @@ export class ObserveServer {
 
   static async start(system: ObservedSystem, options: ObserveOptions = {}): Promise<ObserveServer> {
     const token = randomBytes(16).toString('hex');
+    // Loaded here, not with the package: a program that never serves the page never loads HTTP.
+    const { createServer } = await import('node:http');
     const server = createServer();
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
     await new Promise<void>((resolve, reject) => {
