@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need from outside npm, installed when missing: curl and openssl (the http example,
-# a TLS certificate) and a real nats-server (the NATS transport), all Debian packages. Without
+# a TLS certificate), a real nats-server (the NATS transport), chromium (the live page's browser
+# test) and promtool from prometheus (the /metrics format check), all Debian packages. Without
 # root or apt-get it only says what is missing; those tests then skip and say why (in CI, fail).
 set -euo pipefail
 missing=()
@@ -8,6 +9,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v python3 >/dev/null || missing+=(python3)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v promtool >/dev/null || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   echo "test-deps: installing ${missing[*]} (apt-get)" >&2

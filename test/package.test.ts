@@ -52,6 +52,15 @@ for (const start of [spawnWorker, spawnProcess]) {
 console.log(got.join(', '));
 `;
 
+/** The installed package serves the live page's files. */
+const PAGE = `import { ObserveServer } from 'ftl-ipc';
+const server = await ObserveServer.start({ spec: { name: 'x', services: [] }, status: () => [] });
+const codes = [];
+for (const path of ['/', '/page.js']) codes.push((await fetch(new URL(path, server.url))).status);
+console.log(codes.join(' '));
+await server.close();
+`;
+
 /** Names only generated code and tools use: on `ftl-ipc/wire`, not on the main entry. */
 const WIRE_ONLY = [
   'FLAG_ERROR',
@@ -142,6 +151,10 @@ it('packs an unbuilt checkout, installs it quietly and runs a worker, a child an
     ) as { sources: string[] };
     assert.ok(files.has(join('dist/src/channel', map.sources[0]!)), map.sources[0]);
     assert.ok(![...files].some((f) => f.startsWith('dist/test/')), 'tests are not shipped');
+    // The live page is served from the package as plain files, no build step.
+    for (const page of ['index.html', 'page.js', 'page.css']) {
+      assert.ok(files.has(`src/observe/page/${page}`), `the page's ${page} is not in the package`);
+    }
 
     const project = join(tmp, 'project');
     await mkdir(project);
@@ -175,6 +188,8 @@ it('packs an unbuilt checkout, installs it quietly and runs a worker, a child an
       assert.ok(wire.includes(name), `ftl-ipc/wire has no ${name}`);
       assert.ok(!main.includes(name), `the main entry still exports ${name}`);
     }
+    const served = await sh(process.execPath, ['--input-type=module', '-e', PAGE], project);
+    assert.equal(served.stdout, '200 200\n');
     const version = await sh('npx', ['--no-install', 'ftl-ipc', '--version'], project);
     assert.equal(version.stdout, `${pkg.version}\n`);
     // A TypeScript project set up as the README says type-checks against the shipped types.

@@ -28,6 +28,7 @@ export default async function main(env: ServiceEnv<{ port?: number }>): Promise<
   while (!env.signal.aborted) {
     const control = new ControlClient(channel, { timeoutMs: 5000 });
     const listener = new ListenClient((await control.tcpListen({ port })).listen);
+    env.observe('listen', listener.channel);
     if (port !== 0) console.log(`serving http://127.0.0.1:${port}/`);
     const stop = () => listener.close();
     env.signal.addEventListener('abort', stop);

@@ -30,17 +30,17 @@ export default async function main(env: ServiceEnv<Config>): Promise<void> {
     for (const server of servers) server.close();
   });
   const clients: Promise<void>[] = [];
-  for await (const control of env.clients())
-    clients.push(serveClient(env.config, control, servers));
+  for await (const control of env.clients()) clients.push(serveClient(env, control, servers));
   await Promise.allSettled(clients);
 }
 
 /** Serves one application's control channel; its listeners close when it goes away. */
 async function serveClient(
-  config: Config,
+  env: ServiceEnv<Config>,
   control: Channel,
   servers: Set<net.Server>,
 ): Promise<void> {
+  const { config } = env;
   const mine = new Set<net.Server>();
   await serveControl(
     control,
@@ -53,6 +53,8 @@ async function serveClient(
         servers.add(server);
         mine.add(server);
         const [appEnd, serviceEnd] = Channel.pair({ capacity: config.backlog ?? 128 });
+        // The backlog as the live page and /metrics show it: sends that found it full.
+        env.observe(`listen:${port}`, serviceEnd);
         accept(server, new ListenServer(serviceEnd), config.buffer ?? 32);
         console.log(`listening on ${host}:${(server.address() as net.AddressInfo).port}`);
         return { listen: appEnd };

@@ -31,6 +31,7 @@ from .wire import (
     encode_message,
     encode_reply,
     with_deadline,
+    with_trace,
 )
 
 T = TypeVar("T")
@@ -135,9 +136,13 @@ class RpcClient(_Peer):
             self._pushes.get_nowait()
         self._pushes.put_nowait(error)
 
-    async def call(self, d: CallDescriptor[Any, R], value: Any, timeout: float | None = None) -> R:
+    async def call(
+        self, d: CallDescriptor[Any, R], value: Any, timeout: float | None = None, traceparent: str | None = None
+    ) -> R:
         """Calls and waits for the reply; TIMEOUT after `timeout` seconds (the window wait
-        included), REMOTE_ERROR for an error reply. Cancelling the task sends a cancel."""
+        included), REMOTE_ERROR for an error reply. Cancelling the task sends a cancel.
+        `traceparent` (a W3C header value, e.g. a handler's `ctx.traceparent`) goes with the
+        request as its trace context."""
         timeout = self.timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         message = encode_message(d, value)  # invalid arguments fail before anything waits
@@ -153,6 +158,8 @@ class RpcClient(_Peer):
         message = Message(message.type, message.data[:4] + txid.to_bytes(4, "little") + message.data[8:], message.handles)
         if deadline is not None:
             message = with_deadline(message, (deadline - time.monotonic()) * 1000)
+        if traceparent is not None:
+            message = with_trace(message, traceparent)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
             await self.channel.send_wait(message, None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -198,11 +205,13 @@ class RpcClient(_Peer):
 @dataclass(slots=True)
 class CallContext:
     """What a call's handler gets beside the request: its transaction id and, when the client
-    gave a timeout, the deadline (`time.time()` seconds). A cancel from the client cancels the
-    handler's task (CancelledError inside it)."""
+    gave a timeout, the deadline (`time.time()` seconds), and the caller's W3C trace context
+    (`traceparent`) when it sent one: pass it to calls the handler makes to continue the trace.
+    A cancel from the client cancels the handler's task (CancelledError inside it)."""
 
     txid: int
     deadline: float | None
+    traceparent: str | None = None
 
 
 class RpcServer(_Peer):
@@ -405,7 +414,8 @@ class _Dispatch:
             handler = self.bound.get(d.kind)
             if handler is None:
                 handler = self.bound[d.kind] = getattr(self.handlers, d.kind)
-            result = handler(value, CallContext(txid, deadline)) if txid else handler(value)
+            trace = job.request.traceparent if job else None
+            result = handler(value, CallContext(txid, deadline, trace)) if txid else handler(value)
         except Exception as e:
             return self.finish(job, None, e, False) if job else self.answer(d, txid, None, e, False)
         if not hasattr(result, "__await__"):

@@ -20,8 +20,10 @@ FLAG_REPLY: Final = 0x01
 FLAG_ERROR: Final = 0x02
 FLAG_CANCEL: Final = 0x04
 FLAG_DEADLINE: Final = 0x08
+FLAG_TRACE: Final = 0x10
 KNOWN_FLAGS: Final = FLAG_REPLY | FLAG_ERROR
 DEADLINE_BYTES: Final = 4
+TRACE_BYTES: Final = 26
 ERROR_CODE_CAPACITY: Final = 64
 ERROR_TEXT_CAPACITY: Final = 1024
 #: The first word of a plain request or push (magic, version, no flags) and of a reply: what
@@ -595,14 +597,39 @@ def with_deadline(message: Message, remaining_ms: float) -> Message:
     return Message(message.type, bytes(data), message.handles)
 
 
+def with_trace(message: Message, traceparent: str) -> Message:
+    """A copy of an encoded request with the trace flag and the W3C `traceparent` header's
+    fields appended in binary (version, trace id, parent id, flags: 26 bytes)."""
+    parts = traceparent.split("-")
+    if len(parts) != 4 or [len(p) for p in parts] != [2, 32, 16, 2]:
+        raise IpcError("INVALID_ARGUMENT", f"traceparent must be 00-<32 hex>-<16 hex>-<2 hex>, got {traceparent!r}")
+    try:
+        trace = bytes.fromhex("".join(parts))
+    except ValueError:
+        raise IpcError("INVALID_ARGUMENT", f"traceparent must be hex digits and dashes, got {traceparent!r}") from None
+    data = bytearray(message.data)
+    data[3] |= FLAG_TRACE
+    return Message(message.type, bytes(data + trace), message.handles)
+
+
+def _traceparent(trace: bytes) -> str | None:
+    """The context as W3C Trace Context asks a receiver to take it: version 0 and ids that are
+    not all zeros, else none (the call is served as without one)."""
+    if trace[0] != 0 or not any(trace[1:17]) or not any(trace[17:25]):
+        return None
+    return f"00-{trace[1:17].hex()}-{trace[17:25].hex()}-{trace[25]:02x}"
+
+
 @dataclass(slots=True)
 class Control:
     """A received message's control flags: the txid a cancel stops (0 if none), the message
-    to decode with any deadline taken off, and that deadline's milliseconds."""
+    to decode with any deadline and trace context taken off, that deadline's milliseconds and
+    the trace context as a `traceparent` header."""
 
     cancel: int
     message: Message
     timeout_ms: int | None
+    traceparent: str | None = None
 
 
 def read_control(message: Message) -> Control:
@@ -620,14 +647,24 @@ def read_control(message: Message) -> Control:
         if txid == 0:
             raise _invalid("a cancel without a transaction id")
         return Control(txid, message, None)
-    if not flags & FLAG_DEADLINE:
+    if not flags & (FLAG_DEADLINE | FLAG_TRACE):
         return Control(0, message, None)
-    if len(data) < HEADER_BYTES + DEADLINE_BYTES:
-        raise _invalid(f"a deadline needs {DEADLINE_BYTES} bytes after the header, got {len(data)}")
-    end = len(data) - DEADLINE_BYTES
-    timeout_ms = _u32.unpack_from(data, end)[0]
-    plain = data[:3] + bytes([flags & ~FLAG_DEADLINE]) + data[4:end]
-    return Control(0, Message(message.type, plain, message.handles), timeout_ms)
+    # The trace context comes last, after the deadline: taken off the end in that order.
+    end = len(data)
+    traceparent = None
+    if flags & FLAG_TRACE:
+        if end < HEADER_BYTES + TRACE_BYTES:
+            raise _invalid(f"a trace context needs {TRACE_BYTES} bytes after the header, got {end}")
+        end -= TRACE_BYTES
+        traceparent = _traceparent(bytes(data[end : end + TRACE_BYTES]))
+    timeout_ms = None
+    if flags & FLAG_DEADLINE:
+        if end < HEADER_BYTES + DEADLINE_BYTES:
+            raise _invalid(f"a deadline needs {DEADLINE_BYTES} bytes after the header, got {end}")
+        end -= DEADLINE_BYTES
+        timeout_ms = _u32.unpack_from(data, end)[0]
+    plain = data[:3] + bytes([flags & ~(FLAG_DEADLINE | FLAG_TRACE)]) + data[4:end]
+    return Control(0, Message(message.type, plain, message.handles), timeout_ms, traceparent)
 
 
 @dataclass(slots=True)
@@ -640,6 +677,8 @@ class Request:
     timeout_ms: int | None
     #: The received message's descriptor (None for a cancel).
     descriptor: MessageDescriptor[Any] | None = None
+    #: The caller's W3C trace context, when the request carried a valid one.
+    traceparent: str | None = None
 
 
 def decode_request(table: MessageTable, message: Message) -> Request:
@@ -655,4 +694,4 @@ def decode_request(table: MessageTable, message: Message) -> Request:
         return Request(control.cancel, None, None)
     if control.timeout_ms is not None and d is not None and not isinstance(d, CallDescriptor):
         raise _invalid(f"a deadline on {d.name}, which is a push")
-    return Request(0, table.decode(control.message), control.timeout_ms, d)
+    return Request(0, table.decode(control.message), control.timeout_ms, d, control.traceparent)

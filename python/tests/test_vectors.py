@@ -31,6 +31,7 @@ from ftl_ipc.wire import (
     encode_message,
     encode_reply,
     with_deadline,
+    with_trace,
 )
 
 from .generated import vectors as generated
@@ -181,14 +182,21 @@ class ControlVectors(unittest.TestCase):
                     encoded = encode_cancel(d.id, v["txid"])
                 else:
                     value = value_of(d, False, v["value"], [])
-                    encoded = with_deadline(encode_message(d, value, v["txid"]), v["timeout_ms"])
+                    encoded = encode_message(d, value, v["txid"])
+                if "timeout_ms" in v:
+                    encoded = with_deadline(encoded, v["timeout_ms"])
+                if v.get("traceparent") is not None:
+                    encoded = with_trace(encoded, v["traceparent"])
                 self.assertEqual(f"0x{encoded.type:08x}", v["type"])
-                self.assertEqual(spaced(encoded.data), v["hex"])
+                # A context a server ignores is not one an encoder makes: only its reading is checked.
+                if "traceparent" not in v or v["traceparent"] is not None:
+                    self.assertEqual(spaced(encoded.data), v["hex"])
                 request = decode_request(table, Message(d.id, bytes.fromhex(v["hex"])))
                 if v["kind"] == "cancel":
                     self.assertEqual(request.cancel, v["txid"])
                 else:
-                    self.assertEqual(request.timeout_ms, v["timeout_ms"])
+                    self.assertEqual(request.timeout_ms, v.get("timeout_ms"))
+                    self.assertEqual(request.traceparent, v.get("traceparent"))
                     assert request.received is not None
                     self.assertEqual(request.received.txid, v["txid"])
                     self.assertEqual(repr(request.received.value), repr(value))

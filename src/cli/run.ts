@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { ObserveServer } from '../observe/server.js';
 import { formatSpecDiagnostic } from '../runtime/diagnostics.js';
 import { loadSystemSpec } from '../runtime/spec.js';
 import { LiveStatus } from '../runtime/status.js';
@@ -8,6 +9,7 @@ import { type CommandIo, UsageError, unreadable } from './io.js';
 export const runSummary = 'Runs a system of services: starts, connects, restarts and stops them.';
 
 export const runUsage = `Usage: ftl-ipc run <system.yaml> [--grace <ms>] [--status | --no-status]
+                     [--ui [port]]
 
 ${runSummary}
 Each service runs in a worker thread or a child process as its spec asks, gets a channel per
@@ -21,6 +23,8 @@ Options:
   --grace <ms>   how long services get to finish at shutdown (default: the spec's, or 5000)
   --status       draw a live status table on stderr (default: when stderr is a terminal)
   --no-status    never draw it
+  --ui [port]    serve a live page of the system and its Prometheus /metrics on 127.0.0.1
+                 (default port: any free one); the URL, token included, is printed on stderr
   -h, --help     show this help
 
 Exit status: 0 every service ended cleanly, 1 the spec has problems or a service failed or had
@@ -44,8 +48,9 @@ export async function run(
   io: CommandIo,
   context: RunContext = {},
 ): Promise<number> {
+  const { ui, rest } = takeUi(args);
   const { values, positionals } = parseArgs({
-    args,
+    args: rest,
     allowPositionals: true,
     allowNegative: true,
     options: { grace: { type: 'string' }, status: { type: 'boolean' } },
@@ -94,16 +99,30 @@ export async function run(
     if (status.every((s) => s.state !== 'running' && s.state !== 'backoff')) return;
     stop(`every service without "provides" has ended (${clients.join(', ')})`);
   };
+  let observer: ObserveServer | undefined;
   const system = new System(spec, {
     onLog: (service, stream, line) =>
       say(`[${service}] ${line}\n`, stream === 'stdout' ? io.out : io.err),
     onEvent: (event) => {
+      observer?.event(event);
       say(`[run] ${describe(event)}\n`);
       if (event.kind === 'terminate') terminated = true;
       // The service's new state is set right after its event.
       if (event.kind === 'exit' || event.kind === 'give-up') setImmediate(stopWhenClientsEnded);
     },
   });
+  if (ui !== undefined) {
+    try {
+      observer = await ObserveServer.start(system, { port: ui });
+    } catch (error) {
+      io.err(`ftl-ipc run: cannot serve the page on port ${ui}: ${(error as Error).message}\n`);
+      return 1;
+    }
+    const url = new URL(observer.url);
+    say(`[run] live page: ${url}\n`);
+    url.pathname = '/metrics';
+    say(`[run] metrics: ${url}\n`);
+  }
   const signals = context.signals ?? process;
   const onSignal = (signal: string) => {
     if (stopping === undefined) stop(signal);
@@ -124,11 +143,23 @@ export async function run(
   live?.draw(system.status());
   signals.off('SIGINT', onSignal);
   signals.off('SIGTERM', onSignal);
+  await observer?.close();
 
   // Each exit was already told as it happened; only the total is left to say.
   if (report !== undefined) say(`[run] stopped in ${Math.round(report.ms)} ms\n`);
   const failed = system.status().some((s) => s.state === 'failed') || terminated;
   return failed ? 1 : 0;
+}
+
+/** `--ui` with an optional port (which `parseArgs` cannot express): the port, and the other args. */
+function takeUi(args: readonly string[]): { ui: number | undefined; rest: string[] } {
+  const at = args.indexOf('--ui');
+  if (at < 0) return { ui: undefined, rest: [...args] };
+  const next = args[at + 1];
+  const hasPort = next !== undefined && /^\d+$/.test(next);
+  const ui = hasPort ? Number(next) : 0;
+  if (ui > 65535) throw new UsageError(`--ui needs a port from 0 to 65535, got ${next}`);
+  return { ui, rest: [...args.slice(0, at), ...args.slice(at + (hasPort ? 2 : 1))] };
 }
 
 function describe(event: SystemEvent): string {

@@ -26,6 +26,11 @@ export interface ServiceEnv<Config = unknown> {
    * clients that reconnect after a restart. Ends at shutdown. One consumer at a time.
    */
   clients(): AsyncIterable<Channel>;
+  /**
+   * Adds a channel the service made itself (a listener, a connection) to its reports: the status
+   * table, the live page and `/metrics` show it as `name` until it closes.
+   */
+  observe(name: string, channel: Channel): void;
 }
 
 /** The signature of a service module's default export. */
@@ -40,6 +45,7 @@ export class Env implements ServiceEnv {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #clients: Channel[] = [];
   readonly #allClients = new Map<Channel, string>();
+  readonly #observed = new Map<Channel, string>();
   #wakeClients: (() => void) | undefined;
 
   constructor(name: string, config: unknown, dependencies: readonly string[], signal: AbortSignal) {
@@ -122,15 +128,21 @@ export class Env implements ServiceEnv {
     }
   }
 
-  /** Stats of every channel the service was given, for the supervisor's status table. */
+  observe(name: string, channel: Channel): void {
+    this.#observed.set(channel, name);
+    void channel.closed.then(() => this.#observed.delete(channel));
+  }
+
+  /** Stats of every channel the service was given or observes, for the supervisor's status table. */
   report(): ChannelReport[] {
     const reports: ChannelReport[] = [];
+    const add = (name: string, channel: Channel) =>
+      reports.push({ name, stats: channel.stats, capacity: channel.limits.capacity });
     for (const [name, channel] of this.#dependencies) {
-      if (channel !== undefined) reports.push({ name: `dep:${name}`, stats: channel.stats });
+      if (channel !== undefined) add(`dep:${name}`, channel);
     }
-    for (const [channel, from] of this.#allClients) {
-      reports.push({ name: `client:${from}`, stats: channel.stats });
-    }
+    for (const [channel, from] of this.#allClients) add(`client:${from}`, channel);
+    for (const [channel, name] of this.#observed) add(name, channel);
     return reports;
   }
 

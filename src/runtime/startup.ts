@@ -72,6 +72,8 @@ export interface ChannelReport {
   /** `dep:<name>` for a dependency, `client:<service>` for a client of this server. */
   readonly name: string;
   readonly stats: ChannelStats;
+  /** The endpoint's queue capacity in messages (absent from peers that do not say). */
+  readonly capacity?: number;
 }
 
 export const encoder = new TextEncoder();

@@ -13,6 +13,7 @@ import {
   type Received,
 } from './message.js';
 import { Peer } from './rpc.js';
+import { type CallSpan, callTracer } from './trace.js';
 
 /**
  * Published when a server meets a message it cannot decode, with `{ channel, error, action }`:
@@ -44,6 +45,8 @@ export interface CallContext {
 class HandlerContext implements CallContext {
   readonly txid: number;
   readonly deadline: number | undefined;
+  /** Its span while tracing is on. */
+  span: CallSpan | undefined;
   aborted = false;
   #controller: AbortController | undefined;
   #reason: unknown;
@@ -281,6 +284,7 @@ class Dispatcher<In extends Received> {
         const deadline =
           control.timeoutMs === undefined ? undefined : Date.now() + control.timeoutMs;
         context = new HandlerContext(request.txid!, deadline);
+        if (callTracer !== undefined) context.span = callTracer.server(d.name, control.trace);
         if (this.#over !== undefined) context.abort(this.#over);
       }
       job = { d, request, context };
@@ -319,11 +323,14 @@ class Dispatcher<In extends Received> {
     }
     let result: unknown;
     try {
-      result = this.#handlers[job.request.kind]!.call(
-        this.#handlers,
-        job.request.value as never,
-        context,
-      );
+      const handler = this.#handlers[job.request.kind]!;
+      const value = job.request.value as never;
+      const span = context?.span;
+      // No closure unless traced: this is every request's path.
+      result =
+        span === undefined
+          ? handler.call(this.#handlers, value, context)
+          : span.run(() => handler.call(this.#handlers, value, context));
     } catch (error) {
       this.#finish(job, undefined, { error });
       return;
@@ -349,6 +356,7 @@ class Dispatcher<In extends Received> {
         this.#calls.delete(context.txid);
       // A handler that gave up because it was told to has not failed.
       if (context.aborted) failure = undefined;
+      context.span?.end(failed?.error);
       const call = d as CallDescriptor<unknown, unknown>;
       const txid = context.txid;
       const stack = this.#options.replyStack === true;

@@ -7,7 +7,7 @@ import type {
 } from '../channel/index.js';
 import { checkWaitOptions } from '../channel/wait.js';
 import { IpcError, isIpcError } from '../errors.js';
-import { encodeCancel, setTxid, withDeadline } from './control.js';
+import { encodeCancel, setTxid, withDeadline, withTrace } from './control.js';
 import { ERROR_CODE_CAPACITY, ERROR_TEXT_CAPACITY, HEADER_BYTES } from './frame.js';
 import {
   type CallDescriptor,
@@ -19,6 +19,7 @@ import {
   type Received,
 } from './message.js';
 import { Reader } from './reader.js';
+import { type CallSpan, callTracer } from './trace.js';
 
 export interface CallOptions {
   /**
@@ -75,6 +76,8 @@ class ClientCall {
   message: OutgoingMessage | undefined;
   /** `performance.now()` by which the call times out, sent along as the handler's deadline. */
   deadline: number | undefined;
+  /** Its span while tracing is on. */
+  span: CallSpan | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   onAbort: (() => void) | undefined;
 
@@ -187,12 +190,20 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
         );
       signal.addEventListener('abort', call.onAbort, { once: true });
     }
+    const tracer = callTracer;
+    if (tracer !== undefined) call.span = tracer.client(d.name);
     try {
       if (this.#waitingHead === this.#waiting.length && this.#fits(call)) {
         // The common case: encode into the shared buffer and send at once.
         const txid = this.#nextTxid();
-        let message = encodeMessage(d, value, txid, call.deadline === undefined);
+        let message = encodeMessage(
+          d,
+          value,
+          txid,
+          call.deadline === undefined && tracer === undefined,
+        );
         if (call.deadline !== undefined) message = withDeadline(message, timeoutMs!);
+        if (call.span?.context !== undefined) message = withTrace(message, call.span.context);
         if (this.#trySend(call, txid, message)) return promise;
       }
       call.message = encodeMessage(d, value);
@@ -298,6 +309,7 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
         setTxid(message.data!, txid);
         if (call.deadline !== undefined)
           message = withDeadline(message, call.deadline - performance.now());
+        if (call.span?.context !== undefined) message = withTrace(message, call.span.context);
         try {
           if (!this.#trySend(call, txid, message)) {
             this.#blocked = true;
@@ -345,6 +357,7 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     clearTimeout(call.timer);
     if (call.onAbort !== undefined) call.signal!.removeEventListener('abort', call.onAbort);
     call.message = undefined;
+    call.span?.end(error);
     if (error === undefined) call.resolve(value);
     else call.reject(error);
   }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Channel, IpcError, isIpcError, type Message } from 'ftl-ipc';
 import { decodeMessage, encodeMessage } from 'ftl-ipc/wire';
-import { encodeCancel, readControl, withDeadline } from '../../src/wire/control.js';
+import { encodeCancel, readControl, withDeadline, withTrace } from '../../src/wire/control.js';
 import { bytesToHex, type HandleKind, handlesOf, hexToBytes, vectorsDir } from '../vectors/json.js';
 import * as vectors from '../vectors/vectors.generated.js';
 import { startProcessPeer, startWorkerPeer } from './rpc-helpers.js';
@@ -13,9 +13,11 @@ import { serveWork as serveWith, WorkClient } from './rpctest.generated.js';
 interface ControlVector {
   name: string;
   message: string;
-  kind: 'cancel' | 'deadline';
+  kind: 'cancel' | 'deadline' | 'trace';
   txid: number;
   timeout_ms?: number;
+  /** The trace context as a W3C `traceparent`; null when a server ignores the one sent. */
+  traceparent?: string | null;
   value?: { text: string };
   type: string;
   flags: number;
@@ -38,23 +40,31 @@ const descriptor = (name: string) =>
   (vectors as unknown as Record<string, { id: number }>)[name.split('.').at(-1)!]!;
 const clean = (hex: string) => hex.replace(/\s+/g, '');
 
-describe('cancel and deadline vectors', () => {
+describe('cancel, deadline and trace context vectors', () => {
   for (const v of file.control) {
     it(v.name, () => {
       const d = descriptor(v.message);
       assert.equal(`0x${d.id.toString(16).padStart(8, '0')}`, v.type);
-      const encoded =
+      let encoded =
         v.kind === 'cancel'
           ? encodeCancel(d.id, v.txid)
-          : withDeadline(encodeMessage(vectors.echo, v.value!, v.txid), v.timeout_ms!);
-      assert.equal(bytesToHex(encoded.data!), clean(v.hex));
-      assert.equal(encoded.data![3], v.flags);
+          : encodeMessage(vectors.echo, v.value!, v.txid);
+      if (v.timeout_ms !== undefined) encoded = withDeadline(encoded, v.timeout_ms);
+      if (typeof v.traceparent === 'string')
+        encoded = withTrace(encoded, hexToBytes(v.traceparent.replaceAll('-', '')));
+      // A context a server ignores is not one an encoder makes: only its reading is checked.
+      if (v.traceparent !== null) {
+        assert.equal(bytesToHex(encoded.data!), clean(v.hex));
+        assert.equal(encoded.data![3], v.flags);
+      }
       const control = readControl({ type: d.id, data: hexToBytes(v.hex), handles: [] });
       if (v.kind === 'cancel') {
         assert.equal(control.cancel, v.txid);
       } else {
         assert.equal(control.cancel, 0);
         assert.equal(control.timeoutMs, v.timeout_ms);
+        const trace = control.trace === undefined ? null : bytesToHex(control.trace);
+        assert.equal(trace, v.traceparent?.replaceAll('-', '') ?? null);
         assert.deepEqual(decodeMessage(vectors.echo, control.message), v.value);
       }
     });
