@@ -99,6 +99,8 @@ async function main(): Promise<void> {
   };
   for (let i = 0; i < WORKERS; i++) startWorker(i);
 
+  /** What each flow awaits now: the flows that never finish say where they hang. */
+  const waits: string[] = [];
   const flow = async (id: number): Promise<void> => {
     let [mine, theirs] = Channel.pair(LIMITS);
     const tag = new Uint8Array(4);
@@ -106,12 +108,15 @@ async function main(): Promise<void> {
     while (performance.now() < end) {
       const slot = slots[Math.floor(Math.random() * WORKERS)] as Slot;
       try {
+        waits[id] = 'the move to a worker';
         await slot.ctrl.sendWait({ type: 0, handles: [theirs] });
         moves++;
         const size = SIZES[Math.floor(elapsed() / PHASE_S) % SIZES.length] as number;
         const data = new Uint8Array(size).fill(id & 255);
         for (let r = 0; r < ROUNDS; r++) {
+          waits[id] = 'room for an echo request';
           await mine.sendWait({ type: ECHO, data });
+          waits[id] = 'an echo';
           const back = await mine.recv();
           if (back.data.byteLength !== size)
             throw new Error(`echo of ${back.data.byteLength} bytes`);
@@ -120,7 +125,9 @@ async function main(): Promise<void> {
         const returned = new Promise<Channel>((resolve, reject) =>
           slot.waiting.set(id, { resolve, reject }),
         );
+        waits[id] = 'room for a give-back request';
         await mine.sendWait({ type: GIVE_BACK, data: tag });
+        waits[id] = 'the channel back';
         theirs = await returned;
         moves++;
       } catch (error) {
@@ -136,6 +143,7 @@ async function main(): Promise<void> {
     }
     mine.close();
     theirs.close();
+    waits[id] = 'done';
   };
 
   const samples: string[] = [];
@@ -173,7 +181,13 @@ async function main(): Promise<void> {
     startWorker(i);
   }, KILL_EVERY_S * 1000);
 
-  await Promise.all(Array.from({ length: FLOWS }, (_, id) => flow(id)));
+  const flows = Promise.all(Array.from({ length: FLOWS }, (_, id) => flow(id)));
+  // A flow's wait that never settles is a lost wake-up or close: the soak says so and ends.
+  await Promise.race([
+    flows,
+    new Promise((resolve) => setTimeout(resolve, MINUTES * 60_000 + 30_000)),
+  ]);
+  const hung = waits.flatMap((w, id) => (w === 'done' ? [] : [`flow ${id} waits for ${w}`]));
   clearInterval(killer);
   clearInterval(sampler);
   sample();
@@ -186,8 +200,9 @@ async function main(): Promise<void> {
     `soak: ${MINUTES} min, ${WORKERS} workers (${DYING} of them terminated in turn every ${KILL_EVERY_S} s), ${FLOWS} flows, message size changing every ${PHASE_S} s`,
   );
   console.log(
-    `${deaths} worker deaths, ${broken} flows restarted, live blocks after closing all: ${live}\n`,
+    `${deaths} worker deaths, ${broken} flows restarted, live blocks after closing all: ${live}`,
   );
+  console.log(`flows that never finished: ${hung.length ? hung.join('; ') : 'none'}\n`);
   console.log(
     '| s | message bytes | RSS MiB | arenas | arena size MiB | used MiB | live MiB | live blocks | moves/s | round trips/s | deaths |',
   );
