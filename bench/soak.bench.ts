@@ -116,7 +116,7 @@ async function main(): Promise<void> {
         for (let r = 0; r < ROUNDS; r++) {
           waits[id] = 'room for an echo request';
           await mine.sendWait({ type: ECHO, data });
-          waits[id] = 'an echo';
+          waits[id] = `an echo from thread ${slot.worker.threadId}`;
           const back = await mine.recv();
           if (back.data.byteLength !== size)
             throw new Error(`echo of ${back.data.byteLength} bytes`);
@@ -127,7 +127,7 @@ async function main(): Promise<void> {
         );
         waits[id] = 'room for a give-back request';
         await mine.sendWait({ type: GIVE_BACK, data: tag });
-        waits[id] = 'the channel back';
+        waits[id] = `the channel back from thread ${slot.worker.threadId}`;
         theirs = await returned;
         moves++;
       } catch (error) {
@@ -173,10 +173,13 @@ async function main(): Promise<void> {
   };
   const sampler = setInterval(sample, SAMPLE_S * 1000);
   let victim = 0;
+  /** Threads terminated so far: a flow that hangs on one of them missed its close. */
+  const killed = new Set<number>();
   const killer = setInterval(() => {
     const i = victim++ % DYING;
     const slot = slots[i] as Slot;
     deaths++;
+    killed.add(slot.worker.threadId);
     void slot.worker.terminate();
     startWorker(i);
   }, KILL_EVERY_S * 1000);
@@ -187,7 +190,13 @@ async function main(): Promise<void> {
     flows,
     new Promise((resolve) => setTimeout(resolve, MINUTES * 60_000 + 30_000)),
   ]);
-  const hung = waits.flatMap((w, id) => (w === 'done' ? [] : [`flow ${id} waits for ${w}`]));
+  const hung = waits.flatMap((w, id) =>
+    w === 'done'
+      ? []
+      : [
+          `flow ${id} waits for ${w}${killed.has(Number(w.split(' ').at(-1))) ? ' (terminated)' : ''}`,
+        ],
+  );
   clearInterval(killer);
   clearInterval(sampler);
   sample();

@@ -753,7 +753,9 @@ export class Arena {
       if (Atomics.compareExchange(this.i32, w + T_ALIVE, VACANT, CLAIMED) === VACANT) {
         Atomics.add(this.i32, LIVE_BLOCKS, 1);
         Atomics.add(this.i32, LIVE_BYTES, ENTRY_BLOCK);
-        this.i32.fill(0, w + T_WAKE, w + ENTRY_BYTES / 4);
+        // Not T_NEXT: the entry stays linked in the thread list, and so do the ones after it.
+        this.i32[w + T_WAKE] = 0;
+        this.i32.fill(0, w + T_OVERFLOW, w + ENTRY_BYTES / 4);
         return e;
       }
       e = Atomics.load(this.i32, w + T_NEXT);

@@ -13,6 +13,7 @@ import {
   importEndpoint,
   sharedMemoryStats,
 } from '../../../src/index.js';
+import { within } from '../../channel/helpers.js';
 
 function liveBlocks(): number {
   return sharedMemoryStats().reduce((sum, a) => sum + a.liveBlocks, 0);
@@ -58,4 +59,35 @@ it('9 cycles of a worker that takes 1,000 channels and 10 pipe ends and dies: ev
     ctrl.close();
     assert.equal(liveBlocks(), before, `cycle ${cycle}: ${liveBlocks() - before} blocks left`);
   }
+});
+
+it('a worker that dies after a newer one died and its entry went to a third: its ends still close (the soak of issue 26 hung on them)', {
+  timeout: 60_000,
+}, async () => {
+  /** A worker that imports one end and holds it; resolves when it has. */
+  const start = async (): Promise<{ worker: Worker; mine: Channel }> => {
+    const [mine, theirs] = Channel.pair();
+    const token = exportEndpoint(theirs);
+    const worker = new Worker(new URL('./arena-worker.js', import.meta.url), {
+      workerData: { scenario: 'importOnly', token },
+      transferList: token.transfer,
+    });
+    await within(
+      new Promise((resolve) => worker.once('message', resolve)),
+      10_000,
+      'the worker to import its end',
+    );
+    return { worker, mine };
+  };
+  const oldest = await start();
+  const newer = await start();
+  await newer.worker.terminate();
+  await within(newer.mine.closed, 5_000, 'the newer worker end to close');
+  // Takes the newer worker's vacant entry, which stands before the oldest one's in the list.
+  const third = await start();
+  await oldest.worker.terminate();
+  await within(oldest.mine.closed, 5_000, "the oldest worker's end to close");
+  await third.worker.terminate();
+  await within(third.mine.closed, 5_000, "the third worker's end to close");
+  for (const w of [oldest, newer, third]) w.mine.close();
 });
