@@ -11,10 +11,39 @@ import {
   type EndpointToken,
   importEndpoint,
 } from '../src/index.js';
+import { RING_SLOTS } from './ring.js';
 
 export type WorkerJob =
   | { kind: 'ftl'; token: EndpointToken; count: number; view: boolean }
-  | { kind: 'port'; port: MessagePort; count: number };
+  | { kind: 'port'; port: MessagePort; count: number }
+  | { kind: 'ring'; ring: SharedArrayBuffer; count: number };
+
+/** The hand-written consumer: copies each message out into one scratch buffer. */
+function drainRing(sab: SharedArrayBuffer, count: number): number {
+  const index = new Int32Array(sab, 0, 2);
+  const bytes = new Uint8Array(sab, 8);
+  const view = new DataView(sab, 8);
+  const slot = (bytes.byteLength / RING_SLOTS) | 0;
+  const scratch = new Uint8Array(slot);
+  let head = 0;
+  let sum = 0;
+  while (head < count) {
+    let tail = Atomics.load(index, 1);
+    if (tail === head) {
+      Atomics.wait(index, 1, head);
+      tail = Atomics.load(index, 1);
+    }
+    for (; head < tail; head++) {
+      const off = (head % RING_SLOTS) * slot;
+      const len = view.getUint32(off, true);
+      scratch.set(bytes.subarray(off + 4, off + 4 + len));
+      sum += len;
+    }
+    Atomics.store(index, 0, head);
+    Atomics.notify(index, 0);
+  }
+  return sum;
+}
 
 /** Drains `count` messages, with `recvBatch()` or with borrowed views. */
 async function drain(ch: Channel, count: number, view: boolean): Promise<number> {
@@ -43,6 +72,12 @@ async function inWorker(job: WorkerJob, port: MessagePort): Promise<void> {
       if (++got === job.count) port.postMessage('done');
     });
     port.postMessage('ready');
+    return;
+  }
+  if (job.kind === 'ring') {
+    port.postMessage('ready');
+    drainRing(job.ring, job.count);
+    port.postMessage('done');
     return;
   }
   const ch = importEndpoint(job.token);

@@ -5,15 +5,15 @@
  * them alike; each row reports the median and the spread (min to max) of its runs, and its ratio
  * to the peer as the median of the per-run ratios.
  *
- * Run: npm run build && node dist/bench/natural.bench.js [--runs=5] [--count=300000]
+ * Run: npm run build && node dist/bench/natural.bench.js [--runs=5] [--count=300000] [--busy]
  *      [--only=worker|socket] [--sizes=16,256] [--rows=text]
  * Profile one loop on both sides: node --cpu-prof dist/bench/natural.bench.js --only=worker
  *      --rows='sendWait' --runs=1 (workers and forked children inherit --cpu-prof).
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -27,6 +27,7 @@ import {
   privateSocketPath,
 } from '../src/index.js';
 import type { WorkerJob } from './natural-peer.js';
+import { RING_SLOTS, ringSlot } from './ring.js';
 import { median, range } from './stats.js';
 
 const PEER = fileURLToPath(new URL('./natural-peer.js', import.meta.url));
@@ -109,6 +110,43 @@ const portToWorker: Measure = async (size) => {
   await done;
   const rate = COUNT / ((performance.now() - t0) / 1000);
   port1.close();
+  await worker.terminate();
+  return rate;
+};
+
+/**
+ * The floor: a hand-written SharedArrayBuffer ring, one producer, one consumer, each message
+ * copied in (u32 length + payload in a fixed slot) and copied out; tail published per batch.
+ */
+const ringToWorker: Measure = async (size) => {
+  const slot = ringSlot(size);
+  const ring = new SharedArrayBuffer(8 + RING_SLOTS * slot);
+  const job: WorkerJob = { kind: 'ring', ring, count: COUNT };
+  const worker = new Worker(PEER, { workerData: job });
+  await once(worker, 'ready');
+  const done = once(worker, 'done');
+  const index = new Int32Array(ring, 0, 2);
+  const bytes = new Uint8Array(ring, 8);
+  const view = new DataView(ring, 8);
+  const data = new Uint8Array(size).fill(7);
+  const t0 = performance.now();
+  for (let tail = 0; tail < COUNT; ) {
+    let head = Atomics.load(index, 0);
+    if (tail - head === RING_SLOTS) {
+      Atomics.wait(index, 0, head);
+      head = Atomics.load(index, 0);
+    }
+    const end = Math.min(COUNT, head + RING_SLOTS, tail + BATCH);
+    for (; tail < end; tail++) {
+      const off = (tail % RING_SLOTS) * slot;
+      view.setUint32(off, size, true);
+      bytes.set(data, off + 4);
+    }
+    Atomics.store(index, 1, tail);
+    Atomics.notify(index, 1);
+  }
+  await done;
+  const rate = COUNT / ((performance.now() - t0) / 1000);
   await worker.terminate();
   return rate;
 };
@@ -248,11 +286,16 @@ interface Row {
 const TUNED_WORKER = { capacity: 1024, capacityBytes: 4 * 2 ** 20 };
 const TUNED_SOCKET = { capacity: 8192, capacityBytes: 8 * 2 ** 20 };
 
-const placements: { name: string; peer: Row; rows: Row[] }[] = [
+const RING: Row = { name: 'floor: hand-written SharedArrayBuffer ring', measure: ringToWorker };
+const FRAMES: Row = { name: 'floor: length-prefixed loop, 64 KiB writes', measure: lengthPrefixed };
+
+const placements: { name: string; peer: Row; floor: Row; rows: Row[] }[] = [
   {
     name: 'worker',
     peer: { name: 'MessagePort, postMessage loop', measure: portToWorker },
+    floor: RING,
     rows: [
+      RING,
       { name: 'defaults, send || sendWait', measure: toWorker(undefined, 'sendWait') },
       { name: 'defaults, while !send: writable', measure: toWorker(undefined, 'writable') },
       { name: 'defaults, sendBatch', measure: toWorker(undefined, 'batch') },
@@ -264,9 +307,10 @@ const placements: { name: string; peer: Row; rows: Row[] }[] = [
   {
     name: 'socket',
     peer: { name: 'child_process.send loop', measure: childProcessSend },
+    floor: FRAMES,
     rows: [
       { name: 'zeromq PUSH/PULL', measure: zeromq },
-      { name: 'length-prefixed loop, 64 KiB writes', measure: lengthPrefixed },
+      FRAMES,
       { name: 'defaults, send || sendWait', measure: toChild(undefined, 'sendWait') },
       { name: 'defaults, while !send: writable', measure: toChild(undefined, 'writable') },
       { name: 'defaults, sendBatch', measure: toChild(undefined, 'batch') },
@@ -283,7 +327,19 @@ const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))
     .join(', ');
-console.log(`node ${process.version}, ${COUNT} messages, ${RUNS} runs, load average ${load()}`);
+/** --busy: one busy-loop process per core for the whole run, killed after. */
+const busy = process.argv.includes('--busy')
+  ? Array.from({ length: availableParallelism() }, () =>
+      spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }),
+    )
+  : [];
+const stopBusy = () => {
+  for (const p of busy) p.kill();
+};
+process.once('exit', stopBusy);
+console.log(
+  `node ${process.version}, ${COUNT} messages, ${RUNS} runs, ${busy.length} busy-loop processes, load average ${load()}`,
+);
 for (const placement of placements) {
   if (only !== undefined && only !== placement.name) continue;
   // --rows=text keeps the rows whose name contains it (for profiling one loop): no ratios then.
@@ -291,22 +347,29 @@ for (const placement of placements) {
     (row) => rowFilter === undefined || row.name.includes(rowFilter),
   );
   const peerIn = all[0] === placement.peer;
+  const floorAt = all.indexOf(placement.floor);
   for (const size of SIZES) {
     const rates = all.map(() => [] as number[]);
     for (let run = 0; run < RUNS; run++) {
       for (const [i, row] of all.entries()) rates[i]?.push(await row.measure(size));
     }
     const peerRates = rates[0] as number[];
+    const floorRates = rates[floorAt];
     console.log(
-      `\n${placement.name}, ${size} B (load average after: ${load()})\n\n| ${size} B | msg/s median | spread | vs ${placement.peer.name}, median | spread |\n| --- | --- | --- | --- | --- |`,
+      `\n${placement.name}, ${size} B (load average after: ${load()})\n\n| ${size} B | msg/s median | spread | ns/msg | vs ${placement.peer.name}, median | spread | vs floor, median | spread |\n| --- | --- | --- | --- | --- | --- | --- | --- |`,
     );
+    const versus = (mine: number[], base: number[] | undefined) => {
+      if (base === undefined) return '- | -';
+      const ratios = mine.map((r, k) => r / (base[k] as number));
+      return `${ratio(median(ratios))} | ${range(ratios, ratio)}`;
+    };
     for (const [i, row] of all.entries()) {
       const mine = rates[i] as number[];
-      const ratios = mine.map((r, k) => r / (peerRates[k] as number));
-      const vs = peerIn ? `${ratio(median(ratios))} | ${range(ratios, ratio)}` : '- | -';
+      const ns = (1e9 / median(mine)).toFixed(0);
       console.log(
-        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${range(mine, rate)} | ${vs} |`,
+        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${range(mine, rate)} | ${ns} | ${versus(mine, peerIn ? peerRates : undefined)} | ${versus(mine, floorRates)} |`,
       );
     }
   }
 }
+stopBusy();

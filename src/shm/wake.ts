@@ -13,8 +13,9 @@ export interface WakePolicy {
   /**
    * Spin only while recent waits were short (default true): the endpoint keeps a moving
    * average of how long its waits lasted, spinning or sleeping, and spins only while that is
-   * below `spinMicros`. A channel under load spins; an idle one soon just sleeps. When false
-   * every wait spins up to `spinMicros`.
+   * below `spinMicros`, with a probing spin after exponentially many (at most 256) sleeps so
+   * that a fast stream always gets back to spinning. A channel under load spins; an idle one
+   * soon just sleeps. When false every wait spins up to `spinMicros`.
    */
   adaptive?: boolean;
 }
@@ -78,16 +79,23 @@ export class Spinner {
   spin(ready: () => boolean): boolean {
     const { spinMicros, adaptive } = this.policy;
     this.#spun = 0;
-    if (spinMicros === 0 || (adaptive && this.#typicalWait > spinMicros)) return false;
+    if (spinMicros === 0) return false;
     if (adaptive && this.#skip > 0) {
       this.#skip--;
       return false;
     }
+    // Past the skips, a wait spins even when recent waits were long: it is a probe, and a
+    // failed one backs off like any failure. Without probes, two endpoints whose sleeps each
+    // last the other's wake-up would never spin again.
+    const probe = adaptive && this.#typicalWait > spinMicros;
     const start = performance.now();
     const deadline = start + spinMicros / 1000;
     for (let i = 1; ; i++) {
       if (ready()) {
-        this.#record((performance.now() - start) * 1000);
+        const micros = (performance.now() - start) * 1000;
+        // A probe that found work says the stream is fast now, whatever the average said.
+        if (probe) this.#typicalWait = micros;
+        else this.#record(micros);
         this.#backoff = 1;
         return true;
       }
