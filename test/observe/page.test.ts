@@ -179,16 +179,22 @@ services:
   it('serves /metrics that promtool accepts, and nothing without the token', async () => {
     const metrics = new URL(pageUrl);
     metrics.pathname = '/metrics';
-    const response = await fetch(metrics);
-    assert.equal(response.status, 200);
-    const body = await response.text();
+    // The restarted http service listens anew, a little after it is running: a fresh backlog
+    // channel, counting from 0.
+    const listening =
+      /^ftl_ipc_channel_backpressure_total\{service="tcpip",channel="listen:\d+"\} \d+$/m;
+    const deadline = Date.now() + 20_000;
+    let body = '';
+    for (;;) {
+      const response = await fetch(metrics);
+      assert.equal(response.status, 200);
+      body = await response.text();
+      if (listening.test(body) || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.match(body, listening, 'the listen channel of the restarted http service, after 20 s');
     assert.match(body, /^ftl_ipc_service_restarts_total\{service="http"\} [1-9]/m);
     assert.match(body, /^ftl_ipc_service_exits_total\{service="http"\} [1-9]/m);
-    // The restarted http service listens anew: a fresh backlog channel, counting from 0.
-    assert.match(
-      body,
-      /^ftl_ipc_channel_backpressure_total\{service="tcpip",channel="listen:\d+"\} \d+$/m,
-    );
     const check = execFile('promtool', ['check', 'metrics']);
     check.stdin!.end(body);
     let out = '';
