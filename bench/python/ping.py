@@ -104,9 +104,11 @@ class PingClient(RpcClient):
     def __init__(self, channel: Channel, timeout: float | None = None) -> None:
         super().__init__(channel, PING_EVENTS, timeout)
 
-    async def ping(self, value: Ping, timeout: float | None = None) -> PingReply:
+    async def ping(
+        self, value: Ping, timeout: float | None = None, traceparent: str | None = None
+    ) -> PingReply:
         """Calls ping and waits for its reply."""
-        return await self.call(PING, value, timeout)
+        return await self.call(PING, value, timeout, traceparent)
 
 
 class PingHandlers(Protocol):

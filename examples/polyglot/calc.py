@@ -216,17 +216,23 @@ class CalcClient(RpcClient):
     def __init__(self, channel: Channel, timeout: float | None = None) -> None:
         super().__init__(channel, CALC_EVENTS, timeout)
 
-    async def add(self, value: Add, timeout: float | None = None) -> AddReply:
+    async def add(
+        self, value: Add, timeout: float | None = None, traceparent: str | None = None
+    ) -> AddReply:
         """Calls add and waits for its reply."""
-        return await self.call(ADD, value, timeout)
+        return await self.call(ADD, value, timeout, traceparent)
 
-    async def stats(self, value: Stats, timeout: float | None = None) -> StatsReply:
+    async def stats(
+        self, value: Stats, timeout: float | None = None, traceparent: str | None = None
+    ) -> StatsReply:
         """Mean and count of the values; an empty list is an error reply."""
-        return await self.call(STATS, value, timeout)
+        return await self.call(STATS, value, timeout, traceparent)
 
-    async def shout(self, value: Shout, timeout: float | None = None) -> ShoutReply:
+    async def shout(
+        self, value: Shout, timeout: float | None = None, traceparent: str | None = None
+    ) -> ShoutReply:
         """Calls shout and waits for its reply."""
-        return await self.call(SHOUT, value, timeout)
+        return await self.call(SHOUT, value, timeout, traceparent)
 
 
 class CalcHandlers(Protocol):

@@ -115,6 +115,23 @@ class FastPath(unittest.IsolatedAsyncioTestCase):
         client.close()
         await asyncio.wait_for(serving, 5)
 
+    async def test_a_generated_call_carries_the_trace_context_it_is_given(self) -> None:
+        client, server = await self.pair()
+        seen: list[str | None] = []
+
+        class Traced(Work):
+            def add(self, value: rpctest.Add, context: CallContext) -> object:
+                seen.append(context.traceparent)
+                return super().add(value, context)
+
+        serving = asyncio.ensure_future(server.serve(Traced()))
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=1), traceparent=parent), 10)).value, 2)
+        self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=2)), 10)).value, 3)
+        self.assertEqual(seen, [parent, None])
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
     async def test_stop_on_error_stops_serving_with_the_failure(self) -> None:
         client, server = await self.pair()
         serving = asyncio.ensure_future(server.serve(Work(), stop_on_error=True))

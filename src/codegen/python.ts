@@ -392,9 +392,11 @@ class PythonModuleWriter {
     for (const m of calls) {
       this.#emit(
         '',
-        `    async def ${ident(m.name)}(self, value: ${py.type(m.name)}, timeout: float | None = None) -> ${py.reply(m.name)}:`,
+        `    async def ${ident(m.name)}(`,
+        `        self, value: ${py.type(m.name)}, timeout: float | None = None, traceparent: str | None = None`,
+        `    ) -> ${py.reply(m.name)}:`,
         ...docstring(m.doc ?? `Calls ${m.name} and waits for its reply.`, '        '),
-        `        return await self.call(${py.descriptor(m.name)}, value, timeout)`,
+        `        return await self.call(${py.descriptor(m.name)}, value, timeout, traceparent)`,
       );
     }
     this.#pushMethods(fromClient.filter((m) => m.kind === 'push'));

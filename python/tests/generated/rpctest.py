@@ -304,17 +304,23 @@ class WorkClient(RpcClient):
     def __init__(self, channel: Channel, timeout: float | None = None) -> None:
         super().__init__(channel, WORK_EVENTS, timeout)
 
-    async def add(self, value: Add, timeout: float | None = None) -> AddReply:
+    async def add(
+        self, value: Add, timeout: float | None = None, traceparent: str | None = None
+    ) -> AddReply:
         """Calls add and waits for its reply."""
-        return await self.call(ADD, value, timeout)
+        return await self.call(ADD, value, timeout, traceparent)
 
-    async def hang(self, value: Hang, timeout: float | None = None) -> HangReply:
+    async def hang(
+        self, value: Hang, timeout: float | None = None, traceparent: str | None = None
+    ) -> HangReply:
         """Runs until its signal fires, then pushes `aborted` and fails with the signal's reason."""
-        return await self.call(HANG, value, timeout)
+        return await self.call(HANG, value, timeout, traceparent)
 
-    async def noisy(self, value: Noisy, timeout: float | None = None) -> NoisyReply:
+    async def noisy(
+        self, value: Noisy, timeout: float | None = None, traceparent: str | None = None
+    ) -> NoisyReply:
         """Pushes `note` with the value, then answers with it."""
-        return await self.call(NOISY, value, timeout)
+        return await self.call(NOISY, value, timeout, traceparent)
 
 
 class WorkHandlers(Protocol):

@@ -391,9 +391,11 @@ class AllClient(RpcClient):
     def __init__(self, channel: Channel, timeout: float | None = None) -> None:
         super().__init__(channel, ALL_EVENTS, timeout)
 
-    async def echo(self, value: Echo, timeout: float | None = None) -> EchoReply:
+    async def echo(
+        self, value: Echo, timeout: float | None = None, traceparent: str | None = None
+    ) -> EchoReply:
         """Calls echo and waits for its reply."""
-        return await self.call(ECHO, value, timeout)
+        return await self.call(ECHO, value, timeout, traceparent)
 
     def empty(self, value: Empty | None = None, on_full: OnFull = "throw") -> bool:
         """Sends empty without waiting; False when dropped by `on_full`."""
