@@ -25,8 +25,9 @@ FRAME_HEADER: Final = struct.Struct("<IBBHII")
 HEADER_BYTES: Final = 16
 # Output written out at once while a batch of frames is being read (see Connection.send).
 EAGER_OUT_BYTES: Final = 1024
-DESCRIPTOR: Final = struct.Struct("<IIIIHHIII6I8x")
+DESCRIPTOR: Final = struct.Struct("<IIIIHHIII8I")
 DESCRIPTOR_BYTES: Final = 64
+NO_COUNTERS: Final = (0,) * 8
 HELLO: Final = struct.Struct("<IHH32sIIIHHI")
 HELLO_BYTES: Final = 60
 AUTH_BYTES: Final = 32
@@ -95,6 +96,8 @@ class Stats:
     queued_messages: int = 0
     queued_bytes: int = 0
     high_water_mark: int = 0
+    sent_bytes: int = 0
+    received_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +304,7 @@ class Channel(ChannelHandle, Books):
         self._credit_bytes -= n
         self._conn.write_message(self.id, msg_type, data, handles)
         self._stats.sent += 1
+        self._stats.sent_bytes += n
         self._sent_here += 1
         return True
 
@@ -372,6 +376,7 @@ class Channel(ChannelHandle, Books):
             return None
         m = self._queue.popleft()
         self._stats.received += 1
+        self._stats.received_bytes += len(m.data)
         self._stats.queued_bytes -= len(m.data)
         self._return_credit(1, len(m.data))
         return m
@@ -465,13 +470,15 @@ class Channel(ChannelHandle, Books):
     def stats(self) -> Stats:
         s = self._stats
         return Stats(
-            s.sent, s.received, s.dropped, s.backpressured, s.discarded, len(self._queue), s.queued_bytes, s.high_water_mark
+            s.sent, s.received, s.dropped, s.backpressured, s.discarded, len(self._queue), s.queued_bytes,
+            s.high_water_mark, s.sent_bytes, s.received_bytes,
         )
 
     def adopt_counters(self, counters: tuple[int, ...]) -> None:
         """The statistics that travelled with a moved end (docs/channel.md)."""
         s = self._stats
-        s.sent, s.received, s.dropped, s.backpressured, s.discarded, s.high_water_mark = counters
+        (s.sent, s.received, s.dropped, s.backpressured, s.discarded, s.high_water_mark, s.sent_bytes,
+         s.received_bytes) = counters
 
     @property
     def closed(self) -> bool:
@@ -527,7 +534,7 @@ class NewEnd(ChannelHandle):
         mine.credit(lim.capacity, lim.capacity_bytes)
         return DESCRIPTOR.pack(
             mine.id, lim.capacity, lim.capacity_bytes, lim.max_message_bytes, lim.max_handles,
-            KIND_CHANNEL, lim.capacity, lim.capacity_bytes, 0, 0, 0, 0, 0, 0, 0,
+            KIND_CHANNEL, lim.capacity, lim.capacity_bytes, 0, *NO_COUNTERS,
         )
 
     def close(self) -> None:
@@ -565,7 +572,9 @@ class Bridge(Books):
 
     def descriptor(self) -> bytes:
         lim, s = self.limits, self.inner._stats
-        counters = (s.sent, s.received, s.dropped, s.backpressured, s.discarded, s.high_water_mark)
+        counters = (
+            s.sent, s.received, s.dropped, s.backpressured, s.discarded, s.high_water_mark, s.sent_bytes, s.received_bytes
+        )
         return DESCRIPTOR.pack(
             self.id, lim.capacity, lim.capacity_bytes, lim.max_message_bytes, lim.max_handles, KIND_CHANNEL,
             self._grant_messages, self._grant_bytes, self.inner.origin, *(c & 0xFFFFFFFF for c in counters),
@@ -823,6 +832,7 @@ class Connection(asyncio.Protocol):
                     link._grant_bytes -= length
                     link._accepted += 1
                     link._stats.received += 1
+                    link._stats.received_bytes += length
                     link._return_credit(1, length)
                 else:
                     link.deliver(Message(arg, buf[start:end] if fresh else bytes(buf[start:end]), []))

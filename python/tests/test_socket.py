@@ -59,6 +59,7 @@ class PythonClientTypeScriptServer(PeerTest):
         self.assertEqual(await p.exit_code(), 0)
         self.assertEqual(ch.stats.sent, 200)
         self.assertEqual(ch.stats.received, 200)
+        self.assertEqual((ch.stats.sent_bytes, ch.stats.received_bytes), (4900, 4900))
 
     async def test_echo_over_a_unix_socket(self) -> None:
         await self.echo(tcp=False, secret=None)

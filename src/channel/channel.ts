@@ -83,6 +83,12 @@ export interface ChannelStats {
   sent: number;
   /** Messages this endpoint received. */
   received: number;
+  /**
+   * Data bytes of the messages sent and received (handles not counted). Sends the peer dropped
+   * unread after its close are taken out of `sent` but stay in `sentBytes`.
+   */
+  sentBytes: number;
+  receivedBytes: number;
   /** Messages dropped by `onFull: 'drop' | 'close'`. */
   dropped: number;
   /** Sends that found the peer's queue full, whatever the strategy. */
@@ -403,6 +409,7 @@ export class Channel implements Handle {
     const raw = this.#tryTake(endpoint);
     if (raw === undefined) return undefined;
     endpoint.counters.received++;
+    endpoint.counters.receivedBytes += raw.data.byteLength;
     const view = this.#view;
     view.type = raw.type;
     view.data = raw.data;
@@ -470,9 +477,11 @@ export class Channel implements Handle {
   /** Checks a message and sends it if there is room. Throws for anything but room and peer. */
   #trySend(endpoint: Endpoint, message: OutgoingMessage): SendStatus {
     const handles = this.#collectHandles(endpoint, message);
-    const status = endpoint.trySend(message.type, message.data ?? EMPTY, handles);
+    const data = message.data ?? EMPTY;
+    const status = endpoint.trySend(message.type, data, handles);
     if (status !== SEND_OK) return status;
     endpoint.counters.sent++;
+    endpoint.counters.sentBytes += data.byteLength;
     if (handles.length > 0) for (const h of message.handles as readonly Handle[]) h[kRelease]();
     return SEND_OK;
   }
@@ -574,6 +583,7 @@ export class Channel implements Handle {
 
   #deliver(endpoint: Endpoint, raw: RawMessage): Message {
     endpoint.counters.received++;
+    endpoint.counters.receivedBytes += raw.data.byteLength;
     return {
       type: raw.type,
       data: raw.data,

@@ -55,6 +55,9 @@ export interface EndpointEvents {
 export interface EndpointCounters {
   sent: number;
   received: number;
+  /** Data bytes of the messages counted in `sent` and `received`. */
+  sentBytes: number;
+  receivedBytes: number;
   dropped: number;
   backpressured: number;
   /** Messages still queued when this endpoint closed: destroyed unread, handles closed. */

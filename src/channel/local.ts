@@ -15,7 +15,16 @@ import {
 } from './endpoint.js';
 
 export function newCounters(): EndpointCounters {
-  return { sent: 0, received: 0, dropped: 0, backpressured: 0, discarded: 0, highWaterMark: 0 };
+  return {
+    sent: 0,
+    received: 0,
+    sentBytes: 0,
+    receivedBytes: 0,
+    dropped: 0,
+    backpressured: 0,
+    discarded: 0,
+    highWaterMark: 0,
+  };
 }
 
 /** Closes every handle a message carries: used when a message dies unread, so nothing leaks. */

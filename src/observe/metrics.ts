@@ -55,6 +55,18 @@ const CHANNEL_FAMILIES: readonly Family[] = [
     value: (s) => s.stats.received,
   },
   {
+    name: 'ftl_ipc_channel_sent_bytes_total',
+    type: 'counter',
+    help: 'Data bytes of the messages the endpoint sent.',
+    value: (s) => s.stats.sentBytes,
+  },
+  {
+    name: 'ftl_ipc_channel_received_bytes_total',
+    type: 'counter',
+    help: 'Data bytes of the messages the endpoint received.',
+    value: (s) => s.stats.receivedBytes,
+  },
+  {
     name: 'ftl_ipc_channel_backpressure_total',
     type: 'counter',
     help: "Sends that found the peer's queue full.",

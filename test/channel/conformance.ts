@@ -597,7 +597,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
     });
 
     describe('stats and diagnostics', () => {
-      it('counts sent, received, dropped, backpressured, queue depth and high water', async () => {
+      it('counts sent, received, their bytes, dropped, backpressured, queue depth and high water', async () => {
         const [a, b] = await makePair({ capacity: 3 });
         a.send({ type: 1, data: new Uint8Array(10) });
         a.send({ type: 2, data: new Uint8Array(5) });
@@ -608,6 +608,8 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         assert.deepEqual(a.stats, {
           sent: 3,
           received: 0,
+          sentBytes: 15,
+          receivedBytes: 0,
           dropped: 1,
           backpressured: 1,
           discarded: 0,
@@ -617,6 +619,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         });
         const bs = b.stats;
         assert.equal(bs.received, 1);
+        assert.equal(bs.receivedBytes, 10);
         assert.equal(bs.queuedMessages, 2);
         assert.equal(bs.queuedBytes, 5);
         assert.equal(bs.highWaterMark, 3);
@@ -627,20 +630,22 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
       it('the counters travel with an endpoint sent as a handle', async () => {
         const [a, b] = await makePair();
         const [x, y] = Channel.pair({ capacity: 2 });
-        x.send({ type: 1 });
-        x.send({ type: 2 });
+        x.send({ type: 1, data: new Uint8Array(3) });
+        x.send({ type: 2, data: new Uint8Array(4) });
         assert.equal(x.send({ type: 3 }, { onFull: 'drop' }), false);
-        y.send({ type: 4 });
-        y.send({ type: 5 });
+        y.send({ type: 4, data: new Uint8Array(2) });
+        y.send({ type: 5, data: new Uint8Array(6) });
         assert.equal((await x.recv()).type, 4);
         const counters = {
           sent: 2,
           received: 1,
+          sentBytes: 7,
+          receivedBytes: 2,
           dropped: 1,
           backpressured: 1,
           discarded: 0,
           queuedMessages: 1,
-          queuedBytes: 0,
+          queuedBytes: 6,
           highWaterMark: 2,
         };
         assert.deepEqual(x.stats, counters);
@@ -651,6 +656,7 @@ export function channelConformance(placement: string, makePair: PairFactory): vo
         // And they go on counting from there.
         assert.equal((await moved.recv()).type, 5);
         assert.equal(moved.stats.received, 2);
+        assert.equal(moved.stats.receivedBytes, 8);
         a.close();
         moved.close();
       });

@@ -162,6 +162,13 @@ services:
     await page.waitForSelector('#detail:not([hidden]) dt', { timeout: 10_000 });
     await page.screenshot({ path: join(shots, 'backpressure.png'), fullPage: true });
     assert.match((await page.textContent('#detail-title')) ?? '', /tcpip · listen:/);
+    // The connections' data, counted in bytes too.
+    await page.waitForSelector(
+      '#channels tr[data-channel^="tcpip/"]:not([data-received-bytes="0"])',
+      {
+        timeout: 10_000,
+      },
+    );
     await load;
 
     const pid = Number(text.join('').match(/http started \(pid (\d+)\)/)![1]);
@@ -195,6 +202,11 @@ services:
     assert.match(body, listening, 'the listen channel of the restarted http service, after 20 s');
     assert.match(body, /^ftl_ipc_service_restarts_total\{service="http"\} [1-9]/m);
     assert.match(body, /^ftl_ipc_service_exits_total\{service="http"\} [1-9]/m);
+    // The restarted http service's listen call, in bytes.
+    assert.match(
+      body,
+      /^ftl_ipc_channel_received_bytes_total\{service="tcpip",channel="client:http"\} [1-9]/m,
+    );
     const check = execFile('promtool', ['check', 'metrics']);
     check.stdin!.end(body);
     let out = '';

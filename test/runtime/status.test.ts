@@ -6,6 +6,8 @@ it('renders services, then the channels they reported', () => {
   const stats = {
     sent: 5,
     received: 4,
+    sentBytes: 50,
+    receivedBytes: 40,
     dropped: 1,
     backpressured: 2,
     discarded: 0,

@@ -48,6 +48,13 @@ function describe({ t, event }) {
   }
 }
 
+/** A byte rate in the unit that keeps it short. */
+function bytes(n) {
+  if (n < 1024) return `${n.toFixed(0)} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 function push(series, value) {
   series.push(value);
   if (series.length > HISTORY) series.shift();
@@ -70,6 +77,8 @@ function update(snapshot) {
       const row = old ?? { queue: [], service: s.name, name: c.name };
       row.out = old === undefined ? 0 : rate(c.stats.sent, old.stats.sent);
       row.in = old === undefined ? 0 : rate(c.stats.received, old.stats.received);
+      row.bytesOut = old === undefined ? 0 : rate(c.stats.sentBytes, old.stats.sentBytes);
+      row.bytesIn = old === undefined ? 0 : rate(c.stats.receivedBytes, old.stats.receivedBytes);
       row.pressing = old !== undefined && c.stats.backpressured > old.stats.backpressured;
       row.stats = c.stats;
       row.capacity = c.capacity;
@@ -118,6 +127,7 @@ function render() {
           'data-channel': key,
           'data-backpressured': c.stats.backpressured,
           'data-dropped': c.stats.dropped,
+          'data-received-bytes': c.stats.receivedBytes,
           class: `${c.stats.backpressured > 0 ? 'backpressure' : ''} ${key === selected ? 'selected' : ''}`,
         },
         el('td', {}, c.service),
@@ -125,6 +135,8 @@ function render() {
         el('td', {}, bar, ` ${c.stats.queuedMessages} / ${c.capacity ?? '?'}`),
         el('td', { class: 'n' }, c.out.toFixed(0)),
         el('td', { class: 'n' }, c.in.toFixed(0)),
+        el('td', { class: 'n' }, bytes(c.bytesOut)),
+        el('td', { class: 'n' }, bytes(c.bytesIn)),
         el('td', { class: 'n' }, `${c.stats.backpressured}${c.pressing ? ' ▲' : ''}`),
         el('td', { class: 'n' }, String(c.stats.dropped)),
         el('td', {}, spark(c.queue, c.capacity)),

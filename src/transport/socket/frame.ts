@@ -98,6 +98,8 @@ const COUNTER_FIELDS = [
   'backpressured',
   'discarded',
   'highWaterMark',
+  'sentBytes',
+  'receivedBytes',
 ] as const;
 
 export function writeDescriptor(buf: Buffer, at: number, d: Descriptor): void {
@@ -113,7 +115,6 @@ export function writeDescriptor(buf: Buffer, at: number, d: Descriptor): void {
   COUNTER_FIELDS.forEach((field, i) => {
     buf.writeUInt32LE(d.counters[field] >>> 0, at + 32 + 4 * i);
   });
-  buf.fill(0, at + 56, at + DESCRIPTOR_BYTES);
 }
 
 export function readDescriptor(buf: Uint8Array, at: number): Descriptor {
@@ -137,6 +138,8 @@ export function readDescriptor(buf: Uint8Array, at: number): Descriptor {
       backpressured: view.readUInt32LE(44),
       discarded: view.readUInt32LE(48),
       highWaterMark: view.readUInt32LE(52),
+      sentBytes: view.readUInt32LE(56),
+      receivedBytes: view.readUInt32LE(60),
     },
   };
 }

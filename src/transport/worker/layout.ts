@@ -75,7 +75,7 @@ export const WRAP = -1;
 export const MOVED = -2;
 
 /** A channel handle in a message: int32 words, then float64 counters from byte 40. */
-export const HANDLE_BYTES = 80;
+export const HANDLE_BYTES = 96;
 
 export function recordSize(bytes: number): number {
   return RECORD_HEADER + ((bytes + 7) & ~7);

@@ -438,8 +438,7 @@ export class SharedEndpoint implements Endpoint {
     side0: SharedEndpoint,
     counters: Omit<EndpointCounters, 'highWaterMark'>,
   ): Travel {
-    const { sent, received, dropped, backpressured, discarded } = counters;
-    return { ...side0.#fresh(), counters: { sent, received, dropped, backpressured, discarded } };
+    return { ...side0.#fresh(), counters: travelling(counters) };
   }
 
   #fresh(): Omit<Travel, 'counters'> {
@@ -797,7 +796,6 @@ export class SharedEndpoint implements Endpoint {
     Atomics.store(i32, this.#c + OWNER + this.#side, -this.#arena.thread);
     const generation = Atomics.add(i32, this.#c + GENERATION + this.#side, 1) + 1;
     this.#leave();
-    const { sent, received, dropped, backpressured, discarded } = this.counters;
     return {
       arena: this.#arena,
       slot: this.#slot,
@@ -805,7 +803,7 @@ export class SharedEndpoint implements Endpoint {
       generation,
       pairId: this.#pairId,
       limits: this.limits,
-      counters: { sent, received, dropped, backpressured, discarded },
+      counters: travelling(this.counters),
     };
   }
 
@@ -825,6 +823,8 @@ export class SharedEndpoint implements Endpoint {
       dropped: f64[f + 2] as number,
       backpressured: f64[f + 3] as number,
       discarded: f64[f + 4] as number,
+      sentBytes: f64[f + 5] as number,
+      receivedBytes: f64[f + 6] as number,
     };
     return SharedEndpoint.#adopt(
       arenaOf(i32[w + 1] as number),
@@ -1254,6 +1254,16 @@ function describeTravel(t: Travel, arena: Arena, w: number): void {
   f64[f + 2] = t.counters.dropped;
   f64[f + 3] = t.counters.backpressured;
   f64[f + 4] = t.counters.discarded;
+  f64[f + 5] = t.counters.sentBytes;
+  f64[f + 6] = t.counters.receivedBytes;
+}
+
+/** The counters a side takes along: its high-water mark stays in the ring it leaves. */
+function travelling(
+  counters: Omit<EndpointCounters, 'highWaterMark'>,
+): Omit<EndpointCounters, 'highWaterMark'> {
+  const { sent, received, sentBytes, receivedBytes, dropped, backpressured, discarded } = counters;
+  return { sent, received, sentBytes, receivedBytes, dropped, backpressured, discarded };
 }
 
 function importHandle(arena: Arena, w: number): HandleState {
