@@ -408,8 +408,10 @@ export class Channel implements Handle {
     const endpoint = this.#live();
     const raw = this.#tryTake(endpoint);
     if (raw === undefined) return undefined;
-    endpoint.counters.received++;
-    endpoint.counters.receivedBytes += raw.data.byteLength;
+    // One read of `counters`: a transport's may be a getter, and each read costs a call.
+    const counters = endpoint.counters;
+    counters.received++;
+    counters.receivedBytes += raw.data.byteLength;
     const view = this.#view;
     view.type = raw.type;
     view.data = raw.data;
@@ -480,8 +482,9 @@ export class Channel implements Handle {
     const data = message.data ?? EMPTY;
     const status = endpoint.trySend(message.type, data, handles);
     if (status !== SEND_OK) return status;
-    endpoint.counters.sent++;
-    endpoint.counters.sentBytes += data.byteLength;
+    const counters = endpoint.counters;
+    counters.sent++;
+    counters.sentBytes += data.byteLength;
     if (handles.length > 0) for (const h of message.handles as readonly Handle[]) h[kRelease]();
     return SEND_OK;
   }
@@ -582,8 +585,9 @@ export class Channel implements Handle {
   }
 
   #deliver(endpoint: Endpoint, raw: RawMessage): Message {
-    endpoint.counters.received++;
-    endpoint.counters.receivedBytes += raw.data.byteLength;
+    const counters = endpoint.counters;
+    counters.received++;
+    counters.receivedBytes += raw.data.byteLength;
     return {
       type: raw.type,
       data: raw.data,
