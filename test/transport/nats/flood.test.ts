@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { availableParallelism, loadavg } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
@@ -17,6 +18,11 @@ import { type NatsServer, natsSuite, startNats } from './server.js';
 const child = (name: string) => fileURLToPath(new URL(`./children/${name}.js`, import.meta.url));
 const secret = 'flood';
 const MiB = 1024 * 1024;
+/**
+ * The listener's CPU a flood request may cost: it keeps no state for one (measured: about 10 µs,
+ * the decode of a NATS message and a HELLO refused).
+ */
+const PER_REQUEST_US = 50;
 const FLOOD = 100_000;
 
 /** Round trips completed in `ms` with at most 64 in flight. */
@@ -49,9 +55,11 @@ async function echoRate(ch: Channel, ms: number): Promise<number> {
   return got;
 }
 
-async function rss(ch: Channel): Promise<number> {
+/** The listener's resident set size (bytes) and the CPU time it has used (µs). */
+async function usage(ch: Channel): Promise<{ rss: number; cpu: number }> {
   await ch.sendWait({ type: 1 });
-  return Buffer.from((await ch.recv()).data).readDoubleLE(0);
+  const data = Buffer.from((await ch.recv()).data);
+  return { rss: data.readDoubleLE(0), cpu: data.readDoubleLE(8) };
 }
 
 describe('half-open handshakes over NATS', natsSuite, () => {
@@ -79,8 +87,9 @@ describe('half-open handshakes over NATS', natsSuite, () => {
     const address = { nats: server.url, service: 'flooded' };
     const ch = await connect(address, { secret });
     await echoRate(ch, 500);
-    const before = await rss(ch);
+    const before = await usage(ch);
     const calm = await echoRate(ch, 1500);
+    const calmed = await usage(ch);
     // At the lowest priority: on a machine this small, an attacker at full priority measures
     // the CPU it takes from the listener, not the listener (on a real deployment it runs
     // elsewhere).
@@ -99,17 +108,32 @@ describe('half-open handshakes over NATS', natsSuite, () => {
     const flooded = await echoRate(ch, 1500);
     const floodMs = Number(await sent);
     await exited;
-    const grown = (await rss(ch)) - before;
+    const end = await usage(ch);
+    const grown = end.rss - before.rss;
     // Other test files run beside this one: the baseline is the calmer of before and after.
     const after = await echoRate(ch, 1500);
     const baseline = Math.min(calm, after);
+    // The listener's CPU beyond what its echoes cost at the calm rate: what the flood took.
+    const perEcho = (calmed.cpu - before.cpu) / calm;
+    const perRequest = (end.cpu - calmed.cpu - flooded * perEcho) / FLOOD;
+    const load = loadavg()[0] as number;
     t.diagnostic(
-      `flood of ${FLOOD} requests sent in ${floodMs} ms; a good client served in ${servedMs} ms; echoes per 1.5 s ${calm} before, ${flooded} in the flood, ${after} after; listener RSS grew ${(grown / MiB).toFixed(1)} MiB`,
+      `flood of ${FLOOD} requests sent in ${floodMs} ms; a good client served in ${servedMs} ms; echoes per 1.5 s ${calm} before, ${flooded} in the flood, ${after} after; listener CPU ${perEcho.toFixed(1)} µs an echo, ${perRequest.toFixed(2)} µs a flood request; RSS grew ${(grown / MiB).toFixed(1)} MiB; load average ${load.toFixed(1)}`,
     );
     assert.ok(servedMs < 1000, `a good client took ${servedMs} ms`);
+    // The flood costs the listener ~10 µs of CPU a request, so on two cores the echo pace falls
+    // to about half (measured 0.45x on a quiet machine): this checks starvation, not sharing.
+    // On a machine busier than its cores (the suite's other files, nats-server itself at full
+    // priority), the echo pace measures the scheduler; the listener's own CPU does not.
+    if (load < availableParallelism()) {
+      assert.ok(
+        flooded * 4 >= baseline,
+        `${flooded} echoes in the flood, ${calm} before, ${after} after`,
+      );
+    }
     assert.ok(
-      flooded * 2 >= baseline,
-      `${flooded} echoes in the flood, ${calm} before, ${after} after`,
+      perRequest < PER_REQUEST_US,
+      `${perRequest.toFixed(2)} µs of the listener's CPU a request`,
     );
     assert.ok(grown < 100 * MiB, `the listener grew ${grown} bytes`);
     good.close();
