@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from .errors import IpcError
+from .errors import IpcError, check_timeout
 from .wire import ChannelHandle, Handle, Message, PipeConsumer, PipeProducer, discard
 
 FRAME_HEADER: Final = struct.Struct("<IBBHII")
@@ -310,6 +310,7 @@ class Channel(ChannelHandle, Books):
 
     async def writable(self, n_bytes: int = 0, timeout: float | None = None) -> None:
         """Waits until a send of a message of `n_bytes` could succeed (or the peer closed)."""
+        timeout = check_timeout(f"writable on channel {self.id}", timeout)
         while not self._has_room(n_bytes):
             if self.sent_close or self.moved:
                 raise self._closed()
@@ -333,6 +334,7 @@ class Channel(ChannelHandle, Books):
 
     async def send_wait(self, message: Message, timeout: float | None = None) -> None:
         """Sends, waiting while the peer's queue is full; waiting senders go first come, first served."""
+        timeout = check_timeout(f"send_wait on channel {self.id}", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         async with self._send_lock:
             found_full = False

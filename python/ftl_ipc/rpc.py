@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from .connection import Channel, OnFull, events
-from .errors import IpcError
+from .errors import IpcError, check_timeout
 from .wire import (
     HEADER_BYTES,
     CallDescriptor,
@@ -74,7 +74,7 @@ class RpcClient(_Peer):
 
     def __init__(self, channel: Channel, events_table: MessageTable, timeout: float | None = None) -> None:
         super().__init__(channel, events_table)
-        self.timeout = timeout
+        self.timeout = check_timeout("RpcClient", timeout)
         self._next_txid = 1
         self._pending: dict[int, _Pending] = {}
         self._window = asyncio.Semaphore(max(1, channel.limits.capacity // 2))
@@ -143,7 +143,7 @@ class RpcClient(_Peer):
         included), REMOTE_ERROR for an error reply. Cancelling the task sends a cancel.
         `traceparent` (a W3C header value, e.g. a handler's `ctx.traceparent`) goes with the
         request as its trace context."""
-        timeout = self.timeout if timeout is None else timeout
+        timeout = self.timeout if timeout is None else check_timeout(d.name, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         message = encode_message(d, value)  # invalid arguments fail before anything waits
         if self._ended is not None:

@@ -13,7 +13,7 @@ import unittest
 from ftl_ipc import IpcError
 from ftl_ipc.connection import channel_over_socket, events
 from ftl_ipc.rpc import CallContext
-from ftl_ipc.wire import PLAIN_HEAD, encode_message, encode_reply
+from ftl_ipc.wire import PLAIN_HEAD, Message, encode_message, encode_reply
 
 from .generated import rpctest, vectors
 
@@ -129,6 +129,25 @@ class FastPath(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=1), traceparent=parent), 10)).value, 2)
         self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=2)), 10)).value, 3)
         self.assertEqual(seen, [parent, None])
+        client.close()
+        await asyncio.wait_for(serving, 5)
+
+    async def test_a_bad_timeout_is_refused_before_anything_is_sent(self) -> None:
+        client, server = await self.pair()
+        serving = asyncio.ensure_future(server.serve(Work()))
+        channel = server.channel
+        for bad in (-5, float("nan"), float("inf"), 3e6, "1", True):
+            with self.assertRaises(IpcError) as caught:
+                await client.add(rpctest.Add(value=1), timeout=bad)  # type: ignore[arg-type]
+            self.assertEqual(caught.exception.code, "INVALID_ARGUMENT")
+            self.assertIn(f"got {bad!r}", caught.exception.message)
+            for wait in (channel.send_wait(Message(1, b""), bad),
+                         channel.writable(0, bad)):  # type: ignore[arg-type]
+                with self.assertRaises(IpcError) as caught:
+                    await wait
+                self.assertEqual(caught.exception.code, "INVALID_ARGUMENT")
+        self.assertEqual(channel.stats.received, 0)
+        self.assertEqual((await asyncio.wait_for(client.add(rpctest.Add(value=1), timeout=5), 10)).value, 2)
         client.close()
         await asyncio.wait_for(serving, 5)
 
