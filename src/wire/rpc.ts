@@ -140,6 +140,14 @@ export class RpcClient<In extends Received = Received> extends Peer<In> implemen
     this.#defaultTimeoutMs = options.timeoutMs;
   }
 
+  /**
+   * Calls sent whose reply has not come, those that timed out or were aborted included: a pool
+   * tells from it that a handler still runs past its call's end.
+   */
+  get unanswered(): number {
+    return this.#inFlight.size;
+  }
+
   call<Req, Rep>(d: CallDescriptor<Req, Rep>, value: Req, options: CallOptions = {}): Promise<Rep> {
     const invalid = checkWaitOptions(options);
     if (invalid !== undefined)
