@@ -8,10 +8,11 @@ import type {
   WaitOptions,
 } from 'ftl-ipc';
 import {
+  type CallRouter,
   type MessageDescriptor,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -66,9 +67,9 @@ export type SampleEvent = never;
 const sampleEvents = new MessageTable<SampleEvent>([]);
 
 /** The client end of a channel speaking bench.sample. */
-export class SampleClient extends RpcClient<SampleEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, sampleEvents, options);
+export class SampleClient extends ProtocolClient<SampleEvent> {
+  constructor(target: Channel | CallRouter<SampleEvent>, options?: ClientOptions) {
+    super(target, sampleEvents, options);
   }
 
   /** Sends reading without waiting; false when dropped by `onFull`. */

@@ -2,6 +2,7 @@ export * from './channel/index.js';
 export { IPC_ERROR_CODES, IpcError, type IpcErrorCode, isIpcError } from './errors.js';
 export * from './observe/index.js';
 export * from './pipe/index.js';
+export * from './pool/index.js';
 export * from './runtime/index.js';
 export * from './transport/socket/index.js';
 export {

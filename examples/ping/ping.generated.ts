@@ -10,9 +10,10 @@ import type {
 } from 'ftl-ipc';
 import {
   type CallDescriptor,
+  type CallRouter,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -71,9 +72,9 @@ export type PingEvent = never;
 const pingEvents = new MessageTable<PingEvent>([]);
 
 /** The client end of a channel speaking ping.ping. */
-export class PingClient extends RpcClient<PingEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, pingEvents, options);
+export class PingClient extends ProtocolClient<PingEvent> {
+  constructor(target: Channel | CallRouter<PingEvent>, options?: ClientOptions) {
+    super(target, pingEvents, options);
   }
 
   /** Calls ping and waits for its reply. */

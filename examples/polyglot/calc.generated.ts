@@ -9,9 +9,10 @@ import type {
 } from 'ftl-ipc';
 import {
   type CallDescriptor,
+  type CallRouter,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -165,9 +166,9 @@ export type CalcEvent = never;
 const calcEvents = new MessageTable<CalcEvent>([]);
 
 /** The client end of a channel speaking calc.calc. */
-export class CalcClient extends RpcClient<CalcEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, calcEvents, options);
+export class CalcClient extends ProtocolClient<CalcEvent> {
+  constructor(target: Channel | CallRouter<CalcEvent>, options?: ClientOptions) {
+    super(target, calcEvents, options);
   }
 
   /** Calls add and waits for its reply. */

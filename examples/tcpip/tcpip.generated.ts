@@ -11,10 +11,11 @@ import type {
 } from 'ftl-ipc';
 import {
   type CallDescriptor,
+  type CallRouter,
   type MessageDescriptor,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -159,9 +160,9 @@ export type ControlEvent = never;
 const controlEvents = new MessageTable<ControlEvent>([]);
 
 /** The client end of a channel speaking tcpip.control. */
-export class ControlClient extends RpcClient<ControlEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, controlEvents, options);
+export class ControlClient extends ProtocolClient<ControlEvent> {
+  constructor(target: Channel | CallRouter<ControlEvent>, options?: ClientOptions) {
+    super(target, controlEvents, options);
   }
 
   /** Calls tcp_listen and waits for its reply. */
@@ -203,9 +204,9 @@ export type ListenEvent =
 const listenEvents = new MessageTable<ListenEvent>([tcpAccepted]);
 
 /** The client end of a channel speaking tcpip.listen. */
-export class ListenClient extends RpcClient<ListenEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, listenEvents, options);
+export class ListenClient extends ProtocolClient<ListenEvent> {
+  constructor(target: Channel | CallRouter<ListenEvent>, options?: ClientOptions) {
+    super(target, listenEvents, options);
   }
 }
 
@@ -240,9 +241,9 @@ export type ConnectionEvent =
 const connectionEvents = new MessageTable<ConnectionEvent>([tcpReceived, tcpClosed]);
 
 /** The client end of a channel speaking tcpip.connection. */
-export class ConnectionClient extends RpcClient<ConnectionEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, connectionEvents, options);
+export class ConnectionClient extends ProtocolClient<ConnectionEvent> {
+  constructor(target: Channel | CallRouter<ConnectionEvent>, options?: ClientOptions) {
+    super(target, connectionEvents, options);
   }
 
   /** Sends tcp_send without waiting; false when dropped by `onFull`. */

@@ -373,11 +373,12 @@ class ModuleWriter {
       ...docComment(p.doc ?? `The client end of a channel speaking ${p.pkg}.${p.name}.`, ''),
     );
     this.#emit(
-      `export class ${names.client(p.name)} extends ${this.#use('RpcClient')}<${event}> {`,
+      `export class ${names.client(p.name)} extends ${this.#use('ProtocolClient')}<${event}> {`,
     );
+    // Over a channel or over a pool of them: the same methods, so code using it does not change.
     this.#emit(
-      `  constructor(channel: ${channel}, options?: ${this.#use('ClientOptions')}) {`,
-      `    super(channel, ${names.eventTable(p.name)}, options);`,
+      `  constructor(target: ${channel} | ${this.#use('CallRouter')}<${event}>, options?: ${this.#use('ClientOptions')}) {`,
+      `    super(target, ${names.eventTable(p.name)}, options);`,
       '  }',
     );
     for (const m of fromClient.filter((m) => m.kind === 'call')) {
@@ -452,7 +453,7 @@ class ModuleWriter {
     for (const p of pkg.protocols) for (const m of p.messages) this.#message(m);
     for (const p of pkg.protocols) this.#protocol(p);
     // Classes and MessageTable are values; every other runtime name is a type.
-    const values = new Set(['MessageTable', 'RpcClient', 'RpcServer']);
+    const values = new Set(['MessageTable', 'ProtocolClient', 'RpcServer']);
     const used = [...this.#runtime].sort();
     const importFrom = (entry: ReadonlySet<string>, from: string) => {
       const specifiers = used.filter((n) => entry.has(n));

@@ -49,8 +49,10 @@ export const mainEntryNames: ReadonlySet<string> = new Set([
 /** Identifiers generated modules import from the `ftl-ipc/wire` entry, which only they need. */
 export const wireEntryNames: ReadonlySet<string> = new Set([
   'CallDescriptor',
+  'CallRouter',
   'MessageDescriptor',
   'MessageTable',
+  'ProtocolClient',
   'Reader',
   'RpcClient',
   'RpcServer',
@@ -75,7 +77,7 @@ export const runtimeNames: readonly string[] = [
  * words nor the short parameter names generated functions use.
  */
 export const reservedPackageNames: readonly string[] = [
-  ...['w', 'r', 'v', 'i', 'item', 'value', 'options', 'channel', 'handlers'],
+  ...['w', 'r', 'v', 'i', 'item', 'value', 'options', 'channel', 'target', 'handlers'],
   ...[
     'break',
     'case',
@@ -132,5 +134,6 @@ export const reservedPackageNames: readonly string[] = [
 /** Members of generated client and server classes; message methods must not shadow them. */
 export const memberNames: readonly string[] = [
   ...['channel', 'recv', 'close', 'constructor', 'call', 'send', 'sendWait', 'reply', 'replyError'],
+  ...['router'],
   ...['serve', 'dispatch', 'table'],
 ];

@@ -4,6 +4,7 @@ import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { resolveLimits } from '../channel/channel.js';
 import { Channel } from '../channel/index.js';
+import { Backoff } from './backoff.js';
 import { type ExitInfo, type Instance, launch } from './isolation.js';
 import { RemoteSystem } from './remote.js';
 import type { DependencySpec, Isolation, ServiceSpec, SystemSpec } from './spec.js';
@@ -62,9 +63,6 @@ export interface ShutdownReport {
   readonly ms: number;
 }
 
-/** A run that lasts this long resets the count of restarts in a row. */
-const HEALTHY_RUN_MS = 10_000;
-
 interface Running {
   /** Settles once the thread or process is up; rejects when it could not be started. */
   readonly launched: Promise<Instance>;
@@ -81,7 +79,8 @@ interface Record {
   running: Running | undefined;
   generation: number;
   restarts: number;
-  failuresInRow: number;
+  /** Undefined with restart policy 'never'. */
+  readonly retry: Backoff | undefined;
   channels: readonly ChannelReport[];
   backoff: NodeJS.Timeout | undefined;
 }
@@ -135,7 +134,7 @@ export class System {
         running: undefined,
         generation: 0,
         restarts: 0,
-        failuresInRow: 0,
+        retry: s.restart.policy === 'never' ? undefined : new Backoff(s.restart),
         channels: [],
         backoff: undefined,
       });
@@ -374,22 +373,19 @@ export class System {
     this.#remote?.providerEnded(spec.provides);
     if (this.#stopping) record.state = 'stopped';
     else if (exit.code === 0) record.state = 'exited';
-    else if (spec.restart.policy === 'never') record.state = 'failed';
+    else if (record.retry === undefined) record.state = 'failed';
     else {
-      if (ranMs >= HEALTHY_RUN_MS) record.failuresInRow = 0;
-      record.failuresInRow++;
-      if (record.failuresInRow > spec.restart.limit) {
+      const delayMs = record.retry.next(ranMs);
+      if (delayMs === undefined) {
         record.state = 'failed';
         this.#options.onEvent?.({ service: spec.name, kind: 'give-up', restarts: record.restarts });
       } else {
-        const { backoffMs, maxBackoffMs } = spec.restart;
-        const delayMs = Math.min(backoffMs * 2 ** (record.failuresInRow - 1), maxBackoffMs);
         record.state = 'backoff';
         record.restarts++;
         this.#options.onEvent?.({
           service: spec.name,
           kind: 'restart',
-          attempt: record.failuresInRow,
+          attempt: record.retry.failuresInRow,
           delayMs,
         });
         record.backoff = setTimeout(() => this.#launch(record), delayMs);

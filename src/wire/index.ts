@@ -2,6 +2,8 @@
  * The `ftl-ipc/wire` entry: what generated code and tools use to encode, decode, call and serve.
  * The option types callers write (CallOptions, ServeOptions, ...) are on the main entry.
  */
+
+export { type CallRouter, ProtocolClient } from './client.js';
 export { runtimeDescriptors } from './codec.js';
 export { FLAG_ERROR, FLAG_REPLY, HEADER_BYTES, VERSION } from './frame.js';
 export {

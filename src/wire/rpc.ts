@@ -7,6 +7,7 @@ import type {
 } from '../channel/index.js';
 import { checkWaitOptions } from '../channel/wait.js';
 import { IpcError, isIpcError } from '../errors.js';
+import type { CallRouter } from './client.js';
 import { encodeCancel, setTxid, withDeadline, withTrace } from './control.js';
 import { ERROR_CODE_CAPACITY, ERROR_TEXT_CAPACITY, HEADER_BYTES } from './frame.js';
 import {
@@ -115,7 +116,7 @@ class ClientCall {
  * stops reading (the server feels backpressure) and fails the calls waiting for replies with
  * BACKPRESSURE, naming the unread pushes, as their replies are stuck behind them.
  */
-export class RpcClient<In extends Received = Received> extends Peer<In> {
+export class RpcClient<In extends Received = Received> extends Peer<In> implements CallRouter<In> {
   /** Calls sent and not yet answered, settled ones included: their reply still takes room. */
   readonly #inFlight = new Map<number, ClientCall>();
   #inFlightBytes = 0;
@@ -137,6 +138,14 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     const invalid = checkWaitOptions(options);
     if (invalid !== undefined) throw invalid;
     this.#defaultTimeoutMs = options.timeoutMs;
+  }
+
+  /**
+   * Calls sent whose reply has not come, those that timed out or were aborted included: a pool
+   * tells from it that a handler still runs past its call's end.
+   */
+  get unanswered(): number {
+    return this.#inFlight.size;
   }
 
   call<Req, Rep>(d: CallDescriptor<Req, Rep>, value: Req, options: CallOptions = {}): Promise<Rep> {
@@ -228,15 +237,8 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
     }).then((m) => (m instanceof IpcError ? Promise.reject(m) : this.#decode(m)));
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<In, void, undefined> {
-    for (;;) {
-      try {
-        yield await this.recv();
-      } catch (error) {
-        if (isIpcError(error, 'PEER_CLOSED') || isIpcError(error, 'CLOSED')) return;
-        throw error;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncGenerator<In, void, undefined> {
+    return untilClosed(() => this.recv());
   }
 
   #decode(message: Message): Promise<In> {
@@ -458,6 +460,20 @@ export class RpcClient<In extends Received = Received> extends Peer<In> {
       if (error === undefined) this.#held.push(message);
     } else {
       waiter(error ?? message);
+    }
+  }
+}
+
+/** The pushes `recv` gives, ending quietly when the server or this end is closed. */
+export async function* untilClosed<In>(
+  recv: () => Promise<In>,
+): AsyncGenerator<In, void, undefined> {
+  for (;;) {
+    try {
+      yield await recv();
+    } catch (error) {
+      if (isIpcError(error, 'PEER_CLOSED') || isIpcError(error, 'CLOSED')) return;
+      throw error;
     }
   }
 }

@@ -13,10 +13,11 @@ import type {
 } from 'ftl-ipc';
 import {
   type CallDescriptor,
+  type CallRouter,
   type MessageDescriptor,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -356,9 +357,9 @@ export type AllEvent =
 const allEvents = new MessageTable<AllEvent>([containers]);
 
 /** The client end of a channel speaking vectors.all. */
-export class AllClient extends RpcClient<AllEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, allEvents, options);
+export class AllClient extends ProtocolClient<AllEvent> {
+  constructor(target: Channel | CallRouter<AllEvent>, options?: ClientOptions) {
+    super(target, allEvents, options);
   }
 
   /** Calls echo and waits for its reply. */

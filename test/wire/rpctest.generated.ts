@@ -11,10 +11,11 @@ import type {
 } from 'ftl-ipc';
 import {
   type CallDescriptor,
+  type CallRouter,
   type MessageDescriptor,
   MessageTable,
+  ProtocolClient,
   type Reader,
-  RpcClient,
   RpcServer,
   type Writer,
 } from 'ftl-ipc/wire';
@@ -213,9 +214,9 @@ export type WorkEvent =
 const workEvents = new MessageTable<WorkEvent>([aborted, note]);
 
 /** The client end of a channel speaking rpctest.work. */
-export class WorkClient extends RpcClient<WorkEvent> {
-  constructor(channel: Channel, options?: ClientOptions) {
-    super(channel, workEvents, options);
+export class WorkClient extends ProtocolClient<WorkEvent> {
+  constructor(target: Channel | CallRouter<WorkEvent>, options?: ClientOptions) {
+    super(target, workEvents, options);
   }
 
   /** Calls add and waits for its reply. */
