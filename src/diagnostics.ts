@@ -9,4 +9,6 @@ export const diagnostics = {
   backpressure: diagnosticsChannel.channel('ftl-ipc:channel:backpressure'),
   drop: diagnosticsChannel.channel('ftl-ipc:channel:drop'),
   close: diagnosticsChannel.channel('ftl-ipc:channel:close'),
+  /** A relay into a worker thread could not pass a message on and closed: `{ error }`. */
+  relayError: diagnosticsChannel.channel('ftl-ipc:channel:relay-error'),
 } as const;

@@ -84,6 +84,7 @@ import {
   WRITER_WAKE,
   WRITER_WOKEN_AT,
 } from './layout.js';
+import { Relay } from './relay.js';
 
 const NO_HANDLES: HandleState[] = [];
 const TOKEN_VERSION = 'ftl-ipc/channel@2';
@@ -850,25 +851,62 @@ export class SharedEndpoint implements Endpoint {
     this.#refresh(block + handles.length * HANDLE_BYTES);
     const at = (i: number) => (block + i * HANDLE_BYTES) >> 2;
     const moved: [LocalEndpoint, Travel, EndpointEvents | undefined][] = [];
+    const relays: [Endpoint, SharedEndpoint, Travel][] = [];
     for (let i = 0; i < handles.length; i++) {
-      const local = localEnd(handles[i] as HandleState);
-      if (local === undefined) continue;
-      const events = local.events;
+      const state = handles[i] as HandleState;
+      const local = localEnd(state);
+      const foreign = local === undefined ? foreignEnd(state) : undefined;
+      if (local === undefined && foreign === undefined) continue;
       try {
-        const t = travelOf(local);
-        describeTravel(t, arena, at(i));
-        moved.push([local, t, events]);
+        if (local !== undefined) {
+          const events = local.events;
+          const t = travelOf(local);
+          describeTravel(t, arena, at(i));
+          moved.push([local, t, events]);
+        } else {
+          // The relay starts only once nothing can fail: until then the end is untouched.
+          const [stay, t] = SharedEndpoint.#relayPair(foreign as Endpoint);
+          describeTravel(t, arena, at(i));
+          relays.push([foreign as Endpoint, stay, t]);
+        }
       } catch (error) {
         for (const [end, t, before] of moved) end.resume(SharedEndpoint.#fromTravel(t), before);
+        for (const [, stay, t] of relays) {
+          SharedEndpoint.#fromTravel(t).close();
+          stay.close();
+        }
         arena.free(block);
         throw error;
       }
     }
     for (let i = 0; i < handles.length; i++) {
       const state = handles[i] as HandleState;
-      if (localEnd(state) === undefined) exportHandle(state, arena, at(i));
+      if (localEnd(state) === undefined && foreignEnd(state) === undefined) {
+        exportHandle(state, arena, at(i));
+      }
     }
+    for (const [foreign, stay] of relays) new Relay(foreign, stay);
     return block;
+  }
+
+  /**
+   * A new pair for relaying `foreign` (see relay.ts): the side that stays here, and the side
+   * that travels in its place, with its limits and counters.
+   */
+  static #relayPair(foreign: Endpoint): [SharedEndpoint, Travel] {
+    const stay = SharedEndpoint.open(
+      foreign.limits,
+      [newCounters(), foreign.counters],
+      resolveWakePolicy(),
+    );
+    return [stay, SharedEndpoint.otherTravelling(stay, foreign.counters)];
+  }
+
+  /** Relays `foreign` from this thread; returns the side that travels in its place. */
+  static relay(foreign: Endpoint): Travel {
+    const [stay, t] = SharedEndpoint.#relayPair(foreign);
+    new Relay(foreign, stay);
+    return t;
   }
 
   #readHandles(count: number, block: number): HandleState[] {
@@ -1195,8 +1233,8 @@ export function checkMovable(state: HandleState): void {
     checkPipeMovable(target);
     return;
   }
-  if (target instanceof LocalEndpoint) {
-    checkRingLimits(target.limits);
+  if (target instanceof LocalEndpoint || foreignEnd(target) !== undefined) {
+    checkRingLimits((target as Endpoint).limits);
     return;
   }
   throw new IpcError(
@@ -1311,6 +1349,18 @@ function localEnd(state: HandleState): LocalEndpoint | undefined {
 }
 
 /**
+ * A channel endpoint of another transport (one that arrived over a socket or NATS): it cannot
+ * enter shared memory itself, so it moves through a relay, which needs shared memory too.
+ */
+function foreignEnd(state: HandleState): Endpoint | undefined {
+  return state.kind === 'channel' &&
+    !(state instanceof SharedEndpoint) &&
+    !(state instanceof LocalEndpoint)
+    ? (state as Endpoint)
+    : undefined;
+}
+
+/**
  * The side that travels for `state`. A local end whose peer stays becomes side 1 of a new
  * shared pair, the peer forwarding to side 0; the messages queued on both are replayed into
  * the rings. Side 1 is built here only when it has messages to replay. All or nothing: when
@@ -1319,6 +1369,8 @@ function localEnd(state: HandleState): LocalEndpoint | undefined {
  */
 function travelOf(state: HandleState): Travel {
   if (state instanceof SharedEndpoint) return state.moveOut();
+  const foreign = foreignEnd(state);
+  if (foreign !== undefined) return SharedEndpoint.relay(foreign);
   const local = state as LocalEndpoint;
   const remote = local.remote;
   if (remote !== undefined) {
