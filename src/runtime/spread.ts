@@ -109,6 +109,7 @@ export class Spread {
       lane = this.#calls.get(txid);
       if (lane === undefined) return discard(m);
     } else {
+      // The client keeps at most a window in flight in all, so an open lane always has room.
       lane = mostFree(this.#lanes.values(), this.#window, (l) => l.open);
       if (lane === undefined) {
         discard(m);
