@@ -4,17 +4,20 @@
  * - cpu: SHA-256 of 4 KiB in the worker, the same loops, calls/s;
  * - overload: a 1 ms busy task offered at 10x what two workers serve, for 10 s; p99 latency of
  *   the admitted calls (one still waiting at the end counts with its age then) and the growth of
- *   the main thread's RSS. Each overload run is a fresh process, so RSS is its own.
+ *   the process's RSS (the main thread's and the workers'), its growth after the first second
+ *   (V8 sizes its heap in that second), and the heap still held at the end after a full GC (what
+ *   the pool retains). Each overload run is a fresh process, so RSS is its own.
  * Every library with its defaults (the code a user writes first), then tuned variants, marked.
  * Rounds go through the peers in turn, each round in a new order; tables show medians and ranges.
- * Main-thread CPU per call (process.cpuUsage) is the ns/call column.
+ * Per call: the main thread's busy time (event loop utilization) and the process's CPU time (all
+ * threads, workers included), in ns. Ratios are per round, against that round's piscina run.
  * Run: npm run bench:pool [-- --quick] [--only=tiny|cpu|overload]
  */
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { createPool, isIpcError } from 'ftl-ipc';
+import { createPool, isIpcError, type PoolOptions } from 'ftl-ipc';
 import { Piscina } from 'piscina';
 import { Tinypool } from 'tinypool';
 import { TaskClient } from './poolbench.generated.js';
@@ -34,6 +37,8 @@ const SPIN_MS = 1;
 const OFFERED = (10 * WORKERS * 1000) / SPIN_MS;
 const OFFER_EVERY_MS = 5;
 
+/** Given by --expose-gc, which the overload runs get. */
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const ftlWorker = new URL('./pool-worker.js', import.meta.url);
 const taskFile = fileURLToPath(new URL('./pool-task.js', import.meta.url));
 const data = randomFillSync(new Uint8Array(4096));
@@ -51,12 +56,8 @@ interface Peer {
   start(): Promise<Tasks>;
 }
 
-async function ftl(channel?: { capacity: number }): Promise<Tasks> {
-  const pool = await createPool(ftlWorker, {
-    client: TaskClient,
-    size: WORKERS,
-    ...(channel !== undefined && { channel }),
-  });
+async function ftl(options: Omit<PoolOptions<TaskClient>, 'client'> = {}): Promise<Tasks> {
+  const pool = await createPool(ftlWorker, { client: TaskClient, size: WORKERS, ...options });
   const { client } = pool;
   return {
     inc: (value) => client.inc({ value }),
@@ -79,7 +80,11 @@ const PEERS: Record<string, Peer> = {
   ftl: { name: 'ftl-ipc createPool, defaults', start: () => ftl() },
   'ftl-tuned': {
     name: 'ftl-ipc, tuned: channel capacity 2,048 (1,024 calls a worker)',
-    start: () => ftl({ capacity: 2048 }),
+    start: () => ftl({ channel: { capacity: 2048 } }),
+  },
+  'ftl-queue': {
+    name: "ftl-ipc, tuned: concurrency 1, maxQueue 4 (piscina's one task a worker and 'auto')",
+    start: () => ftl({ concurrency: 1, maxQueue: 4 }),
   },
   piscina: {
     name: 'piscina, defaults',
@@ -106,10 +111,19 @@ const PEERS: Record<string, Peer> = {
 };
 
 /** 1,024 loops of `await call()` for DURATION_MS: calls/s and main-thread ns of CPU per call. */
-async function throughput(call: () => Promise<unknown>): Promise<{ rate: number; ns: number }> {
+interface Rate {
+  rate: number;
+  /** Main-thread busy ns per call. */
+  mainNs: number;
+  /** Process CPU ns per call, every thread. */
+  cpuNs: number;
+}
+
+async function throughput(call: () => Promise<unknown>): Promise<Rate> {
   for (let i = 0; i < 2000; i++) await call(); // warm up
   let done = 0;
   const cpu = process.cpuUsage();
+  const elu = performance.eventLoopUtilization();
   const started = performance.now();
   const end = started + DURATION_MS;
   const loop = async () => {
@@ -121,7 +135,12 @@ async function throughput(call: () => Promise<unknown>): Promise<{ rate: number;
   await Promise.all(Array.from({ length: IN_FLIGHT }, loop));
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
-  return { rate: done / seconds, ns: ((used.user + used.system) * 1000) / done };
+  const busy = performance.eventLoopUtilization(elu).active;
+  return {
+    rate: done / seconds,
+    mainNs: (busy * 1e6) / done,
+    cpuNs: ((used.user + used.system) * 1000) / done,
+  };
 }
 
 interface OverloadResult {
@@ -132,6 +151,10 @@ interface OverloadResult {
   p50: number;
   p99: number;
   rssGrowthMiB: number;
+  /** From the first second to the end. */
+  lateGrowthMiB: number;
+  /** Heap used at the end, after a full GC, over the heap used before. */
+  retainedMiB: number;
 }
 
 /** In a child process: one peer under overload for OVERLOAD_MS. */
@@ -144,13 +167,17 @@ async function overload(peer: Peer): Promise<OverloadResult> {
   let refused = 0;
   let nextId = 0;
   let rssMax = 0;
+  let rss1 = 0;
   const rss0 = process.memoryUsage.rss();
+  gc();
+  const heap0 = process.memoryUsage().heapUsed;
   const started = performance.now();
   const end = started + OVERLOAD_MS;
   await new Promise<void>((resolve) => {
     const offer = setInterval(() => {
       const now = performance.now();
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
+      if (rss1 === 0 && now - started >= 1000) rss1 = rssMax;
       if (now >= end) {
         clearInterval(offer);
         resolve();
@@ -182,6 +209,7 @@ async function overload(peer: Peer): Promise<OverloadResult> {
   for (const at of pending.values()) all.push(stoppedAt - at);
   all.sort((a, b) => a - b);
   const pick = (q: number) => all[Math.min(all.length - 1, Math.floor(q * all.length))] ?? 0;
+  gc();
   const result = {
     offered,
     admitted: offered - refused,
@@ -190,6 +218,8 @@ async function overload(peer: Peer): Promise<OverloadResult> {
     p50: pick(0.5),
     p99: pick(0.99),
     rssGrowthMiB: (rssMax - rss0) / 2 ** 20,
+    lateGrowthMiB: (rssMax - rss1) / 2 ** 20,
+    retainedMiB: (process.memoryUsage().heapUsed - heap0) / 2 ** 20,
   };
   await tasks.stop().catch(() => {});
   return result;
@@ -213,7 +243,7 @@ function order(names: readonly string[], round: number): string[] {
 }
 
 async function rates(task: 'tiny' | 'cpu', names: readonly string[]): Promise<void> {
-  const runs = new Map<string, { rate: number; ns: number }[]>(names.map((n) => [n, []]));
+  const runs = new Map<string, Rate[]>(names.map((n) => [n, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const name of order(names, round)) {
       const tasks = await PEERS[name]!.start();
@@ -222,18 +252,20 @@ async function rates(task: 'tiny' | 'cpu', names: readonly string[]): Promise<vo
       await tasks.stop();
     }
   }
-  const base = median(runs.get('piscina')!.map((r) => r.rate));
+  const base = runs.get('piscina')!;
   console.log(
     `\n${task === 'tiny' ? 'tiny task (v + 1)' : 'CPU task (SHA-256 of 4 KiB)'}, ${IN_FLIGHT} calls in flight, ${WORKERS} workers, ${ROUNDS} rounds of ${DURATION_MS} ms (load ${load()})`,
   );
-  console.log('| peer | calls/s | ratio to piscina | main-thread ns/call |');
-  console.log('| --- | --- | --- | --- |');
+  console.log(
+    '| peer | calls/s | ratio to piscina | main-thread busy ns/call | process CPU ns/call |',
+  );
+  console.log('| --- | --- | --- | --- | --- |');
   for (const name of names) {
     const r = runs.get(name)!;
     const rate = r.map((x) => x.rate);
-    const ratio = rate.map((x) => x / base);
+    const ratio = rate.map((x, i) => x / base[i]!.rate);
     console.log(
-      `| ${PEERS[name]!.name} | ${fmt(median(rate))} (${range(rate, fmt)}) | ${median(ratio).toFixed(2)}x (${range(ratio, (x) => `${x.toFixed(2)}x`)}) | ${fmt(median(r.map((x) => x.ns)))} |`,
+      `| ${PEERS[name]!.name} | ${fmt(median(rate))} (${range(rate, fmt)}) | ${median(ratio).toFixed(2)}x (${range(ratio, (x) => `${x.toFixed(2)}x`)}) | ${fmt(median(r.map((x) => x.mainNs)))} | ${fmt(median(r.map((x) => x.cpuNs)))} |`,
     );
   }
 }
@@ -245,7 +277,7 @@ function overloads(names: readonly string[]): void {
     for (const name of order(names, round)) {
       const out = execFileSync(
         process.execPath,
-        [script, `--overload=${name}`, ...(quick ? ['--quick'] : [])],
+        ['--expose-gc', script, `--overload=${name}`, ...(quick ? ['--quick'] : [])],
         {
           encoding: 'utf8',
           maxBuffer: 1 << 20,
@@ -258,16 +290,16 @@ function overloads(names: readonly string[]): void {
     `\noverload: a ${SPIN_MS} ms task offered at ${fmt(OFFERED)}/s (10x what ${WORKERS} workers serve) for ${OVERLOAD_MS / 1000} s, a fresh process per run, ${OVERLOAD_ROUNDS} rounds (load ${load()})`,
   );
   console.log(
-    '| peer | admitted | refused at once | served | p50 ms | p99 ms of admitted | RSS growth MiB |',
+    '| peer | admitted | refused at once | served | p50 ms | p99 ms of admitted | RSS growth MiB | after 1 s | heap retained MiB |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const name of names) {
     const r = runs.get(name)!;
     const col = (f: (x: OverloadResult) => number, show = fmt) =>
       `${show(median(r.map(f)))} (${range(r.map(f), show)})`;
     const one = (x: number) => x.toFixed(1);
     console.log(
-      `| ${PEERS[name]!.name} | ${col((x) => x.admitted)} | ${col((x) => x.refused)} | ${col((x) => x.served)} | ${col((x) => x.p50, one)} | ${col((x) => x.p99, one)} | ${col((x) => x.rssGrowthMiB, one)} |`,
+      `| ${PEERS[name]!.name} | ${col((x) => x.admitted)} | ${col((x) => x.refused)} | ${col((x) => x.served)} | ${col((x) => x.p50, one)} | ${col((x) => x.p99, one)} | ${col((x) => x.rssGrowthMiB, one)} | ${col((x) => x.lateGrowthMiB, one)} | ${col((x) => x.retainedMiB, one)} |`,
     );
   }
 }
@@ -282,5 +314,5 @@ if (only === undefined || only === 'tiny')
 if (only === undefined || only === 'cpu')
   await rates('cpu', ['ftl', 'piscina', 'tinypool', 'ftl-tuned']);
 if (only === undefined || only === 'overload')
-  overloads(['ftl', 'piscina', 'tinypool', 'piscina-queue']);
+  overloads(['ftl', 'piscina', 'tinypool', 'piscina-queue', 'ftl-queue']);
 console.log(`\nload after: ${load()}`);
