@@ -390,7 +390,7 @@ export class Pool<C extends ProtocolClient<Received>> implements CallRouter<Even
 
   /** The ready worker with the most free window, if any has room. */
   #pick(): Slot | undefined {
-    return mostFree(this.#slots, this.#concurrency, (slot) => slot.state === 'ready');
+    return mostFree(this.#slots, this.#concurrency, isReady);
   }
 
   call<Req, Rep>(d: CallDescriptor<Req, Rep>, value: Req, options: CallOptions = {}): Promise<Rep> {
@@ -735,6 +735,11 @@ export class Pool<C extends ProtocolClient<Received>> implements CallRouter<Even
       },
     );
   }
+}
+
+/** Hoisted: `#pick` runs for every call. */
+function isReady(slot: Slot): boolean {
+  return slot.state === 'ready';
 }
 
 /** The errors of a call whose channel to its worker is gone. */

@@ -30,6 +30,10 @@ interface Lane {
   readonly exit: (why: string) => void;
 }
 
+function isOpen(lane: Lane): boolean {
+  return lane.open;
+}
+
 function txidOf(data: Uint8Array): number {
   return (data[4]! | (data[5]! << 8) | (data[6]! << 16) | (data[7]! << 24)) >>> 0;
 }
@@ -84,6 +88,11 @@ export class Spread {
     lane.exit(`${lane.who} ${describeExit(exit)}`);
   }
 
+  /** The client is gone, or no instance will run again. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** The client is gone, or no instance will run again: every channel closes. */
   close(): void {
     this.#closed = true;
@@ -110,7 +119,7 @@ export class Spread {
       if (lane === undefined) return discard(m);
     } else {
       // The client keeps at most a window in flight in all, so an open lane always has room.
-      lane = mostFree(this.#lanes.values(), this.#window, (l) => l.open);
+      lane = mostFree(this.#lanes.values(), this.#window, isOpen);
       if (lane === undefined) {
         discard(m);
         if (txid !== 0) this.#fail(txid, `no instance of ${this.service} is running`);

@@ -23,7 +23,10 @@ import {
 export type ServiceState = 'running' | 'backoff' | 'exited' | 'failed' | 'stopped';
 
 export interface ServiceStatus {
+  /** The service's name, or `name#2` for the second of its `instances`. */
   readonly name: string;
+  /** The service's name in the spec. */
+  readonly service: string;
   readonly isolation: Isolation;
   readonly state: ServiceState;
   /** `pid 123` or `thread 4` while running. */
@@ -191,6 +194,7 @@ export class System {
   status(): ServiceStatus[] {
     return [...this.#records.values()].map((r) => ({
       name: r.name,
+      service: r.spec.name,
       isolation: r.spec.isolation,
       state: r.state,
       id: r.running?.instance?.id,
@@ -389,6 +393,7 @@ export class System {
 
   /** A new channel from `client`'s spread to instance `server`, handed to it as a client. */
   #attach(spread: Spread, client: Record, server: Record): void {
+    if (spread.closed) return;
     const id = server.running!.instance?.id;
     const end = spread.attach(
       server.instance,
