@@ -4,9 +4,10 @@
  * - cpu: SHA-256 of 4 KiB in the worker, the same loops, calls/s;
  * - overload: a 1 ms busy task offered at 10x what two workers serve, for 10 s; p99 latency of
  *   the admitted calls (one still waiting at the end counts with its age then) and the growth of
- *   the process's RSS (the main thread's and the workers'), its growth after the first second
- *   (V8 sizes its heap in that second), and the heap still held at the end after a full GC (what
- *   the pool retains). Each overload run is a fresh process, so RSS is its own.
+ *   the process's RSS (the main thread's and the workers': Node has no RSS per thread), its
+ *   growth after the first second, the growth of the main thread's V8 heap (its isolate alone),
+ *   and the heap still held at the end after a full GC (what the pool retains). Each overload run
+ *   is a fresh process, so RSS is its own.
  * Every library with its defaults (the code a user writes first), then tuned variants, marked.
  * Rounds go through the peers in turn, each round in a new order; tables show medians and ranges.
  * Per call: the main thread's busy time (event loop utilization) and the process's CPU time (all
@@ -153,6 +154,8 @@ interface OverloadResult {
   rssGrowthMiB: number;
   /** From the first second to the end. */
   lateGrowthMiB: number;
+  /** The main thread's V8 heap (heapTotal, its isolate only): at its largest, over the start. */
+  mainHeapGrowthMiB: number;
   /** Heap used at the end, after a full GC, over the heap used before. */
   retainedMiB: number;
 }
@@ -168,7 +171,9 @@ async function overload(peer: Peer): Promise<OverloadResult> {
   let nextId = 0;
   let rssMax = 0;
   let rss1 = 0;
+  let heapMax = 0;
   const rss0 = process.memoryUsage.rss();
+  const heapTotal0 = process.memoryUsage().heapTotal;
   gc();
   const heap0 = process.memoryUsage().heapUsed;
   const started = performance.now();
@@ -176,7 +181,9 @@ async function overload(peer: Peer): Promise<OverloadResult> {
   await new Promise<void>((resolve) => {
     const offer = setInterval(() => {
       const now = performance.now();
-      rssMax = Math.max(rssMax, process.memoryUsage.rss());
+      const memory = process.memoryUsage();
+      rssMax = Math.max(rssMax, memory.rss);
+      heapMax = Math.max(heapMax, memory.heapTotal);
       if (rss1 === 0 && now - started >= 1000) rss1 = rssMax;
       if (now >= end) {
         clearInterval(offer);
@@ -219,6 +226,7 @@ async function overload(peer: Peer): Promise<OverloadResult> {
     p99: pick(0.99),
     rssGrowthMiB: (rssMax - rss0) / 2 ** 20,
     lateGrowthMiB: (rssMax - rss1) / 2 ** 20,
+    mainHeapGrowthMiB: (heapMax - heapTotal0) / 2 ** 20,
     retainedMiB: (process.memoryUsage().heapUsed - heap0) / 2 ** 20,
   };
   await tasks.stop().catch(() => {});
@@ -290,16 +298,16 @@ function overloads(names: readonly string[]): void {
     `\noverload: a ${SPIN_MS} ms task offered at ${fmt(OFFERED)}/s (10x what ${WORKERS} workers serve) for ${OVERLOAD_MS / 1000} s, a fresh process per run, ${OVERLOAD_ROUNDS} rounds (load ${load()})`,
   );
   console.log(
-    '| peer | admitted | refused at once | served | p50 ms | p99 ms of admitted | RSS growth MiB | after 1 s | heap retained MiB |',
+    '| peer | admitted | refused at once | served | p50 ms | p99 ms of admitted | RSS growth MiB | after 1 s | main-thread heap growth MiB | heap retained MiB |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const name of names) {
     const r = runs.get(name)!;
     const col = (f: (x: OverloadResult) => number, show = fmt) =>
       `${show(median(r.map(f)))} (${range(r.map(f), show)})`;
     const one = (x: number) => x.toFixed(1);
     console.log(
-      `| ${PEERS[name]!.name} | ${col((x) => x.admitted)} | ${col((x) => x.refused)} | ${col((x) => x.served)} | ${col((x) => x.p50, one)} | ${col((x) => x.p99, one)} | ${col((x) => x.rssGrowthMiB, one)} | ${col((x) => x.lateGrowthMiB, one)} | ${col((x) => x.retainedMiB, one)} |`,
+      `| ${PEERS[name]!.name} | ${col((x) => x.admitted)} | ${col((x) => x.refused)} | ${col((x) => x.served)} | ${col((x) => x.p50, one)} | ${col((x) => x.p99, one)} | ${col((x) => x.rssGrowthMiB, one)} | ${col((x) => x.lateGrowthMiB, one)} | ${col((x) => x.mainHeapGrowthMiB, one)} | ${col((x) => x.retainedMiB, one)} |`,
     );
   }
 }

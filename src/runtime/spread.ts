@@ -43,7 +43,6 @@ export class Spread {
   readonly service: string;
   readonly #front: Channel;
   readonly #limits: ChannelOptions;
-  readonly #window: number;
   readonly #lanes = new Map<number, Lane>();
   /** Calls passed on and not answered yet: which lane holds each, by transaction id. */
   readonly #calls = new Map<number, Lane>();
@@ -54,8 +53,6 @@ export class Spread {
     this.#front = front;
     this.service = service;
     this.#limits = limits;
-    // The client's own window: at most half its queue in flight.
-    this.#window = Math.max(1, front.limits.capacity >> 1);
     void this.#readFront();
   }
 
@@ -118,8 +115,9 @@ export class Spread {
       lane = this.#calls.get(txid);
       if (lane === undefined) return discard(m);
     } else {
-      // The client keeps at most a window in flight in all, so an open lane always has room.
-      lane = mostFree(this.#lanes.values(), this.#window, isOpen);
+      // Every lane has room for the client's whole window (its own bound), so the freest is the
+      // one with the fewest in flight, and any open lane can take the call.
+      lane = mostFree(this.#lanes.values(), Number.MAX_SAFE_INTEGER, isOpen);
       if (lane === undefined) {
         discard(m);
         if (txid !== 0) this.#fail(txid, `no instance of ${this.service} is running`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { resolveLimits } from '../channel/channel.js';
-import { Channel } from '../channel/index.js';
+import { Channel, type ChannelOptions } from '../channel/index.js';
 import { Backoff } from './backoff.js';
 import { type ExitInfo, type Instance, launch } from './isolation.js';
 import { RemoteSystem } from './remote.js';
@@ -380,7 +380,12 @@ export class System {
    * are spread over the running instances (src/runtime/spread.ts), each of which sees the client
    * arrive from `env.clients()`, and again after its restart.
    */
-  #spread(client: Record, dep: DependencySpec, group: readonly Record[], limits: object): void {
+  #spread(
+    client: Record,
+    dep: DependencySpec,
+    group: readonly Record[],
+    limits: ChannelOptions,
+  ): void {
     const key = edgeKey(client.name, dep.name);
     this.#spreads.get(key)?.close();
     const [clientEnd, front] = Channel.pair(limits);
