@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
-from .errors import IpcError
+from .errors import IPC_ERROR_CODES, IpcError
 
 MAGIC: Final = b"FI"
 VERSION: Final = 1
@@ -522,9 +522,19 @@ def decode_message(d: MessageDescriptor[T], message: Message) -> T:
     return _finish(r, d.decode)
 
 
+#: The type id of a relay's error reply (docs/wire-format.md): it fails a call it could not
+#: deliver, or whose server died holding it, without knowing the call's reply type.
+RELAY_ERROR_TYPE: Final = 0
+
+
 def decode_reply(d: CallDescriptor[Any, R], message: Message) -> R | IpcError:
     """The returns of a reply, or for an error reply an IpcError REMOTE_ERROR (returned, not
     raised, so callers tell it from a malformed reply, which raises INVALID_MESSAGE)."""
+    if message.type == RELAY_ERROR_TYPE and len(message.data) > 3 and message.data[3] & FLAG_ERROR:
+        # A relay (the supervisor spreading a service's instances) failed the call: its own code.
+        relayed = _finish(Reader(message), _decode_error_body)
+        code = relayed.code if relayed.code in IPC_ERROR_CODES else "REMOTE_ERROR"
+        return IpcError(code, f"{d.name}: {relayed.text}")
     if message.type != d.reply_id:
         raise _invalid(f"type id {message.type} is not the reply to {d.name} ({d.reply_id})")
     r = Reader(message)

@@ -22,6 +22,7 @@ from ftl_ipc.wire import (
     MessageDescriptor,
     MessageTable,
     PipeConsumer,
+    RELAY_ERROR_TYPE,
     PipeProducer,
     decode_message,
     decode_reply,
@@ -250,3 +251,16 @@ class Encoding(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RelayErrorReply(unittest.TestCase):
+    def test_a_relay_error_reply_fails_the_call_with_the_code_it_carries(self) -> None:
+        d = next(v for v in vars(generated).values() if isinstance(v, CallDescriptor))
+        relay = dataclasses.replace(d, reply_id=RELAY_ERROR_TYPE)
+        for code, expected in (("PEER_CLOSED", "PEER_CLOSED"), ("NOT_A_CODE", "REMOTE_ERROR")):
+            with self.subTest(code):
+                encoded = encode_error_reply(relay, 9, IpcError(code, "job#2 (pid 7) was killed"))
+                result = decode_reply(d, Message(encoded.type, encoded.data, []))
+                assert isinstance(result, IpcError)
+                self.assertEqual(result.code, expected)
+                self.assertEqual(result.message, f"{d.name}: job#2 (pid 7) was killed")

@@ -94,7 +94,9 @@ export async function run(
   const stopWhenClientsEnded = () => {
     const status = system.status();
     const ended = (name: string) =>
-      ['exited', 'failed'].includes(status.find((s) => s.name === name)!.state);
+      status
+        .filter((s) => s.service === name)
+        .every((s) => s.state === 'exited' || s.state === 'failed');
     if (finished || clients.length === 0 || !clients.every(ended)) return;
     if (status.every((s) => s.state !== 'running' && s.state !== 'backoff')) return;
     stop(`every service without "provides" has ended (${clients.join(', ')})`);

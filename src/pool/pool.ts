@@ -16,6 +16,7 @@ import { type SpawnWorkerOptions, spawnWorker } from '../transport/worker/spawn.
 import type { CallRouter, ProtocolClient } from '../wire/client.js';
 import type { CallDescriptor, MessageDescriptor, Received } from '../wire/message.js';
 import type { CallOptions, ClientOptions, RpcClient } from '../wire/rpc.js';
+import { describeExit, type Exit, mostFree } from './balance.js';
 
 /**
  * Published for each worker's life events, with `{ pool, worker, event, ... }`: `event` is
@@ -111,11 +112,6 @@ export interface PoolStats {
   readonly workers: readonly PoolWorkerStats[];
 }
 
-interface Exit {
-  readonly code: number | null;
-  readonly signal?: NodeJS.Signals | null;
-}
-
 /** A thread or a process serving the protocol, with its client. */
 interface Running {
   readonly id: string;
@@ -167,11 +163,6 @@ function positiveInt(caller: string, name: string, value: number | undefined, ze
       'INVALID_ARGUMENT',
       `${caller}: ${name} must be a ${zero ? 'non-negative' : 'positive'} integer, got ${String(value)}`,
     );
-}
-
-function describeExit(exit: Exit): string {
-  if (exit.signal) return `was killed by ${exit.signal}`;
-  return `exited with code ${exit.code}`;
 }
 
 /**
@@ -399,17 +390,7 @@ export class Pool<C extends ProtocolClient<Received>> implements CallRouter<Even
 
   /** The ready worker with the most free window, if any has room. */
   #pick(): Slot | undefined {
-    let best: Slot | undefined;
-    let most = 0;
-    for (const slot of this.#slots) {
-      if (slot.state !== 'ready') continue;
-      const free = this.#concurrency - slot.inFlight;
-      if (free > most) {
-        most = free;
-        best = slot;
-      }
-    }
-    return best;
+    return mostFree(this.#slots, this.#concurrency, isReady);
   }
 
   call<Req, Rep>(d: CallDescriptor<Req, Rep>, value: Req, options: CallOptions = {}): Promise<Rep> {
@@ -754,6 +735,11 @@ export class Pool<C extends ProtocolClient<Received>> implements CallRouter<Even
       },
     );
   }
+}
+
+/** Hoisted: `#pick` runs for every call. */
+function isReady(slot: Slot): boolean {
+  return slot.state === 'ready';
 }
 
 /** The errors of a call whose channel to its worker is gone. */

@@ -45,6 +45,8 @@ export interface ServiceSpec {
   readonly provides: readonly string[];
   readonly depends: readonly DependencySpec[];
   readonly restart: RestartPolicy;
+  /** Copies of it the supervisor runs; its clients' calls are spread over them. Default 1. */
+  readonly instances: number;
   /** Handed to the service as `env.config`; plain JSON data. */
   readonly config: unknown;
 }
@@ -158,6 +160,7 @@ const SERVICE_KEYS = [
   'provides',
   'depends',
   'restart',
+  'instances',
   'config',
 ] as const;
 
@@ -317,6 +320,7 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
     depends.push({ name: depName, protocol, service, capacity, capacityBytes, node: dep });
   }
   const restart = readRestart(map, fields);
+  const instances = fields.int(map, 'instances', 1);
   const configNode = map.get('config', true) as Node | undefined;
   if (name === undefined || module === undefined) return undefined;
   const { found: path, tried } =
@@ -340,6 +344,7 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
     provides,
     depends,
     restart: restart ?? { policy: 'never' },
+    instances: instances ?? 1,
     config: configNode?.toJSON() ?? {},
   };
 }

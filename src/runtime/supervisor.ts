@@ -3,11 +3,12 @@ import { tmpdir } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { resolveLimits } from '../channel/channel.js';
-import { Channel } from '../channel/index.js';
+import { Channel, type ChannelOptions } from '../channel/index.js';
 import { Backoff } from './backoff.js';
 import { type ExitInfo, type Instance, launch } from './isolation.js';
 import { RemoteSystem } from './remote.js';
 import type { DependencySpec, Isolation, ServiceSpec, SystemSpec } from './spec.js';
+import { Spread } from './spread.js';
 import {
   type ChannelReport,
   type DependencyAt,
@@ -22,7 +23,10 @@ import {
 export type ServiceState = 'running' | 'backoff' | 'exited' | 'failed' | 'stopped';
 
 export interface ServiceStatus {
+  /** The service's name, or `name#2` for the second of its `instances`. */
   readonly name: string;
+  /** The service's name in the spec. */
+  readonly service: string;
   readonly isolation: Isolation;
   readonly state: ServiceState;
   /** `pid 123` or `thread 4` while running. */
@@ -75,6 +79,10 @@ interface Running {
 
 interface Record {
   readonly spec: ServiceSpec;
+  /** The service's name, or `name#2` for its second of `instances`. */
+  readonly name: string;
+  /** Which of the service's instances, from 0. */
+  readonly instance: number;
   state: ServiceState;
   running: Running | undefined;
   generation: number;
@@ -111,6 +119,10 @@ export class System {
   readonly #options: SystemOptions;
   readonly #records = new Map<string, Record>();
   readonly #edges = new Map<string, Edge>();
+  /** The instances of a service with `instances` above 1, by service name. */
+  readonly #groups = new Map<string, Record[]>();
+  /** Dependencies on such a service, by edge: calls spread over its instances. */
+  readonly #spreads = new Map<string, Spread>();
   /** Joins this system to others over NATS when the spec names a server. */
   #remote: RemoteSystem | undefined;
   /** Dependencies resolved over NATS, by edge: each drops its link. */
@@ -128,16 +140,25 @@ export class System {
       this.#resolveDone = resolve;
     });
     for (const s of spec.services) {
-      this.#records.set(s.name, {
-        spec: s,
-        state: 'stopped',
-        running: undefined,
-        generation: 0,
-        restarts: 0,
-        retry: s.restart.policy === 'never' ? undefined : new Backoff(s.restart),
-        channels: [],
-        backoff: undefined,
-      });
+      const group: Record[] = [];
+      for (let instance = 0; instance < s.instances; instance++) {
+        const name = s.instances === 1 ? s.name : `${s.name}#${instance + 1}`;
+        const record: Record = {
+          spec: s,
+          name,
+          instance,
+          state: 'stopped',
+          running: undefined,
+          generation: 0,
+          restarts: 0,
+          retry: s.restart.policy === 'never' ? undefined : new Backoff(s.restart),
+          channels: [],
+          backoff: undefined,
+        };
+        this.#records.set(name, record);
+        group.push(record);
+      }
+      if (group.length > 1) this.#groups.set(s.name, group);
     }
   }
 
@@ -172,7 +193,8 @@ export class System {
 
   status(): ServiceStatus[] {
     return [...this.#records.values()].map((r) => ({
-      name: r.spec.name,
+      name: r.name,
+      service: r.spec.name,
       isolation: r.spec.isolation,
       state: r.state,
       id: r.running?.instance?.id,
@@ -193,11 +215,11 @@ export class System {
       const running = record.running;
       if (running === undefined) {
         if (record.state === 'backoff') record.state = 'stopped';
-        return { name: record.spec.name, outcome: 'down' as const, code: null };
+        return { name: record.name, outcome: 'down' as const, code: null };
       }
       const instance = await running.launched.catch(() => undefined);
       if (instance === undefined)
-        return { name: record.spec.name, outcome: 'down' as const, code: null };
+        return { name: record.name, outcome: 'down' as const, code: null };
       try {
         running.startup.send({ type: StartupMessage.stop }, { onFull: 'drop' });
       } catch {
@@ -210,14 +232,15 @@ export class System {
       const exit = await Promise.race([instance.exited, late]);
       clearTimeout(timer);
       if (exit !== undefined)
-        return { name: record.spec.name, outcome: 'exited' as const, code: exit.code };
-      this.#options.onEvent?.({ service: record.spec.name, kind: 'terminate', graceMs });
+        return { name: record.name, outcome: 'exited' as const, code: exit.code };
+      this.#options.onEvent?.({ service: record.name, kind: 'terminate', graceMs });
       instance.terminate();
       const killed = await instance.exited;
-      return { name: record.spec.name, outcome: 'terminated' as const, code: killed.code };
+      return { name: record.name, outcome: 'terminated' as const, code: killed.code };
     });
     const services = await Promise.all(outcomes);
     for (const edge of this.#edges.values()) edge.serverEnd?.close();
+    for (const spread of this.#spreads.values()) spread.close();
     await this.#stopRemote();
     this.#checkDone();
     return { services, ms: performance.now() - started };
@@ -254,13 +277,15 @@ export class System {
     launched.then(
       (instance) => {
         running.instance = instance;
-        this.#options.onEvent?.({ service: spec.name, kind: 'start', id: instance.id });
+        this.#options.onEvent?.({ service: record.name, kind: 'start', id: instance.id });
+        for (const spread of this.#spreadsTo(spec.name))
+          spread.started(record.instance, `${record.name} (${instance.id})`);
         for (const [stream, input] of [
           ['stdout', instance.stdout],
           ['stderr', instance.stderr],
         ] as const) {
           createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) =>
-            this.#options.onLog?.(spec.name, stream, line),
+            this.#options.onLog?.(record.name, stream, line),
           );
         }
         void instance.exited.then((exit) => this.#exited(record, generation, exit));
@@ -269,7 +294,7 @@ export class System {
       // other. The error says why, with what the host wrote, which no stream will show now.
       (error: Error) => {
         for (const line of error.message.split('\n'))
-          this.#options.onLog?.(spec.name, 'stderr', line);
+          this.#options.onLog?.(record.name, 'stderr', line);
         this.#exited(record, generation, { code: null, signal: null });
       },
     );
@@ -279,8 +304,14 @@ export class System {
     for (const client of this.#records.values()) {
       for (const dep of client.spec.depends) {
         if (dep.service !== spec.name) continue;
-        const edge = this.#edges.get(edgeKey(client.spec.name, dep.name));
-        if (edge?.serverEnd !== undefined) this.#deliver(edge, client.spec.name, record);
+        const key = edgeKey(client.name, dep.name);
+        const spread = this.#spreads.get(key);
+        if (spread !== undefined) {
+          this.#attach(spread, client, record);
+          continue;
+        }
+        const edge = this.#edges.get(key);
+        if (edge?.serverEnd !== undefined) this.#deliver(edge, client.name, record);
         else if (client.running !== undefined) this.#connect(client, dep);
       }
     }
@@ -305,10 +336,10 @@ export class System {
   /** A fresh channel pair for `client`'s dependency `dep`; the server gets its end when up. */
   #connect(client: Record, dep: DependencySpec): void {
     if (dep.remote) {
-      const key = edgeKey(client.spec.name, dep.name);
+      const key = edgeKey(client.name, dep.name);
       this.#remoteEdges.get(key)?.();
       const inThread = client.spec.isolation === 'thread';
-      const drop = this.#remote!.resolve(client.spec.name, dep, inThread, (clientEnd) => {
+      const drop = this.#remote!.resolve(client.name, dep, inThread, (clientEnd) => {
         if (client.running === undefined) clientEnd.close();
         else hand(client.running.startup, StartupMessage.dependency, dep.name, clientEnd);
       });
@@ -319,8 +350,13 @@ export class System {
       ...(dep.capacity !== undefined && { capacity: dep.capacity }),
       ...(dep.capacityBytes !== undefined && { capacityBytes: dep.capacityBytes }),
     };
-    const key = edgeKey(client.spec.name, dep.name);
+    const key = edgeKey(client.name, dep.name);
     this.#edges.get(key)?.serverEnd?.close();
+    const group = this.#groups.get(dep.service);
+    if (group !== undefined) {
+      this.#spread(client, dep, group, options);
+      return;
+    }
     const server = this.#records.get(dep.service)!;
     if (directLink(client.spec, server.spec)) {
       const link = ++this.#nextLink;
@@ -328,7 +364,7 @@ export class System {
       if (server.running === undefined) return;
       const limits = resolveLimits(options);
       this.#links.set(link, { client, dep, limits });
-      const listenFor: ListenFor = { client: client.spec.name, dep: dep.name, link, limits };
+      const listenFor: ListenFor = { client: client.name, dep: dep.name, link, limits };
       tell(server.running.startup, StartupMessage.listenFor, listenFor);
       return;
     }
@@ -336,7 +372,43 @@ export class System {
     hand(client.running!.startup, StartupMessage.dependency, dep.name, clientEnd);
     const edge: Edge = { serverEnd };
     this.#edges.set(key, edge);
-    if (server.running !== undefined) this.#deliver(edge, client.spec.name, server);
+    if (server.running !== undefined) this.#deliver(edge, client.name, server);
+  }
+
+  /**
+   * A dependency on a service with several instances: the client gets one channel; calls on it
+   * are spread over the running instances (src/runtime/spread.ts), each of which sees the client
+   * arrive from `env.clients()`, and again after its restart.
+   */
+  #spread(
+    client: Record,
+    dep: DependencySpec,
+    group: readonly Record[],
+    limits: ChannelOptions,
+  ): void {
+    const key = edgeKey(client.name, dep.name);
+    this.#spreads.get(key)?.close();
+    const [clientEnd, front] = Channel.pair(limits);
+    const spread = new Spread(front, dep.service, limits);
+    this.#spreads.set(key, spread);
+    hand(client.running!.startup, StartupMessage.dependency, dep.name, clientEnd);
+    for (const server of group)
+      if (server.running !== undefined) this.#attach(spread, client, server);
+  }
+
+  /** A new channel from `client`'s spread to instance `server`, handed to it as a client. */
+  #attach(spread: Spread, client: Record, server: Record): void {
+    if (spread.closed) return;
+    const id = server.running!.instance?.id;
+    const end = spread.attach(
+      server.instance,
+      id === undefined ? server.name : `${server.name} (${id})`,
+    );
+    hand(server.running!.startup, StartupMessage.newClient, client.name, end);
+  }
+
+  #spreadsTo(service: string): Spread[] {
+    return [...this.#spreads.values()].filter((s) => s.service === service);
   }
 
   /** A server listens for a direct link: the client connects, unless the link is stale. */
@@ -345,7 +417,7 @@ export class System {
     this.#links.delete(link);
     if (pending === undefined) return;
     const { client, dep, limits } = pending;
-    const current = this.#edges.get(edgeKey(client.spec.name, dep.name))?.link === link;
+    const current = this.#edges.get(edgeKey(client.name, dep.name))?.link === link;
     // A stale link's listener waits until its server is asked for a newer one, or ends.
     if (!current || client.running === undefined) return;
     const at: DependencyAt = { name: dep.name, path, limits };
@@ -369,7 +441,8 @@ export class System {
     // Its listeners for direct links died with it; the clients get new links when it is back.
     for (const [link, { dep }] of this.#links)
       if (dep.service === spec.name) this.#links.delete(link);
-    this.#options.onEvent?.({ service: spec.name, kind: 'exit', exit });
+    this.#options.onEvent?.({ service: record.name, kind: 'exit', exit });
+    for (const spread of this.#spreadsTo(spec.name)) spread.exited(record.instance, exit);
     this.#remote?.providerEnded(spec.provides);
     if (this.#stopping) record.state = 'stopped';
     else if (exit.code === 0) record.state = 'exited';
@@ -378,12 +451,16 @@ export class System {
       const delayMs = record.retry.next(ranMs);
       if (delayMs === undefined) {
         record.state = 'failed';
-        this.#options.onEvent?.({ service: spec.name, kind: 'give-up', restarts: record.restarts });
+        this.#options.onEvent?.({
+          service: record.name,
+          kind: 'give-up',
+          restarts: record.restarts,
+        });
       } else {
         record.state = 'backoff';
         record.restarts++;
         this.#options.onEvent?.({
-          service: spec.name,
+          service: record.name,
           kind: 'restart',
           attempt: record.retry.failuresInRow,
           delayMs,
@@ -400,9 +477,13 @@ export class System {
    * peer is closed instead, so that it starts and sees PEER_CLOSED, as with a relayed pair.
    */
   #orphan(server: Record): void {
+    // A spread's client sees its channel close once no instance will run again.
+    const group = this.#groups.get(server.spec.name);
+    if (group?.every((r) => r.state === 'failed' || r.state === 'exited'))
+      for (const spread of this.#spreadsTo(server.spec.name)) spread.close();
     for (const client of this.#records.values()) {
       for (const dep of client.spec.depends) {
-        const key = edgeKey(client.spec.name, dep.name);
+        const key = edgeKey(client.name, dep.name);
         const edge = this.#edges.get(key);
         if (dep.service !== server.spec.name || edge?.link === undefined) continue;
         this.#edges.set(key, { serverEnd: undefined });

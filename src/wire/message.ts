@@ -1,5 +1,5 @@
 import type { Message, OutgoingMessage } from '../channel/index.js';
-import { IpcError, isIpcError } from '../errors.js';
+import { IPC_ERROR_CODES, IpcError, type IpcErrorCode, isIpcError } from '../errors.js';
 import { ERROR_CODE_CAPACITY, ERROR_TEXT_CAPACITY, FLAG_ERROR, FLAG_REPLY } from './frame.js';
 import { Reader } from './reader.js';
 import { sharedWriter, type Writer } from './writer.js';
@@ -91,6 +91,28 @@ export function encodeErrorReply(
   return sharedWriter.message(d.replyId, txid, FLAG_REPLY | FLAG_ERROR, encodeErrorBody, body);
 }
 
+/**
+ * The type id of a relay's error reply: a relay between a client and several servers (the
+ * supervisor spreading a service's instances) answers a call it cannot deliver, or whose server
+ * died holding it, without knowing the call's reply type.
+ */
+export const RELAY_ERROR_TYPE = 0;
+
+/** A relay's error reply to transaction `txid`: the client fails the call with `error`'s code. */
+export function encodeRelayError(txid: number, error: IpcError): OutgoingMessage {
+  const body = {
+    code: error.code,
+    text: error.message.slice(0, ERROR_TEXT_CAPACITY / 4),
+  };
+  return sharedWriter.message(
+    RELAY_ERROR_TYPE,
+    txid,
+    FLAG_REPLY | FLAG_ERROR,
+    encodeErrorBody,
+    body,
+  );
+}
+
 /** Decodes a message known to be of type `d` (not a reply), checking its header and its end. */
 export function decodeMessage<T>(d: MessageDescriptor<T>, message: Message): T {
   if (message.type !== d.id)
@@ -113,6 +135,11 @@ export function decodeReply<Req, Rep>(
   r: Reader,
   message: Message,
 ): Rep | IpcError {
+  if (message.type === RELAY_ERROR_TYPE && (r.flags & FLAG_ERROR) !== 0) {
+    const { code, text } = finish(r, decodeErrorBody);
+    const known = (IPC_ERROR_CODES as readonly string[]).includes(code);
+    return new IpcError(known ? (code as IpcErrorCode) : 'REMOTE_ERROR', `${d.name}: ${text}`);
+  }
   if (message.type !== d.replyId)
     throw new IpcError(
       'INVALID_MESSAGE',

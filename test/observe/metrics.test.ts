@@ -46,6 +46,7 @@ describe('MetricsRegistry', () => {
       [
         {
           name: 'http',
+          service: 'http',
           isolation: 'process',
           state: 'running',
           id: 'pid 1',

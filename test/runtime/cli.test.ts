@@ -125,4 +125,34 @@ services:
     ]);
     assert.match(lines.at(-1)!, /^\[run\] stopped in \d+ ms$/);
   });
+
+  it('with instances, ends once every instance of every client service has ended', async () => {
+    const system = join(dir, 'instances.yaml');
+    await writeFile(
+      system,
+      `services:
+  - { name: server, module: ${root}examples/ping/server.ts, provides: [ping], instances: 2 }
+  - name: client
+    module: ${root}examples/ping/client.ts
+    instances: 2
+    depends: [{ name: ping, protocol: ping }]
+    config: { count: 3 }
+`,
+    );
+    const child = spawn(process.execPath, [BIN, 'run', system], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+    child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0, err);
+    // Each client's three pings, whichever server instance counted them.
+    for (const client of ['client#1', 'client#2'])
+      assert.equal(count(out, `[${client}] pong`), 3, out);
+    assert.equal(count(err, '[run] client#1 exited (code 0)'), 1, err);
+    assert.equal(count(err, '[run] client#2 exited (code 0)'), 1, err);
+    assert.equal(count(err, 'every service without "provides" has ended (client)'), 1, err);
+  });
 });

@@ -18,6 +18,7 @@ it('renders services, then the channels they reported', () => {
   const text = renderStatus([
     {
       name: 'tcpip',
+      service: 'tcpip',
       isolation: 'thread',
       state: 'running',
       id: 'thread 1',
@@ -26,6 +27,7 @@ it('renders services, then the channels they reported', () => {
     },
     {
       name: 'http',
+      service: 'http',
       isolation: 'process',
       state: 'backoff',
       id: undefined,
