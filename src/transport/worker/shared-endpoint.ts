@@ -8,7 +8,7 @@
  * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { copyRange } from '../../channel/copy.js';
+import { copyRange, SMALL_COPY } from '../../channel/copy.js';
 import type {
   ChannelLimits,
   Endpoint,
@@ -88,8 +88,6 @@ import { Relay } from './relay.js';
 
 const NO_HANDLES: HandleState[] = [];
 const EMPTY = new Uint8Array(0);
-/** Up to this many bytes a loop copies faster than TypedArray#set. */
-const SMALL_COPY = 64;
 const TOKEN_VERSION = 'ftl-ipc/channel@2';
 /** Kinds of handle descriptors in a message. */
 const HANDLE_CHANNEL = 1;
