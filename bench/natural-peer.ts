@@ -1,7 +1,8 @@
 /**
  * The receiving side of bench/natural.bench.ts, as a worker thread (workerData set) or a child
  * process (argv: mode, count, socket path, limits as JSON). It reads with `recvBatch()` as a user
- * would, says `ready` once it can receive and `done` when it has `count` messages.
+ * would, says `ready` once it can receive and `done <ns>` when it has `count` messages, with the
+ * CPU time this thread spent between the two.
  */
 import { isMainThread, type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import {
@@ -12,6 +13,7 @@ import {
   importEndpoint,
 } from '../src/index.js';
 import { RING_SLOTS } from './ring.js';
+import { threadCpuNs } from './stats.js';
 
 export type WorkerJob =
   | { kind: 'ftl'; token: EndpointToken; count: number; view: boolean }
@@ -66,24 +68,30 @@ async function drain(ch: Channel, count: number, view: boolean): Promise<number>
 }
 
 async function inWorker(job: WorkerJob, port: MessagePort): Promise<void> {
+  let cpu = 0;
+  const ready = () => {
+    port.postMessage('ready');
+    cpu = threadCpuNs();
+  };
+  const done = () => port.postMessage(`done ${threadCpuNs() - cpu}`);
   if (job.kind === 'port') {
     let got = 0;
     job.port.on('message', () => {
-      if (++got === job.count) port.postMessage('done');
+      if (++got === job.count) done();
     });
-    port.postMessage('ready');
+    ready();
     return;
   }
   if (job.kind === 'ring') {
-    port.postMessage('ready');
+    ready();
     drainRing(job.ring, job.count);
-    port.postMessage('done');
+    done();
     return;
   }
   const ch = importEndpoint(job.token);
-  port.postMessage('ready');
+  ready();
   await drain(ch, job.count, job.view);
-  port.postMessage('done');
+  done();
   ch.close();
 }
 
@@ -91,8 +99,9 @@ async function inChild(): Promise<void> {
   const [mode, count, path, limits] = process.argv.slice(2) as [string, string, string, string];
   const ch = await connect({ path }, JSON.parse(limits) as ChannelOptions);
   process.stdout.write('ready\n');
+  const cpu = threadCpuNs();
   await drain(ch, Number(count), mode === 'view');
-  process.stdout.write('done\n');
+  process.stdout.write(`done ${threadCpuNs() - cpu}\n`);
   for await (const _ of ch) {
     // Until the parent closes.
   }

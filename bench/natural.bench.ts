@@ -3,7 +3,9 @@
  * receiver draining with `recvBatch()`, the clock started once the receiver is ready. Every peer
  * is measured in the same run, rows interleaved run by run so a change in the machine's load hits
  * them alike; each row reports the median and the spread (min to max) of its runs, and its ratio
- * to the peer as the median of the per-run ratios.
+ * to the peer as the median of the per-run ratios. Beside the wall time per message, each side's
+ * CPU time per message (its thread's, from /proc/thread-self/schedstat): on a shared machine the
+ * wall time moves with the load, the CPU a side spends on a message much less.
  *
  * Run: npm run build && node dist/bench/natural.bench.js [--runs=5] [--count=300000] [--busy]
  *      [--only=worker|socket] [--sizes=16,256] [--rows=text]
@@ -28,7 +30,7 @@ import {
 } from '../src/index.js';
 import type { WorkerJob } from './natural-peer.js';
 import { RING_SLOTS, ringSlot } from './ring.js';
-import { median, range } from './stats.js';
+import { median, range, threadCpuNs } from './stats.js';
 
 const PEER = fileURLToPath(new URL('./natural-peer.js', import.meta.url));
 /** child_process, zeromq and the length-prefixed loop reuse the socket benchmark's child. */
@@ -43,7 +45,24 @@ const rowFilter = arg('rows');
 const BATCH = 256;
 
 type Loop = 'sendWait' | 'writable' | 'batch';
-type Measure = (size: number) => Promise<number>;
+/** Messages per second, and CPU nanoseconds per message of the sending and receiving thread. */
+interface Result {
+  rate: number;
+  send: number;
+  recv: number;
+}
+type Measure = (size: number) => Promise<Result>;
+
+/** Starts the clocks once the receiver is ready; `stop` with the receiver's CPU nanoseconds. */
+function clock(): (recvNs: number) => Result {
+  const t0 = performance.now();
+  const cpu0 = threadCpuNs();
+  return (recvNs) => ({
+    rate: COUNT / ((performance.now() - t0) / 1000),
+    send: (threadCpuNs() - cpu0) / COUNT,
+    recv: recvNs / COUNT,
+  });
+}
 
 /** The two natural loops of the issue, and the batch path; resolves when all were sent. */
 async function sendAll(ch: Channel, size: number, loop: Loop): Promise<void> {
@@ -66,12 +85,13 @@ async function sendAll(ch: Channel, size: number, loop: Loop): Promise<void> {
   }
 }
 
-function once(worker: Worker, what: string): Promise<void> {
+/** Resolves on the worker's message `what` (`done` carries the receiver's CPU nanoseconds). */
+function once(worker: Worker, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: unknown) => {
-      if (m !== what) return;
+      if (typeof m !== 'string' || m.split(' ')[0] !== what) return;
       worker.off('message', onMessage);
-      resolve();
+      resolve(Number(m.split(' ')[1]));
     };
     worker.on('message', onMessage);
     worker.once('error', reject);
@@ -87,13 +107,12 @@ function toWorker(options: ChannelOptions | undefined, loop: Loop, view = false)
     const worker = new Worker(PEER, { workerData: job, transferList: token.transfer });
     await once(worker, 'ready');
     const done = once(worker, 'done');
-    const t0 = performance.now();
+    const stop = clock();
     await sendAll(a, size, loop);
-    await done;
-    const rate = COUNT / ((performance.now() - t0) / 1000);
+    const result = stop(await done);
     a.close();
     await worker.terminate();
-    return rate;
+    return result;
   };
 }
 
@@ -105,13 +124,12 @@ const portToWorker: Measure = async (size) => {
   await once(worker, 'ready');
   const done = once(worker, 'done');
   const data = new Uint8Array(size).fill(7);
-  const t0 = performance.now();
+  const stop = clock();
   for (let i = 0; i < COUNT; i++) port1.postMessage(data);
-  await done;
-  const rate = COUNT / ((performance.now() - t0) / 1000);
+  const result = stop(await done);
   port1.close();
   await worker.terminate();
-  return rate;
+  return result;
 };
 
 /**
@@ -129,7 +147,7 @@ const ringToWorker: Measure = async (size) => {
   const bytes = new Uint8Array(ring, 8);
   const view = new DataView(ring, 8);
   const data = new Uint8Array(size).fill(7);
-  const t0 = performance.now();
+  const stop = clock();
   for (let tail = 0; tail < COUNT; ) {
     let head = Atomics.load(index, 0);
     if (tail - head === RING_SLOTS) {
@@ -145,16 +163,16 @@ const ringToWorker: Measure = async (size) => {
     Atomics.store(index, 1, tail);
     Atomics.notify(index, 1);
   }
-  await done;
-  const rate = COUNT / ((performance.now() - t0) / 1000);
+  const result = stop(await done);
   await worker.terminate();
-  return rate;
+  return result;
 };
 
 interface Child {
   proc: ChildProcess;
   ready: Promise<void>;
-  done: Promise<void>;
+  /** Resolves with the child's CPU nanoseconds for the messages. */
+  done: Promise<number>;
   exited: Promise<unknown>;
 }
 
@@ -167,9 +185,10 @@ function startChild(module: string, args: string[]): Child {
     onOut();
   });
   const seen = (word: string) =>
-    new Promise<void>((resolve) => {
+    new Promise<number>((resolve) => {
       const check = () => {
-        if (out.includes(word)) resolve();
+        const line = out.split('\n').find((l) => l.split(' ')[0] === word);
+        if (line !== undefined && out.includes(`${line}\n`)) resolve(Number(line.split(' ')[1]));
       };
       const previous = onOut;
       onOut = () => {
@@ -180,7 +199,7 @@ function startChild(module: string, args: string[]): Child {
     });
   return {
     proc,
-    ready: seen('ready'),
+    ready: seen('ready').then(() => {}),
     done: seen('done'),
     exited: new Promise((resolve) => proc.once('exit', resolve)),
   };
@@ -208,14 +227,13 @@ function toChild(options: ChannelOptions | undefined, loop: Loop, view = false):
       ]);
       const ch = (await listener.accept()) as Channel;
       await child.ready;
-      const t0 = performance.now();
+      const stop = clock();
       await sendAll(ch, size, loop);
-      await child.done;
-      const rate = COUNT / ((performance.now() - t0) / 1000);
+      const result = stop(await child.done);
       ch.close();
       await listener.close();
       await child.exited;
-      return rate;
+      return result;
     });
 }
 
@@ -225,13 +243,12 @@ const childProcessSend: Measure = async (size) => {
   const payload = { type: 1, data: 'x'.repeat(size) };
   // The child listens for messages as soon as it runs; one round trip says it does.
   await new Promise<void>((resolve) => child.proc.send({ type: 0 }, () => resolve()));
-  const t0 = performance.now();
+  const stop = clock();
   for (let i = 1; i < COUNT; i++) child.proc.send(payload);
-  await child.done;
-  const rate = COUNT / ((performance.now() - t0) / 1000);
+  const result = stop(await child.done);
   child.proc.disconnect();
   await child.exited;
-  return rate;
+  return result;
 };
 
 /** zeromq PUSH/PULL over ipc://, each send awaited, as its documentation shows. */
@@ -241,13 +258,12 @@ const zeromq: Measure = (size) =>
     await push.bind(`ipc://${path}`);
     const child = startChild(SOCKET_CHILD, ['zmq', String(COUNT), `ipc://${path}`]);
     const data = Buffer.alloc(size, 7);
-    const t0 = performance.now();
+    const stop = clock();
     for (let i = 0; i < COUNT; i++) await push.send(data);
-    await child.done;
-    const rate = COUNT / ((performance.now() - t0) / 1000);
+    const result = stop(await child.done);
     push.close();
     await child.exited;
-    return rate;
+    return result;
   });
 
 /** The hand-written loop: u32 length + payload, frames packed into 64 KiB writes. */
@@ -262,7 +278,7 @@ const lengthPrefixed: Measure = (size) =>
     const child = startChild(SOCKET_CHILD, ['frames', String(COUNT), path]);
     const socket = await accepted;
     const perWrite = Math.floor(65536 / (4 + size));
-    const t0 = performance.now();
+    const stop = clock();
     for (let left = COUNT; left > 0; ) {
       const n = Math.min(perWrite, left);
       left -= n;
@@ -270,12 +286,11 @@ const lengthPrefixed: Measure = (size) =>
       for (let i = 0; i < n; i++) buf.writeUInt32LE(size, i * (4 + size));
       if (!socket.write(buf)) await new Promise((resolve) => socket.once('drain', resolve));
     }
-    await child.done;
-    const rate = COUNT / ((performance.now() - t0) / 1000);
+    const result = stop(await child.done);
     socket.destroy();
     server.close();
     await child.exited;
-    return rate;
+    return result;
   });
 
 interface Row {
@@ -349,14 +364,15 @@ for (const placement of placements) {
   const peerIn = all[0] === placement.peer;
   const floorAt = all.indexOf(placement.floor);
   for (const size of SIZES) {
-    const rates = all.map(() => [] as number[]);
+    const results = all.map(() => [] as Result[]);
     for (let run = 0; run < RUNS; run++) {
-      for (const [i, row] of all.entries()) rates[i]?.push(await row.measure(size));
+      for (const [i, row] of all.entries()) results[i]?.push(await row.measure(size));
     }
+    const rates = results.map((rs) => rs.map((r) => r.rate));
     const peerRates = rates[0] as number[];
     const floorRates = rates[floorAt];
     console.log(
-      `\n${placement.name}, ${size} B (load average after: ${load()})\n\n| ${size} B | msg/s median | spread | ns/msg | vs ${placement.peer.name}, median | spread | vs floor, median | spread |\n| --- | --- | --- | --- | --- | --- | --- | --- |`,
+      `\n${placement.name}, ${size} B (load average after: ${load()})\n\n| ${size} B | msg/s median | spread | ns/msg | CPU ns/msg, sender | receiver | vs ${placement.peer.name}, median | spread | vs floor, median | spread |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,
     );
     const versus = (mine: number[], base: number[] | undefined) => {
       if (base === undefined) return '- | -';
@@ -366,8 +382,10 @@ for (const placement of placements) {
     for (const [i, row] of all.entries()) {
       const mine = rates[i] as number[];
       const ns = (1e9 / median(mine)).toFixed(0);
+      const cpu = (side: 'send' | 'recv') =>
+        median((results[i] as Result[]).map((r) => r[side])).toFixed(0);
       console.log(
-        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${range(mine, rate)} | ${ns} | ${versus(mine, peerIn ? peerRates : undefined)} | ${versus(mine, floorRates)} |`,
+        `| ${row.name.replaceAll('|', '\\|')} | ${rate(median(mine))} | ${range(mine, rate)} | ${ns} | ${cpu('send')} | ${cpu('recv')} | ${versus(mine, peerIn ? peerRates : undefined)} | ${versus(mine, floorRates)} |`,
       );
     }
   }

@@ -5,20 +5,29 @@
 import net from 'node:net';
 import { Pull } from 'zeromq';
 import { connect, parentChannels } from '../src/index.js';
+import { threadCpuNs } from './stats.js';
 
 const [mode, countText, address] = process.argv.slice(2) as [string, string, string];
 const count = Number(countText);
-const done = () => process.stdout.write('done\n');
+// The CPU time of this thread from the first message (after start-up) to `done`, which
+// bench/natural.bench.ts reports per message.
+let cpu = Number.NaN;
+const begin = () => {
+  if (Number.isNaN(cpu)) cpu = threadCpuNs();
+};
+const done = () => process.stdout.write(`done ${threadCpuNs() - cpu}\n`);
 const LIMITS = { capacity: 8192, capacityBytes: 8 * 1024 * 1024, maxMessageBytes: 65536 };
 
 if (mode === 'spawned') {
   const { data } = await parentChannels(LIMITS);
+  begin();
   let n = 0;
   while (n < count && data !== undefined) n += (await data.recvBatch()).length;
   done();
   data?.close();
 } else if (mode === 'ftl' || mode === 'ftl-echo') {
   const ch = await connect({ path: address }, LIMITS);
+  begin();
   let n = 0;
   while (n < count) {
     for (const m of await ch.recvBatch()) {
@@ -34,6 +43,7 @@ if (mode === 'spawned') {
 } else if (mode === 'cp' || mode === 'cp-echo') {
   let n = 0;
   process.on('message', (m) => {
+    begin();
     if (mode === 'cp-echo') process.send?.(m);
     else if (++n === count) done();
   });
@@ -43,6 +53,7 @@ if (mode === 'spawned') {
   pull.connect(address);
   let n = 0;
   for await (const [_msg] of pull) {
+    begin();
     if (++n === count) break;
   }
   done();
@@ -54,6 +65,7 @@ if (mode === 'spawned') {
   let n = 0;
   let rest: Buffer | undefined;
   socket.on('data', (chunk: Buffer) => {
+    begin();
     if (mode === 'bytes') {
       n += chunk.length;
       if (n >= count) done();

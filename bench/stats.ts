@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** What every benchmark reports of its runs: the median, and the range around it. */
 
 export function median(xs: readonly number[]): number {
@@ -11,4 +13,18 @@ export function median(xs: readonly number[]): number {
 /** `min to max`, each shown with `show`. */
 export function range(xs: readonly number[], show: (x: number) => string = String): string {
   return `${show(Math.min(...xs))} to ${show(Math.max(...xs))}`;
+}
+
+/**
+ * CPU time this thread has run, in nanoseconds (Linux's /proc/thread-self/schedstat): unlike the
+ * wall clock it leaves out the time spent waiting or descheduled by other load, and unlike
+ * `process.cpuUsage()` it is per thread, so a worker and the main thread count apart. NaN
+ * elsewhere.
+ */
+export function threadCpuNs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+  } catch {
+    return Number.NaN;
+  }
 }

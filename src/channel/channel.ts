@@ -296,19 +296,24 @@ export class Channel implements Handle {
     }
     const last = Math.min(end, messages.length);
     let i = start;
-    for (; i < last; i++) {
-      let status: SendStatus;
-      try {
-        status = this.#trySend(endpoint, messages[i] as OutgoingMessage);
-      } catch (err) {
-        if (i === start) throw err;
+    endpoint.deferSends?.();
+    try {
+      for (; i < last; i++) {
+        let status: SendStatus;
+        try {
+          status = this.#trySend(endpoint, messages[i] as OutgoingMessage);
+        } catch (err) {
+          if (i === start) throw err;
+          break;
+        }
+        if (status === SEND_OK) continue;
+        if (status === SEND_PEER_CLOSED) {
+          if (i === start) throw peerClosedError();
+        } else endpoint.counters.backpressured++;
         break;
       }
-      if (status === SEND_OK) continue;
-      if (status === SEND_PEER_CLOSED) {
-        if (i === start) throw peerClosedError();
-      } else endpoint.counters.backpressured++;
-      break;
+    } finally {
+      endpoint.flushSends?.();
     }
     return i - start;
   }
@@ -406,7 +411,7 @@ export class Channel implements Handle {
    */
   tryRecvView(): MessageView | undefined {
     const endpoint = this.#live();
-    const raw = this.#tryTake(endpoint);
+    const raw = this.#tryTake(endpoint, true);
     if (raw === undefined) return undefined;
     // One read of `counters`: a transport's may be a getter, and each read costs a call.
     const counters = endpoint.counters;
@@ -545,9 +550,9 @@ export class Channel implements Handle {
   }
 
   /** Takes the oldest message unless receivers wait; throws PEER_CLOSED once drained. */
-  #tryTake(endpoint: Endpoint): RawMessage | undefined {
+  #tryTake(endpoint: Endpoint, lend = false): RawMessage | undefined {
     if (this.#recvWaiters.length > 0) return undefined;
-    const raw = endpoint.take();
+    const raw = endpoint.take(lend);
     if (raw === undefined && endpoint.peerClosed) throw peerClosedError();
     return raw;
   }
@@ -588,11 +593,10 @@ export class Channel implements Handle {
     const counters = endpoint.counters;
     counters.received++;
     counters.receivedBytes += raw.data.byteLength;
-    return {
-      type: raw.type,
-      data: raw.data,
-      handles: raw.handles.length === 0 ? [] : raw.handles.map(adoptHandle),
-    };
+    // Nobody else holds `raw` (see Endpoint.take): it becomes the Message, one object fewer.
+    const message = raw as unknown as Message;
+    message.handles = raw.handles.length === 0 ? [] : raw.handles.map(adoptHandle);
+    return message;
   }
 
   #serveReceivers(): void {

@@ -5,6 +5,8 @@
  * use `data.byteOffset` and `data.byteLength`, never `data.buffer` alone.
  */
 const ON_HEAP_MAX = 64;
+/** Up to this many bytes a loop copies faster than TypedArray#set, whose fixed cost dominates. */
+export const SMALL_COPY = 64;
 const SLAB_BYTES = 64 * 1024;
 const SLAB_ITEM_MAX = 4096;
 const EMPTY = new Uint8Array(0);

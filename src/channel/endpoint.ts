@@ -82,8 +82,13 @@ export interface Endpoint extends HandleState {
    * the handle states; it never keeps `data` (the caller may reuse the buffer at once).
    */
   trySend(type: number, data: Uint8Array, handles: readonly HandleState[]): SendStatus;
-  /** Takes the oldest message of the receive queue. */
-  take(): RawMessage | undefined;
+  /**
+   * Takes the oldest message of the receive queue, as an object nobody else holds (the Channel
+   * turns it into the `Message` it returns). With `lend`, the object and its `data` may instead
+   * be ones the transport reuses at its next take: for a receiver that copies what it keeps
+   * (`tryRecvView`), so that a message costs no allocation.
+   */
+  take(lend?: boolean): RawMessage | undefined;
   /**
    * Room in the peer's queue now: what `trySend` would accept, `{ 0, 0 }` once the peer closed.
    * A forwarder (a socket bridge) grants exactly this to the far side, so a message it relays
@@ -115,6 +120,13 @@ export interface Endpoint extends HandleState {
    * watches for room from another thread may stop, and release what keeps its thread alive.
    */
   disarmWritable?(): void;
+  /**
+   * Sends from now until `flushSends` may reach the peer together at `flushSends` (a batch): a
+   * transport whose peer polls shared memory publishes once per batch instead of per message.
+   */
+  deferSends?(): void;
+  /** Makes deferred sends visible to the peer, waking it if it sleeps. */
+  flushSends?(): void;
   /** True when `other` is this endpoint's peer: sending it here would make a cycle. */
   isPeer(other: HandleState): boolean;
 }

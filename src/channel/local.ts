@@ -228,8 +228,8 @@ export class LocalEndpoint implements Endpoint {
     return SEND_OK;
   }
 
-  take(): RawMessage | undefined {
-    if (this.#remote !== undefined) return this.#remote.take();
+  take(lend?: boolean): RawMessage | undefined {
+    if (this.#remote !== undefined) return this.#remote.take(lend);
     const message = this.#queue.shift();
     if (message === undefined) return undefined;
     this.#queuedBytes -= message.data.byteLength;
@@ -286,6 +286,14 @@ export class LocalEndpoint implements Endpoint {
 
   disarmWritable(): void {
     this.#remote?.disarmWritable?.();
+  }
+
+  deferSends(): void {
+    this.#remote?.deferSends?.();
+  }
+
+  flushSends(): void {
+    this.#remote?.flushSends?.();
   }
 
   isPeer(other: HandleState): boolean {

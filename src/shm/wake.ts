@@ -3,6 +3,15 @@
  * sleep on `Atomics.waitAsync`. docs/worker.md explains the trade-off.
  */
 import { IpcError } from '../errors.js';
+import {
+  isProbe,
+  newSpinState,
+  type SpinState,
+  slept,
+  spinBudget,
+  spinFailed,
+  spinFound,
+} from './spin-policy.js';
 
 export interface WakePolicy {
   /**
@@ -13,8 +22,9 @@ export interface WakePolicy {
   /**
    * Spin only while recent waits were short (default true): the endpoint keeps a moving
    * average of how long its waits lasted, spinning or sleeping, and spins only while that is
-   * below `spinMicros`, with a probing spin after exponentially many (at most 256) sleeps so
-   * that a fast stream always gets back to spinning. A channel under load spins; an idle one
+   * below `spinMicros`, with a probing spin (long enough to cover the peer's wake-up, at most
+   * 4 × `spinMicros`) after exponentially many (at most 256) sleeps so that a fast stream always
+   * gets back to spinning. A channel under load spins; an idle one
    * soon just sleeps. When false every wait spins up to `spinMicros`.
    */
   adaptive?: boolean;
@@ -53,23 +63,12 @@ export function setDefaultWakePolicy(policy: WakePolicy): ResolvedWakePolicy {
 }
 
 /**
- * One endpoint's spinning under a policy. The length of recent waits says whether spinning
- * can pay: success and failure alone would keep two sleeping threads asleep, as each waits
- * for the other's wake-up (tens of microseconds) and a short spin always fails, although
- * spinning together would answer in about one microsecond. Failures still count: a spin that
- * found nothing while waits were short means the other thread could not run meanwhile (both
- * on one core, the other core busy), and then spinning only delays it; such failures back off
- * exponentially.
+ * One endpoint's spinning under a policy: the clock and the busy loop around the decisions of
+ * src/shm/spin-policy.ts, which explains them.
  */
 export class Spinner {
   readonly policy: ResolvedWakePolicy;
-  /** Moving average of recent waits, in microseconds. */
-  #typicalWait = 0;
-  /** Microseconds the last spin lasted before giving up. */
-  #spun = 0;
-  /** Waits left to sleep through without spinning, and how many the next failure skips. */
-  #skip = 0;
-  #backoff = 1;
+  readonly #state: SpinState = newSpinState();
 
   constructor(policy: ResolvedWakePolicy) {
     this.policy = policy;
@@ -77,53 +76,29 @@ export class Spinner {
 
   /** Busy-waits until `ready()` or the budget runs out; says whether it found work. */
   spin(ready: () => boolean): boolean {
-    const { spinMicros, adaptive } = this.policy;
-    this.#spun = 0;
-    if (spinMicros === 0) return false;
-    if (adaptive && this.#skip > 0) {
-      this.#skip--;
-      return false;
-    }
-    // Past the skips, a wait spins even when recent waits were long: it is a probe, and a
-    // failed one backs off like any failure. Without probes, two endpoints whose sleeps each
-    // last the other's wake-up would never spin again.
-    const probe = adaptive && this.#typicalWait > spinMicros;
+    const state = this.#state;
+    const probe = isProbe(state, this.policy);
+    const budget = spinBudget(state, this.policy);
+    if (budget === 0) return false;
     const start = performance.now();
-    const deadline = start + spinMicros / 1000;
+    const deadline = start + budget / 1000;
     for (let i = 1; ; i++) {
       if (ready()) {
-        const micros = (performance.now() - start) * 1000;
-        // A probe that found work says the stream is fast now, whatever the average said.
-        if (probe) this.#typicalWait = micros;
-        else this.#record(micros);
-        this.#backoff = 1;
+        spinFound(state, this.policy, (performance.now() - start) * 1000, probe);
         return true;
       }
       // Reading the clock costs more than a ready() check; look at it every few rounds.
       if ((i & 15) === 0 && performance.now() >= deadline) break;
     }
-    this.#spun = spinMicros;
-    this.#skip = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF);
+    spinFailed(state, budget);
     return false;
   }
 
   /** Called after a sleep that lasted `micros`, following a failed or skipped spin. */
   slept(micros: number): void {
-    this.#record(this.#spun + micros);
-  }
-
-  /**
-   * Waits count up to twice the spin: one long idle stretch (a worker starting up) must not
-   * keep the endpoint from spinning once messages come fast again.
-   */
-  #record(micros: number): void {
-    const capped = Math.min(micros, 2 * this.policy.spinMicros);
-    this.#typicalWait = this.#typicalWait * 0.75 + capped * 0.25;
+    slept(this.#state, this.policy, micros);
   }
 }
-
-const MAX_BACKOFF = 256;
 
 /**
  * A pending `Atomics.waitAsync` does not keep Node's event loop alive, so a thread whose only

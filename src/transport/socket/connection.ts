@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { type ChannelOptions, resolveLimits } from '../../channel/channel.js';
-import { copyRange } from '../../channel/copy.js';
+import { copyRange, SMALL_COPY } from '../../channel/copy.js';
 import type { ChannelLimits, Endpoint, HandleState } from '../../channel/endpoint.js';
 import { newCounters } from '../../channel/local.js';
 import { IpcError, type IpcErrorCode } from '../../errors.js';
@@ -198,7 +198,6 @@ const live = new Set<Connection>();
 export async function flushSockets(): Promise<void> {
   await Promise.all([...live].map((conn) => conn.flushed()));
 }
-const SMALL_COPY = 64;
 const AUTH_LABEL = 'ftl-ipc socket auth v1';
 const ERROR_CODES: IpcErrorCode[] = ['PROTOCOL_ERROR', 'AUTH_FAILED', 'TIMEOUT'];
 const NO_HANDLES: HandleState[] = [];

@@ -8,7 +8,7 @@
  * `onThreadsDied`), and that its peer closed from the wake word of its own thread.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { copyRange } from '../../channel/copy.js';
+import { copyRange, SMALL_COPY } from '../../channel/copy.js';
 import type {
   ChannelLimits,
   Endpoint,
@@ -87,6 +87,7 @@ import {
 import { Relay } from './relay.js';
 
 const NO_HANDLES: HandleState[] = [];
+const EMPTY = new Uint8Array(0);
 const TOKEN_VERSION = 'ftl-ipc/channel@2';
 /** Kinds of handle descriptors in a message. */
 const HANDLE_CHANNEL = 1;
@@ -331,6 +332,8 @@ export class SharedEndpoint implements Endpoint {
   /** What was taken when the producer was last woken; see #publishTaken(). */
   #wokenAtMsgs = 0;
   #wokenAtBytes = 0;
+  /** Between `deferSends` and `flushSends`: writes are published at the flush. */
+  #deferring = false;
   /** Consumer progress when the last send found no room: a change means room may be back. */
   #writeMark = 0;
   #peerReported = false;
@@ -551,13 +554,13 @@ export class SharedEndpoint implements Endpoint {
     return SEND_OK;
   }
 
-  take(): RawMessage | undefined {
-    return this.#take(false);
+  take(lend = false): RawMessage | undefined {
+    return this.#take(false, lend);
   }
 
   /** Takes a message that stays counted against the queue (unpublished) until `release`. */
   takeHeld(): RawMessage | undefined {
-    return this.#take(true);
+    return this.#take(true, false);
   }
 
   release(messages: number, bytes: number): void {
@@ -605,7 +608,34 @@ export class SharedEndpoint implements Endpoint {
     this.#u8 = arena.u8;
   }
 
-  #take(hold: boolean): RawMessage | undefined {
+  /**
+   * What a lending take (`take(true)`) reuses: one object, and `data` copied into one scratch
+   * buffer, its view kept while messages keep the same size.
+   */
+  #lent: { type: number; data: Uint8Array; handles: readonly HandleState[] } | undefined;
+  #scratch = EMPTY;
+  #scratchView = EMPTY;
+  #scratchViewOf = EMPTY;
+
+  /** `bytes` of the ring from `start` in the scratch buffer, as a view (see #lent). */
+  #lendData(start: number, bytes: number): Uint8Array {
+    let scratch = this.#scratch;
+    if (scratch.byteLength < bytes) {
+      scratch = new Uint8Array(2 ** Math.ceil(Math.log2(bytes)));
+      this.#scratch = scratch;
+    }
+    const u8 = this.#u8;
+    // TypedArray#set has a fixed cost (and a view to make) that dominates for a few bytes.
+    if (bytes <= SMALL_COPY) for (let i = 0; i < bytes; i++) scratch[i] = u8[start + i] as number;
+    else scratch.set(u8.subarray(start, start + bytes));
+    if (this.#scratchView.byteLength !== bytes || this.#scratchViewOf !== scratch) {
+      this.#scratchView = scratch.subarray(0, bytes);
+      this.#scratchViewOf = scratch;
+    }
+    return this.#scratchView;
+  }
+
+  #take(hold: boolean, lend: boolean): RawMessage | undefined {
     if (this.#gone) return undefined;
     let i32 = this.#i32;
     if (this.#seenSentMsgs === this.#takenMsgs) {
@@ -635,7 +665,7 @@ export class SharedEndpoint implements Endpoint {
     const handleCount = i32[word + 2] as number;
     const block = i32[word + 3] as number;
     const start = this.#inData + at + RECORD_HEADER;
-    const data = copyRange(this.#u8, start, bytes);
+    const data = lend ? this.#lendData(start, bytes) : copyRange(this.#u8, start, bytes);
     at += recordSize(bytes);
     this.#tail = at === this.#inSize ? 0 : at;
     this.#takenMsgs = (this.#takenMsgs + 1) | 0;
@@ -646,7 +676,13 @@ export class SharedEndpoint implements Endpoint {
     }
     if (handleCount === 0) {
       this.#taken();
-      return { type, data, handles: NO_HANDLES };
+      if (!lend) return { type, data, handles: NO_HANDLES };
+      this.#lent ??= { type, data, handles: NO_HANDLES };
+      const lent = this.#lent;
+      lent.type = type;
+      lent.data = data;
+      lent.handles = NO_HANDLES;
+      return lent;
     }
     // The handles are adopted here before the record says it was taken, and that before the
     // producer may reuse the record: a reader standing in for this one if this thread dies
@@ -743,6 +779,17 @@ export class SharedEndpoint implements Endpoint {
       () => Atomics.load(this.#i32, this.#out + C_MSGS) !== this.#writeMark,
     );
     this.#arm(this.#room);
+  }
+
+  deferSends(): void {
+    this.#deferring = true;
+  }
+
+  flushSends(): void {
+    this.#deferring = false;
+    if (!this.#gone && Atomics.load(this.#i32, this.#out + P_MSGS) !== this.#sentMsgs) {
+      this.#publishSent();
+    }
   }
 
   disarmWritable(): void {
@@ -1032,7 +1079,15 @@ export class SharedEndpoint implements Endpoint {
     this.#head = end === this.#outSize ? 0 : end;
     this.#sentMsgs = (this.#sentMsgs + 1) | 0;
     this.#sentBytes = (this.#sentBytes + bytes) | 0;
-    // One fenced store per message: the byte count rides on the message count's release.
+    if (!this.#deferring) this.#publishSent();
+  }
+
+  /**
+   * One fenced store per message, or per batch (see `deferSends`): the byte count rides on the
+   * message count's release; each store takes the cache line from a consumer that polls it.
+   */
+  #publishSent(): void {
+    const i32 = this.#i32;
     i32[this.#out + P_BYTES] = this.#sentBytes;
     Atomics.store(i32, this.#out + P_MSGS, this.#sentMsgs);
     if ((this.#sentMsgs - this.#seenTakenMsgs) >>> 0 > this.#hwm) {
