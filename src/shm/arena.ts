@@ -111,7 +111,8 @@ const KIND_QUICK = 8;
 /**
  * A block a thread allocated for something that is not reachable from shared memory yet (the
  * handles of a message it is sending), with that thread's entry in the header's free-list
- * word: freed for it if it dies first (see `claim`).
+ * word and, once handed over, a tag in the other link word: freed for it if it dies before
+ * (see `claim`).
  */
 const KIND_CLAIMED = 7;
 
@@ -311,26 +312,54 @@ export class Arena {
   }
 
   /**
-   * A block for this thread alone until `release`: if the thread dies before, its parent
-   * frees it (a terminated worker can stop anywhere).
+   * A block for this thread alone until it is tagged (see `tag`): if the thread dies before,
+   * its parent frees it (a terminated worker can stop anywhere).
    */
   claim(bytes: number): number {
     const payload = this.alloc(bytes, KIND_CLAIMED);
-    if (payload !== 0)
-      Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_NEXT, this.thread);
+    if (payload !== 0) {
+      const w = (payload - BLOCK_HEADER) >> 2;
+      Atomics.store(this.i32, w + B_PREV, 0);
+      Atomics.store(this.i32, w + B_NEXT, this.thread);
+    }
     return payload;
   }
 
-  /** Makes a block from `claim` an ordinary one of `kind`, reachable from shared memory now. */
-  release(payload: number, kind: number): void {
-    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_KIND, kind);
+  /**
+   * Says what a claimed block was handed over to (`tag`, not 0): if its thread dies, the
+   * parent's death handlers decide what becomes of it (see `tagged`), and `freeClaimed`
+   * leaves it. Its reader frees it.
+   */
+  tag(payload: number, tag: number): void {
+    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, tag);
   }
 
-  /** Frees the claimed blocks of dead threads. */
+  /** The entry of the thread that claimed the block at `payload` (0 if it is not claimed). */
+  claimer(payload: number): number {
+    const w = (payload - BLOCK_HEADER) >> 2;
+    return Atomics.load(this.i32, w + B_KIND) === KIND_CLAIMED
+      ? Atomics.load(this.i32, w + B_NEXT)
+      : 0;
+  }
+
+  /** The tagged blocks that `dead` threads claimed, with their tags. */
+  tagged(dead: Set<number>): [number, number][] {
+    const found: [number, number][] = [];
+    for (const payload of this.blocks(KIND_CLAIMED)) {
+      const w = (payload - BLOCK_HEADER) >> 2;
+      const tag = Atomics.load(this.i32, w + B_PREV);
+      if (tag !== 0 && dead.has(this.claimer(payload))) found.push([payload, tag]);
+    }
+    return found;
+  }
+
+  /** Frees the claimed blocks of dead threads that were not tagged. */
   freeClaimed(dead: Set<number>): void {
     for (const payload of [...this.blocks(KIND_CLAIMED)]) {
       const w = (payload - BLOCK_HEADER) >> 2;
-      if (dead.has(Atomics.load(this.i32, w + B_NEXT))) this.free(payload);
+      if (Atomics.load(this.i32, w + B_PREV) === 0 && dead.has(this.claimer(payload))) {
+        this.free(payload);
+      }
     }
   }
 
