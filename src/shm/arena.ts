@@ -5,7 +5,7 @@
  * megabytes of address space per channel and came back only when the garbage collectors of
  * both threads let go of it; a block comes back on `free`, from any thread.
  *
- * The arena reaches threads started after it through `setEnvironmentData`, and threads that
+ * Arenas reach threads started after them through `setEnvironmentData`, and threads that
  * made their own (started before this module loaded in their parent) through a
  * BroadcastChannel, read synchronously when an unknown arena is named.
  *
@@ -114,7 +114,9 @@ const KIND_QUICK = 8;
  * word and, once handed over, a tag in the other link word: freed for it if it dies before
  * (see `claim`).
  */
-const KIND_CLAIMED = 7;
+export const KIND_CLAIMED = 7;
+/** The back link of a claimed block whose message was sent (see `sent`). */
+const SENT = 1;
 
 /** A thread's entry (int32 words of its payload). */
 const T_ID = 0;
@@ -312,8 +314,8 @@ export class Arena {
   }
 
   /**
-   * A block for this thread alone until it is tagged (see `tag`): if the thread dies before,
-   * its parent frees it (a terminated worker can stop anywhere).
+   * A block for this thread alone until it is handed over (see `handOver`): if the thread dies
+   * before, its parent frees it (a terminated worker can stop anywhere).
    */
   claim(bytes: number): number {
     const payload = this.alloc(bytes, KIND_CLAIMED);
@@ -326,12 +328,24 @@ export class Arena {
   }
 
   /**
-   * Says what a claimed block was handed over to (`tag`, not 0): if its thread dies, the
-   * parent's death handlers decide what becomes of it (see `tagged`), and `freeClaimed`
-   * leaves it. Its reader frees it.
+   * Says that a claimed block was handed to a message about to be sent on the direction whose
+   * control words start at int32 index `to`: if its thread dies, the parent's death handlers
+   * decide what becomes of it (see `handedOverBy`), and `freeClaimed` leaves it. Its reader
+   * frees it. Stored negated in the header's back link, which no free list then uses: a free
+   * block's is never negative.
    */
-  tag(payload: number, tag: number): void {
-    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, tag);
+  handOver(payload: number, to: number): void {
+    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, -to);
+  }
+
+  /**
+   * The message a block was handed to (see `handOver`) was sent: the block is its reader's
+   * whatever becomes of its thread. A compare-and-swap on the tag: no other block can carry
+   * that tag now (only the thread sending on that direction tags it), so a block its reader
+   * freed and another thread claimed meanwhile is left alone.
+   */
+  sent(payload: number, to: number): void {
+    Atomics.compareExchange(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, -to, SENT);
   }
 
   /** The entry of the thread that claimed the block at `payload` (0 if it is not claimed). */
@@ -342,18 +356,20 @@ export class Arena {
       : 0;
   }
 
-  /** The tagged blocks that `dead` threads claimed, with their tags. */
-  tagged(dead: Set<number>): [number, number][] {
+  /**
+   * The blocks that `dead` threads claimed and handed to a message that may not have been
+   * sent, with the direction of each (see `handOver`).
+   */
+  handedOverBy(dead: Set<number>): [number, number][] {
     const found: [number, number][] = [];
     for (const payload of this.blocks(KIND_CLAIMED)) {
-      const w = (payload - BLOCK_HEADER) >> 2;
-      const tag = Atomics.load(this.i32, w + B_PREV);
-      if (tag !== 0 && dead.has(this.claimer(payload))) found.push([payload, tag]);
+      const tag = Atomics.load(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV);
+      if (tag < 0 && dead.has(this.claimer(payload))) found.push([payload, -tag]);
     }
     return found;
   }
 
-  /** Frees the claimed blocks of dead threads that were not tagged. */
+  /** Frees the claimed blocks of dead threads that were not handed over. */
   freeClaimed(dead: Set<number>): void {
     for (const payload of [...this.blocks(KIND_CLAIMED)]) {
       const w = (payload - BLOCK_HEADER) >> 2;
@@ -888,7 +904,17 @@ function heard(value: unknown): void {
   if (typeof empty === 'number') {
     const arena = known.get(empty);
     if (arena !== undefined) letGo(arena);
-  } else adoptBuffer(value);
+  } else if (adoptBuffer(value) !== undefined) publishArenas();
+}
+
+/**
+ * Hands every arena this thread knows, its home first, to the threads it starts from now on.
+ * Not the home alone: a pair made before the home retired lives on in the old arena, and a
+ * thread started since that is sent one of its ends must know that arena to take it.
+ */
+function publishArenas(): void {
+  const others = [...known.values()].filter((a) => a !== home).map((a) => a.buffer);
+  setEnvironmentData(ENV_ARENA, [home.buffer, ...others]);
 }
 
 /**
@@ -902,7 +928,7 @@ function letGo(arena: Arena): void {
   arena.released = true;
   // Ends this thread's wait on its wake word there, which holds the memory.
   if (arena.entry !== 0) Atomics.notify(arena.i32, (arena.entry >> 2) + T_WAKE);
-  setEnvironmentData(ENV_ARENA, home.buffer);
+  publishArenas();
   if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'release', ...arena.stats() });
 }
 
@@ -929,12 +955,11 @@ function newArena(): Arena {
 }
 
 let home: Arena = (() => {
-  const inherited = adoptBuffer(getEnvironmentData(ENV_ARENA));
-  if (inherited !== undefined) return inherited;
-  const arena = newArena();
-  setEnvironmentData(ENV_ARENA, arena.buffer);
-  return arena;
+  const inherited = getEnvironmentData(ENV_ARENA);
+  const arenas = (Array.isArray(inherited) ? inherited : []).map(adoptBuffer);
+  return arenas.find((a) => a !== undefined) ?? newArena();
 })();
+publishArenas();
 
 /** The arena new pairs are allocated from in this thread. */
 export function homeArena(): Arena {
@@ -948,12 +973,12 @@ export function homeArena(): Arena {
 export function allocate(bytes: number, kind: number): { arena: Arena; offset: number } {
   if (home.retired) {
     while (home.retired) home = home.successor();
-    setEnvironmentData(ENV_ARENA, home.buffer);
+    publishArenas();
   }
   let offset = home.alloc(bytes, kind);
   if (offset === 0 && bytes + BLOCK_HEADER <= MAX_BLOCK) {
     home = newArena();
-    setEnvironmentData(ENV_ARENA, home.buffer);
+    publishArenas();
     offset = home.alloc(bytes, kind);
   }
   if (offset === 0) throw exhausted(bytes, home);
@@ -962,7 +987,11 @@ export function allocate(bytes: number, kind: number): { arena: Arena; offset: n
 
 /** The arena with this id; `buffer` (from a token) registers it when it is new here. */
 export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
-  let arena = known.get(id) ?? (buffer === undefined ? undefined : adoptBuffer(buffer));
+  let arena = known.get(id);
+  if (arena === undefined && buffer !== undefined) {
+    arena = adoptBuffer(buffer);
+    if (arena !== undefined) publishArenas();
+  }
   // Announced by a thread that made it: the announcement is queued here already.
   while (arena === undefined) {
     const m = receiveMessageOnPort(announce as unknown as MessagePort);

@@ -550,23 +550,24 @@ export class SharedEndpoint implements Endpoint {
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
     if (block !== 0) this.#handOver(block, handles.length);
     this.#write(at, size, type, data, handles.length, block);
+    if (block !== 0) this.#arena.sent(block, this.#out);
     return SEND_OK;
   }
 
   /**
    * Gives the `count` handles described at `block` to the message about to be written, before
    * it is published: the block says which message it belongs to (the direction and the
-   * message's number, see `handOverOf`), then the sides in it lose this thread's mark. A
-   * thread that dies between two of these stores, or after them but before the message is
-   * published, leaves enough for its parent to tell whether the message was sent (its reader
-   * owns the handles) or not (the parent closes them); see `onThreadsDied` below.
+   * message's number), then the sides in it lose this thread's mark. A thread that dies
+   * between two of these stores, or after them but before the message is marked sent, leaves
+   * enough for its parent to tell whether the message was published (its reader owns the
+   * handles) or not (the parent closes them); see `onThreadsDied` below.
    */
   #handOver(block: number, count: number): void {
     const arena = this.#arena;
     const end = (block + arena.sizeOf(block)) >> 2;
     this.#i32[end - 2] = count;
     this.#i32[end - 1] = this.#sentMsgs;
-    arena.tag(block, this.#out);
+    arena.handOver(block, this.#out);
     travelled(arena, block, count);
   }
 
@@ -1202,12 +1203,17 @@ onThreadWake((arena, keys) => {
 
 onThreadsDied((arena, dead) => {
   // Before the slots: a send cut short needs the slot it was writing into.
-  for (const [block, control] of arena.tagged(dead)) {
+  // The direction's slot is still there: the dead thread held the side that sends on it.
+  for (const [block, control] of arena.handedOverBy(dead)) {
     const end = (block + arena.sizeOf(block)) >> 2;
     const count = arena.i32[end - 2] as number;
     const seq = arena.i32[end - 1] as number;
-    // Sent: the handles are its reader's, or a reader's standing in for it (see dropUnread).
-    if (((Atomics.load(arena.i32, control + P_MSGS) - seq) | 0) > 0) continue;
+    // Published: the handles are its reader's, or a reader's standing in for it (see
+    // dropUnread). Marked so, it is never looked at again, when its slot may be gone.
+    if (((Atomics.load(arena.i32, control + P_MSGS) - seq) | 0) > 0) {
+      arena.sent(block, control);
+      continue;
+    }
     // Read, freed and claimed again by a live thread while this looked.
     if (!dead.has(arena.claimer(block))) continue;
     for (let i = 0; i < count; i++) dropHandle(arena, (block + i * HANDLE_BYTES) >> 2);

@@ -1,10 +1,14 @@
 /** The worker side of the arena tests: `workerData.scenario` names what to do. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Channel, type EndpointToken, importEndpoint } from '../../../src/index.js';
-import { homeArena, KIND_SLOT } from '../../../src/shm/arena.js';
+import { homeArena, KIND_CLAIMED, KIND_SLOT } from '../../../src/shm/arena.js';
 import { OWNER, P_MSGS, ringControl } from '../../../src/transport/worker/layout.js';
 
-const data = workerData as { scenario: string; token: EndpointToken; cutShort?: boolean };
+const data = workerData as {
+  scenario: string;
+  token: EndpointToken;
+  cutShort?: 'published' | 'unpublished';
+};
 const port = parentPort!;
 
 /** Echoes every message on `ch` (type + 1, same data) until the peer closes. */
@@ -57,21 +61,27 @@ const scenarios: Record<string, () => unknown> = {
 
   /**
    * Sends the handles of the first message back, says so, and waits to be terminated. With
-   * `cutShort`, first takes the message back out of the count of messages sent, leaving what
-   * a terminate() after the handles were handed to the message but before it was published
-   * leaves.
+   * `cutShort`, first puts its block back to handed over (and, for 'unpublished', the message
+   * out of the count of messages sent), leaving what a terminate() after the message was
+   * published but before the send returned leaves (or one after the handles were handed to
+   * the message but before it was published).
    */
   async sendBack() {
     const ctrl = importEndpoint(data.token);
     const m = await ctrl.recv();
     await ctrl.sendWait({ type: m.type, handles: m.handles });
-    if (data.cutShort) {
-      // The control channel's side is the only one this thread still holds.
+    if (data.cutShort !== undefined) {
+      // The control channel's side is the only one this thread still holds, and the message's
+      // handles block the only block it claimed.
       const arena = homeArena();
       for (const slot of arena.blocks(KIND_SLOT)) {
         for (const side of [0, 1]) {
           if (arena.i32[(slot >> 2) + OWNER + side] !== arena.entry) continue;
-          Atomics.sub(arena.i32, (slot >> 2) + ringControl(side) + P_MSGS, 1);
+          const control = (slot >> 2) + ringControl(side);
+          if (data.cutShort === 'unpublished') Atomics.sub(arena.i32, control + P_MSGS, 1);
+          for (const block of arena.blocks(KIND_CLAIMED)) {
+            if (arena.claimer(block) === arena.entry) arena.handOver(block, control);
+          }
         }
       }
     }

@@ -84,7 +84,7 @@ it('ends bounced between this thread and a worker terminated at a random point: 
 });
 
 /** Sends `away` to a worker that sends it back and is terminated before this thread reads it. */
-async function sentBackBy(cutShort: boolean, away: Handle): Promise<Channel> {
+async function sentBackBy(cutShort: 'published' | 'unpublished', away: Handle): Promise<Channel> {
   const [ctrl, theirs] = Channel.pair();
   const token = exportEndpoint(theirs);
   const worker = new Worker(new URL('./arena-worker.js', import.meta.url), {
@@ -101,12 +101,12 @@ async function sentBackBy(cutShort: boolean, away: Handle): Promise<Channel> {
   return ctrl;
 }
 
-it("a worker that sent an end and was terminated before the message was read: the end is the reader's and works", {
+it("a worker terminated after the message carrying an end was published, before its send returned: the end is the reader's and works", {
   timeout: 30_000,
 }, async () => {
   const before = liveBlocks();
   const [mine, away] = Channel.pair();
-  const ctrl = await sentBackBy(false, away);
+  const ctrl = await sentBackBy('published', away);
   const m = await within(ctrl.recv(), 5_000, 'the message carrying the end');
   const far = m.handles[0] as Channel;
   assert.equal(await state(mine.closed, 100), 'pending', 'the end came back: its peer is open');
@@ -126,7 +126,7 @@ it('a worker terminated after an end was handed to a message, before the message
 }, async () => {
   const before = liveBlocks();
   const [mine, away] = Channel.pair();
-  const ctrl = await sentBackBy(true, away);
+  const ctrl = await sentBackBy('unpublished', away);
   assert.equal(await within(mine.closed, 5_000, 'the end that died in transit to close'), 'peer');
   await rejectsCode(mine.recv(), 'PEER_CLOSED');
   assert.equal(await state(ctrl.recv(), 100), 'rejected', 'nothing arrives on the control channel');
@@ -140,7 +140,7 @@ it('the same for a pipe end: the end closes, and the end that stayed sees it', {
 }, async () => {
   const before = liveBlocks();
   const [producer, consumer] = DataPipe.create({ capacityBytes: 4096 });
-  const ctrl = await sentBackBy(true, consumer);
+  const ctrl = await sentBackBy('unpublished', consumer);
   await within(producer.closed, 5_000, 'the producer to see its consumer gone');
   producer.close();
   ctrl.close();
