@@ -898,12 +898,34 @@ const announce = new BroadcastChannel('ftl-ipc/arenas');
 announce.unref();
 announce.onmessage = (event) => heard((event as MessageEvent).data);
 
-/** An arena announced by the thread that made it, or one that became empty. */
+/**
+ * Whether this thread's parent has told it every arena it knows. A thread's environment data is
+ * a copy taken when it was started; an arena its parent made or heard of after that, before
+ * this thread's BroadcastChannel opened, was announced to nobody here. So a new thread says
+ * hello, and its parent announces every arena it knows again, then welcomes it.
+ */
+let welcomed = parentThreadId === -1;
+/** How long a thread not yet welcomed waits for its parent's answer (see `arenaOf`). */
+const WELCOME_PATIENCE_MS = 1000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** An arena announced, one that became empty, or a new thread's hello and its welcome. */
 function heard(value: unknown): void {
-  const empty = (value as { empty?: unknown } | null)?.empty;
-  if (typeof empty === 'number') {
-    const arena = known.get(empty);
+  const m = (value ?? {}) as {
+    empty?: unknown;
+    hello?: unknown;
+    parent?: unknown;
+    welcome?: unknown;
+  };
+  if (typeof m.empty === 'number') {
+    const arena = known.get(m.empty);
     if (arena !== undefined) letGo(arena);
+  } else if (typeof m.hello === 'number') {
+    if (m.parent !== threadId) return;
+    for (const arena of known.values()) announce.postMessage(arena.buffer);
+    announce.postMessage({ welcome: m.hello });
+  } else if (typeof m.welcome === 'number') {
+    if (m.welcome === threadId) welcomed = true;
   } else if (adoptBuffer(value) !== undefined) publishArenas();
 }
 
@@ -960,6 +982,7 @@ let home: Arena = (() => {
   return arenas.find((a) => a !== undefined) ?? newArena();
 })();
 publishArenas();
+if (!welcomed) announce.postMessage({ hello: threadId, parent: parentThreadId });
 
 /** The arena new pairs are allocated from in this thread. */
 export function homeArena(): Arena {
@@ -992,12 +1015,25 @@ export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
     arena = adoptBuffer(buffer);
     if (arena !== undefined) publishArenas();
   }
-  // Announced by a thread that made it: the announcement is queued here already.
+  // Announced by a thread that made it: the announcement is queued here already, or comes
+  // with the parent's welcome.
+  let deadline = 0;
   while (arena === undefined) {
     const m = receiveMessageOnPort(announce as unknown as MessagePort);
-    if (m === undefined) break;
-    heard(m.message);
-    arena = known.get(id);
+    if (m !== undefined) {
+      heard(m.message);
+      arena = known.get(id);
+      continue;
+    }
+    if (welcomed) break;
+    const now = performance.now();
+    if (deadline === 0) deadline = now + WELCOME_PATIENCE_MS;
+    else if (now > deadline) {
+      // A parent that does not answer (the library is not loaded there): no waiting again.
+      welcomed = true;
+      break;
+    }
+    Atomics.wait(pause, 0, 0, 1);
   }
   if (arena === undefined) {
     throw new IpcError('INVALID_MESSAGE', `a message names shared memory ${id} unknown here`);
