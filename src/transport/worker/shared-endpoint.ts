@@ -1202,8 +1202,8 @@ onThreadWake((arena, keys) => {
 });
 
 onThreadsDied((arena, dead) => {
-  // Before the slots: a send cut short needs the slot it was writing into.
-  // The direction's slot is still there: the dead thread held the side that sends on it.
+  // Before the slots are closed: the slot a send cut short was writing into is still there
+  // (the dead thread held the side that sends on it), and says whether the message went out.
   for (const [block, control] of arena.handedOverBy(dead)) {
     const end = (block + arena.sizeOf(block)) >> 2;
     const count = arena.i32[end - 2] as number;
