@@ -5,7 +5,7 @@
  * megabytes of address space per channel and came back only when the garbage collectors of
  * both threads let go of it; a block comes back on `free`, from any thread.
  *
- * The arena reaches threads started after it through `setEnvironmentData`, and threads that
+ * Arenas reach threads started after them through `setEnvironmentData`, and threads that
  * made their own (started before this module loaded in their parent) through a
  * BroadcastChannel, read synchronously when an unknown arena is named.
  *
@@ -111,9 +111,12 @@ const KIND_QUICK = 8;
 /**
  * A block a thread allocated for something that is not reachable from shared memory yet (the
  * handles of a message it is sending), with that thread's entry in the header's free-list
- * word: freed for it if it dies first (see `claim`).
+ * word and, once handed over, a tag in the other link word: freed for it if it dies before
+ * (see `claim`).
  */
-const KIND_CLAIMED = 7;
+export const KIND_CLAIMED = 7;
+/** The back link of a claimed block whose message was sent (see `sent`). */
+const SENT = 1;
 
 /** A thread's entry (int32 words of its payload). */
 const T_ID = 0;
@@ -311,26 +314,68 @@ export class Arena {
   }
 
   /**
-   * A block for this thread alone until `release`: if the thread dies before, its parent
-   * frees it (a terminated worker can stop anywhere).
+   * A block for this thread alone until it is handed over (see `handOver`): if the thread dies
+   * before, its parent frees it (a terminated worker can stop anywhere).
    */
   claim(bytes: number): number {
     const payload = this.alloc(bytes, KIND_CLAIMED);
-    if (payload !== 0)
-      Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_NEXT, this.thread);
+    if (payload !== 0) {
+      const w = (payload - BLOCK_HEADER) >> 2;
+      Atomics.store(this.i32, w + B_PREV, 0);
+      Atomics.store(this.i32, w + B_NEXT, this.thread);
+    }
     return payload;
   }
 
-  /** Makes a block from `claim` an ordinary one of `kind`, reachable from shared memory now. */
-  release(payload: number, kind: number): void {
-    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_KIND, kind);
+  /**
+   * Says that a claimed block was handed to a message about to be sent on the direction whose
+   * control words start at int32 index `to`: if its thread dies, the parent's death handlers
+   * decide what becomes of it (see `handedOverBy`), and `freeClaimed` leaves it. Its reader
+   * frees it. Stored negated in the header's back link, which no free list then uses: a free
+   * block's is never negative.
+   */
+  handOver(payload: number, to: number): void {
+    Atomics.store(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, -to);
   }
 
-  /** Frees the claimed blocks of dead threads. */
+  /**
+   * The message a block was handed to (see `handOver`) was sent: the block is its reader's
+   * whatever becomes of its thread. A compare-and-swap on the tag: no other block can carry
+   * that tag now (only the thread sending on that direction tags it), so a block its reader
+   * freed and another thread claimed meanwhile is left alone.
+   */
+  sent(payload: number, to: number): void {
+    Atomics.compareExchange(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV, -to, SENT);
+  }
+
+  /** The entry of the thread that claimed the block at `payload` (0 if it is not claimed). */
+  claimer(payload: number): number {
+    const w = (payload - BLOCK_HEADER) >> 2;
+    return Atomics.load(this.i32, w + B_KIND) === KIND_CLAIMED
+      ? Atomics.load(this.i32, w + B_NEXT)
+      : 0;
+  }
+
+  /**
+   * The blocks that `dead` threads claimed and handed to a message that may not have been
+   * sent, with the direction of each (see `handOver`).
+   */
+  handedOverBy(dead: Set<number>): [number, number][] {
+    const found: [number, number][] = [];
+    for (const payload of this.blocks(KIND_CLAIMED)) {
+      const tag = Atomics.load(this.i32, ((payload - BLOCK_HEADER) >> 2) + B_PREV);
+      if (tag < 0 && dead.has(this.claimer(payload))) found.push([payload, -tag]);
+    }
+    return found;
+  }
+
+  /** Frees the claimed blocks of dead threads that were not handed over. */
   freeClaimed(dead: Set<number>): void {
     for (const payload of [...this.blocks(KIND_CLAIMED)]) {
       const w = (payload - BLOCK_HEADER) >> 2;
-      if (dead.has(Atomics.load(this.i32, w + B_NEXT))) this.free(payload);
+      if (Atomics.load(this.i32, w + B_PREV) === 0 && dead.has(this.claimer(payload))) {
+        this.free(payload);
+      }
     }
   }
 
@@ -853,13 +898,45 @@ const announce = new BroadcastChannel('ftl-ipc/arenas');
 announce.unref();
 announce.onmessage = (event) => heard((event as MessageEvent).data);
 
-/** An arena announced by the thread that made it, or one that became empty. */
+/**
+ * Whether this thread's parent has told it every arena it knows. A thread's environment data is
+ * a copy taken when it was started; an arena its parent made or heard of after that, before
+ * this thread's BroadcastChannel opened, was announced to nobody here. So a new thread says
+ * hello, and its parent announces every arena it knows again, then welcomes it.
+ */
+let welcomed = parentThreadId === -1;
+/** How long a thread not yet welcomed waits for its parent's answer (see `arenaOf`). */
+const WELCOME_PATIENCE_MS = 1000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** An arena announced, one that became empty, or a new thread's hello and its welcome. */
 function heard(value: unknown): void {
-  const empty = (value as { empty?: unknown } | null)?.empty;
-  if (typeof empty === 'number') {
-    const arena = known.get(empty);
+  const m = (value ?? {}) as {
+    empty?: unknown;
+    hello?: unknown;
+    parent?: unknown;
+    welcome?: unknown;
+  };
+  if (typeof m.empty === 'number') {
+    const arena = known.get(m.empty);
     if (arena !== undefined) letGo(arena);
-  } else adoptBuffer(value);
+  } else if (typeof m.hello === 'number') {
+    if (m.parent !== threadId) return;
+    for (const arena of known.values()) announce.postMessage(arena.buffer);
+    announce.postMessage({ welcome: m.hello });
+  } else if (typeof m.welcome === 'number') {
+    if (m.welcome === threadId) welcomed = true;
+  } else if (adoptBuffer(value) !== undefined) publishArenas();
+}
+
+/**
+ * Hands every arena this thread knows, its home first, to the threads it starts from now on.
+ * Not the home alone: a pair made before the home retired lives on in the old arena, and a
+ * thread started since that is sent one of its ends must know that arena to take it.
+ */
+function publishArenas(): void {
+  const others = [...known.values()].filter((a) => a !== home).map((a) => a.buffer);
+  setEnvironmentData(ENV_ARENA, [home.buffer, ...others]);
 }
 
 /**
@@ -873,7 +950,7 @@ function letGo(arena: Arena): void {
   arena.released = true;
   // Ends this thread's wait on its wake word there, which holds the memory.
   if (arena.entry !== 0) Atomics.notify(arena.i32, (arena.entry >> 2) + T_WAKE);
-  setEnvironmentData(ENV_ARENA, home.buffer);
+  publishArenas();
   if (arenaEvents.hasSubscribers) arenaEvents.publish({ event: 'release', ...arena.stats() });
 }
 
@@ -900,12 +977,12 @@ function newArena(): Arena {
 }
 
 let home: Arena = (() => {
-  const inherited = adoptBuffer(getEnvironmentData(ENV_ARENA));
-  if (inherited !== undefined) return inherited;
-  const arena = newArena();
-  setEnvironmentData(ENV_ARENA, arena.buffer);
-  return arena;
+  const inherited = getEnvironmentData(ENV_ARENA);
+  const arenas = (Array.isArray(inherited) ? inherited : []).map(adoptBuffer);
+  return arenas.find((a) => a !== undefined) ?? newArena();
 })();
+publishArenas();
+if (!welcomed) announce.postMessage({ hello: threadId, parent: parentThreadId });
 
 /** The arena new pairs are allocated from in this thread. */
 export function homeArena(): Arena {
@@ -919,12 +996,12 @@ export function homeArena(): Arena {
 export function allocate(bytes: number, kind: number): { arena: Arena; offset: number } {
   if (home.retired) {
     while (home.retired) home = home.successor();
-    setEnvironmentData(ENV_ARENA, home.buffer);
+    publishArenas();
   }
   let offset = home.alloc(bytes, kind);
   if (offset === 0 && bytes + BLOCK_HEADER <= MAX_BLOCK) {
     home = newArena();
-    setEnvironmentData(ENV_ARENA, home.buffer);
+    publishArenas();
     offset = home.alloc(bytes, kind);
   }
   if (offset === 0) throw exhausted(bytes, home);
@@ -933,13 +1010,30 @@ export function allocate(bytes: number, kind: number): { arena: Arena; offset: n
 
 /** The arena with this id; `buffer` (from a token) registers it when it is new here. */
 export function arenaOf(id: number, buffer?: SharedArrayBuffer): Arena {
-  let arena = known.get(id) ?? (buffer === undefined ? undefined : adoptBuffer(buffer));
-  // Announced by a thread that made it: the announcement is queued here already.
+  let arena = known.get(id);
+  if (arena === undefined && buffer !== undefined) {
+    arena = adoptBuffer(buffer);
+    if (arena !== undefined) publishArenas();
+  }
+  // Announced by a thread that made it: the announcement is queued here already, or comes
+  // with the parent's welcome.
+  let deadline = 0;
   while (arena === undefined) {
     const m = receiveMessageOnPort(announce as unknown as MessagePort);
-    if (m === undefined) break;
-    heard(m.message);
-    arena = known.get(id);
+    if (m !== undefined) {
+      heard(m.message);
+      arena = known.get(id);
+      continue;
+    }
+    if (welcomed) break;
+    const now = performance.now();
+    if (deadline === 0) deadline = now + WELCOME_PATIENCE_MS;
+    else if (now > deadline) {
+      // A parent that does not answer (the library is not loaded there): no waiting again.
+      welcomed = true;
+      break;
+    }
+    Atomics.wait(pause, 0, 0, 1);
   }
   if (arena === undefined) {
     throw new IpcError('INVALID_MESSAGE', `a message names shared memory ${id} unknown here`);

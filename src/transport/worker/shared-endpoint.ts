@@ -92,6 +92,8 @@ const TOKEN_VERSION = 'ftl-ipc/channel@2';
 /** Kinds of handle descriptors in a message. */
 const HANDLE_CHANNEL = 1;
 const HANDLE_PIPE = 2;
+/** At the end of a handles block: how many handles, and the number of their message. */
+const HAND_OVER_BYTES = 8;
 
 /**
  * A channel endpoint on its way to another thread: structured-cloneable once `port` is in the
@@ -446,6 +448,8 @@ export class SharedEndpoint implements Endpoint {
   }
 
   #fresh(): Omit<Travel, 'counters'> {
+    // This thread's until the message carrying it is sent, as for `moveOut`.
+    Atomics.store(this.#i32, this.#c + OWNER + 1, -this.#arena.thread);
     const generation = Atomics.add(this.#i32, this.#c + GENERATION + 1, 1) + 1;
     return {
       arena: this.#arena,
@@ -547,11 +551,27 @@ export class SharedEndpoint implements Endpoint {
     const size = recordSize(bytes);
     const at = this.#place(size);
     const block = handles.length > 0 ? this.#writeHandles(handles) : 0;
-    // Before the record names it: from then on its reader frees it.
-    if (block !== 0) this.#arena.release(block, KIND_RING);
+    if (block !== 0) this.#handOver(block, handles.length);
     this.#write(at, size, type, data, handles.length, block);
-    if (block !== 0) travelled(this.#arena, block, handles.length);
+    if (block !== 0) this.#arena.sent(block, this.#out);
     return SEND_OK;
+  }
+
+  /**
+   * Gives the `count` handles described at `block` to the message about to be written, before
+   * it is published: the block says which message it belongs to (the direction and the
+   * message's number), then the sides in it lose this thread's mark. A thread that dies
+   * between two of these stores, or after them but before the message is marked sent, leaves
+   * enough for its parent to tell whether the message was published (its reader owns the
+   * handles) or not (the parent closes them); see `onThreadsDied` below.
+   */
+  #handOver(block: number, count: number): void {
+    const arena = this.#arena;
+    const end = (block + arena.sizeOf(block)) >> 2;
+    this.#i32[end - 2] = count;
+    this.#i32[end - 1] = this.#sentMsgs;
+    arena.handOver(block, this.#out);
+    travelled(arena, block, count);
   }
 
   take(lend = false): RawMessage | undefined {
@@ -893,9 +913,10 @@ export class SharedEndpoint implements Endpoint {
    */
   #writeHandles(handles: readonly HandleState[]): number {
     const arena = this.#arena;
-    const block = arena.claim(handles.length * HANDLE_BYTES);
-    if (block === 0) throw exhausted(handles.length * HANDLE_BYTES, arena);
-    this.#refresh(block + handles.length * HANDLE_BYTES);
+    const bytes = handles.length * HANDLE_BYTES + HAND_OVER_BYTES;
+    const block = arena.claim(bytes);
+    if (block === 0) throw exhausted(bytes, arena);
+    this.#refresh(block + arena.sizeOf(block));
     const at = (i: number) => (block + i * HANDLE_BYTES) >> 2;
     const moved: [LocalEndpoint, Travel, EndpointEvents | undefined][] = [];
     const relays: [Endpoint, SharedEndpoint, Travel][] = [];
@@ -1236,6 +1257,23 @@ onThreadWake((arena, keys) => {
 });
 
 onThreadsDied((arena, dead) => {
+  // Before the slots are closed: the slot a send cut short was writing into is still there
+  // (the dead thread held the side that sends on it), and says whether the message went out.
+  for (const [block, control] of arena.handedOverBy(dead)) {
+    const end = (block + arena.sizeOf(block)) >> 2;
+    const count = arena.i32[end - 2] as number;
+    const seq = arena.i32[end - 1] as number;
+    // Published: the handles are its reader's, or a reader's standing in for it (see
+    // dropUnread). Marked so, it is never looked at again, when its slot may be gone.
+    if (((Atomics.load(arena.i32, control + P_MSGS) - seq) | 0) > 0) {
+      arena.sent(block, control);
+      continue;
+    }
+    // Read, freed and claimed again by a live thread while this looked.
+    if (!dead.has(arena.claimer(block))) continue;
+    for (let i = 0; i < count; i++) dropHandle(arena, (block + i * HANDLE_BYTES) >> 2);
+    arena.free(block);
+  }
   for (const slot of arena.blocks(KIND_SLOT)) {
     for (let side = 0; side < 2; side++) {
       const owner = (slot >> 2) + OWNER + side;
