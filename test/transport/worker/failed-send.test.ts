@@ -1,13 +1,17 @@
 /**
  * A send that fails leaves every handle in it as it was before the call: still the caller's,
  * working, with its queued messages and its peer none the wiser (issue 26: a send that ran
- * out of shared memory left its handles half moved, their peers waiting forever).
+ * out of shared memory left its handles half moved, their peers waiting forever). In every
+ * placement: two ends in this thread, to a worker, and over a socket.
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import {
   Channel,
+  connect,
   DataPipe,
   type DataPipeConsumer,
   type DataPipeProducer,
@@ -15,6 +19,8 @@ import {
   type Handle,
   importEndpoint,
   isIpcError,
+  listen,
+  privateSocketPath,
 } from '../../../src/index.js';
 import { type Arena, homeArena, KIND_RING } from '../../../src/shm/arena.js';
 
@@ -121,22 +127,63 @@ interface Placement {
   }): Promise<Channel>;
   /** Whether the sender uses the thread arena (only then can shared memory run out). */
   shared: boolean;
+  /** The sender's peer, when this thread holds it (a send of it is a loop). */
+  peerOf(sender: Channel): Channel | undefined;
   done(): Promise<void>;
 }
 
 function localPlacement(): Placement {
-  const peers: Channel[] = [];
+  const peers = new Map<Channel, Channel>();
   return {
     shared: false,
     async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
       const [a, b] = Channel.pair({ capacity, maxHandles });
-      peers.push(b);
+      peers.set(a, b);
       if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
       if (closed) b.close();
       return a;
     },
+    peerOf: (sender) => peers.get(sender),
     async done() {
-      for (const p of peers) p.close();
+      for (const p of peers.values()) p.close();
+    },
+  };
+}
+
+/**
+ * The sender is an end that arrived over a socket, so its sends go straight to the
+ * connection (handles become descriptors there); its peer stays in this thread, bridged.
+ */
+function socketPlacement(): Placement {
+  const peers = new Map<Channel, Channel>();
+  const opened: { close(): unknown }[] = [];
+  let path: string | undefined;
+  return {
+    shared: false,
+    async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
+      path = await privateSocketPath();
+      const listener = await listen({ path });
+      const [client, server] = await Promise.all([connect({ path }), listener.accept()]);
+      opened.push(client, server as Channel, listener);
+      const [peer, travelling] = Channel.pair({ capacity, maxHandles });
+      client.send({ type: 0, handles: [travelling] });
+      const sender = (await (server as Channel).recv()).handles[0] as Channel;
+      peers.set(sender, peer);
+      if (full) for (let i = 0; i < capacity; i++) sender.send({ type: 0 });
+      if (closed) {
+        peer.close();
+        await sender.closed;
+      }
+      return sender;
+    },
+    peerOf: (sender) => peers.get(sender),
+    async done() {
+      for (const [sender, peer] of peers) {
+        sender.close();
+        peer.close();
+      }
+      for (const o of opened) await o.close();
+      if (path !== undefined) await rm(dirname(path), { recursive: true, force: true });
     },
   };
 }
@@ -158,6 +205,7 @@ function workerPlacement(): Placement {
       if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
       return a;
     },
+    peerOf: () => undefined,
     async done() {
       await Promise.all(workers.map((w) => w.terminate()));
     },
@@ -167,12 +215,15 @@ function workerPlacement(): Placement {
 const placements: Record<string, () => Placement> = {
   'between two ends in this thread': localPlacement,
   'to a worker': workerPlacement,
+  'over a socket': socketPlacement,
 };
 
 interface Reason {
   code: string;
   shared?: boolean;
   localOnly?: boolean;
+  /** Needs the sender's peer in this thread. */
+  peerHere?: boolean;
   run(p: Placement, handle: Handle): Promise<void>;
 }
 
@@ -212,6 +263,31 @@ const reasons: Record<string, Reason> = {
     async run(p, handle) {
       const sender = await p.sender({});
       sender.send({ type: 3, handles: [handle, sender] });
+    },
+  },
+  // Over a socket the peer is found through the bridge: the loop check.
+  "the channel's own peer among the handles": {
+    code: 'HANDLE_NOT_MOVABLE',
+    peerHere: true,
+    async run(p, handle) {
+      const sender = await p.sender({});
+      sender.send({ type: 3, handles: [handle, p.peerOf(sender) as Channel] });
+    },
+  },
+  'data over maxMessageBytes': {
+    code: 'TOO_LARGE',
+    async run(p, handle) {
+      const sender = await p.sender({});
+      const data = new Uint8Array(sender.limits.maxMessageBytes + 1);
+      sender.send({ type: 3, data, handles: [handle] });
+    },
+  },
+  'a closed sender': {
+    code: 'CLOSED',
+    async run(p, handle) {
+      const sender = await p.sender({});
+      sender.close();
+      sender.send({ type: 3, handles: [handle] });
     },
   },
   'no shared memory for the first ring': exhaustion({}),
@@ -260,6 +336,7 @@ for (const [placementName, makePlacement] of Object.entries(placements)) {
         const placement = makePlacement();
         if (reason.shared === true && !placement.shared) continue;
         if (reason.localOnly === true && !subjectName.startsWith('a local')) continue;
+        if (reason.peerHere === true && placementName === 'to a worker') continue;
         it(`${reasonName} (${reason.code}): ${subjectName}`, WAIT, async () => {
           const subject = makeSubject();
           try {
