@@ -22,28 +22,10 @@ import {
   listen,
   privateSocketPath,
 } from '../../../src/index.js';
-import { type Arena, homeArena, KIND_RING } from '../../../src/shm/arena.js';
+import { homeArena, KIND_RING } from '../../../src/shm/arena.js';
+import { fillArena, releaseBlocks } from './workers.js';
 
 const WAIT = { timeout: 30_000 };
-
-/** Takes every block the arena has left; returns them for `release`. */
-function fill(arena: Arena): number[] {
-  const blocks: number[] = [];
-  for (let k = 28; k >= 6; k--) {
-    for (
-      let b = arena.alloc(2 ** k - 16, KIND_RING);
-      b !== 0;
-      b = arena.alloc(2 ** k - 16, KIND_RING)
-    ) {
-      blocks.push(b);
-    }
-  }
-  return blocks;
-}
-
-function release(arena: Arena, blocks: number[]): void {
-  for (const b of blocks) arena.free(b);
-}
 
 /** A handle to put in a message, and how to show afterwards that it works as before. */
 interface Subject {
@@ -318,12 +300,12 @@ function exhaustion({ ring = false, leave = 0, bytes = 0 }): Reason {
       if (ring) sender.send({ type: 1 });
       const arena = homeArena();
       const room = leave > 0 ? arena.alloc(leave - 16, KIND_RING) : 0;
-      const blocks = fill(arena);
+      const blocks = fillArena(arena);
       if (room !== 0) arena.free(room);
       try {
         sender.send({ type: 3, data: new Uint8Array(bytes), handles: [handle] });
       } finally {
-        release(arena, blocks);
+        releaseBlocks(arena, blocks);
       }
     },
   };
