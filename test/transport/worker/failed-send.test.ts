@@ -2,13 +2,14 @@
  * A send that fails leaves every handle in it as it was before the call: still the caller's,
  * working, with its queued messages and its peer none the wiser (issue 26: a send that ran
  * out of shared memory left its handles half moved, their peers waiting forever). In every
- * placement: two ends in this thread, to a worker, and over a socket.
+ * placement: two ends in this thread, to a worker, over a socket and over NATS.
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import {
   Channel,
   connect,
@@ -23,6 +24,7 @@ import {
   privateSocketPath,
 } from '../../../src/index.js';
 import { homeArena, KIND_RING } from '../../../src/shm/arena.js';
+import { type NatsServer, natsSuite, startNats } from '../nats/server.js';
 import { fillArena, releaseBlocks } from './workers.js';
 
 const WAIT = { timeout: 30_000 };
@@ -132,24 +134,76 @@ function localPlacement(): Placement {
   };
 }
 
+/** A connection between two ends in this thread, over a socket or NATS. */
+interface Connection {
+  client: Channel;
+  server: Channel;
+  close(): Promise<void>;
+}
+
+async function overSocket(): Promise<Connection> {
+  const path = await privateSocketPath();
+  const listener = await listen({ path });
+  const [client, server] = await Promise.all([connect({ path }), listener.accept()]);
+  return {
+    client,
+    server: server as Channel,
+    async close() {
+      client.close();
+      server?.close();
+      await listener.close();
+      await rm(dirname(path), { recursive: true, force: true });
+    },
+  };
+}
+
+/** One nats-server for the file, started by the first test that needs it. */
+let nats: Promise<{ server: NatsServer; nc: NatsConnection }> | undefined;
+let services = 0;
+after(async () => {
+  const started = await nats;
+  await started?.nc.close();
+  await started?.server.stop();
+});
+
+async function overNats(): Promise<Connection> {
+  nats ??= startNats().then(async (server) => ({
+    server,
+    nc: await natsConnect({ servers: server.url }),
+  }));
+  const { nc } = await nats;
+  const service = `failed-send-${services++}`;
+  const listener = await listen({ nats: nc, service }, { insecure: true });
+  const [client, server] = await Promise.all([
+    connect({ nats: nc, service }, { insecure: true }),
+    listener.accept(),
+  ]);
+  return {
+    client,
+    server: server as Channel,
+    async close() {
+      client.close();
+      server?.close();
+      await listener.close();
+    },
+  };
+}
+
 /**
- * The sender is an end that arrived over a socket, so its sends go straight to the
+ * The sender is an end that arrived over a connection, so its sends go straight to the
  * connection (handles become descriptors there); its peer stays in this thread, bridged.
  */
-function socketPlacement(): Placement {
+function connectedPlacement(open: () => Promise<Connection>): Placement {
   const peers = new Map<Channel, Channel>();
-  const opened: { close(): unknown }[] = [];
-  let path: string | undefined;
+  const connections: Connection[] = [];
   return {
     shared: false,
     async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
-      path = await privateSocketPath();
-      const listener = await listen({ path });
-      const [client, server] = await Promise.all([connect({ path }), listener.accept()]);
-      opened.push(client, server as Channel, listener);
+      const connection = await open();
+      connections.push(connection);
       const [peer, travelling] = Channel.pair({ capacity, maxHandles });
-      client.send({ type: 0, handles: [travelling] });
-      const sender = (await (server as Channel).recv()).handles[0] as Channel;
+      connection.client.send({ type: 0, handles: [travelling] });
+      const sender = (await connection.server.recv()).handles[0] as Channel;
       peers.set(sender, peer);
       if (full) for (let i = 0; i < capacity; i++) sender.send({ type: 0 });
       if (closed) {
@@ -164,8 +218,7 @@ function socketPlacement(): Placement {
         sender.close();
         peer.close();
       }
-      for (const o of opened) await o.close();
-      if (path !== undefined) await rm(dirname(path), { recursive: true, force: true });
+      for (const c of connections) await c.close();
     },
   };
 }
@@ -197,7 +250,8 @@ function workerPlacement(): Placement {
 const placements: Record<string, () => Placement> = {
   'between two ends in this thread': localPlacement,
   'to a worker': workerPlacement,
-  'over a socket': socketPlacement,
+  'over a socket': () => connectedPlacement(overSocket),
+  'over NATS': () => connectedPlacement(overNats),
 };
 
 interface Reason {
@@ -312,7 +366,8 @@ function exhaustion({ ring = false, leave = 0, bytes = 0 }): Reason {
 }
 
 for (const [placementName, makePlacement] of Object.entries(placements)) {
-  describe(`a failed send ${placementName} leaves every handle in it as it was`, () => {
+  const options = placementName === 'over NATS' ? natsSuite : {};
+  describe(`a failed send ${placementName} leaves every handle in it as it was`, options, () => {
     for (const [reasonName, reason] of Object.entries(reasons)) {
       for (const [subjectName, makeSubject] of Object.entries(subjects)) {
         const placement = makePlacement();
