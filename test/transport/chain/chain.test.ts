@@ -100,7 +100,10 @@ describe('an end moved main thread → worker → process → NATS → worker', 
     assert.equal(await ask({ op: 'fill' }), 4);
     await delay(SETTLE_MS);
     assert.equal(await ask({ op: 'fill' }), 0);
-    assert.equal(near.stats.queuedMessages, 4, 'all that was sent waits in the near queue');
+    // All that was sent reaches the near queue, however long the hops take on a loaded machine.
+    for (const deadline = Date.now() + 5000; near.stats.queuedMessages < 4; await delay(20)) {
+      assert.ok(Date.now() < deadline, `${near.stats.queuedMessages} of 4 arrived in 5 s`);
+    }
     // The main thread sends to a far worker that reads nothing: the same.
     for (let i = 0; i < 4; i++) near.send({ type: 10 + i, data: new Uint8Array([10 + i]) });
     throwsCode(() => near.send({ type: 99 }), 'BACKPRESSURE');

@@ -3,6 +3,7 @@
  * NATS listener in the main thread) and does with it what the main thread posts, answering with
  * a result each time.
  */
+import assert from 'node:assert/strict';
 import { parentPort } from 'node:worker_threads';
 import {
   type Channel,
@@ -19,7 +20,6 @@ export type Command =
   | { op: 'drain' }
   | { op: 'read'; bytes: number }
   | { op: 'writeFull' }
-  | { op: 'waitClosed' }
   | { op: 'close' };
 
 const { ctl } = await parentChannels(['ctl']);
@@ -56,7 +56,7 @@ const run: { [K in Command['op']]: (c: Extract<Command, { op: K }>) => Promise<u
     for (let i = 0; i < count; i++) {
       const m = await (end as Channel).recv();
       types.push(m.type);
-      assert(m.data.byteLength === 0 || m.data[0] === (m.type & 255), 'data matches type');
+      assert.ok(m.data.byteLength === 0 || m.data[0] === (m.type & 255), 'data matches type');
     }
     return types;
   },
@@ -80,19 +80,11 @@ const run: { [K in Command['op']]: (c: Extract<Command, { op: K }>) => Promise<u
       total += n;
     }
   },
-  async waitClosed() {
-    await end?.closed;
-    return 'closed';
-  },
   async close() {
     end?.close();
     return 'closed';
   },
 };
-
-function assert(ok: boolean, what: string): void {
-  if (!ok) throw new Error(what);
-}
 
 port.on('message', (command: Command) => {
   const op = run[command.op] as (c: Command) => Promise<unknown>;
