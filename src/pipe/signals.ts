@@ -220,6 +220,15 @@ export class PipeSignals {
     for (const waiter of this.#sides[side].waiters.drain()) waiter.reject(err);
   }
 
+  /**
+   * `side`'s object was sent over a socket or NATS, whose link now reads or writes its ring in
+   * this thread: its waits must watch the ring again, or a far end in another thread would
+   * never wake it.
+   */
+  adopt(side: PipeSide): void {
+    this.#sides[side].gone = false;
+  }
+
   /** `side` closes here; the call that leaves both ends closed frees the ring. */
   closed(side: PipeSide): void {
     const last = this.ring.markClosed(CLOSED_FLAG[side]);

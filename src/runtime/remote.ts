@@ -25,28 +25,8 @@ const RETRY_MS = 500;
 const NATS_RETRY_MS = 2000;
 /** The most a link's first message (the client's name) may hold. */
 const MAX_NAME_BYTES = 256;
+/** A link's first message: the client's name, and the server's end of the pair. */
 const LINK_OPEN = 1;
-const LINK_REQUEST = 2;
-const LINK_GRANT = 3;
-/** The largest pair a remote client may ask this side to make: the transport's own ceiling. */
-const MAX_LINK_LIMITS = { capacity: 1 << 20, capacityBytes: 64 * 1024 * 1024 };
-
-/** A remote client's requested limits, refused (thrown) when outside MAX_LINK_LIMITS. */
-function checkedLimits(limits: ChannelOptions): ChannelOptions {
-  const { capacity, capacityBytes } = limits ?? {};
-  const ok = (v: unknown, max: number) =>
-    v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max);
-  if (
-    !ok(capacity, MAX_LINK_LIMITS.capacity) ||
-    !ok(capacityBytes, MAX_LINK_LIMITS.capacityBytes)
-  ) {
-    throw new Error(`limits out of range: ${JSON.stringify(limits)}`);
-  }
-  return {
-    ...(capacity !== undefined && { capacity }),
-    ...(capacityBytes !== undefined && { capacityBytes }),
-  };
-}
 
 /**
  * How links are protected: with FTL_NATS_SECRET (the same on every system of the cluster), or,
@@ -60,11 +40,8 @@ function linkSecurity(): { secret: string } | { insecure: true } | string {
 }
 
 export interface RemoteHooks {
-  /**
-   * A remote client arrived for `protocol`; false when no provider of it runs now (or, for an
-   * end that arrived `overNats`, when the provider runs in a thread).
-   */
-  newClient(protocol: string, client: string, channel: Channel, overNats: boolean): boolean;
+  /** A remote client arrived for `protocol`; false when no provider of it runs now. */
+  newClient(protocol: string, client: string, channel: Channel): boolean;
   /** For the run's log: what happened on NATS. */
   log(line: string): void;
 }
@@ -184,15 +161,10 @@ export class RemoteSystem {
     }
   }
 
-  /**
-   * A remote supervisor opened a link. LINK_OPEN carries the server's end of a pair it made (its
-   * client runs in a thread); LINK_REQUEST asks this side to make the pair, keep the server's end
-   * and send back the client's (so a provider in a thread gets a local end).
-   */
+  /** A remote supervisor opened a link: LINK_OPEN carries the server's end of a pair it made. */
   async #opened(protocol: string, link: Channel): Promise<void> {
     const first = await link.recv().catch(() => undefined);
-    const served = first === undefined ? undefined : await this.#serve(protocol, first, link);
-    if (served === undefined) {
+    if (first === undefined || !this.#serve(protocol, first)) {
       for (const h of first?.handles ?? []) h.close();
       link.close();
       return;
@@ -206,32 +178,14 @@ export class RemoteSystem {
     link.close();
   }
 
-  /** Hands a link's client to the provider; undefined when the request is refused. */
-  async #serve(protocol: string, first: Message, link: Channel): Promise<true | undefined> {
-    if (this.#stopped || first.data.byteLength > MAX_NAME_BYTES) return undefined;
+  /** Hands a link's client to the provider; false when the request is refused. */
+  #serve(protocol: string, first: Message): boolean {
+    if (this.#stopped || first.data.byteLength > MAX_NAME_BYTES) return false;
     const end = first.handles[0];
-    if (first.type === LINK_OPEN && first.handles.length === 1 && end instanceof Channel) {
-      return this.#hooks.newClient(protocol, decoder.decode(first.data), end, true) || undefined;
+    if (first.type !== LINK_OPEN || first.handles.length !== 1 || !(end instanceof Channel)) {
+      return false;
     }
-    if (first.type !== LINK_REQUEST || first.handles.length !== 0) return undefined;
-    let request: { client: string; limits: ChannelOptions };
-    let pair: [Channel, Channel];
-    try {
-      request = JSON.parse(decoder.decode(first.data));
-      pair = Channel.pair(checkedLimits(request.limits));
-    } catch {
-      return undefined;
-    }
-    const [serverEnd, clientEnd] = pair;
-    if (!this.#hooks.newClient(protocol, String(request.client), serverEnd, false)) {
-      serverEnd.close();
-      clientEnd.close();
-      return undefined;
-    }
-    return link.sendWait({ type: LINK_GRANT, handles: [clientEnd] }).then(
-      () => true as const,
-      () => undefined,
-    );
+    return this.#hooks.newClient(protocol, decoder.decode(first.data), end);
   }
 
   /** The provider of `protocol` ended: its remote clients' supervisors will link again. */
@@ -244,17 +198,12 @@ export class RemoteSystem {
 
   /**
    * Keeps `client`'s dependency `dep` linked to a provider over NATS: each time a link opens,
-   * `hand` gets the client's end of a fresh pair. The pair is made on the side whose service runs
-   * in a thread (`clientInThread`, or else the provider's), as an end that arrived over NATS
-   * cannot move into a worker. Returns a function that drops the edge (the client restarted, or
-   * the system stops).
+   * `hand` gets the client's end of a fresh pair, whose other end went over the link. Either
+   * end moves on into a worker thread (through a relay for the one that crossed NATS), so where
+   * the two services run does not matter here. Returns a function that drops the edge (the
+   * client restarted, or the system stops).
    */
-  resolve(
-    client: string,
-    dep: DependencySpec,
-    clientInThread: boolean,
-    hand: (channel: Channel) => void,
-  ): () => void {
+  resolve(client: string, dep: DependencySpec, hand: (channel: Channel) => void): () => void {
     let dropped = false;
     let link: Channel | undefined;
     const name = `${this.#spec.name}/${client}`;
@@ -268,8 +217,7 @@ export class RemoteSystem {
         link = await connect({ nats: nc, service: dep.protocol }, this.#security).catch(
           () => undefined,
         );
-        const clientEnd =
-          link === undefined ? undefined : await this.#link(link, name, limits, clientInThread);
+        const clientEnd = link === undefined ? undefined : await this.#link(link, name, limits);
         if (dropped || this.#stopped) {
           clientEnd?.close();
           break;
@@ -292,35 +240,16 @@ export class RemoteSystem {
   }
 
   /** Opens an edge on a new link; resolves with the client's end, or undefined when refused. */
-  async #link(
-    link: Channel,
-    client: string,
-    limits: ChannelOptions,
-    clientInThread: boolean,
-  ): Promise<Channel | undefined> {
-    if (clientInThread) {
-      const [clientEnd, serverEnd] = Channel.pair(limits);
-      const data = encoder.encode(client);
-      const sent = await link.sendWait({ type: LINK_OPEN, data, handles: [serverEnd] }).then(
-        () => true,
-        () => false,
-      );
-      if (sent) return clientEnd;
-      serverEnd.close();
-      clientEnd.close();
-      return undefined;
-    }
-    const data = encoder.encode(JSON.stringify({ client, limits }));
-    const asked = await link.sendWait({ type: LINK_REQUEST, data }).then(
+  async #link(link: Channel, client: string, limits: ChannelOptions): Promise<Channel | undefined> {
+    const [clientEnd, serverEnd] = Channel.pair(limits);
+    const data = encoder.encode(client);
+    const sent = await link.sendWait({ type: LINK_OPEN, data, handles: [serverEnd] }).then(
       () => true,
       () => false,
     );
-    const grant = asked ? await link.recv().catch(() => undefined) : undefined;
-    const end = grant?.handles[0];
-    if (grant?.type === LINK_GRANT && grant.handles.length === 1 && end instanceof Channel) {
-      return end;
-    }
-    for (const h of grant?.handles ?? []) h.close();
+    if (sent) return clientEnd;
+    serverEnd.close();
+    clientEnd.close();
     return undefined;
   }
 

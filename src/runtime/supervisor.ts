@@ -127,7 +127,6 @@ export class System {
   #remote: RemoteSystem | undefined;
   /** Dependencies resolved over NATS, by edge: each drops its link. */
   readonly #remoteEdges = new Map<string, () => void>();
-  readonly #warnedThread = new Set<string>();
   readonly #links = new Map<number, PendingLink>();
   #nextLink = 0;
   #stopping = false;
@@ -165,23 +164,11 @@ export class System {
   start(): void {
     if (this.spec.nats !== undefined) {
       this.#remote = new RemoteSystem(this.spec, this.spec.nats, {
-        newClient: (protocol, client, channel, overNats) => {
+        newClient: (protocol, client, channel) => {
           const server = [...this.#records.values()].find(
             (r) => r.running !== undefined && r.spec.provides.includes(protocol),
           );
           if (server === undefined) return false;
-          if (overNats && server.spec.isolation === 'thread') {
-            // The worker transport cannot carry an end that arrived over a socket (yet).
-            if (!this.#warnedThread.has(server.spec.name)) {
-              this.#warnedThread.add(server.spec.name);
-              this.#options.onLog?.(
-                'nats',
-                'stderr',
-                `${server.spec.name} runs in a thread and so does a client from NATS: an end that crossed NATS cannot move into a thread; give one of them isolation: process`,
-              );
-            }
-            return false;
-          }
           hand(server.running!.startup, StartupMessage.newClient, client, channel);
           return true;
         },
@@ -338,8 +325,7 @@ export class System {
     if (dep.remote) {
       const key = edgeKey(client.name, dep.name);
       this.#remoteEdges.get(key)?.();
-      const inThread = client.spec.isolation === 'thread';
-      const drop = this.#remote!.resolve(client.name, dep, inThread, (clientEnd) => {
+      const drop = this.#remote!.resolve(client.name, dep, (clientEnd) => {
         if (client.running === undefined) clientEnd.close();
         else hand(client.running.startup, StartupMessage.dependency, dep.name, clientEnd);
       });

@@ -93,30 +93,34 @@ services:
     assert.deepEqual(await exitedHost, [0, null], host.err.join(''));
   });
 
-  it('a provider that crashes and restarts in one system is reached again from the other', async () => {
-    const servers = new Run(`nats: ${server.url}
+  // Both in threads: the end that crossed NATS moves into the provider's worker through a relay.
+  for (const isolation of ['process', 'thread'] as const) {
+    it(`a provider that crashes and restarts in one system is reached again from the other (both in a ${isolation})`, async () => {
+      const servers = new Run(`nats: ${server.url}
 services:
-  - { name: server, module: ${fixture('crashy-server')}, provides: [ping], isolation: process, restart: { policy: on-failure, backoffMs: 50 } }
+  - { name: server, module: ${fixture('crashy-server')}, provides: [ping], isolation: ${isolation}, restart: { policy: on-failure, backoffMs: 50 } }
 `);
-    const clients = new Run(`nats: ${server.url}
+      const clients = new Run(`nats: ${server.url}
 services:
-  - { name: client, module: ${fixture('reconnecting-client')}, isolation: process, depends: [{ name: ping, protocol: ping }] }
+  - { name: client, module: ${fixture('reconnecting-client')}, isolation: ${isolation}, depends: [{ name: ping, protocol: ping }] }
 `);
-    try {
-      await clients.waitFor(/before 1 2/, 20_000);
-      await clients.waitFor(/crash seen: PEER_CLOSED/);
-      await clients.waitFor(/after 1/, 20_000);
-      await servers.waitFor(/asked to crash/);
-    } finally {
-      await clients.system.stop(500);
-      await servers.system.stop(500);
-    }
-  });
+      try {
+        await clients.waitFor(/before 1 2/, 20_000);
+        await clients.waitFor(/crash seen: PEER_CLOSED/);
+        await clients.waitFor(/after 1/, 20_000);
+        await servers.waitFor(/asked to crash/);
+      } finally {
+        await clients.system.stop(500);
+        await servers.system.stop(500);
+      }
+    });
+  }
 
   for (const [hoarder, flooder] of [
     ['process', 'process'],
     ['thread', 'process'],
     ['process', 'thread'],
+    ['thread', 'thread'],
   ] as const) {
     it(`backpressure crosses systems (server in a ${hoarder}, client in a ${flooder}): exactly the capacity`, async () => {
       const servers = new Run(`nats: ${server.url}

@@ -37,7 +37,10 @@ export class PipeSender extends Link {
 
   /** Starts sending; deferred so that the sending Channel has released the moved end first. */
   start(): void {
-    queueMicrotask(() => this.#pump());
+    queueMicrotask(() => {
+      this.#state.signals.adopt('consumer');
+      this.#pump();
+    });
   }
 
   #pump(): void {
@@ -137,7 +140,10 @@ export class PipeReceiver extends Link {
   }
 
   start(): void {
-    queueMicrotask(() => this.#watch());
+    queueMicrotask(() => {
+      this.#state.signals.adopt('producer');
+      this.#watch();
+    });
   }
 
   /** Grants what the consumer freed, then waits for it to free more (or to close). */

@@ -9,6 +9,7 @@ import {
   DataPipe,
   type DataPipeConsumer,
   type DataPipeProducer,
+  exportEndpoint,
   type Handle,
   type Listener,
   listen,
@@ -25,6 +26,7 @@ import {
   writeDescriptor,
 } from '../../../src/transport/socket/frame.js';
 import { rejectsCode, throwsCode } from '../../channel/helpers.js';
+import { exitCode, startWorker } from '../worker/workers.js';
 import { child, frame, NO_STATS, rawHello, socketErrors, until } from './helpers.js';
 
 // Requests understood by children/piper.ts.
@@ -129,6 +131,21 @@ describe('data pipes over a socket', () => {
     for await (const chunk of c2) n += chunk.byteLength;
     assert.equal(n, 2500);
     await rejectsCode(c2.read(), 'PEER_CLOSED');
+    await finish();
+  });
+
+  it('an end whose other end is in a worker thread streams on over the socket', async () => {
+    // The link that reads the consumer here must be woken from the worker's thread (issue 26:
+    // it waited for ever once the consumer's object had been sent away).
+    const { ask, finish } = await piper();
+    const [p, c] = DataPipe.create({ capacityBytes: 4096 });
+    const [toWorker, forWorker] = Channel.pair();
+    const worker = startWorker('pipeWrite', exportEndpoint(forWorker), { count: 64 * 1024 });
+    toWorker.send({ type: 0, handles: [p] });
+    await ask(HOLD, [c]);
+    assert.equal(await ask(DRAIN), String(64 * 1024));
+    assert.equal(await exitCode(worker), 0);
+    toWorker.close();
     await finish();
   });
 

@@ -1,13 +1,18 @@
 /**
  * A send that fails leaves every handle in it as it was before the call: still the caller's,
  * working, with its queued messages and its peer none the wiser (issue 26: a send that ran
- * out of shared memory left its handles half moved, their peers waiting forever).
+ * out of shared memory left its handles half moved, their peers waiting forever). In every
+ * placement: two ends in this thread, to a worker, over a socket and over NATS.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
+import { type NatsConnection, connect as natsConnect } from '@nats-io/transport-node';
 import {
   Channel,
+  connect,
   DataPipe,
   type DataPipeConsumer,
   type DataPipeProducer,
@@ -15,29 +20,14 @@ import {
   type Handle,
   importEndpoint,
   isIpcError,
+  listen,
+  privateSocketPath,
 } from '../../../src/index.js';
-import { type Arena, homeArena, KIND_RING } from '../../../src/shm/arena.js';
+import { homeArena, KIND_RING } from '../../../src/shm/arena.js';
+import { type NatsServer, natsSuite, startNats } from '../nats/server.js';
+import { fillArena, releaseBlocks } from './workers.js';
 
 const WAIT = { timeout: 30_000 };
-
-/** Takes every block the arena has left; returns them for `release`. */
-function fill(arena: Arena): number[] {
-  const blocks: number[] = [];
-  for (let k = 28; k >= 6; k--) {
-    for (
-      let b = arena.alloc(2 ** k - 16, KIND_RING);
-      b !== 0;
-      b = arena.alloc(2 ** k - 16, KIND_RING)
-    ) {
-      blocks.push(b);
-    }
-  }
-  return blocks;
-}
-
-function release(arena: Arena, blocks: number[]): void {
-  for (const b of blocks) arena.free(b);
-}
 
 /** A handle to put in a message, and how to show afterwards that it works as before. */
 interface Subject {
@@ -121,22 +111,114 @@ interface Placement {
   }): Promise<Channel>;
   /** Whether the sender uses the thread arena (only then can shared memory run out). */
   shared: boolean;
+  /** The sender's peer, when this thread holds it (a send of it is a loop). */
+  peerOf(sender: Channel): Channel | undefined;
   done(): Promise<void>;
 }
 
 function localPlacement(): Placement {
-  const peers: Channel[] = [];
+  const peers = new Map<Channel, Channel>();
   return {
     shared: false,
     async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
       const [a, b] = Channel.pair({ capacity, maxHandles });
-      peers.push(b);
+      peers.set(a, b);
       if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
       if (closed) b.close();
       return a;
     },
+    peerOf: (sender) => peers.get(sender),
     async done() {
-      for (const p of peers) p.close();
+      for (const p of peers.values()) p.close();
+    },
+  };
+}
+
+/** A connection between two ends in this thread, over a socket or NATS. */
+interface Connection {
+  client: Channel;
+  server: Channel;
+  close(): Promise<void>;
+}
+
+async function overSocket(): Promise<Connection> {
+  const path = await privateSocketPath();
+  const listener = await listen({ path });
+  const [client, server] = await Promise.all([connect({ path }), listener.accept()]);
+  return {
+    client,
+    server: server as Channel,
+    async close() {
+      client.close();
+      server?.close();
+      await listener.close();
+      await rm(dirname(path), { recursive: true, force: true });
+    },
+  };
+}
+
+/** One nats-server for the file, started by the first test that needs it. */
+let nats: Promise<{ server: NatsServer; nc: NatsConnection }> | undefined;
+let services = 0;
+after(async () => {
+  const started = await nats;
+  await started?.nc.close();
+  await started?.server.stop();
+});
+
+async function overNats(): Promise<Connection> {
+  nats ??= startNats().then(async (server) => ({
+    server,
+    nc: await natsConnect({ servers: server.url }),
+  }));
+  const { nc } = await nats;
+  const service = `failed-send-${services++}`;
+  const listener = await listen({ nats: nc, service }, { insecure: true });
+  const [client, server] = await Promise.all([
+    connect({ nats: nc, service }, { insecure: true }),
+    listener.accept(),
+  ]);
+  return {
+    client,
+    server: server as Channel,
+    async close() {
+      client.close();
+      server?.close();
+      await listener.close();
+    },
+  };
+}
+
+/**
+ * The sender is an end that arrived over a connection, so its sends go straight to the
+ * connection (handles become descriptors there); its peer stays in this thread, bridged.
+ */
+function connectedPlacement(open: () => Promise<Connection>): Placement {
+  const peers = new Map<Channel, Channel>();
+  const connections: Connection[] = [];
+  return {
+    shared: false,
+    async sender({ capacity = 8, maxHandles = 4, full = false, closed = false }) {
+      const connection = await open();
+      connections.push(connection);
+      const [peer, travelling] = Channel.pair({ capacity, maxHandles });
+      connection.client.send({ type: 0, handles: [travelling] });
+      const sender = (await connection.server.recv()).handles[0] as Channel;
+      peers.set(sender, peer);
+      if (full) for (let i = 0; i < capacity; i++) sender.send({ type: 0 });
+      if (closed) {
+        peer.close();
+        await sender.closed;
+      }
+      return sender;
+    },
+    peerOf: (sender) => peers.get(sender),
+    async done() {
+      for (const [sender, peer] of peers) {
+        sender.close();
+        peer.close();
+      }
+      for (const c of connections) await c.close();
     },
   };
 }
@@ -158,6 +240,7 @@ function workerPlacement(): Placement {
       if (full) for (let i = 0; i < capacity; i++) a.send({ type: 0 });
       return a;
     },
+    peerOf: () => undefined,
     async done() {
       await Promise.all(workers.map((w) => w.terminate()));
     },
@@ -167,12 +250,16 @@ function workerPlacement(): Placement {
 const placements: Record<string, () => Placement> = {
   'between two ends in this thread': localPlacement,
   'to a worker': workerPlacement,
+  'over a socket': () => connectedPlacement(overSocket),
+  'over NATS': () => connectedPlacement(overNats),
 };
 
 interface Reason {
   code: string;
   shared?: boolean;
   localOnly?: boolean;
+  /** Needs the sender's peer in this thread. */
+  peerHere?: boolean;
   run(p: Placement, handle: Handle): Promise<void>;
 }
 
@@ -214,6 +301,31 @@ const reasons: Record<string, Reason> = {
       sender.send({ type: 3, handles: [handle, sender] });
     },
   },
+  // Over a socket the peer is found through the bridge: the loop check.
+  "the channel's own peer among the handles": {
+    code: 'HANDLE_NOT_MOVABLE',
+    peerHere: true,
+    async run(p, handle) {
+      const sender = await p.sender({});
+      sender.send({ type: 3, handles: [handle, p.peerOf(sender) as Channel] });
+    },
+  },
+  'data over maxMessageBytes': {
+    code: 'TOO_LARGE',
+    async run(p, handle) {
+      const sender = await p.sender({});
+      const data = new Uint8Array(sender.limits.maxMessageBytes + 1);
+      sender.send({ type: 3, data, handles: [handle] });
+    },
+  },
+  'a closed sender': {
+    code: 'CLOSED',
+    async run(p, handle) {
+      const sender = await p.sender({});
+      sender.close();
+      sender.send({ type: 3, handles: [handle] });
+    },
+  },
   'no shared memory for the first ring': exhaustion({}),
   'no shared memory for the handles': exhaustion({ ring: true }),
   'no shared memory for the larger ring a message needs, with room for its handles': exhaustion({
@@ -242,24 +354,26 @@ function exhaustion({ ring = false, leave = 0, bytes = 0 }): Reason {
       if (ring) sender.send({ type: 1 });
       const arena = homeArena();
       const room = leave > 0 ? arena.alloc(leave - 16, KIND_RING) : 0;
-      const blocks = fill(arena);
+      const blocks = fillArena(arena);
       if (room !== 0) arena.free(room);
       try {
         sender.send({ type: 3, data: new Uint8Array(bytes), handles: [handle] });
       } finally {
-        release(arena, blocks);
+        releaseBlocks(arena, blocks);
       }
     },
   };
 }
 
 for (const [placementName, makePlacement] of Object.entries(placements)) {
-  describe(`a failed send ${placementName} leaves every handle in it as it was`, () => {
+  const options = placementName === 'over NATS' ? natsSuite : {};
+  describe(`a failed send ${placementName} leaves every handle in it as it was`, options, () => {
     for (const [reasonName, reason] of Object.entries(reasons)) {
       for (const [subjectName, makeSubject] of Object.entries(subjects)) {
         const placement = makePlacement();
         if (reason.shared === true && !placement.shared) continue;
         if (reason.localOnly === true && !subjectName.startsWith('a local')) continue;
+        if (reason.peerHere === true && placementName === 'to a worker') continue;
         it(`${reasonName} (${reason.code}): ${subjectName}`, WAIT, async () => {
           const subject = makeSubject();
           try {

@@ -4,6 +4,7 @@
  * relayed messages keep moving, close is seen both ways, and the moved end moves again.
  */
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
@@ -18,11 +19,13 @@ import {
   type EndpointToken,
   exportEndpoint,
   importEndpoint,
+  isIpcError,
   listen,
   privateSocketPath,
 } from '../../../src/index.js';
+import { homeArena } from '../../../src/shm/arena.js';
 import { throwsCode } from '../../channel/helpers.js';
-import { exitCode, nextMessage, startWorker } from './workers.js';
+import { exitCode, fillArena, nextMessage, releaseBlocks, startWorker } from './workers.js';
 
 const WAIT = { timeout: 20_000 };
 
@@ -217,5 +220,34 @@ describe('a channel end from a socket, moved into a worker thread', () => {
     root.close();
     await listener.close();
     await rm(dirname(path), { recursive: true, force: true });
+  });
+
+  it('a message it cannot pass on closes both ends and publishes relay-error', WAIT, async () => {
+    const { far, near, done } = await overSocket({ capacity: 1 });
+    const worker = relayWorker('drain', {}, exportEndpoint(near));
+    assert.equal(await nextMessage(worker), 'ready');
+    const errors: unknown[] = [];
+    const onError = ({ error }: { error: unknown }) => errors.push(error);
+    diagnosticsChannel.subscribe('ftl-ipc:channel:relay-error', onError as never);
+    // With a capacity of 1, room comes back once the worker has read it: the relay is idle.
+    far.send({ type: 0 });
+    await far.writable(0, { timeoutMs: 5000 });
+    // A channel end inside needs shared memory for its own pair, and there is none left.
+    const [x, y] = Channel.pair();
+    const arena = homeArena();
+    const blocks = fillArena(arena);
+    try {
+      far.send({ type: 1, handles: [x] });
+      await far.closed;
+    } finally {
+      releaseBlocks(arena, blocks);
+      diagnosticsChannel.unsubscribe('ftl-ipc:channel:relay-error', onError as never);
+    }
+    assert.equal(errors.length, 1);
+    assert.ok(isIpcError(errors[0], 'RESOURCE_EXHAUSTED'), String(errors[0]));
+    // The worker read what went before, then saw its peer close; the end inside was closed.
+    assert.deepEqual(await nextMessage(worker), [0]);
+    assert.equal(await y.closed, 'peer');
+    await done();
   });
 });

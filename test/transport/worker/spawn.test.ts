@@ -82,8 +82,11 @@ describe('spawnWorker', () => {
 
   it('tells a worker made with new Worker where its channels come from', async () => {
     const worker = new Worker(new URL('./children/not-spawned.js', import.meta.url));
+    // Listening for the exit first: a worker that exits before its message was read has it
+    // delivered in the same callback as 'exit', before an await could listen for the latter.
+    const exited = once(worker, 'exit');
     const [reply] = (await once(worker, 'message')) as [{ code: string; message: string }];
-    await once(worker, 'exit');
+    await exited;
     assert.equal(reply.code, 'INVALID_ARGUMENT');
     assert.match(reply.message, /not started by spawnWorker.*importEndpoint/);
   });

@@ -1,6 +1,7 @@
 /** Test helpers that start the workers of scenarios.ts. */
 import { Worker } from 'node:worker_threads';
 import type { EndpointToken } from '../../../src/index.js';
+import { type Arena, KIND_RING } from '../../../src/shm/arena.js';
 
 /** Starts a scenario in a new worker, handing it `token` (moved there) and other data. */
 export function startWorker(
@@ -58,4 +59,23 @@ export class Relay {
   stop(): Promise<number> {
     return this.#worker.terminate();
   }
+}
+
+/** Takes every block `arena` has left, so the next allocation fails; returns them. */
+export function fillArena(arena: Arena): number[] {
+  const blocks: number[] = [];
+  for (let k = 28; k >= 6; k--) {
+    for (
+      let b = arena.alloc(2 ** k - 16, KIND_RING);
+      b !== 0;
+      b = arena.alloc(2 ** k - 16, KIND_RING)
+    ) {
+      blocks.push(b);
+    }
+  }
+  return blocks;
+}
+
+export function releaseBlocks(arena: Arena, blocks: number[]): void {
+  for (const b of blocks) arena.free(b);
 }
