@@ -1,0 +1,11 @@
+//! ftl-ipc for Rust: the wire format, the socket transport and RPC of docs/wire-format.md and
+//! docs/socket-transport.md, on the standard library alone (docs/rust.md).
+
+pub mod error;
+pub mod rpc;
+pub mod transport;
+pub mod wire;
+
+pub use error::{ErrorCode, IpcError, Result};
+pub use transport::{Channel, PipeEnd};
+pub use wire::{Codec, Handle, Message};
