@@ -3,9 +3,10 @@
 
 pub mod error;
 pub mod rpc;
+mod sha256;
 pub mod transport;
 pub mod wire;
 
 pub use error::{ErrorCode, IpcError, Result};
-pub use transport::{Channel, PipeEnd};
+pub use transport::{connect, flush_sockets, parent_channels, Address, Channel, Limits, Listener, Options, PipeEnd, Stats};
 pub use wire::{Codec, Handle, Message};
