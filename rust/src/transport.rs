@@ -287,18 +287,60 @@ static WORLD: Mutex<Option<World>> = Mutex::new(None);
 /// Notified on every change a user may wait for (a message, credits, a close, output drained).
 static CHANGED: Condvar = Condvar::new();
 
-struct Locked(MutexGuard<'static, Option<World>>);
+/// The process lock. A channel or pipe end dropped while this thread holds it (one inside a
+/// message the lock's holder drops) is closed when the holder lets go, not re-entrantly.
+struct Locked(Option<MutexGuard<'static, Option<World>>>);
+
+thread_local! {
+    static HELD: std::cell::Cell<bool> = std::cell::Cell::new(false);
+    static DEFERRED: std::cell::RefCell<Vec<(u64, u32, bool)>> = std::cell::RefCell::new(Vec::new());
+}
 
 impl Deref for Locked {
     type Target = World;
     fn deref(&self) -> &World {
-        self.0.as_ref().expect("initialised by lock()")
+        self.0.as_ref().and_then(|g| g.as_ref()).expect("initialised by lock()")
     }
 }
 
 impl DerefMut for Locked {
     fn deref_mut(&mut self) -> &mut World {
-        self.0.as_mut().expect("initialised by lock()")
+        self.0.as_mut().and_then(|g| g.as_mut()).expect("initialised by lock()")
+    }
+}
+
+impl Locked {
+    fn close_deferred(&mut self) {
+        loop {
+            let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+            if pending.is_empty() {
+                return;
+            }
+            for (conn, id, theirs) in pending {
+                close_end(self, conn, id, theirs);
+            }
+        }
+    }
+
+    /// Lets go of the guard (for a condition variable), closing deferred ends first.
+    fn release(mut self) -> MutexGuard<'static, Option<World>> {
+        self.close_deferred();
+        HELD.with(|h| h.set(false));
+        self.0.take().expect("held")
+    }
+
+    fn regain(g: MutexGuard<'static, Option<World>>) -> Locked {
+        HELD.with(|h| h.set(true));
+        Locked(Some(g))
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            self.close_deferred();
+            HELD.with(|h| h.set(false));
+        }
     }
 }
 
@@ -307,20 +349,43 @@ fn lock() -> Locked {
     if g.is_none() {
         *g = Some(World::default());
     }
-    Locked(g)
+    Locked::regain(g)
+}
+
+/// Closes an id now, or when this thread's hold on the lock ends.
+fn close_from_drop(conn: u64, id: u32, theirs: bool) {
+    if HELD.with(|h| h.get()) {
+        DEFERRED.with(|d| d.borrow_mut().push((conn, id, theirs)));
+    } else {
+        let mut w = lock();
+        close_end(&mut w, conn, id, theirs);
+    }
+}
+
+fn close_end(w: &mut World, conn: u64, id: u32, theirs: bool) {
+    if !theirs {
+        return close_id(w, conn, id);
+    }
+    // Never sent: the peer of `mine` is gone before it ever existed.
+    if let Some(ch) = w.conns.get_mut(&conn).and_then(|c| c.chans.get_mut(&id)) {
+        if ch.unsent {
+            ch.got_close = true;
+        }
+    }
+    CHANGED.notify_all();
 }
 
 /// Waits on CHANGED until `deadline` (forever for None); false once it passed.
 fn wait(g: Locked, deadline: Option<Instant>) -> (Locked, bool) {
     match deadline {
-        None => (Locked(CHANGED.wait(g.0).unwrap_or_else(|p| p.into_inner())), true),
+        None => (Locked::regain(CHANGED.wait(g.release()).unwrap_or_else(|p| p.into_inner())), true),
         Some(d) => {
             let now = Instant::now();
             if now >= d {
                 return (g, false);
             }
-            let (g, _) = CHANGED.wait_timeout(g.0, d - now).unwrap_or_else(|p| p.into_inner());
-            (Locked(g), true)
+            let (g, _) = CHANGED.wait_timeout(g.release(), d - now).unwrap_or_else(|p| p.into_inner());
+            (Locked::regain(g), true)
         }
     }
 }
@@ -391,8 +456,7 @@ impl PipeEnd {
 impl Drop for PipeEnd {
     fn drop(&mut self) {
         if self.conn != DETACHED {
-            let mut w = lock();
-            close_id(&mut w, self.conn, self.id);
+            close_from_drop(self.conn, self.id, false);
         }
     }
 }
@@ -499,17 +563,7 @@ impl Channel {
             return;
         }
         let mut w = lock();
-        if self.theirs {
-            // Never sent: the peer of `mine` is gone before it ever existed.
-            if let Some(ch) = w.conns.get_mut(&self.conn).and_then(|c| c.chans.get_mut(&self.id)) {
-                if ch.unsent {
-                    ch.got_close = true;
-                }
-            }
-            CHANGED.notify_all();
-            return;
-        }
-        close_id(&mut w, self.conn, self.id);
+        close_end(&mut w, self.conn, self.id, self.theirs);
     }
 
     /// A new channel on this channel's connection, as `Channel.pair` with `limits`: keep the
@@ -531,7 +585,10 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
-        self.close();
+        if self.conn == DETACHED {
+            return;
+        }
+        close_from_drop(self.conn, self.id, self.theirs);
     }
 }
 
@@ -1166,8 +1223,8 @@ fn writer_thread(conn: u64, mut stream: Stream, heartbeat: Option<Duration>) {
                 Some(d) if d.is_zero() => {
                     frame(&mut c.out, FRAME_PING, 0, 0, 0, &[]);
                 }
-                Some(d) => w = Locked(writer.wait_timeout(w.0, d).unwrap_or_else(|p| p.into_inner()).0),
-                None => w = Locked(writer.wait(w.0).unwrap_or_else(|p| p.into_inner())),
+                Some(d) => w = Locked::regain(writer.wait_timeout(w.release(), d).unwrap_or_else(|p| p.into_inner()).0),
+                None => w = Locked::regain(writer.wait(w.release()).unwrap_or_else(|p| p.into_inner())),
             }
         };
         if end {
