@@ -1,7 +1,8 @@
 //! The Rust calc service of examples/polyglot, generated from calc.yaml like the TypeScript
-//! client and the Python service (docs/rust.md). Run by `ftl-ipc run`/`spawnProcess` it serves
-//! the channels its parent hands over (FTL_IPC_FD); run by hand, `calc_service <socket path or
-//! host:port>` listens and serves every client on a thread of its own.
+//! client and the Python service (docs/rust.md). As a `rust:` service of `ftl-ipc run`
+//! (system-rust.yaml) it serves every client the supervisor connects; started by `spawnProcess`
+//! it serves the channels its parent hands over (FTL_IPC_FD); run by hand, `calc_service
+//! <socket path or host:port>` listens and serves every client on a thread of its own.
 
 #[path = "calc.rs"]
 pub mod calc;
@@ -31,6 +32,18 @@ impl calc::CalcHandlers for Calc {
 }
 
 fn main() -> Result<()> {
+    if std::env::var_os("FTL_IPC_BOOT").is_some() {
+        std::process::exit(ftl_ipc::host::run(|env| {
+            let mut sessions = Vec::new();
+            while let Some(client) = env.next_client() {
+                sessions.push(std::thread::spawn(move || calc::serve_calc(client, Calc, ServeOptions::default())));
+            }
+            for s in sessions {
+                let _ = s.join();
+            }
+            Ok(())
+        }));
+    }
     if std::env::var_os("FTL_IPC_FD").is_some() {
         let threads: Vec<_> = ftl_ipc::parent_channels(Options::default())?
             .into_values()

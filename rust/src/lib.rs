@@ -2,6 +2,8 @@
 //! docs/socket-transport.md, on the standard library alone (docs/rust.md).
 
 pub mod error;
+pub mod host;
+pub mod json;
 pub mod rpc;
 mod sha256;
 pub mod transport;

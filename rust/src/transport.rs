@@ -546,6 +546,11 @@ impl Channel {
         take(&mut w, self.conn, self.id)
     }
 
+    /// Where this end lives, to read its statistics without holding it (the runtime host).
+    pub(crate) fn key(&self) -> (u64, u32) {
+        (self.conn, self.id)
+    }
+
     /// This end's receive queue limits (what the peer may send it).
     pub fn limits(&self) -> Limits {
         let w = lock();
@@ -590,6 +595,12 @@ impl Drop for Channel {
         }
         close_from_drop(self.conn, self.id, self.theirs);
     }
+}
+
+/// The statistics of an end by its `key`, while it is open.
+pub(crate) fn stats_of(key: (u64, u32)) -> Option<Stats> {
+    let w = lock();
+    w.conns.get(&key.0).and_then(|c| c.chans.get(&key.1)).filter(|ch| !ch.sent_close).map(|ch| ch.stats)
 }
 
 /// Takes the next queued message of an id, owing its credits back; None when there is none yet.
