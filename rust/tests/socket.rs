@@ -183,7 +183,8 @@ fn rpc_calls_pushes_deadlines_and_cancels() {
     let short = CallOptions { timeout: Some(Duration::from_millis(100)), traceparent: None };
     let t0 = Instant::now();
     assert_eq!(client.hang_with(rpctest::Hang { tag: 3 }, &short).unwrap_err().code, ErrorCode::Timeout);
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    // The 100 ms timeout, not the handler, ends the call (loose: the machine may be loaded).
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     match client.recv(SECOND).unwrap() {
         rpctest::WorkEvent::Aborted(a) => assert_eq!((a.tag, a.deadline), (3, true)),
         other => panic!("{:?}", other),
