@@ -294,9 +294,11 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    /// True once the client cancelled the call (or its deadline passed): stop and return an error.
+    /// True once the client cancelled the call (as it does when its timeout passes): stop and
+    /// return an error. Only the client's cancel sets it, so a handler never ends a call before
+    /// the client's own timeout does (`deadline` says when that is).
     pub fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed) || self.deadline.map(|d| Instant::now() >= d).unwrap_or(false)
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Sends a push from the server to the client on this channel (BACKPRESSURE when full).
