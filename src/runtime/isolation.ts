@@ -85,12 +85,19 @@ export async function launch(
           stdio: 'pipe',
           env: { ...env, PYTHONPATH: pythonPath(process.env.PYTHONPATH) },
         })
-      : await spawnProcess(HOST, {
-          channels: { startup },
-          stdio: 'pipe',
-          env,
-          execArgv: PROFILE_ARGV,
-        });
+      : boot.language === 'rust'
+        ? await spawnProcess(boot.module, {
+            executable: boot.module,
+            channels: { startup },
+            stdio: 'pipe',
+            env,
+          })
+        : await spawnProcess(HOST, {
+            channels: { startup },
+            stdio: 'pipe',
+            env,
+            execArgv: PROFILE_ARGV,
+          });
   child.stdin?.end();
   return {
     id: `pid ${child.pid}`,

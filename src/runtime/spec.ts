@@ -33,8 +33,9 @@ export interface DependencySpec {
 
 export type Isolation = 'thread' | 'process';
 
-/** What runs a service's module: node, or python3 with the ftl_ipc package (docs/python.md). */
-export type Language = 'node' | 'python';
+/** What runs a service's module: node, python3 with the ftl_ipc package (docs/python.md), or
+ * the module itself, a built Rust binary (docs/rust.md). */
+export type Language = 'node' | 'python' | 'rust';
 
 export interface ServiceSpec {
   readonly name: string;
@@ -156,6 +157,7 @@ const SERVICE_KEYS = [
   'name',
   'module',
   'python',
+  'rust',
   'isolation',
   'provides',
   'depends',
@@ -279,20 +281,20 @@ class Fields {
 
 function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefined {
   const name = fields.name(map, 'name', true);
-  const language: Language = map.has('python') ? 'python' : 'node';
-  const key = language === 'python' ? 'python' : 'module';
-  if (language === 'python' && map.has('module'))
-    fields.report('SPEC_BAD_VALUE', 'a service has "module" or "python", not both', map);
+  const language: Language = map.has('python') ? 'python' : map.has('rust') ? 'rust' : 'node';
+  const key = language === 'node' ? 'module' : language;
+  if (['module', 'python', 'rust'].filter((k) => map.has(k)).length > 1)
+    fields.report('SPEC_BAD_VALUE', 'a service has one of "module", "python" or "rust"', map);
   const moduleNode = map.get(key, true) as Node | undefined;
   const module = fields.string(map, key, true);
   const isolationNode = map.get('isolation', true) as Node | undefined;
   const isolation =
     fields.oneOf(map, 'isolation', ['thread', 'process'] as const) ??
-    (language === 'python' ? 'process' : 'thread');
-  if (language === 'python' && isolation === 'thread')
+    (language === 'node' ? 'thread' : 'process');
+  if (language !== 'node' && isolation === 'thread')
     fields.report(
       'SPEC_BAD_VALUE',
-      'a "python" service runs as a process, not a thread',
+      `a "${language}" service runs as a process, not a thread`,
       isolationNode,
     );
   const provides: string[] = [];
@@ -324,11 +326,14 @@ function readService(map: YAMLMap, fields: Fields, dir: string): Draft | undefin
   const configNode = map.get('config', true) as Node | undefined;
   if (name === undefined || module === undefined) return undefined;
   const { found: path, tried } =
-    language === 'python' ? existing(resolve(dir, module)) : resolveModule(resolve(dir, module));
+    language === 'node' ? resolveModule(resolve(dir, module)) : existing(resolve(dir, module));
   if (path === undefined) {
-    const build = /\.(c|m)?ts$/.test(module)
-      ? '; a .ts module runs from its compiled .js: build it'
-      : '';
+    const build =
+      language === 'rust'
+        ? '; a rust service is a built binary: build it first (cargo build --release)'
+        : /\.(c|m)?ts$/.test(module)
+          ? '; a .ts module runs from its compiled .js: build it'
+          : '';
     fields.report(
       'SPEC_MODULE_NOT_FOUND',
       `${key} "${module}" not found (relative to the spec's folder); looked for ${tried.map(shown).join(', ')}${build}`,

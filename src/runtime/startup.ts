@@ -59,8 +59,9 @@ export interface BootInfo {
   readonly service: string;
   /** Absolute path of the module whose default export is `main(env)`. */
   readonly module: string;
-  /** `python`: the module is a Python file, run by `python3 -m ftl_ipc.host` (docs/python.md). */
-  readonly language: 'node' | 'python';
+  /** `python`: the module is a Python file, run by `python3 -m ftl_ipc.host` (docs/python.md);
+   * `rust`: a built binary that calls `ftl_ipc::host::run` (docs/rust.md). */
+  readonly language: 'node' | 'python' | 'rust';
   readonly config: unknown;
   /** The service's dependency names: `env.channel(name)` waits for these. */
   readonly dependencies: readonly string[];

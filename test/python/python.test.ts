@@ -49,7 +49,7 @@ describe('python', () => {
       assert.equal(await main(['gen', '--lang', 'python', '--check', '--out', out, idl], quiet), 0);
       writeFileSync(join(out, 'shared.py'), '# edited\n');
       assert.equal(await main(['gen', '--lang', 'python', '--check', '--out', out, idl], quiet), 1);
-      assert.equal(await main(['gen', '--lang', 'rust', idl], quiet), 2);
+      assert.equal(await main(['gen', '--lang', 'cobol', idl], quiet), 2);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
