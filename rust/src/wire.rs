@@ -583,6 +583,12 @@ pub fn decode_message<M: MessageType>(m: Message) -> Result<(u32, M)> {
 /// The returns of a reply, or for an error reply an `IpcError` REMOTE_ERROR (the inner `Err`,
 /// so callers tell it from a malformed reply, the outer `Err`, INVALID_MESSAGE).
 pub fn decode_reply<C: CallType>(m: Message) -> Result<Result<C::Reply>> {
+    if m.type_id == RELAY_ERROR_TYPE && m.data.get(3).map_or(false, |f| f & FLAG_ERROR != 0) {
+        // A relay (the supervisor spreading a service's instances) failed the call: its own code.
+        let (code, text) = finish(Reader::new(&m.data, m.handles)?, error_body)?;
+        let code = ErrorCode::from_name(&code).unwrap_or(ErrorCode::RemoteError);
+        return Ok(Err(IpcError::new(code, format!("{}: {}", C::NAME, text))));
+    }
     if m.type_id != C::REPLY_ID {
         return Err(invalid(format!(
             "type id {} is not the reply to {} ({})",
@@ -598,13 +604,19 @@ pub fn decode_reply<C: CallType>(m: Message) -> Result<Result<C::Reply>> {
     if r.flags & FLAG_ERROR == 0 {
         return Ok(Ok(finish(r, C::Reply::decode)?));
     }
-    let (code, text) = finish(r, |r| {
-        Ok((r.string("code", ERROR_CODE_CAPACITY)?, r.string("text", ERROR_TEXT_CAPACITY)?))
-    })?;
+    let (code, text) = finish(r, error_body)?;
     Ok(Err(IpcError::new(
         ErrorCode::RemoteError,
         format!("{} failed at the peer: {} ({})", C::NAME, text, code),
     )))
+}
+
+/// The type id of a relay's error reply (docs/wire-format.md): a relay fails a call it could
+/// not deliver, or whose server died holding it, without knowing the call's reply type.
+pub const RELAY_ERROR_TYPE: u32 = 0;
+
+fn error_body(r: &mut Reader) -> Result<(String, String)> {
+    Ok((r.string("code", ERROR_CODE_CAPACITY)?, r.string("text", ERROR_TEXT_CAPACITY)?))
 }
 
 // RPC control (docs/wire-format.md, "Cancel and deadline" and "Trace context"), recognised

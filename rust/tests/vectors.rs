@@ -180,3 +180,17 @@ fn every_shared_vector() {
     // The vectors as they are today; a new one must be read here too.
     assert_eq!(counts, [27, 40, 7, 8], "valid, invalid, control, invalid control");
 }
+
+#[test]
+fn a_relay_error_reply_fails_the_call_with_its_own_code() {
+    for (code, expected) in [("PEER_CLOSED", ErrorCode::PeerClosed), ("NOT_A_CODE", ErrorCode::RemoteError)] {
+        let m = wire::encode_error_reply(wire::RELAY_ERROR_TYPE, 9, code, "job#2 was killed");
+        match decode_reply::<Echo>(m) {
+            Ok(Err(e)) => {
+                assert_eq!(e.code, expected, "{code}");
+                assert!(e.message.ends_with(": job#2 was killed"), "{code}: {e}");
+            }
+            other => panic!("{code}: decoded as {other:?}"),
+        }
+    }
+}
