@@ -62,9 +62,17 @@ async function killOneMidLoad(run: Run): Promise<void> {
   const back = (await run.waitFor(new RegExp(`\\[job#2\\] serving (?!${victim}\\b)(\\d+)`)))[1]!;
   const seen = JSON.parse((await run.waitFor(/\[client\] seen (.*)/))[1]!) as Seen;
 
-  // Before the kill every instance took calls; the only failures are the calls job#2 held.
-  assert.deepEqual(Object.keys(seen.before).sort(), [...pids].sort());
-  assert.ok(seen.failures.length >= 1 && seen.failures.length <= 16, seen.failures.join('\n'));
+  // Before the kill every instance took calls; the only failures are the calls job#2 held. The
+  // restarted job#2 may answer a call before the client's loops have seen those failures.
+  const message = JSON.stringify(seen);
+  assert.deepEqual(
+    Object.keys(seen.before)
+      .filter((pid) => pid !== back)
+      .sort(),
+    [...pids].sort(),
+    message,
+  );
+  assert.ok(seen.failures.length >= 1 && seen.failures.length <= 16, message);
   for (const failure of seen.failures)
     assert.match(
       failure,
@@ -73,8 +81,9 @@ async function killOneMidLoad(run: Run): Promise<void> {
       ),
     );
   // After it, the other two went on and the restarted job#2 took calls again.
-  assert.deepEqual(Object.keys(seen.after).sort(), [pids[0]!, pids[2]!, back].sort());
-  for (const pid of Object.keys(seen.after)) assert.ok(seen.after[pid]! > 0);
+  const after = new Set(Object.keys(seen.after));
+  if (seen.before[back] !== undefined) after.add(back);
+  assert.deepEqual([...after].sort(), [pids[0]!, pids[2]!, back].sort(), message);
   const job2 = run.system.status().find((s) => s.name === 'job#2');
   assert.equal(job2?.state, 'running');
   assert.equal(job2?.restarts, 1);
